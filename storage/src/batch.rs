@@ -1,0 +1,583 @@
+//! Kafka v2 record batches: the header, its checks, and the few fields the log rewrites.
+//!
+//! A batch is stored exactly as a client sent it. The log only reads the header, checks it against the bytes
+//! present and the CRC-32C, and rewrites two fields that the CRC does not cover: the base offset and the
+//! partition leader epoch. Records are never decoded on the append path; they are decoded (and decompressed)
+//! only to find a record by timestamp inside one batch.
+//!
+//! Byte layout (all integers big-endian, as Kafka writes them):
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  base offset              rewritten by the log on append
+//!      8     4  batch length             bytes after this field (total length - 12)
+//!     12     4  partition leader epoch   rewritten by the log on append
+//!     16     1  magic                    must be 2
+//!     17     4  CRC-32C                  over bytes 21..end
+//!     21     2  attributes               bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control
+//!     23     4  last offset delta        record count - 1
+//!     27     8  base timestamp
+//!     35     8  max timestamp
+//!     43     8  producer id
+//!     51     2  producer epoch
+//!     53     4  base sequence
+//!     57     4  record count
+//!     61     -  records (compressed as a whole when the codec is not none)
+//! ```
+
+use std::io::Read;
+
+use thiserror::Error;
+
+/// Bytes before the records of a v2 batch.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// The bytes of a batch that precede the batch length field and so are not counted by it.
+pub const BATCH_LENGTH_PREFIX_BYTES: usize = 12;
+/// The only batch format Strata stores.
+pub const MAGIC_V2: i8 = 2;
+
+const OFFSET_BASE_OFFSET: usize = 0;
+const OFFSET_LENGTH: usize = 8;
+const OFFSET_LEADER_EPOCH: usize = 12;
+const OFFSET_MAGIC: usize = 16;
+const OFFSET_CRC: usize = 17;
+const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_LAST_OFFSET_DELTA: usize = 23;
+const OFFSET_BASE_TIMESTAMP: usize = 27;
+const OFFSET_MAX_TIMESTAMP: usize = 35;
+const OFFSET_RECORD_COUNT: usize = 57;
+const _: () = assert!(OFFSET_RECORD_COUNT + 4 == BATCH_HEADER_BYTES);
+
+/// The smallest encoded record: length, attributes, timestamp delta, offset delta, key length, value length
+/// and header count, one byte each.
+const RECORD_BYTES_MIN: usize = 7;
+/// A bound on what one batch may decompress to when records are decoded (timestamp search only).
+const DECOMPRESSED_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// Why a batch was refused. None of these appends anything.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch is {len} bytes, shorter than the {BATCH_HEADER_BYTES}-byte v2 header")]
+    TooShort { len: usize },
+    #[error("batch length field says {declared} bytes follow it but {present} are present")]
+    LengthMismatch { declared: i64, present: usize },
+    #[error("record batch magic {0} is not supported (only v2 batches are stored)")]
+    UnsupportedMagic(i8),
+    #[error("CRC-32C mismatch: header says {stored:#010x}, bytes give {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("record count {count} does not match last offset delta {last_offset_delta}")]
+    InconsistentCount { count: i32, last_offset_delta: i32 },
+    #[error("header says {declared} records but the bytes hold {found}")]
+    RecordCountMismatch { declared: i32, found: usize },
+    #[error("records section is malformed: {0}")]
+    MalformedRecords(&'static str),
+    #[error("compression codec {0} is unknown")]
+    UnknownCodec(u8),
+    #[error("decompressing a {codec:?} batch failed: {reason}")]
+    Decompression { codec: Compression, reason: String },
+}
+
+/// The compression codec of a batch, from attributes bits 0-2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn from_attributes(attributes: i16) -> Result<Self, BatchError> {
+        match (attributes & 0x07) as u8 {
+            0 => Ok(Self::None),
+            1 => Ok(Self::Gzip),
+            2 => Ok(Self::Snappy),
+            3 => Ok(Self::Lz4),
+            4 => Ok(Self::Zstd),
+            other => Err(BatchError::UnknownCodec(other)),
+        }
+    }
+}
+
+/// The header fields of one batch, as read from its first [`BATCH_HEADER_BYTES`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Bytes after the length field; the whole batch is `batch_length + 12` bytes.
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header from the start of `bytes`. Checks only that the header is there and is v2; it says
+    /// nothing about whether the rest of the batch is present or intact.
+    pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
+        if bytes.len() < BATCH_HEADER_BYTES {
+            return Err(BatchError::TooShort { len: bytes.len() });
+        }
+        let magic = bytes[OFFSET_MAGIC] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
+        Ok(Self {
+            base_offset: read_i64(bytes, OFFSET_BASE_OFFSET),
+            batch_length: read_i32(bytes, OFFSET_LENGTH),
+            partition_leader_epoch: read_i32(bytes, OFFSET_LEADER_EPOCH),
+            magic,
+            crc: read_i32(bytes, OFFSET_CRC) as u32,
+            attributes: i16::from_be_bytes([bytes[OFFSET_ATTRIBUTES], bytes[OFFSET_ATTRIBUTES + 1]]),
+            last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
+            base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
+            max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
+            record_count: read_i32(bytes, OFFSET_RECORD_COUNT),
+        })
+    }
+
+    /// Total bytes of the batch, header included. Only meaningful once `batch_length` has been checked.
+    pub fn total_bytes(&self) -> usize {
+        BATCH_LENGTH_PREFIX_BYTES + self.batch_length.max(0) as usize
+    }
+
+    /// The offset of the batch's last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        Compression::from_attributes(self.attributes)
+    }
+
+    /// True when every record's timestamp is the broker's append time (`maxTimestamp`).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+/// Checks one whole batch in `bytes` (which must hold exactly that batch): header, length, CRC-32C, and that
+/// the record count agrees with the offsets and, for uncompressed batches, with the records present.
+pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    if i64::from(header.batch_length) + BATCH_LENGTH_PREFIX_BYTES as i64 != bytes.len() as i64 {
+        return Err(BatchError::LengthMismatch {
+            declared: i64::from(header.batch_length),
+            present: bytes.len() - BATCH_LENGTH_PREFIX_BYTES,
+        });
+    }
+    let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+    }
+    if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+        return Err(BatchError::InconsistentCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    let records = &bytes[BATCH_HEADER_BYTES..];
+    if header.compression()? == Compression::None {
+        let found = count_records(records)?;
+        if found != header.record_count as usize {
+            return Err(BatchError::RecordCountMismatch { declared: header.record_count, found });
+        }
+    } else if records.is_empty() {
+        return Err(BatchError::MalformedRecords("compressed batch has no payload"));
+    }
+    Ok(header)
+}
+
+/// Checks the parts of a batch that recovery relies on: header, length within `bytes`, and CRC-32C.
+/// Returns the header; `bytes` may hold more after the batch.
+pub fn check_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    if header.batch_length < (BATCH_HEADER_BYTES - BATCH_LENGTH_PREFIX_BYTES) as i32
+        || header.total_bytes() > bytes.len()
+    {
+        return Err(BatchError::LengthMismatch {
+            declared: i64::from(header.batch_length),
+            present: bytes.len().saturating_sub(BATCH_LENGTH_PREFIX_BYTES),
+        });
+    }
+    let end = header.total_bytes();
+    let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..end]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+    }
+    if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+        return Err(BatchError::InconsistentCount {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Rewrites the fields the log owns. Neither is covered by the CRC, so the batch stays valid.
+pub(crate) fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    bytes[OFFSET_BASE_OFFSET..OFFSET_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Walks the length prefixes of uncompressed records and counts them; they must exactly fill `records`.
+fn count_records(records: &[u8]) -> Result<usize, BatchError> {
+    let mut pos = 0;
+    let mut count = 0;
+    while pos < records.len() {
+        let (len, used) = read_varint(&records[pos..]).ok_or(BatchError::MalformedRecords("bad record length"))?;
+        let len = usize::try_from(len).map_err(|_| BatchError::MalformedRecords("negative record length"))?;
+        if len < RECORD_BYTES_MIN - 1 {
+            return Err(BatchError::MalformedRecords("record shorter than its fixed fields"));
+        }
+        pos = pos
+            .checked_add(used + len)
+            .filter(|end| *end <= records.len())
+            .ok_or(BatchError::MalformedRecords("record runs past the end of the batch"))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The offset and timestamp of one record of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTime {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// Decodes the offset and timestamp of every record of one whole, stored batch, decompressing it if needed.
+/// Used only to answer "first offset at or after time T" inside a batch, so it is off the hot paths.
+pub fn record_times(batch: &[u8]) -> Result<Vec<RecordTime>, BatchError> {
+    let header = check_stored(batch)?;
+    let payload = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
+    let decompressed;
+    let records = match header.compression()? {
+        Compression::None => payload,
+        codec => {
+            decompressed = decompress(codec, payload)?;
+            &decompressed[..]
+        }
+    };
+    let mut out = Vec::with_capacity(header.record_count as usize);
+    let mut pos = 0;
+    while pos < records.len() && out.len() < header.record_count as usize {
+        let malformed = BatchError::MalformedRecords("record fields do not decode");
+        let (len, used) = read_varint(&records[pos..]).ok_or(malformed.clone())?;
+        let body_start = pos + used;
+        let body_end = usize::try_from(len)
+            .ok()
+            .and_then(|len| body_start.checked_add(len))
+            .filter(|end| *end <= records.len())
+            .ok_or(malformed.clone())?;
+        let body = &records[body_start..body_end];
+        // attributes (1 byte), timestamp delta (varlong), offset delta (varint)
+        let rest = body.get(1..).ok_or(malformed.clone())?;
+        let (timestamp_delta, used) = read_varlong(rest).ok_or(malformed.clone())?;
+        let (offset_delta, _) = read_varint(&rest[used..]).ok_or(malformed)?;
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        out.push(RecordTime { offset: header.base_offset + i64::from(offset_delta), timestamp });
+        pos = body_end;
+    }
+    Ok(out)
+}
+
+fn decompress(codec: Compression, payload: &[u8]) -> Result<Vec<u8>, BatchError> {
+    let failed = |reason: String| BatchError::Decompression { codec, reason };
+    let mut out = Vec::new();
+    match codec {
+        Compression::None => out.extend_from_slice(payload),
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(payload)
+                .take(DECOMPRESSED_BYTES_MAX)
+                .read_to_end(&mut out)
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        Compression::Snappy => out = decompress_snappy(payload).map_err(failed)?,
+        Compression::Lz4 => {
+            lz4_flex::frame::FrameDecoder::new(payload)
+                .take(DECOMPRESSED_BYTES_MAX)
+                .read_to_end(&mut out)
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        Compression::Zstd => {
+            zstd::stream::read::Decoder::new(payload)
+                .map_err(|e| failed(e.to_string()))?
+                .take(DECOMPRESSED_BYTES_MAX)
+                .read_to_end(&mut out)
+                .map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Kafka's Java client frames snappy the way xerial's `SnappyOutputStream` does (a 16-byte header, then blocks
+/// of a 4-byte length and a raw snappy block); librdkafka may send one raw block. Both are accepted.
+fn decompress_snappy(payload: &[u8]) -> Result<Vec<u8>, String> {
+    const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+    const XERIAL_HEADER_BYTES: usize = 16;
+    let mut decoder = snap::raw::Decoder::new();
+    if !payload.starts_with(XERIAL_MAGIC) {
+        return decoder.decompress_vec(payload).map_err(|e| e.to_string());
+    }
+    let mut out = Vec::new();
+    let mut pos = XERIAL_HEADER_BYTES;
+    while pos < payload.len() {
+        let len_bytes = payload.get(pos..pos + 4).ok_or("truncated xerial block length")?;
+        let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+        let block = payload.get(pos + 4..pos + 4 + len).ok_or("truncated xerial block")?;
+        let block_len = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+        if (out.len() + block_len) as u64 > DECOMPRESSED_BYTES_MAX {
+            return Err("decompressed batch is too large".into());
+        }
+        let start = out.len();
+        out.resize(start + block_len, 0);
+        decoder.decompress(block, &mut out[start..]).map_err(|e| e.to_string())?;
+        pos += 4 + len;
+    }
+    Ok(out)
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// A zigzag varint (at most 5 bytes), returning the value and the bytes used.
+fn read_varint(bytes: &[u8]) -> Option<(i32, usize)> {
+    let (raw, used) = read_unsigned_varint(bytes, 5)?;
+    let raw = u32::try_from(raw).ok()?;
+    Some((((raw >> 1) as i32) ^ -((raw & 1) as i32), used))
+}
+
+/// A zigzag varlong (at most 10 bytes), returning the value and the bytes used.
+fn read_varlong(bytes: &[u8]) -> Option<(i64, usize)> {
+    let (raw, used) = read_unsigned_varint(bytes, 10)?;
+    Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), used))
+}
+
+fn read_unsigned_varint(bytes: &[u8], bytes_max: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().take(bytes_max).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Builds v2 batches the way a client would. Used by tests and benchmarks; never by the log itself.
+pub mod build {
+    use super::*;
+
+    /// One record to encode.
+    #[derive(Debug, Clone, Default)]
+    pub struct Record<'a> {
+        pub key: Option<&'a [u8]>,
+        pub value: Option<&'a [u8]>,
+        pub timestamp: i64,
+        pub headers: &'a [(&'a str, &'a [u8])],
+    }
+
+    /// Encodes an uncompressed batch with base offset 0 (the log assigns the real one).
+    pub fn batch(records: &[Record<'_>]) -> Vec<u8> {
+        encode(records, Compression::None)
+    }
+
+    /// Encodes a batch whose records are compressed with `codec`.
+    pub fn encode(records: &[Record<'_>], codec: Compression) -> Vec<u8> {
+        assert!(!records.is_empty(), "a batch holds at least one record");
+        let base_timestamp = records.iter().map(|r| r.timestamp).min().expect("non-empty");
+        let max_timestamp = records.iter().map(|r| r.timestamp).max().expect("non-empty");
+        let mut body = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            let mut r = Vec::new();
+            r.push(0u8);
+            put_varlong(&mut r, record.timestamp - base_timestamp);
+            put_varlong(&mut r, i as i64);
+            put_bytes(&mut r, record.key);
+            put_bytes(&mut r, record.value);
+            put_varlong(&mut r, record.headers.len() as i64);
+            for (key, value) in record.headers {
+                put_bytes(&mut r, Some(key.as_bytes()));
+                put_bytes(&mut r, Some(value));
+            }
+            put_varlong(&mut body, r.len() as i64);
+            body.extend_from_slice(&r);
+        }
+        let payload = compress(codec, &body);
+        let codec_bits: i16 = match codec {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        };
+        let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
+        out.extend_from_slice(&0i64.to_be_bytes());
+        out.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + payload.len()) as i32).to_be_bytes());
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        out.push(MAGIC_V2 as u8);
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&codec_bits.to_be_bytes());
+        out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
+        out.extend_from_slice(&base_timestamp.to_be_bytes());
+        out.extend_from_slice(&max_timestamp.to_be_bytes());
+        out.extend_from_slice(&(-1i64).to_be_bytes());
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        out.extend_from_slice(&(records.len() as i32).to_be_bytes());
+        out.extend_from_slice(&payload);
+        let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+        out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    fn compress(codec: Compression, body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match codec {
+            Compression::None => body.to_vec(),
+            Compression::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                encoder.write_all(body).expect("in-memory gzip");
+                encoder.finish().expect("in-memory gzip")
+            }
+            Compression::Snappy => snap::raw::Encoder::new().compress_vec(body).expect("in-memory snappy"),
+            Compression::Lz4 => {
+                let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                encoder.write_all(body).expect("in-memory lz4");
+                encoder.finish().expect("in-memory lz4")
+            }
+            Compression::Zstd => zstd::encode_all(body, 1).expect("in-memory zstd"),
+        }
+    }
+
+    fn put_varlong(out: &mut Vec<u8>, value: i64) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+
+    fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            None => put_varlong(out, -1),
+            Some(bytes) => {
+                put_varlong(out, bytes.len() as i64);
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::{Record, encode};
+    use super::*;
+
+    fn records(n: usize, first_timestamp: i64) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("value-{i}-{first_timestamp}").into_bytes()).collect()
+    }
+
+    fn batch_of(values: &[Vec<u8>], first_timestamp: i64, codec: Compression) -> Vec<u8> {
+        let recs: Vec<Record<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record { key: Some(b"k"), value: Some(v), timestamp: first_timestamp + i as i64, headers: &[] })
+            .collect();
+        encode(&recs, codec)
+    }
+
+    #[test]
+    fn a_well_formed_batch_validates_for_every_codec() {
+        for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let batch = batch_of(&records(10, 1000), 1000, codec);
+            let header = validate(&batch).unwrap();
+            assert_eq!(header.record_count, 10);
+            assert_eq!(header.max_timestamp, 1009);
+            assert_eq!(header.compression().unwrap(), codec);
+            let times = record_times(&batch).unwrap();
+            assert_eq!(times.len(), 10, "{codec:?}");
+            assert_eq!(times[3], RecordTime { offset: 3, timestamp: 1003 });
+        }
+    }
+
+    #[test]
+    fn assigning_offsets_keeps_the_crc_valid() {
+        let mut batch = batch_of(&records(3, 5), 5, Compression::None);
+        assign(&mut batch, 1_000_000, 7);
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.base_offset, 1_000_000);
+        assert_eq!(header.partition_leader_epoch, 7);
+        assert_eq!(header.last_offset(), 1_000_002);
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc() {
+        let batch = batch_of(&records(3, 5), 5, Compression::None);
+        for at in OFFSET_ATTRIBUTES..batch.len() {
+            let mut bad = batch.clone();
+            bad[at] ^= 0x01;
+            assert!(validate(&bad).is_err(), "flip at {at} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn lengths_and_counts_must_agree_with_the_bytes() {
+        let batch = batch_of(&records(3, 5), 5, Compression::None);
+        assert_eq!(validate(&batch[..40]), Err(BatchError::TooShort { len: 40 }));
+        assert!(matches!(validate(&batch[..batch.len() - 1]), Err(BatchError::LengthMismatch { .. })));
+        let mut longer = batch.clone();
+        longer.push(0);
+        assert!(matches!(validate(&longer), Err(BatchError::LengthMismatch { .. })));
+
+        // A header that claims more records than are present, with a CRC recomputed to match.
+        let mut lying = batch.clone();
+        lying[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&1000i32.to_be_bytes());
+        lying[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&999i32.to_be_bytes());
+        let crc = crc32c::crc32c(&lying[OFFSET_ATTRIBUTES..]);
+        lying[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(validate(&lying), Err(BatchError::RecordCountMismatch { declared: 1000, found: 3 }));
+
+        let mut v1 = batch.clone();
+        v1[OFFSET_MAGIC] = 1;
+        assert_eq!(validate(&v1), Err(BatchError::UnsupportedMagic(1)));
+    }
+
+    #[test]
+    fn varints_round_trip_at_their_edges() {
+        for value in [0i64, 1, -1, 63, -64, 64, i32::MAX as i64, i32::MIN as i64, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+            while raw >= 0x80 {
+                out.push((raw as u8) | 0x80);
+                raw >>= 7;
+            }
+            out.push(raw as u8);
+            assert_eq!(read_varlong(&out), Some((value, out.len())));
+            if let Ok(v) = i32::try_from(value) {
+                assert_eq!(read_varint(&out), Some((v, out.len())));
+            }
+        }
+        assert_eq!(read_varint(&[0x80, 0x80]), None, "truncated varint");
+    }
+}

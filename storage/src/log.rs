@@ -1,0 +1,661 @@
+//! The partition log: an ordered run of segments with one active segment at the end.
+//!
+//! A [`Log`] owns one directory, `<topic>-<partition>/`, holding the files of its segments (see `segment`).
+//! Offsets are contiguous from the log start offset to the log end offset (LEO); the active segment is the
+//! only one appended to, and a new one is rolled at `segment.bytes`, at `segment.ms`, or when an index fills.
+//!
+//! What the log does not own: where its recovery point and log start offset are persisted (the
+//! [`crate::LogManager`]'s checkpoints), the high watermark (the broker's replica manager passes it to
+//! [`Log::read`] as the upper bound), and locking (callers wrap a log in a mutex; reads take `&self`).
+//!
+//! Durability follows Kafka: appends go to the page cache; `flush.messages`/`flush.ms` add fsyncs; a roll and
+//! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
+//! opening after an unclean stop scans only from the segment holding it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{info, warn};
+
+use crate::batch::{self, BatchHeader};
+use crate::config::LogConfig;
+use crate::error::{AppendError, Error, IoContext, ReadError};
+use crate::handles::HandleCache;
+use crate::segment::{self, AppendFailure, PendingBatch, Segment};
+
+/// Relative offsets in the indexes are `u32`; like Kafka, Strata keeps them within `i32` and rolls before.
+const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
+/// A segment's byte positions are `u32` in the offset index.
+const SEGMENT_POSITION_MAX: u64 = u32::MAX as u64;
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: u64,
+    pub last_offset: u64,
+    /// The log end offset after the append (`last_offset + 1`).
+    pub log_end_offset: u64,
+    /// The largest timestamp of the appended batches.
+    pub max_timestamp: i64,
+    pub batches: usize,
+    pub records: u64,
+}
+
+/// Bounds on one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Bytes to return at most (whole batches only).
+    pub max_bytes: usize,
+    /// Return only batches that end below this offset (the high watermark, for consumers). `None`: the LEO.
+    pub max_offset: Option<u64>,
+    /// Return the first batch whole even when it is larger than `max_bytes`, so a consumer always progresses.
+    pub min_one_batch: bool,
+}
+
+impl ReadLimits {
+    pub fn bytes(max_bytes: usize) -> Self {
+        Self { max_bytes, max_offset: None, min_one_batch: true }
+    }
+}
+
+/// Batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole v2 batches, back to back. The first may begin before the requested offset (it holds it).
+    pub records: Vec<u8>,
+    /// The offset after the last batch returned (the requested offset when nothing was returned).
+    pub next_offset: u64,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+}
+
+/// A record found by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: u64,
+}
+
+/// What the log must know to open its directory: where recovery starts, and whether the last stop was clean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenState {
+    /// Offsets below this are on disk (from the recovery-point checkpoint); 0 when unknown.
+    pub recovery_point: u64,
+    /// The log start offset from the log-start-offset checkpoint; 0 when unknown.
+    pub log_start_offset: u64,
+    /// The data directory holds a clean-shutdown marker: no recovery scan is needed.
+    pub clean_shutdown: bool,
+}
+
+/// What opening found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Segments scanned batch by batch (those past the recovery point after an unclean stop).
+    pub segments_recovered: usize,
+    /// Bytes cut from torn or corrupt tails, and segments dropped after a cut.
+    pub bytes_truncated: u64,
+    pub segments_deleted: usize,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+/// One partition's log; see the module documentation.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    handles: Arc<HandleCache>,
+    /// Keyed by base offset; never empty; the last is the active segment.
+    segments: BTreeMap<u64, Segment>,
+    log_start_offset: u64,
+    recovery_point: u64,
+    unflushed_records: u64,
+    last_flush: Instant,
+    /// Set when an append failed in a way that left the active segment damaged; appends are refused until
+    /// the log is reopened and recovered, as Kafka takes a failed log directory offline.
+    offline: bool,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed. After an unclean stop, recovers every segment from the
+    /// one holding the recovery point: torn or corrupt tails are cut and logged, and indexes rebuilt.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        handles: Arc<HandleCache>,
+        state: OpenState,
+    ) -> Result<(Self, RecoveryReport), Error> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).context("create log directory", &dir)?;
+        let bases = scan_directory(&dir)?;
+        let mut report = RecoveryReport::default();
+        let mut segments = BTreeMap::new();
+        for &base in &bases {
+            segments.insert(base, Segment::open(&dir, base, &handles).context("open segment", &dir)?);
+        }
+
+        // Segments from the one holding the recovery point on may hold unflushed, torn data.
+        let recover_from = if state.clean_shutdown {
+            u64::MAX
+        } else {
+            segments.range(..=state.recovery_point).next_back().map_or(0, |(base, _)| *base)
+        };
+        let mut cut_at: Option<u64> = None;
+        for (&base, segment) in segments.iter_mut() {
+            if base < recover_from {
+                match segment.load(&config) {
+                    Ok(()) => continue,
+                    Err(e) => warn!(segment = %segment.log_path().display(), error = %e,
+                        "segment does not load; recovering it"),
+                }
+            }
+            report.segments_recovered += 1;
+            let outcome = segment.recover(&config).context("recover segment", segment.log_path())?;
+            if outcome.truncated_bytes > 0 {
+                warn!(
+                    segment = %segment.log_path().display(),
+                    bytes = outcome.truncated_bytes,
+                    reason = outcome.reason.as_deref().unwrap_or("unknown"),
+                    "cut a torn or corrupt tail"
+                );
+                report.bytes_truncated += outcome.truncated_bytes;
+                cut_at = Some(base);
+                break;
+            }
+        }
+        // Nothing after a cut can be trusted to follow it: later segments go.
+        if let Some(cut) = cut_at {
+            let later: Vec<u64> = segments.range(cut + 1..).map(|(base, _)| *base).collect();
+            for base in later {
+                let segment = segments.remove(&base).expect("listed above");
+                report.bytes_truncated += segment.size();
+                report.segments_deleted += 1;
+                warn!(segment = %segment.log_path().display(), "deleted a segment that followed a cut");
+                segment.delete().context("delete segment", &dir)?;
+            }
+        }
+        report.segments = segments.len();
+
+        let mut log = Self {
+            dir,
+            config,
+            handles,
+            segments,
+            log_start_offset: state.log_start_offset,
+            recovery_point: 0,
+            unflushed_records: 0,
+            last_flush: Instant::now(),
+            offline: false,
+        };
+        match log.segments.keys().next().copied() {
+            None => log.start_fresh_at(state.log_start_offset)?,
+            Some(_) if state.log_start_offset > log.log_end_offset() => {
+                // The checkpoint says records were deleted up to an offset the (recovered) log never reached.
+                warn!(dir = %log.dir.display(), log_start_offset = state.log_start_offset,
+                    "log start offset is past the recovered log end; starting the log afresh there");
+                log.start_fresh_at(state.log_start_offset)?;
+            }
+            Some(first) => log.log_start_offset = log.log_start_offset.max(first),
+        }
+        log.activate_last()?;
+        if report.segments_recovered > 0 {
+            // What recovery read may be only in the page cache; make it durable before calling it recovered.
+            log.flush_all()?;
+        }
+        log.recovery_point = log.log_end_offset();
+        if report.segments_recovered > 0 || report.bytes_truncated > 0 {
+            info!(dir = %log.dir.display(), ?report, log_end_offset = log.log_end_offset(), "recovered log");
+        }
+        Ok((log, report))
+    }
+
+    /// Deletes every segment and starts an empty log at `offset`.
+    fn start_fresh_at(&mut self, offset: u64) -> Result<(), Error> {
+        for (_, segment) in std::mem::take(&mut self.segments) {
+            segment.delete().context("delete segment", &self.dir)?;
+        }
+        let segment = Segment::create(&self.dir, offset, &self.handles, &self.config).context("create segment", &self.dir)?;
+        self.segments.insert(offset, segment);
+        self.log_start_offset = offset;
+        self.recovery_point = self.recovery_point.min(offset);
+        sync_dir(&self.dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Applies new settings. Size and time limits take effect from the next append; a new
+    /// `segment.index.bytes` from the next segment.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        self.active().next_offset()
+    }
+
+    pub fn recovery_point(&self) -> u64 {
+        self.recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        self.segments.keys().copied().collect()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+
+    /// Gives the last segment room to grow; it may have been sealed (trimmed) before.
+    fn activate_last(&mut self) -> Result<(), Error> {
+        let active = self.segments.values_mut().next_back().expect("a log always has an active segment");
+        active.activate(&self.config).context("activate segment", &self.dir)
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    /// Validates and appends one or more batches, exactly as a client encoded them, back to back in
+    /// `batches`. Assigns offsets from the log end offset and stamps `leader_epoch` into each batch header,
+    /// in place. Either every batch is appended or none is.
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+        if self.offline {
+            return Err(Error::Offline { path: self.dir.clone() }.into());
+        }
+        let mut pending = self.validate(batches)?;
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut max_timestamp = i64::MIN;
+        for batch in &mut pending {
+            let end = batch.start + batch.header.total_bytes();
+            batch::assign(&mut batches[batch.start..end], next as i64, leader_epoch);
+            batch.header.base_offset = next as i64;
+            batch.header.partition_leader_epoch = leader_epoch;
+            next += batch.header.record_count as u64;
+            max_timestamp = max_timestamp.max(batch.header.max_timestamp);
+        }
+        let last_offset = next - 1;
+        self.maybe_roll(batches.len() as u64, last_offset)?;
+        let config = self.config.clone();
+        match self.active_mut().append(batches, &pending, &config) {
+            Ok(()) => {}
+            Err(AppendFailure::Unchanged(e)) => return Err(Error::Io { op: "append to", path: self.dir.clone(), source: e }.into()),
+            Err(AppendFailure::Damaged(e)) => {
+                self.offline = true;
+                return Err(Error::Io { op: "append to", path: self.dir.clone(), source: e }.into());
+            }
+        }
+        let records = next - first_offset;
+        self.unflushed_records += records;
+        if self.config.flush_messages.is_some_and(|n| self.unflushed_records >= n) {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset,
+            log_end_offset: next,
+            max_timestamp,
+            batches: pending.len(),
+            records,
+        })
+    }
+
+    /// Splits `bytes` into batches and checks each; nothing is changed.
+    fn validate(&self, bytes: &[u8]) -> Result<Vec<PendingBatch>, AppendError> {
+        let mut pending = Vec::new();
+        let mut start = 0;
+        while start < bytes.len() {
+            let invalid = |source| AppendError::InvalidBatch { position: start, source };
+            let header = BatchHeader::parse(&bytes[start..]).map_err(invalid)?;
+            let size = header.total_bytes();
+            if header.batch_length < 0 || start + size > bytes.len() {
+                return Err(invalid(batch::BatchError::LengthMismatch {
+                    declared: i64::from(header.batch_length),
+                    present: bytes.len() - start - batch::BATCH_LENGTH_PREFIX_BYTES,
+                }));
+            }
+            if size as u64 > self.config.max_message_bytes {
+                return Err(AppendError::TooLarge { size, max: self.config.max_message_bytes });
+            }
+            let header = batch::validate(&bytes[start..start + size]).map_err(invalid)?;
+            pending.push(PendingBatch { start, header });
+            start += size;
+        }
+        if pending.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        Ok(pending)
+    }
+
+    /// Rolls before an append of `bytes` ending at `last_offset` if the active segment cannot or should not
+    /// take it.
+    fn maybe_roll(&mut self, bytes: u64, last_offset: u64) -> Result<(), Error> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let now_ms = now_ms();
+        let full = active.size() + bytes > self.config.segment_bytes.min(SEGMENT_POSITION_MAX);
+        let old = active.first_batch_timestamp().is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms as i64);
+        let offsets_overflow = last_offset - active.base_offset() > RELATIVE_OFFSET_MAX;
+        if full || old || offsets_overflow || active.indexes_full() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (final time index entry, trimmed indexes, fsync) and starts a new one at the
+    /// log end offset. Does nothing when the active segment is empty.
+    pub fn roll(&mut self) -> Result<(), Error> {
+        if self.offline {
+            return Err(Error::Offline { path: self.dir.clone() });
+        }
+        let next = self.log_end_offset();
+        let dir = self.dir.clone();
+        let active = self.active_mut();
+        if active.is_empty() {
+            return Ok(());
+        }
+        active.seal().context("seal segment", active.log_path())?;
+        active.close_handles();
+        // Every sealed segment was fsynced when it was sealed, so everything below `next` is on disk.
+        self.recovery_point = next;
+        self.unflushed_records = 0;
+        self.last_flush = Instant::now();
+        let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
+        self.segments.insert(next, segment);
+        sync_dir(&dir)
+    }
+
+    /// Reads whole batches from `offset` (which may fall inside a batch: the batch holding it is returned).
+    /// An offset equal to the log end offset reads nothing; one outside the log is `OffsetOutOfRange`.
+    pub fn read(&self, offset: u64, limits: ReadLimits) -> Result<ReadResult, ReadError> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let max_offset = limits.max_offset.unwrap_or(log_end_offset).min(log_end_offset);
+        let mut result =
+            ReadResult { records: Vec::new(), next_offset: offset, log_start_offset: self.log_start_offset, log_end_offset };
+        if offset >= max_offset || (limits.max_bytes == 0 && !limits.min_one_batch) {
+            return Ok(result);
+        }
+        let from = self.segments.range(..=offset).next_back().map_or(0, |(base, _)| *base);
+        for segment in self.segments.range(from..).map(|(_, s)| s) {
+            if segment.base_offset() >= max_offset {
+                break;
+            }
+            let read = segment
+                .read(offset.max(segment.base_offset()), limits.max_bytes, max_offset, limits.min_one_batch)
+                .context("read", segment.log_path())?;
+            if let Some((records, next_offset)) = read.filter(|(records, _)| !records.is_empty()) {
+                result.records = records;
+                result.next_offset = next_offset;
+                break;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Kafka's ListOffsets by time: the first record whose timestamp is at or after `timestamp`, or `None`
+    /// when every record is older (the caller answers with the log end offset, as Kafka does).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, Error> {
+        for segment in self.segments.values() {
+            if segment.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            let found = segment
+                .find_by_timestamp(timestamp, self.log_start_offset)
+                .context("search by time", segment.log_path())?;
+            if let Some((offset, timestamp)) = found {
+                return Ok(Some(TimestampOffset { timestamp, offset }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Kafka's ListOffsets `MAX_TIMESTAMP`: the first record carrying the largest timestamp in the log.
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, Error> {
+        let mut best: Option<(&Segment, i64)> = None;
+        for segment in self.segments.values() {
+            if let Some((timestamp, _)) = segment.max_timestamp()
+                && best.is_none_or(|(_, max)| timestamp > max)
+            {
+                best = Some((segment, timestamp));
+            }
+        }
+        let Some((segment, _)) = best else { return Ok(None) };
+        let found = segment.max_timestamp_record().context("search by time", segment.log_path())?;
+        Ok(found.map(|(offset, timestamp)| TimestampOffset { timestamp, offset }))
+    }
+
+    /// Removes every record at or after `offset`, for a replica whose log diverged from its leader's. A batch
+    /// holding `offset` is removed whole, so the new log end offset may be below `offset`. Returns it.
+    pub fn truncate_to(&mut self, offset: u64) -> Result<u64, Error> {
+        if self.offline {
+            return Err(Error::Offline { path: self.dir.clone() });
+        }
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        let first_base = *self.segments.keys().next().expect("never empty");
+        if offset <= first_base || offset < self.log_start_offset {
+            warn!(dir = %self.dir.display(), offset, "truncating the whole log");
+            self.start_fresh_at(offset)?;
+            return Ok(offset);
+        }
+        let later: Vec<u64> = self.segments.range(offset + 1..).map(|(base, _)| *base).collect();
+        for base in later {
+            let segment = self.segments.remove(&base).expect("listed above");
+            segment.delete().context("delete segment", &self.dir)?;
+        }
+        let active = self.active_mut();
+        active.truncate_to(offset).context("truncate", active.log_path())?;
+        self.activate_last()?;
+        let end = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(end);
+        Ok(end)
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset up to `offset` and deletes the segments wholly
+    /// below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: u64) -> Result<u64, Error> {
+        let log_end_offset = self.log_end_offset();
+        if offset > log_end_offset {
+            return Err(Error::OffsetOutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        if self.active().next_offset() <= offset && !self.active().is_empty() {
+            // Everything is deleted: roll so the last segment can go too.
+            self.roll()?;
+        }
+        self.delete_segments_while(|segment| segment.next_offset() <= offset)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes closed segments past `retention.ms` (by their newest timestamp) or beyond `retention.bytes`
+    /// (oldest first). When every segment, the active one included, is past `retention.ms`, the active one is
+    /// rolled first so that old data does not outlive its retention just because no one appends.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, Error> {
+        let mut report = RetentionReport::default();
+        if let Some(retention_ms) = self.config.retention_ms {
+            let cutoff = now_ms.saturating_sub(retention_ms as i64);
+            let expired = |segment: &Segment| segment.max_timestamp().is_some_and(|(ts, _)| ts < cutoff);
+            if self.segments.values().all(expired) && !self.offline {
+                self.roll()?;
+            }
+            let deleted = self.delete_segments_while(expired)?;
+            report.segments_deleted += deleted.0;
+            report.bytes_deleted += deleted.1;
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let mut excess = self.size_bytes().saturating_sub(retention_bytes);
+            let deleted = self.delete_segments_while(|segment| {
+                if segment.size() <= excess {
+                    excess -= segment.size();
+                    true
+                } else {
+                    false
+                }
+            })?;
+            report.segments_deleted += deleted.0;
+            report.bytes_deleted += deleted.1;
+        }
+        if report.segments_deleted > 0 {
+            info!(dir = %self.dir.display(), segments = report.segments_deleted, bytes = report.bytes_deleted,
+                log_start_offset = self.log_start_offset, "retention deleted segments");
+        }
+        Ok(report)
+    }
+
+    /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
+    /// log start offset to the first remaining segment. Returns segments and bytes deleted.
+    fn delete_segments_while(&mut self, mut deletable: impl FnMut(&Segment) -> bool) -> Result<(usize, u64), Error> {
+        let mut deleted = (0, 0);
+        while self.segments.len() > 1 {
+            let (&base, segment) = self.segments.iter().next().expect("more than one");
+            if !deletable(segment) {
+                break;
+            }
+            let segment = self.segments.remove(&base).expect("just seen");
+            deleted.0 += 1;
+            deleted.1 += segment.size();
+            segment.delete().context("delete segment", &self.dir)?;
+        }
+        let first = *self.segments.keys().next().expect("never empty");
+        self.log_start_offset = self.log_start_offset.max(first);
+        Ok(deleted)
+    }
+
+    /// fsyncs the active segment and moves the recovery point to the log end offset.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let active = self.active();
+        active.flush().context("flush", active.log_path())?;
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_records = 0;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), Error> {
+        for segment in self.segments.values() {
+            segment.flush().context("flush", segment.log_path())?;
+        }
+        self.flush()
+    }
+
+    /// Flushes if `flush.ms` is set and unflushed records are older than it.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<bool, Error> {
+        let due = self.config.flush_interval().is_some_and(|interval| {
+            self.unflushed_records > 0 && now.saturating_duration_since(self.last_flush) >= interval
+        });
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+
+    /// Closes the log cleanly: a last time index entry, trimmed indexes, fsync. Returns the log end offset
+    /// (the recovery point to checkpoint) and the log start offset.
+    ///
+    /// The log should not be used afterwards: its indexes are trimmed, so an append would roll at once.
+    pub fn close(&mut self) -> Result<(u64, u64), Error> {
+        if self.offline {
+            // Leave the damaged segment for recovery; trimming the indexes still lets the files reopen.
+            let _ = self.active_mut().trim_indexes();
+            return Err(Error::Offline { path: self.dir.clone() });
+        }
+        let active = self.active_mut();
+        active.seal().context("seal segment", active.log_path())?;
+        for segment in self.segments.values() {
+            segment.close_handles();
+        }
+        Ok((self.log_end_offset(), self.log_start_offset))
+    }
+
+    /// Deletes the log's directory and everything in it. The log must not be used afterwards.
+    pub fn delete(&mut self) -> Result<(), Error> {
+        for segment in self.segments.values() {
+            segment.close_handles();
+        }
+        fs::remove_dir_all(&self.dir).context("delete log directory", &self.dir)
+    }
+
+    /// Whether an earlier append failed and left the log refusing writes until it is reopened.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+}
+
+/// The base offsets of the segments in `dir`, sorted. Removes leftovers that are not part of any segment:
+/// index files without a `.log`, and temporary files.
+fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).context("list", dir)? {
+        let entry = entry.context("list", dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, suffix)) = name.split_once('.') else { continue };
+        let Ok(base) = stem.parse::<u64>() else {
+            continue;
+        };
+        match suffix {
+            segment::LOG_SUFFIX => logs.push(base),
+            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in indexes {
+        if logs.binary_search(&base).is_err() {
+            warn!(path = %path.display(), "deleting an index without its log");
+            fs::remove_file(&path).context("delete orphan index", &path)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// fsyncs a directory so that files created or renamed in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).context("sync directory", dir)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,388 @@
+//! The log manager: every partition log of one data directory, their checkpoints, and background upkeep.
+//!
+//! ```text
+//! <data_dir>/
+//!   .lock                              held (flock) while a manager owns the directory
+//!   .clean-shutdown                    present only between a clean close and the next open
+//!   recovery-point-offset-checkpoint   per partition: offsets below this were fsynced
+//!   log-start-offset-checkpoint        per partition: the log start offset (DeleteRecords, retention)
+//!   <topic>-<partition>/               one `Log` each
+//! ```
+//!
+//! Opening reads both checkpoints and the marker, deletes the marker (so a crash from now on is seen as
+//! unclean), and opens every partition directory on a pool of threads. A checkpoint that fails its CRC is
+//! logged and ignored: every log then recovers from its first segment, which is slow but loses nothing.
+//!
+//! Directories this manager does not own (the controller's `__cluster_metadata-0`) are left alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::checkpoint::OffsetCheckpoint;
+use crate::config::LogConfig;
+use crate::error::{Error, IoContext};
+use crate::handles::{HANDLES_MAX_DEFAULT, HandleCache};
+use crate::log::{Log, OpenState, RecoveryReport, now_ms, sync_dir};
+
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
+const LOCK_FILE: &str = ".lock";
+/// Directories in a data directory that are not partition logs.
+const FOREIGN_DIRS: &[&str] = &["__cluster_metadata-0"];
+
+/// A partition: topic name and partition number. Its directory is `<topic>-<partition>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self { topic: topic.into(), partition }
+    }
+
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// Parses `<topic>-<partition>`; topics may contain `-`, so the partition follows the last one.
+    pub fn from_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
+        (!topic.is_empty()).then(|| Self::new(topic, partition))
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Settings of the manager itself (per-log settings are in [`LogConfig`]).
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// The most file descriptors plus index maps kept open at once, across all logs.
+    pub handles_max: usize,
+    /// Threads that open (and recover) logs at start and close them at shutdown.
+    pub threads: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self { handles_max: HANDLES_MAX_DEFAULT, threads: thread::available_parallelism().map_or(2, |n| n.get()) }
+    }
+}
+
+/// What opening the data directory found.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub logs: usize,
+    pub clean_shutdown: bool,
+    pub logs_recovered: usize,
+    pub bytes_truncated: u64,
+    pub elapsed: Duration,
+}
+
+/// A shared handle to one log; the mutex serialises appends, rolls and truncation.
+pub type SharedLog = Arc<Mutex<Log>>;
+
+/// Owns a data directory; see the module documentation.
+#[derive(Debug)]
+pub struct LogManager {
+    dir: PathBuf,
+    default_config: LogConfig,
+    config: ManagerConfig,
+    handles: Arc<HandleCache>,
+    logs: RwLock<HashMap<TopicPartition, SharedLog>>,
+    recovery_points: OffsetCheckpoint,
+    log_starts: OffsetCheckpoint,
+    /// Serialises checkpoint writers (the background thread, shutdown).
+    checkpointing: Mutex<()>,
+    _lock: fs::File,
+}
+
+impl LogManager {
+    /// Opens every log under `dir` (creating `dir` if needed); see the module documentation.
+    pub fn open(dir: impl Into<PathBuf>, default_config: LogConfig, config: ManagerConfig) -> Result<(Self, OpenReport), Error> {
+        let started = Instant::now();
+        let dir = dir.into();
+        fs::create_dir_all(&dir).context("create data directory", &dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(&lock_path).context("open", &lock_path)?;
+        lock.try_lock().map_err(|e| Error::Io {
+            op: "lock (is another Strata using this data directory?)",
+            path: lock_path.clone(),
+            source: e.into(),
+        })?;
+
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean_shutdown = marker.exists();
+        let recovery_points = OffsetCheckpoint::new(dir.join(RECOVERY_POINT_CHECKPOINT));
+        let log_starts = OffsetCheckpoint::new(dir.join(LOG_START_OFFSET_CHECKPOINT));
+        let read_or_warn = |checkpoint: &OffsetCheckpoint| -> Result<BTreeMap<TopicPartition, u64>, Error> {
+            Ok(checkpoint.read()?.unwrap_or_else(|corrupt| {
+                warn!(error = %corrupt, "ignoring a corrupt checkpoint");
+                BTreeMap::new()
+            }))
+        };
+        let recovery_point_map = read_or_warn(&recovery_points)?;
+        let log_start_map = read_or_warn(&log_starts)?;
+
+        let mut partitions = Vec::new();
+        for entry in fs::read_dir(&dir).context("list", &dir)? {
+            let entry = entry.context("list", &dir)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !entry.file_type().context("stat", entry.path())?.is_dir() || FOREIGN_DIRS.contains(&name) {
+                continue;
+            }
+            match TopicPartition::from_dir_name(name) {
+                Some(tp) => partitions.push(tp),
+                None => warn!(path = %entry.path().display(), "ignoring a directory that is not a partition log"),
+            }
+        }
+
+        let handles = HandleCache::new(config.handles_max);
+        let opened = parallel_map(partitions, config.threads, |tp| {
+            let state = OpenState {
+                // With a clean marker the checkpoint is not needed; without one, an absent entry means "scan all".
+                recovery_point: recovery_point_map.get(&tp).copied().unwrap_or(0),
+                log_start_offset: log_start_map.get(&tp).copied().unwrap_or(0),
+                clean_shutdown,
+            };
+            let log_dir = dir.join(tp.dir_name());
+            Log::open(log_dir, default_config.clone(), handles.clone(), state).map(|(log, report)| (tp, log, report))
+        });
+        let mut report = OpenReport { clean_shutdown, ..OpenReport::default() };
+        let mut logs = HashMap::new();
+        for result in opened {
+            let (tp, log, recovery): (_, _, RecoveryReport) = result?;
+            report.logs += 1;
+            report.logs_recovered += usize::from(recovery.segments_recovered > 0);
+            report.bytes_truncated += recovery.bytes_truncated;
+            logs.insert(tp, Arc::new(Mutex::new(log)));
+        }
+        // From here on a crash is an unclean stop.
+        if clean_shutdown {
+            fs::remove_file(&marker).context("remove clean-shutdown marker", &marker)?;
+            sync_dir(&dir)?;
+        }
+        report.elapsed = started.elapsed();
+        info!(dir = %dir.display(), logs = report.logs, clean = clean_shutdown, recovered = report.logs_recovered,
+            bytes_truncated = report.bytes_truncated, elapsed_ms = report.elapsed.as_millis() as u64, "opened data directory");
+        let manager = Self {
+            dir,
+            default_config,
+            config,
+            handles,
+            logs: RwLock::new(logs),
+            recovery_points,
+            log_starts,
+            checkpointing: Mutex::new(()),
+            _lock: lock,
+        };
+        Ok((manager, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn default_config(&self) -> &LogConfig {
+        &self.default_config
+    }
+
+    /// The shared bound on open descriptors and maps (for metrics and tests).
+    pub fn handles(&self) -> &Arc<HandleCache> {
+        &self.handles
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
+        read(&self.logs).get(tp).cloned()
+    }
+
+    /// Every log, in no particular order.
+    pub fn logs(&self) -> Vec<(TopicPartition, SharedLog)> {
+        read(&self.logs).iter().map(|(tp, log)| (tp.clone(), log.clone())).collect()
+    }
+
+    /// The log of `tp`, created empty with `config` if it does not exist. An existing log keeps its config.
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog, Error> {
+        if let Some(log) = self.get(tp) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(log) = logs.get(tp) {
+            return Ok(log.clone());
+        }
+        let (log, _) = Log::open(self.dir.join(tp.dir_name()), config, self.handles.clone(), OpenState::default())?;
+        sync_dir(&self.dir)?;
+        let log = Arc::new(Mutex::new(log));
+        logs.insert(tp.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// Deletes a log and its files. Returns whether it existed.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<bool, Error> {
+        let Some(log) = self.logs.write().unwrap_or_else(PoisonError::into_inner).remove(tp) else {
+            return Ok(false);
+        };
+        lock(&log).delete()?;
+        sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
+    /// Writes both checkpoints from the logs' current state.
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        let _serialised = lock(&self.checkpointing);
+        let mut recovery_points = BTreeMap::new();
+        let mut log_starts = BTreeMap::new();
+        for (tp, log) in self.logs() {
+            let log = lock(&log);
+            recovery_points.insert(tp.clone(), log.recovery_point());
+            log_starts.insert(tp, log.log_start_offset());
+        }
+        self.recovery_points.write(&recovery_points)?;
+        self.log_starts.write(&log_starts)
+    }
+
+    /// One round of upkeep: retention, `flush.ms`, checkpoints. A failing log is logged and skipped so that
+    /// one bad partition does not stop upkeep of the others.
+    pub fn maintain(&self) -> Result<(), Error> {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        for (tp, log) in self.logs() {
+            let mut log = lock(&log);
+            if let Err(e) = log.enforce_retention(now_ms) {
+                error!(partition = %tp, error = %e, "retention failed");
+            }
+            if let Err(e) = log.flush_if_due(now) {
+                error!(partition = %tp, error = %e, "flush failed");
+            }
+        }
+        self.checkpoint()
+    }
+
+    /// Runs [`Self::maintain`] every `interval` on a thread until the returned handle is stopped or dropped.
+    pub fn start_background(self: &Arc<Self>, interval: Duration) -> Background {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let manager = Arc::downgrade(self);
+        let thread = thread::Builder::new()
+            .name("strata-log-upkeep".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let Some(manager) = manager.upgrade() else { break };
+                    if let Err(e) = manager.maintain() {
+                        error!(error = %e, "log upkeep failed");
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        Background { stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// Closes every log (seal and fsync), writes the checkpoints and, if every log closed cleanly, the
+    /// clean-shutdown marker, so the next open skips recovery.
+    pub fn close(self) -> Result<(), Error> {
+        let logs = self.logs();
+        let closed = parallel_map(logs, self.config.threads, |(tp, log)| {
+            let result = lock(&log).close();
+            if let Err(e) = &result {
+                error!(partition = %tp, error = %e, "log did not close cleanly");
+            }
+            result
+        });
+        let all_clean = closed.iter().all(Result::is_ok);
+        self.checkpoint()?;
+        if all_clean {
+            let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
+            fs::File::create(&marker).and_then(|f| f.sync_all()).context("write clean-shutdown marker", &marker)?;
+            sync_dir(&self.dir)?;
+        }
+        info!(dir = %self.dir.display(), clean = all_clean, "closed data directory");
+        closed.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
+    }
+}
+
+/// Stops the upkeep thread when stopped or dropped.
+#[derive(Debug)]
+pub struct Background {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Applies `f` to every item on up to `threads` threads; results in no particular order.
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, items.len().max(1));
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(items.len()));
+    thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = items.get(i) else { break };
+                    let item = lock(slot).take().expect("each index is taken once");
+                    let result = f(item);
+                    lock(&results).push(result);
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_directory_names() {
+        assert_eq!(TopicPartition::from_dir_name("orders-3"), Some(TopicPartition::new("orders", 3)));
+        assert_eq!(TopicPartition::from_dir_name("my-topic-12"), Some(TopicPartition::new("my-topic", 12)));
+        assert_eq!(TopicPartition::from_dir_name("orders"), None);
+        assert_eq!(TopicPartition::from_dir_name("-3"), None);
+        assert_eq!(TopicPartition::from_dir_name("orders-x"), None);
+        assert_eq!(TopicPartition::from_dir_name("orders--1"), Some(TopicPartition::new("orders-", 1)));
+        assert_eq!(TopicPartition::new("a-b", 0).dir_name(), "a-b-0");
+    }
+}
