@@ -72,6 +72,18 @@ pub struct ReadResult {
     pub log_end_offset: u64,
 }
 
+/// Where one batch is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    /// The base offset of the segment, which names its files.
+    pub segment_base_offset: u64,
+    /// Byte position of the batch in the segment's `.log` file.
+    pub position: u64,
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub size_bytes: usize,
+}
+
 /// A record found by time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampOffset {
@@ -398,6 +410,39 @@ impl Log {
     /// Reads whole batches from `offset` (which may fall inside a batch: the batch holding it is returned).
     /// An offset equal to the log end offset reads nothing; one outside the log is `OffsetOutOfRange`.
     pub fn read(&self, offset: u64, limits: ReadLimits) -> Result<ReadResult, ReadError> {
+        self.check_range(offset)?;
+        let log_end_offset = self.log_end_offset();
+        let max_offset = limits.max_offset.unwrap_or(log_end_offset).min(log_end_offset);
+        let mut result =
+            ReadResult { records: Vec::new(), next_offset: offset, log_start_offset: self.log_start_offset, log_end_offset };
+        if offset >= max_offset || (limits.max_bytes == 0 && !limits.min_one_batch) {
+            return Ok(result);
+        }
+        let Some((segment, position, first)) = self.find_batch(offset)? else { return Ok(result) };
+        let read = segment
+            .read_from(position, &first, limits.max_bytes, max_offset, limits.min_one_batch)
+            .context("read", segment.log_path())?;
+        if let Some((records, next_offset)) = read {
+            result.records = records;
+            result.next_offset = next_offset;
+        }
+        Ok(result)
+    }
+
+    /// Where the batch holding `offset` is stored: the first batch whose last offset is at or past it. `None`
+    /// when `offset` is the log end offset; `OffsetOutOfRange` outside the log.
+    pub fn locate(&self, offset: u64) -> Result<Option<BatchLocation>, ReadError> {
+        self.check_range(offset)?;
+        Ok(self.find_batch(offset)?.map(|(segment, position, header)| BatchLocation {
+            segment_base_offset: segment.base_offset(),
+            position,
+            base_offset: header.base_offset as u64,
+            last_offset: header.last_offset() as u64,
+            size_bytes: header.total_bytes(),
+        }))
+    }
+
+    fn check_range(&self, offset: u64) -> Result<(), ReadError> {
         let log_end_offset = self.log_end_offset();
         if offset < self.log_start_offset || offset > log_end_offset {
             return Err(ReadError::OffsetOutOfRange {
@@ -406,27 +451,19 @@ impl Log {
                 log_end_offset,
             });
         }
-        let max_offset = limits.max_offset.unwrap_or(log_end_offset).min(log_end_offset);
-        let mut result =
-            ReadResult { records: Vec::new(), next_offset: offset, log_start_offset: self.log_start_offset, log_end_offset };
-        if offset >= max_offset || (limits.max_bytes == 0 && !limits.min_one_batch) {
-            return Ok(result);
-        }
+        Ok(())
+    }
+
+    /// The segment, position and header of the batch holding `offset`, through the offset index.
+    fn find_batch(&self, offset: u64) -> Result<Option<(&Segment, u64, BatchHeader)>, Error> {
         let from = self.segments.range(..=offset).next_back().map_or(0, |(base, _)| *base);
         for segment in self.segments.range(from..).map(|(_, s)| s) {
-            if segment.base_offset() >= max_offset {
-                break;
-            }
-            let read = segment
-                .read(offset.max(segment.base_offset()), limits.max_bytes, max_offset, limits.min_one_batch)
-                .context("read", segment.log_path())?;
-            if let Some((records, next_offset)) = read.filter(|(records, _)| !records.is_empty()) {
-                result.records = records;
-                result.next_offset = next_offset;
-                break;
+            let found = segment.find_batch(offset.max(segment.base_offset())).context("read", segment.log_path())?;
+            if let Some((position, header)) = found {
+                return Ok(Some((segment, position, header)));
             }
         }
-        Ok(result)
+        Ok(None)
     }
 
     /// Kafka's ListOffsets by time: the first record whose timestamp is at or after `timestamp`, or `None`

@@ -34,7 +34,7 @@ pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 /// How much of the log a batch walk reads at once when it only needs headers.
-const WALK_CHUNK_BYTES: usize = 16 * 1024;
+const WALK_CHUNK_BYTES: usize = 4096;
 /// How much of the log recovery reads at once.
 const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -367,7 +367,7 @@ impl Segment {
     }
 
     /// The position of the batch holding `offset` (the first whose last offset is at or past it).
-    fn find_batch(&self, offset: u64) -> io::Result<Option<(u64, BatchHeader)>> {
+    pub fn find_batch(&self, offset: u64) -> io::Result<Option<(u64, BatchHeader)>> {
         let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
         let start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
         self.with_file(|file| {
@@ -381,11 +381,19 @@ impl Segment {
         })
     }
 
-    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes` and stopping before any
-    /// batch whose last offset is at or past `max_offset`. With `min_one_batch`, a first batch larger than
-    /// `max_bytes` is returned whole. Returns the bytes and the offset after the last batch returned.
-    pub fn read(&self, offset: u64, max_bytes: usize, max_offset: u64, min_one_batch: bool) -> io::Result<Option<(Vec<u8>, u64)>> {
-        let Some((start, first)) = self.find_batch(offset)? else { return Ok(None) };
+    /// Reads whole batches starting with `first`, found at `start` by [`Self::find_batch`], up to
+    /// `max_bytes` and stopping before any batch whose last offset is at or past `max_offset`. With
+    /// `min_one_batch`, a first batch larger than `max_bytes` is returned whole. Returns the bytes and the
+    /// offset after the last batch returned.
+    pub fn read_from(
+        &self,
+        start: u64,
+        first: &BatchHeader,
+        max_bytes: usize,
+        max_offset: u64,
+        min_one_batch: bool,
+    ) -> io::Result<Option<(Vec<u8>, u64)>> {
+        let offset = first.base_offset as u64;
         if first.last_offset() as u64 >= max_offset {
             return Ok(None);
         }
