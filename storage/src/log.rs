@@ -507,8 +507,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
         }
-        let first_base = *self.segments.keys().next().expect("never empty");
-        if offset <= first_base || offset < self.log_start_offset {
+        if offset <= self.log_start_offset {
             warn!(dir = %self.dir.display(), offset, "truncating the whole log");
             self.start_fresh_at(offset)?;
             return Ok(offset);
@@ -523,6 +522,8 @@ impl Log {
         self.activate_last()?;
         let end = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(end);
+        // The batch holding `offset` may have straddled the log start offset.
+        self.log_start_offset = self.log_start_offset.min(end);
         Ok(end)
     }
 

@@ -432,18 +432,25 @@ impl Segment {
         }
         .max(min_offset);
         let relative = (from_offset.max(self.base_offset) - self.base_offset).min(u64::from(u32::MAX)) as u32;
-        let start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
-        let found = self.with_file(|file| {
-            let mut walker = Walker::new(file, start, self.size);
-            while let Some((at, header)) = walker.next_header()? {
-                if header.max_timestamp >= timestamp && header.last_offset() as u64 >= min_offset {
-                    return Ok(Some((at, header)));
+        let mut start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
+        loop {
+            let candidate = self.with_file(|file| {
+                let mut walker = Walker::new(file, start, self.size);
+                while let Some((at, header)) = walker.next_header()? {
+                    if header.max_timestamp >= timestamp && header.last_offset() as u64 >= min_offset {
+                        return Ok(Some((at, header)));
+                    }
                 }
+                Ok(None)
+            })?;
+            let Some((at, header)) = candidate else { return Ok(None) };
+            // The batch's qualifying records may all sit below `min_offset`; then the search goes on.
+            let found = self.record_at_or_after(at, &header, |offset, t| t >= timestamp && offset >= min_offset)?;
+            if found.is_some() {
+                return Ok(found);
             }
-            Ok(None)
-        })?;
-        let Some((at, header)) = found else { return Ok(None) };
-        self.record_at_or_after(at, &header, |offset, t| t >= timestamp && offset >= min_offset)
+            start = at + header.total_bytes() as u64;
+        }
     }
 
     /// The record of the batch at `position` that first satisfies `wanted` on its timestamp. A batch whose
