@@ -148,7 +148,8 @@ impl BatchHeader {
 
     /// The offset of the batch's last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: the base offset is not covered by the CRC, so a flipped bit on disk must not overflow.
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {

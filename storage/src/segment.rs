@@ -232,7 +232,8 @@ impl Segment {
             }
             if available.len() < total {
                 buf_start = valid_end;
-                buf = self.read_at(valid_end, RECOVERY_CHUNK_BYTES.max(total))?;
+                let remaining = (file_size - valid_end) as usize;
+                buf = self.read_at(valid_end, RECOVERY_CHUNK_BYTES.max(total).min(remaining))?;
                 continue;
             }
             let header = match batch::check_stored(&available[..total]) {

@@ -571,3 +571,64 @@ fn a_shared_handle_budget_keeps_many_logs_usable() {
         assert_eq!(log.offset_for_timestamp(5).unwrap().unwrap().offset, 9);
     }
 }
+
+/// Set in the child process of [`a_full_disk_fails_appends_cleanly_and_the_log_reopens`].
+const DISK_FULL_DIR: &str = "STRATA_TEST_DISK_FULL_DIR";
+const DISK_FULL_LIMIT_KIB: u64 = 12 * 1024;
+
+/// Runs only as the child of the test below: appends into a file-size limit until the "disk" is full.
+#[test]
+fn disk_full_child() {
+    let Some(dir) = std::env::var_os(DISK_FULL_DIR) else { return };
+    let mut log = open(Path::new(&dir), config(&[]));
+    let big = records(150, 0); // about 5 KiB
+    let mut acked = 0u64;
+    let error = loop {
+        match log.append(&mut big.clone(), 0) {
+            Ok(info) => acked = info.log_end_offset,
+            Err(e) => break e,
+        }
+        assert!(log.size_bytes() < 4 * DISK_FULL_LIMIT_KIB * 1024, "the file-size limit never hit");
+    };
+    assert!(matches!(error, AppendError::Storage(strata_storage::Error::Io { .. })), "{error}");
+    // Still refused, still no panic, and nothing half-written is visible.
+    assert!(log.append(&mut big.clone(), 0).is_err());
+    assert_eq!(log.log_end_offset(), acked);
+    assert_contiguous(&log);
+    // A small batch still fits in what is left: the log keeps working when space allows.
+    log.append(&mut records(1, 0), 0).unwrap();
+    acked += 1;
+    log.close().unwrap();
+    println!("acked {acked}");
+}
+
+#[test]
+fn a_full_disk_fails_appends_cleanly_and_the_log_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file-size limit makes writes fail with EFBIG like a full disk fails them with ENOSPC, without
+    // privileges. SIGXFSZ is ignored (inherited through exec) so the write returns an error instead.
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {DISK_FULL_LIMIT_KIB}; exec \"$0\" \"$@\""))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "disk_full_child", "--nocapture", "--test-threads=1"])
+        .env(DISK_FULL_DIR, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let acked: u64 = stdout
+        .lines()
+        .find_map(|line| line.split_once("acked ").map(|(_, n)| n))
+        .expect("the child reports what was acknowledged")
+        .parse()
+        .unwrap();
+    assert!(acked > 1000);
+
+    for clean_shutdown in [true, false] {
+        let state = OpenState { recovery_point: 0, log_start_offset: 0, clean_shutdown };
+        let log = open_with(dir.path(), config(&[]), state);
+        assert_eq!(log.log_end_offset(), acked, "every acknowledged record, and nothing else");
+        assert_contiguous(&log);
+    }
+}
