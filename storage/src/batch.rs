@@ -133,7 +133,10 @@ impl BatchHeader {
             partition_leader_epoch: read_i32(bytes, OFFSET_LEADER_EPOCH),
             magic,
             crc: read_i32(bytes, OFFSET_CRC) as u32,
-            attributes: i16::from_be_bytes([bytes[OFFSET_ATTRIBUTES], bytes[OFFSET_ATTRIBUTES + 1]]),
+            attributes: i16::from_be_bytes([
+                bytes[OFFSET_ATTRIBUTES],
+                bytes[OFFSET_ATTRIBUTES + 1],
+            ]),
             last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
             base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
             max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
@@ -149,7 +152,8 @@ impl BatchHeader {
     /// The offset of the batch's last record.
     pub fn last_offset(&self) -> i64 {
         // Saturating: the base offset is not covered by the CRC, so a flipped bit on disk must not overflow.
-        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
@@ -178,7 +182,10 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
     }
     if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
         return Err(BatchError::InconsistentCount {
@@ -190,10 +197,15 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.compression()? == Compression::None {
         let found = count_records(records)?;
         if found != header.record_count as usize {
-            return Err(BatchError::RecordCountMismatch { declared: header.record_count, found });
+            return Err(BatchError::RecordCountMismatch {
+                declared: header.record_count,
+                found,
+            });
         }
     } else if records.is_empty() {
-        return Err(BatchError::MalformedRecords("compressed batch has no payload"));
+        return Err(BatchError::MalformedRecords(
+            "compressed batch has no payload",
+        ));
     }
     Ok(header)
 }
@@ -213,7 +225,10 @@ pub fn check_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let end = header.total_bytes();
     let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..end]);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
     }
     if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
         return Err(BatchError::InconsistentCount {
@@ -227,7 +242,8 @@ pub fn check_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Rewrites the fields the log owns. Neither is covered by the CRC, so the batch stays valid.
 pub(crate) fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
     bytes[OFFSET_BASE_OFFSET..OFFSET_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
-    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4]
+        .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Walks the length prefixes of uncompressed records and counts them; they must exactly fill `records`.
@@ -235,15 +251,21 @@ fn count_records(records: &[u8]) -> Result<usize, BatchError> {
     let mut pos = 0;
     let mut count = 0;
     while pos < records.len() {
-        let (len, used) = read_varint(&records[pos..]).ok_or(BatchError::MalformedRecords("bad record length"))?;
-        let len = usize::try_from(len).map_err(|_| BatchError::MalformedRecords("negative record length"))?;
+        let (len, used) = read_varint(&records[pos..])
+            .ok_or(BatchError::MalformedRecords("bad record length"))?;
+        let len = usize::try_from(len)
+            .map_err(|_| BatchError::MalformedRecords("negative record length"))?;
         if len < RECORD_BYTES_MIN - 1 {
-            return Err(BatchError::MalformedRecords("record shorter than its fixed fields"));
+            return Err(BatchError::MalformedRecords(
+                "record shorter than its fixed fields",
+            ));
         }
         pos = pos
             .checked_add(used + len)
             .filter(|end| *end <= records.len())
-            .ok_or(BatchError::MalformedRecords("record runs past the end of the batch"))?;
+            .ok_or(BatchError::MalformedRecords(
+                "record runs past the end of the batch",
+            ))?;
         count += 1;
     }
     Ok(count)
@@ -290,7 +312,10 @@ pub fn record_times(batch: &[u8]) -> Result<Vec<RecordTime>, BatchError> {
         } else {
             header.base_timestamp.wrapping_add(timestamp_delta)
         };
-        out.push(RecordTime { offset: header.base_offset + i64::from(offset_delta), timestamp });
+        out.push(RecordTime {
+            offset: header.base_offset + i64::from(offset_delta),
+            timestamp,
+        });
         pos = body_end;
     }
     Ok(out)
@@ -337,16 +362,22 @@ fn decompress_snappy(payload: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut pos = XERIAL_HEADER_BYTES;
     while pos < payload.len() {
-        let len_bytes = payload.get(pos..pos + 4).ok_or("truncated xerial block length")?;
+        let len_bytes = payload
+            .get(pos..pos + 4)
+            .ok_or("truncated xerial block length")?;
         let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
-        let block = payload.get(pos + 4..pos + 4 + len).ok_or("truncated xerial block")?;
+        let block = payload
+            .get(pos + 4..pos + 4 + len)
+            .ok_or("truncated xerial block")?;
         let block_len = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
         if (out.len() + block_len) as u64 > DECOMPRESSED_BYTES_MAX {
             return Err("decompressed batch is too large".into());
         }
         let start = out.len();
         out.resize(start + block_len, 0);
-        decoder.decompress(block, &mut out[start..]).map_err(|e| e.to_string())?;
+        decoder
+            .decompress(block, &mut out[start..])
+            .map_err(|e| e.to_string())?;
         pos += 4 + len;
     }
     Ok(out)
@@ -405,8 +436,16 @@ pub mod build {
     /// Encodes a batch whose records are compressed with `codec`.
     pub fn encode(records: &[Record<'_>], codec: Compression) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");
-        let base_timestamp = records.iter().map(|r| r.timestamp).min().expect("non-empty");
-        let max_timestamp = records.iter().map(|r| r.timestamp).max().expect("non-empty");
+        let base_timestamp = records
+            .iter()
+            .map(|r| r.timestamp)
+            .min()
+            .expect("non-empty");
+        let max_timestamp = records
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .expect("non-empty");
         let mut body = Vec::new();
         for (i, record) in records.iter().enumerate() {
             let mut r = Vec::new();
@@ -456,11 +495,14 @@ pub mod build {
         match codec {
             Compression::None => body.to_vec(),
             Compression::Gzip => {
-                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 encoder.write_all(body).expect("in-memory gzip");
                 encoder.finish().expect("in-memory gzip")
             }
-            Compression::Snappy => snap::raw::Encoder::new().compress_vec(body).expect("in-memory snappy"),
+            Compression::Snappy => snap::raw::Encoder::new()
+                .compress_vec(body)
+                .expect("in-memory snappy"),
             Compression::Lz4 => {
                 let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
                 encoder.write_all(body).expect("in-memory lz4");
@@ -496,21 +538,34 @@ mod tests {
     use super::*;
 
     fn records(n: usize, first_timestamp: i64) -> Vec<Vec<u8>> {
-        (0..n).map(|i| format!("value-{i}-{first_timestamp}").into_bytes()).collect()
+        (0..n)
+            .map(|i| format!("value-{i}-{first_timestamp}").into_bytes())
+            .collect()
     }
 
     fn batch_of(values: &[Vec<u8>], first_timestamp: i64, codec: Compression) -> Vec<u8> {
         let recs: Vec<Record<'_>> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record { key: Some(b"k"), value: Some(v), timestamp: first_timestamp + i as i64, headers: &[] })
+            .map(|(i, v)| Record {
+                key: Some(b"k"),
+                value: Some(v),
+                timestamp: first_timestamp + i as i64,
+                headers: &[],
+            })
             .collect();
         encode(&recs, codec)
     }
 
     #[test]
     fn a_well_formed_batch_validates_for_every_codec() {
-        for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let batch = batch_of(&records(10, 1000), 1000, codec);
             let header = validate(&batch).unwrap();
             assert_eq!(header.record_count, 10);
@@ -518,7 +573,13 @@ mod tests {
             assert_eq!(header.compression().unwrap(), codec);
             let times = record_times(&batch).unwrap();
             assert_eq!(times.len(), 10, "{codec:?}");
-            assert_eq!(times[3], RecordTime { offset: 3, timestamp: 1003 });
+            assert_eq!(
+                times[3],
+                RecordTime {
+                    offset: 3,
+                    timestamp: 1003
+                }
+            );
         }
     }
 
@@ -545,19 +606,35 @@ mod tests {
     #[test]
     fn lengths_and_counts_must_agree_with_the_bytes() {
         let batch = batch_of(&records(3, 5), 5, Compression::None);
-        assert_eq!(validate(&batch[..40]), Err(BatchError::TooShort { len: 40 }));
-        assert!(matches!(validate(&batch[..batch.len() - 1]), Err(BatchError::LengthMismatch { .. })));
+        assert_eq!(
+            validate(&batch[..40]),
+            Err(BatchError::TooShort { len: 40 })
+        );
+        assert!(matches!(
+            validate(&batch[..batch.len() - 1]),
+            Err(BatchError::LengthMismatch { .. })
+        ));
         let mut longer = batch.clone();
         longer.push(0);
-        assert!(matches!(validate(&longer), Err(BatchError::LengthMismatch { .. })));
+        assert!(matches!(
+            validate(&longer),
+            Err(BatchError::LengthMismatch { .. })
+        ));
 
         // A header that claims more records than are present, with a CRC recomputed to match.
         let mut lying = batch.clone();
         lying[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&1000i32.to_be_bytes());
-        lying[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&999i32.to_be_bytes());
+        lying[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
+            .copy_from_slice(&999i32.to_be_bytes());
         let crc = crc32c::crc32c(&lying[OFFSET_ATTRIBUTES..]);
         lying[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        assert_eq!(validate(&lying), Err(BatchError::RecordCountMismatch { declared: 1000, found: 3 }));
+        assert_eq!(
+            validate(&lying),
+            Err(BatchError::RecordCountMismatch {
+                declared: 1000,
+                found: 3
+            })
+        );
 
         let mut v1 = batch.clone();
         v1[OFFSET_MAGIC] = 1;
@@ -566,7 +643,18 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_their_edges() {
-        for value in [0i64, 1, -1, 63, -64, 64, i32::MAX as i64, i32::MIN as i64, i64::MAX, i64::MIN] {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let mut out = Vec::new();
             let mut raw = ((value << 1) ^ (value >> 63)) as u64;
             while raw >= 0x80 {

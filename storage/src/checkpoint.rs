@@ -55,7 +55,10 @@ impl OffsetCheckpoint {
         for (tp, offset) in offsets {
             body.push_str(&format!("{} {} {offset}\n", tp.topic, tp.partition));
         }
-        body.push_str(&format!("{CRC_PREFIX}{:08x}\n", crc32fast::hash(body.as_bytes())));
+        body.push_str(&format!(
+            "{CRC_PREFIX}{:08x}\n",
+            crc32fast::hash(body.as_bytes())
+        ));
         let tmp = self.path.with_extension("tmp");
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
@@ -75,25 +78,39 @@ impl OffsetCheckpoint {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(BTreeMap::new())),
             Err(e) => return Err(e).context("read checkpoint", &self.path),
         };
-        Ok(self.parse(&bytes).map_err(|reason| CorruptCheckpoint { path: self.path.clone(), reason }))
+        Ok(self.parse(&bytes).map_err(|reason| CorruptCheckpoint {
+            path: self.path.clone(),
+            reason,
+        }))
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<BTreeMap<TopicPartition, u64>, String> {
         let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
-        let body_end = text.trim_end_matches('\n').rfind('\n').map(|i| i + 1).ok_or("no CRC line")?;
+        let body_end = text
+            .trim_end_matches('\n')
+            .rfind('\n')
+            .map(|i| i + 1)
+            .ok_or("no CRC line")?;
         let crc_line = text[body_end..].trim_end();
-        let stored = crc_line.strip_prefix(CRC_PREFIX).ok_or("last line is not the CRC")?;
+        let stored = crc_line
+            .strip_prefix(CRC_PREFIX)
+            .ok_or("last line is not the CRC")?;
         let stored = u32::from_str_radix(stored, 16).map_err(|_| "CRC is not hex".to_owned())?;
         let body = &text[..body_end];
         let computed = crc32fast::hash(body.as_bytes());
         if stored != computed {
-            return Err(format!("CRC {stored:08x} does not match contents {computed:08x}"));
+            return Err(format!(
+                "CRC {stored:08x} does not match contents {computed:08x}"
+            ));
         }
         let mut lines = body.lines();
         if lines.next() != Some(VERSION) {
             return Err("unknown version".into());
         }
-        let count: usize = lines.next().and_then(|l| l.parse().ok()).ok_or("bad entry count")?;
+        let count: usize = lines
+            .next()
+            .and_then(|l| l.parse().ok())
+            .ok_or("bad entry count")?;
         let mut offsets = BTreeMap::new();
         for line in lines {
             let mut fields = line.split(' ');
@@ -102,12 +119,19 @@ impl OffsetCheckpoint {
             else {
                 return Err(format!("bad line `{line}`"));
             };
-            let partition = partition.parse().map_err(|_| format!("bad partition in `{line}`"))?;
-            let offset = offset.parse().map_err(|_| format!("bad offset in `{line}`"))?;
+            let partition = partition
+                .parse()
+                .map_err(|_| format!("bad partition in `{line}`"))?;
+            let offset = offset
+                .parse()
+                .map_err(|_| format!("bad offset in `{line}`"))?;
             offsets.insert(TopicPartition::new(topic, partition), offset);
         }
         if offsets.len() != count {
-            return Err(format!("{} entries where the header says {count}", offsets.len()));
+            return Err(format!(
+                "{} entries where the header says {count}",
+                offsets.len()
+            ));
         }
         Ok(offsets)
     }
@@ -118,16 +142,24 @@ mod tests {
     use super::*;
 
     fn sample() -> BTreeMap<TopicPartition, u64> {
-        [(TopicPartition::new("orders", 0), 1834), (TopicPartition::new("orders", 1), 977), (TopicPartition::new("a.b-c_d", 12), 0)]
-            .into_iter()
-            .collect()
+        [
+            (TopicPartition::new("orders", 0), 1834),
+            (TopicPartition::new("orders", 1), 977),
+            (TopicPartition::new("a.b-c_d", 12), 0),
+        ]
+        .into_iter()
+        .collect()
     }
 
     #[test]
     fn round_trips_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let checkpoint = OffsetCheckpoint::new(dir.path().join("recovery-point-offset-checkpoint"));
-        assert_eq!(checkpoint.read().unwrap().unwrap(), BTreeMap::new(), "missing file is empty");
+        assert_eq!(
+            checkpoint.read().unwrap().unwrap(),
+            BTreeMap::new(),
+            "missing file is empty"
+        );
         checkpoint.write(&sample()).unwrap();
         assert_eq!(checkpoint.read().unwrap().unwrap(), sample());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -143,11 +175,17 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 0x04;
             fs::write(checkpoint.path(), &bad).unwrap();
-            assert!(checkpoint.read().unwrap().is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                checkpoint.read().unwrap().is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         for len in 0..good.len() - 1 {
             fs::write(checkpoint.path(), &good[..len]).unwrap();
-            assert!(checkpoint.read().unwrap().is_err(), "truncation to {len} bytes went unnoticed");
+            assert!(
+                checkpoint.read().unwrap().is_err(),
+                "truncation to {len} bytes went unnoticed"
+            );
         }
     }
 }

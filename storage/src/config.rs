@@ -55,7 +55,11 @@ pub enum ConfigError {
     #[error("`{key}` must be an integer, got `{value}`")]
     NotAnInteger { key: String, value: String },
     #[error("`{key}` = {value} is out of range ({range})")]
-    OutOfRange { key: String, value: i64, range: &'static str },
+    OutOfRange {
+        key: String,
+        value: i64,
+        range: &'static str,
+    },
 }
 
 /// The names [`LogConfig::set`] accepts, in Kafka's spelling.
@@ -86,9 +90,22 @@ impl LogConfig {
         let parsed: i64 = value
             .trim()
             .parse()
-            .map_err(|_| ConfigError::NotAnInteger { key: key.to_owned(), value: value.to_owned() })?;
-        let out_of_range = |range| ConfigError::OutOfRange { key: key.to_owned(), value: parsed, range };
-        let at_least = |min: i64, range| if parsed >= min { Ok(parsed as u64) } else { Err(out_of_range(range)) };
+            .map_err(|_| ConfigError::NotAnInteger {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })?;
+        let out_of_range = |range| ConfigError::OutOfRange {
+            key: key.to_owned(),
+            value: parsed,
+            range,
+        };
+        let at_least = |min: i64, range| {
+            if parsed >= min {
+                Ok(parsed as u64)
+            } else {
+                Err(out_of_range(range))
+            }
+        };
         let unlimited_if_negative_one = |range| match parsed {
             -1 => Ok(None),
             v if v >= 0 => Ok(Some(v as u64)),
@@ -156,7 +173,9 @@ mod tests {
         let mut config = LogConfig::default();
         for key in LOG_CONFIG_KEYS {
             let value = config.get(key).unwrap();
-            config.set(key, &value).unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+            config
+                .set(key, &value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
         }
         assert_eq!(config, LogConfig::default());
     }
@@ -175,10 +194,26 @@ mod tests {
     #[test]
     fn out_of_range_and_unknown_settings_are_refused() {
         let mut config = LogConfig::default();
-        assert!(matches!(config.set("segment.bytes", "10"), Err(ConfigError::OutOfRange { .. })));
-        assert!(matches!(config.set("retention.ms", "-2"), Err(ConfigError::OutOfRange { .. })));
-        assert!(matches!(config.set("segment.bytes", "big"), Err(ConfigError::NotAnInteger { .. })));
-        assert!(matches!(config.set("no.such.key", "1"), Err(ConfigError::Unknown(_))));
-        assert_eq!(config, LogConfig::default(), "a refused setting changes nothing");
+        assert!(matches!(
+            config.set("segment.bytes", "10"),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            config.set("retention.ms", "-2"),
+            Err(ConfigError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            config.set("segment.bytes", "big"),
+            Err(ConfigError::NotAnInteger { .. })
+        ));
+        assert!(matches!(
+            config.set("no.such.key", "1"),
+            Err(ConfigError::Unknown(_))
+        ));
+        assert_eq!(
+            config,
+            LogConfig::default(),
+            "a refused setting changes nothing"
+        );
     }
 }

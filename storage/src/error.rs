@@ -23,7 +23,11 @@ pub enum Error {
         source: io::Error,
     },
     #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { offset: u64, log_start_offset: u64, log_end_offset: u64 },
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        log_end_offset: u64,
+    },
     #[error("log {} is offline after an earlier I/O error; reopen it to recover", path.display())]
     Offline { path: PathBuf },
 }
@@ -49,7 +53,11 @@ pub enum AppendError {
 #[derive(Debug, Error)]
 pub enum ReadError {
     #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { offset: u64, log_start_offset: u64, log_end_offset: u64 },
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        log_end_offset: u64,
+    },
     #[error(transparent)]
     Storage(#[from] Error),
 }
@@ -61,6 +69,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn context(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T, Error> {
-        self.map_err(|source| Error::Io { op, path: path.into(), source })
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.into(),
+            source,
+        })
     }
 }

@@ -30,7 +30,10 @@ pub struct HandleCache {
 
 impl fmt::Debug for HandleCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandleCache").field("capacity", &self.capacity).field("open", &self.open_count()).finish()
+        f.debug_struct("HandleCache")
+            .field("capacity", &self.capacity)
+            .field("open", &self.open_count())
+            .finish()
     }
 }
 
@@ -42,7 +45,11 @@ trait Evictable: Send + Sync {
 
 impl HandleCache {
     pub fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self { capacity: capacity.max(4), clock: AtomicU64::new(0), open: Mutex::new(Vec::new()) })
+        Arc::new(Self {
+            capacity: capacity.max(4),
+            clock: AtomicU64::new(0),
+            open: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn capacity(&self) -> usize {
@@ -67,8 +74,11 @@ impl HandleCache {
         // Over the bound: drop dead entries, then close the least recently used down to 7/8 of capacity so
         // that the scan (O(n log n)) runs once per capacity/8 registrations rather than on every one.
         let target = self.capacity - self.capacity / 8;
-        let mut live: Vec<(u64, Arc<dyn Evictable>)> =
-            open.drain(..).filter_map(|weak| weak.upgrade()).map(|slot| (slot.last_used(), slot)).collect();
+        let mut live: Vec<(u64, Arc<dyn Evictable>)> = open
+            .drain(..)
+            .filter_map(|weak| weak.upgrade())
+            .map(|slot| (slot.last_used(), slot))
+            .collect();
         live.sort_by_key(|(last_used, _)| *last_used);
         let excess = live.len().saturating_sub(target);
         let mut closed = 0;
@@ -100,7 +110,9 @@ struct SlotState<T> {
 
 impl<T: Send + 'static> fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot").field("open", &self.is_open()).finish()
+        f.debug_struct("Slot")
+            .field("open", &self.is_open())
+            .finish()
     }
 }
 
@@ -108,14 +120,21 @@ impl<T: Send + 'static> Slot<T> {
     pub fn new(cache: &Arc<HandleCache>) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             cache: cache.clone(),
-            state: Mutex::new(SlotState { value: None, registered: false }),
+            state: Mutex::new(SlotState {
+                value: None,
+                registered: false,
+            }),
             last_used: AtomicU64::new(0),
             this: this.clone(),
         })
     }
 
     /// Runs `f` on the handle, opening it with `open` first if it is closed.
-    pub fn with<R, E>(&self, open: impl FnOnce() -> Result<T, E>, f: impl FnOnce(&mut T) -> R) -> Result<R, E> {
+    pub fn with<R, E>(
+        &self,
+        open: impl FnOnce() -> Result<T, E>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R, E> {
         let mut newly_registered = false;
         let result = {
             let mut state = lock(&self.state);
@@ -199,7 +218,7 @@ mod tests {
             assert!(cache.open_count() <= 16);
         }
         let open = slots.iter().filter(|s| s.is_open()).count();
-        assert!(open <= 16 && open >= 14, "{open} open");
+        assert!((14..=16).contains(&open), "{open} open");
         // The most recently used survive.
         assert!(slots[99].is_open() && slots[98].is_open());
         assert!(!slots[0].is_open());
@@ -229,7 +248,10 @@ mod tests {
             }
         })
         .unwrap();
-        assert!(busy.is_open(), "the oldest slot was in use and must have been skipped");
+        assert!(
+            busy.is_open(),
+            "the oldest slot was in use and must have been skipped"
+        );
     }
 
     #[test]

@@ -44,16 +44,30 @@ impl IndexFile {
     /// Opens (creating if absent) an index file. A file whose length is not a whole number of entries is
     /// reported as `InvalidData` so the caller rebuilds it.
     fn open(path: PathBuf, entry_bytes: usize, handles: &Arc<HandleCache>) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         let len = file.metadata()?.len() as usize;
-        if len % entry_bytes != 0 {
+        if !len.is_multiple_of(entry_bytes) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is {len} bytes, not a multiple of {entry_bytes}", path.display()),
+                format!(
+                    "{} is {len} bytes, not a multiple of {entry_bytes}",
+                    path.display()
+                ),
             ));
         }
         let entries = len / entry_bytes;
-        Ok(Self { path, entry_bytes, entries, capacity: entries, map: Slot::new(handles) })
+        Ok(Self {
+            path,
+            entry_bytes,
+            entries,
+            capacity: entries,
+            map: Slot::new(handles),
+        })
     }
 
     /// Discards every entry and sizes the file for `capacity_bytes` of appends.
@@ -74,7 +88,10 @@ impl IndexFile {
         }
         // The map must go before the file changes length: touching a page past the end of a file is SIGBUS.
         self.map.close();
-        OpenOptions::new().write(true).open(&self.path)?.set_len((capacity * self.entry_bytes) as u64)?;
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)?
+            .set_len((capacity * self.entry_bytes) as u64)?;
         self.capacity = capacity;
         Ok(())
     }
@@ -139,7 +156,11 @@ impl IndexFile {
             let (mut lo, mut hi) = (0, entries);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                if is_before(&map[self.entry(mid)]) { lo = mid + 1 } else { hi = mid }
+                if is_before(&map[self.entry(mid)]) {
+                    lo = mid + 1
+                } else {
+                    hi = mid
+                }
             }
             lo.checked_sub(1)
         })
@@ -190,7 +211,9 @@ pub struct OffsetIndex {
 
 impl OffsetIndex {
     pub fn open(path: PathBuf, handles: &Arc<HandleCache>) -> io::Result<Self> {
-        Ok(Self { file: IndexFile::open(path, OFFSET_ENTRY_BYTES, handles)? })
+        Ok(Self {
+            file: IndexFile::open(path, OFFSET_ENTRY_BYTES, handles)?,
+        })
     }
 
     pub fn entries(&self) -> usize {
@@ -210,7 +233,10 @@ impl OffsetIndex {
 
     /// The last entry whose offset is at or before `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> io::Result<Option<OffsetPosition>> {
-        match self.file.last_before(|e| decode_offset_entry(e).relative_offset <= relative_offset)? {
+        match self
+            .file
+            .last_before(|e| decode_offset_entry(e).relative_offset <= relative_offset)?
+        {
             Some(i) => self.get(i).map(Some),
             None => Ok(None),
         }
@@ -222,7 +248,9 @@ impl OffsetIndex {
 
     /// Drops every entry whose offset is at or after `relative_offset`.
     pub fn truncate_to(&mut self, relative_offset: u32) -> io::Result<()> {
-        let keep = self.file.last_before(|e| decode_offset_entry(e).relative_offset < relative_offset)?;
+        let keep = self
+            .file
+            .last_before(|e| decode_offset_entry(e).relative_offset < relative_offset)?;
         self.file.truncate_entries(keep.map_or(0, |i| i + 1));
         Ok(())
     }
@@ -234,9 +262,11 @@ impl OffsetIndex {
         self.file.with_map(|map| {
             let mut previous: Option<OffsetPosition> = None;
             for i in 0..entries {
-                let entry = decode_offset_entry(&map[i * OFFSET_ENTRY_BYTES..(i + 1) * OFFSET_ENTRY_BYTES]);
-                let ordered = previous
-                    .is_none_or(|p| entry.relative_offset > p.relative_offset && entry.position > p.position);
+                let entry =
+                    decode_offset_entry(&map[i * OFFSET_ENTRY_BYTES..(i + 1) * OFFSET_ENTRY_BYTES]);
+                let ordered = previous.is_none_or(|p| {
+                    entry.relative_offset > p.relative_offset && entry.position > p.position
+                });
                 if !ordered || u64::from(entry.position) >= log_bytes {
                     return false;
                 }
@@ -326,7 +356,10 @@ impl TimeIndex {
 
     /// Appends an entry if `timestamp` is larger than the last entry's. Returns whether it did.
     pub fn maybe_append(&mut self, entry: TimestampOffset) -> io::Result<bool> {
-        if self.last.is_some_and(|last| entry.timestamp <= last.timestamp) {
+        if self
+            .last
+            .is_some_and(|last| entry.timestamp <= last.timestamp)
+        {
             return Ok(false);
         }
         let mut bytes = [0u8; TIME_ENTRY_BYTES];
@@ -340,7 +373,10 @@ impl TimeIndex {
     /// The last entry whose timestamp is strictly before `timestamp`: every record up to and including its
     /// offset is older than `timestamp`, so a search for the first record at or after it may start there.
     pub fn last_before(&self, timestamp: i64) -> io::Result<Option<TimestampOffset>> {
-        match self.file.last_before(|e| decode_time_entry(e).timestamp < timestamp)? {
+        match self
+            .file
+            .last_before(|e| decode_time_entry(e).timestamp < timestamp)?
+        {
             Some(i) => Ok(Some(decode_time_entry(&self.file.read_entry(i)?))),
             None => Ok(None),
         }
@@ -348,7 +384,9 @@ impl TimeIndex {
 
     /// Drops every entry whose offset is at or after `relative_offset`.
     pub fn truncate_to(&mut self, relative_offset: u32) -> io::Result<()> {
-        let keep = self.file.last_before(|e| decode_time_entry(e).relative_offset < relative_offset)?;
+        let keep = self
+            .file
+            .last_before(|e| decode_time_entry(e).relative_offset < relative_offset)?;
         self.file.truncate_entries(keep.map_or(0, |i| i + 1));
         self.last = match self.file.entries {
             0 => None,
@@ -364,9 +402,11 @@ impl TimeIndex {
         self.file.with_map(|map| {
             let mut previous: Option<TimestampOffset> = None;
             for i in 0..entries {
-                let entry = decode_time_entry(&map[i * TIME_ENTRY_BYTES..(i + 1) * TIME_ENTRY_BYTES]);
-                let ordered = previous
-                    .is_none_or(|p| entry.timestamp > p.timestamp && entry.relative_offset >= p.relative_offset);
+                let entry =
+                    decode_time_entry(&map[i * TIME_ENTRY_BYTES..(i + 1) * TIME_ENTRY_BYTES]);
+                let ordered = previous.is_none_or(|p| {
+                    entry.timestamp > p.timestamp && entry.relative_offset >= p.relative_offset
+                });
                 if !ordered || u64::from(entry.relative_offset) >= relative_offset_end {
                     return false;
                 }
@@ -418,7 +458,12 @@ mod tests {
         let mut index = OffsetIndex::open(dir.join("0.index"), &handles).unwrap();
         index.resize(1024).unwrap();
         for &(relative_offset, position) in entries {
-            index.append(OffsetPosition { relative_offset, position }).unwrap();
+            index
+                .append(OffsetPosition {
+                    relative_offset,
+                    position,
+                })
+                .unwrap();
         }
         index
     }
@@ -427,7 +472,12 @@ mod tests {
     fn offset_lookup_at_every_boundary() {
         let dir = tempfile::tempdir().unwrap();
         let index = offset_index(dir.path(), &[(10, 100), (20, 200), (30, 300)]);
-        let at = |o| index.lookup(o).unwrap().map(|e| (e.relative_offset, e.position));
+        let at = |o| {
+            index
+                .lookup(o)
+                .unwrap()
+                .map(|e| (e.relative_offset, e.position))
+        };
         assert_eq!(at(0), None, "before the first entry");
         assert_eq!(at(9), None);
         assert_eq!(at(10), Some((10, 100)), "exactly the first entry");
@@ -452,10 +502,27 @@ mod tests {
         let handles = HandleCache::new(64);
         let mut index = OffsetIndex::open(dir.path().join("0.index"), &handles).unwrap();
         index.resize(2 * OFFSET_ENTRY_BYTES + 3).unwrap();
-        index.append(OffsetPosition { relative_offset: 1, position: 1 }).unwrap();
-        index.append(OffsetPosition { relative_offset: 2, position: 2 }).unwrap();
+        index
+            .append(OffsetPosition {
+                relative_offset: 1,
+                position: 1,
+            })
+            .unwrap();
+        index
+            .append(OffsetPosition {
+                relative_offset: 2,
+                position: 2,
+            })
+            .unwrap();
         assert!(index.is_full());
-        assert!(index.append(OffsetPosition { relative_offset: 3, position: 3 }).is_err());
+        assert!(
+            index
+                .append(OffsetPosition {
+                    relative_offset: 3,
+                    position: 3
+                })
+                .is_err()
+        );
     }
 
     #[test]
@@ -464,13 +531,25 @@ mod tests {
         let mut index = offset_index(dir.path(), &[(10, 100), (20, 200)]);
         index.trim().unwrap();
         drop(index);
-        assert_eq!(std::fs::metadata(dir.path().join("0.index")).unwrap().len(), 16);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("0.index")).unwrap().len(),
+            16
+        );
         let handles = HandleCache::new(64);
         let index = OffsetIndex::open(dir.path().join("0.index"), &handles).unwrap();
         assert_eq!(index.entries(), 2);
-        assert_eq!(index.lookup(25).unwrap(), Some(OffsetPosition { relative_offset: 20, position: 200 }));
+        assert_eq!(
+            index.lookup(25).unwrap(),
+            Some(OffsetPosition {
+                relative_offset: 20,
+                position: 200
+            })
+        );
         assert!(index.sanity_check(300).unwrap());
-        assert!(!index.sanity_check(200).unwrap(), "an entry past the log end is insane");
+        assert!(
+            !index.sanity_check(200).unwrap(),
+            "an entry past the log end is insane"
+        );
     }
 
     #[test]
@@ -500,24 +579,66 @@ mod tests {
         let mut index = TimeIndex::open(dir.path().join("0.timeindex"), &handles).unwrap();
         index.resize(1024).unwrap();
         for (timestamp, relative_offset) in [(1000, 5), (2000, 9), (3000, 20)] {
-            assert!(index.maybe_append(TimestampOffset { timestamp, relative_offset }).unwrap());
+            assert!(
+                index
+                    .maybe_append(TimestampOffset {
+                        timestamp,
+                        relative_offset
+                    })
+                    .unwrap()
+            );
         }
-        assert!(!index.maybe_append(TimestampOffset { timestamp: 3000, relative_offset: 25 }).unwrap());
-        assert!(!index.maybe_append(TimestampOffset { timestamp: 10, relative_offset: 25 }).unwrap());
-        let before = |t| index.last_before(t).unwrap().map(|e| (e.timestamp, e.relative_offset));
+        assert!(
+            !index
+                .maybe_append(TimestampOffset {
+                    timestamp: 3000,
+                    relative_offset: 25
+                })
+                .unwrap()
+        );
+        assert!(
+            !index
+                .maybe_append(TimestampOffset {
+                    timestamp: 10,
+                    relative_offset: 25
+                })
+                .unwrap()
+        );
+        let before = |t| {
+            index
+                .last_before(t)
+                .unwrap()
+                .map(|e| (e.timestamp, e.relative_offset))
+        };
         assert_eq!(before(i64::MIN), None);
-        assert_eq!(before(1000), None, "an entry equal to the target is not strictly before it");
+        assert_eq!(
+            before(1000),
+            None,
+            "an entry equal to the target is not strictly before it"
+        );
         assert_eq!(before(1001), Some((1000, 5)));
         assert_eq!(before(2000), Some((1000, 5)));
         assert_eq!(before(3001), Some((3000, 20)));
         assert_eq!(before(i64::MAX), Some((3000, 20)));
 
         index.truncate_to(9).unwrap();
-        assert_eq!(index.last(), Some(TimestampOffset { timestamp: 1000, relative_offset: 5 }));
+        assert_eq!(
+            index.last(),
+            Some(TimestampOffset {
+                timestamp: 1000,
+                relative_offset: 5
+            })
+        );
         index.trim().unwrap();
         drop(index);
         let index = TimeIndex::open(dir.path().join("0.timeindex"), &handles).unwrap();
-        assert_eq!(index.last(), Some(TimestampOffset { timestamp: 1000, relative_offset: 5 }));
+        assert_eq!(
+            index.last(),
+            Some(TimestampOffset {
+                timestamp: 1000,
+                relative_offset: 5
+            })
+        );
         assert!(index.sanity_check(6).unwrap());
         assert!(!index.sanity_check(5).unwrap());
     }

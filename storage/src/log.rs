@@ -57,7 +57,11 @@ pub struct ReadLimits {
 
 impl ReadLimits {
     pub fn bytes(max_bytes: usize) -> Self {
-        Self { max_bytes, max_offset: None, min_one_batch: true }
+        Self {
+            max_bytes,
+            max_offset: None,
+            min_one_batch: true,
+        }
     }
 }
 
@@ -152,14 +156,20 @@ impl Log {
         let mut report = RecoveryReport::default();
         let mut segments = BTreeMap::new();
         for &base in &bases {
-            segments.insert(base, Segment::open(&dir, base, &handles).context("open segment", &dir)?);
+            segments.insert(
+                base,
+                Segment::open(&dir, base, &handles).context("open segment", &dir)?,
+            );
         }
 
         // Segments from the one holding the recovery point on may hold unflushed, torn data.
         let recover_from = if state.clean_shutdown {
             u64::MAX
         } else {
-            segments.range(..=state.recovery_point).next_back().map_or(0, |(base, _)| *base)
+            segments
+                .range(..=state.recovery_point)
+                .next_back()
+                .map_or(0, |(base, _)| *base)
         };
         let mut cut_at: Option<u64> = None;
         for (&base, segment) in segments.iter_mut() {
@@ -171,7 +181,9 @@ impl Log {
                 }
             }
             report.segments_recovered += 1;
-            let outcome = segment.recover(&config).context("recover segment", segment.log_path())?;
+            let outcome = segment
+                .recover(&config)
+                .context("recover segment", segment.log_path())?;
             if outcome.truncated_bytes > 0 {
                 warn!(
                     segment = %segment.log_path().display(),
@@ -235,7 +247,8 @@ impl Log {
         for (_, segment) in std::mem::take(&mut self.segments) {
             segment.delete().context("delete segment", &self.dir)?;
         }
-        let segment = Segment::create(&self.dir, offset, &self.handles, &self.config).context("create segment", &self.dir)?;
+        let segment = Segment::create(&self.dir, offset, &self.handles, &self.config)
+            .context("create segment", &self.dir)?;
         self.segments.insert(offset, segment);
         self.log_start_offset = offset;
         self.recovery_point = self.recovery_point.min(offset);
@@ -282,25 +295,44 @@ impl Log {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     /// Gives the last segment room to grow; it may have been sealed (trimmed) before.
     fn activate_last(&mut self) -> Result<(), Error> {
-        let active = self.segments.values_mut().next_back().expect("a log always has an active segment");
-        active.activate(&self.config).context("activate segment", &self.dir)
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment");
+        active
+            .activate(&self.config)
+            .context("activate segment", &self.dir)
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has an active segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     /// Validates and appends one or more batches, exactly as a client encoded them, back to back in
     /// `batches`. Assigns offsets from the log end offset and stamps `leader_epoch` into each batch header,
     /// in place. Either every batch is appended or none is.
-    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, AppendError> {
         if self.offline {
-            return Err(Error::Offline { path: self.dir.clone() }.into());
+            return Err(Error::Offline {
+                path: self.dir.clone(),
+            }
+            .into());
         }
         let mut pending = self.validate(batches)?;
         let first_offset = self.log_end_offset();
@@ -319,15 +351,31 @@ impl Log {
         let config = self.config.clone();
         match self.active_mut().append(batches, &pending, &config) {
             Ok(()) => {}
-            Err(AppendFailure::Unchanged(e)) => return Err(Error::Io { op: "append to", path: self.dir.clone(), source: e }.into()),
+            Err(AppendFailure::Unchanged(e)) => {
+                return Err(Error::Io {
+                    op: "append to",
+                    path: self.dir.clone(),
+                    source: e,
+                }
+                .into());
+            }
             Err(AppendFailure::Damaged(e)) => {
                 self.offline = true;
-                return Err(Error::Io { op: "append to", path: self.dir.clone(), source: e }.into());
+                return Err(Error::Io {
+                    op: "append to",
+                    path: self.dir.clone(),
+                    source: e,
+                }
+                .into());
             }
         }
         let records = next - first_offset;
         self.unflushed_records += records;
-        if self.config.flush_messages.is_some_and(|n| self.unflushed_records >= n) {
+        if self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_records >= n)
+        {
             self.flush()?;
         }
         Ok(AppendInfo {
@@ -345,7 +393,10 @@ impl Log {
         let mut pending = Vec::new();
         let mut start = 0;
         while start < bytes.len() {
-            let invalid = |source| AppendError::InvalidBatch { position: start, source };
+            let invalid = |source| AppendError::InvalidBatch {
+                position: start,
+                source,
+            };
             let header = BatchHeader::parse(&bytes[start..]).map_err(invalid)?;
             let size = header.total_bytes();
             if header.batch_length < 0 || start + size > bytes.len() {
@@ -355,7 +406,10 @@ impl Log {
                 }));
             }
             if size as u64 > self.config.max_message_bytes {
-                return Err(AppendError::TooLarge { size, max: self.config.max_message_bytes });
+                return Err(AppendError::TooLarge {
+                    size,
+                    max: self.config.max_message_bytes,
+                });
             }
             let header = batch::validate(&bytes[start..start + size]).map_err(invalid)?;
             pending.push(PendingBatch { start, header });
@@ -376,7 +430,9 @@ impl Log {
         }
         let now_ms = now_ms();
         let full = active.size() + bytes > self.config.segment_bytes.min(SEGMENT_POSITION_MAX);
-        let old = active.first_batch_timestamp().is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms as i64);
+        let old = active
+            .first_batch_timestamp()
+            .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms as i64);
         let offsets_overflow = last_offset - active.base_offset() > RELATIVE_OFFSET_MAX;
         if full || old || offsets_overflow || active.indexes_full() {
             self.roll()?;
@@ -388,7 +444,9 @@ impl Log {
     /// log end offset. Does nothing when the active segment is empty.
     pub fn roll(&mut self) -> Result<(), Error> {
         if self.offline {
-            return Err(Error::Offline { path: self.dir.clone() });
+            return Err(Error::Offline {
+                path: self.dir.clone(),
+            });
         }
         let next = self.log_end_offset();
         let dir = self.dir.clone();
@@ -402,7 +460,8 @@ impl Log {
         self.recovery_point = next;
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
-        let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
+        let segment = Segment::create(&dir, next, &self.handles, &self.config)
+            .context("create segment", &dir)?;
         self.segments.insert(next, segment);
         sync_dir(&dir)
     }
@@ -412,15 +471,30 @@ impl Log {
     pub fn read(&self, offset: u64, limits: ReadLimits) -> Result<ReadResult, ReadError> {
         self.check_range(offset)?;
         let log_end_offset = self.log_end_offset();
-        let max_offset = limits.max_offset.unwrap_or(log_end_offset).min(log_end_offset);
-        let mut result =
-            ReadResult { records: Vec::new(), next_offset: offset, log_start_offset: self.log_start_offset, log_end_offset };
+        let max_offset = limits
+            .max_offset
+            .unwrap_or(log_end_offset)
+            .min(log_end_offset);
+        let mut result = ReadResult {
+            records: Vec::new(),
+            next_offset: offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        };
         if offset >= max_offset || (limits.max_bytes == 0 && !limits.min_one_batch) {
             return Ok(result);
         }
-        let Some((segment, position, first)) = self.find_batch(offset)? else { return Ok(result) };
+        let Some((segment, position, first)) = self.find_batch(offset)? else {
+            return Ok(result);
+        };
         let read = segment
-            .read_from(position, &first, limits.max_bytes, max_offset, limits.min_one_batch)
+            .read_from(
+                position,
+                &first,
+                limits.max_bytes,
+                max_offset,
+                limits.min_one_batch,
+            )
             .context("read", segment.log_path())?;
         if let Some((records, next_offset)) = read {
             result.records = records;
@@ -433,13 +507,15 @@ impl Log {
     /// when `offset` is the log end offset; `OffsetOutOfRange` outside the log.
     pub fn locate(&self, offset: u64) -> Result<Option<BatchLocation>, ReadError> {
         self.check_range(offset)?;
-        Ok(self.find_batch(offset)?.map(|(segment, position, header)| BatchLocation {
-            segment_base_offset: segment.base_offset(),
-            position,
-            base_offset: header.base_offset as u64,
-            last_offset: header.last_offset() as u64,
-            size_bytes: header.total_bytes(),
-        }))
+        Ok(self
+            .find_batch(offset)?
+            .map(|(segment, position, header)| BatchLocation {
+                segment_base_offset: segment.base_offset(),
+                position,
+                base_offset: header.base_offset as u64,
+                last_offset: header.last_offset() as u64,
+                size_bytes: header.total_bytes(),
+            }))
     }
 
     fn check_range(&self, offset: u64) -> Result<(), ReadError> {
@@ -456,9 +532,15 @@ impl Log {
 
     /// The segment, position and header of the batch holding `offset`, through the offset index.
     fn find_batch(&self, offset: u64) -> Result<Option<(&Segment, u64, BatchHeader)>, Error> {
-        let from = self.segments.range(..=offset).next_back().map_or(0, |(base, _)| *base);
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
         for segment in self.segments.range(from..).map(|(_, s)| s) {
-            let found = segment.find_batch(offset.max(segment.base_offset())).context("read", segment.log_path())?;
+            let found = segment
+                .find_batch(offset.max(segment.base_offset()))
+                .context("read", segment.log_path())?;
             if let Some((position, header)) = found {
                 return Ok(Some((segment, position, header)));
             }
@@ -493,8 +575,12 @@ impl Log {
                 best = Some((segment, timestamp));
             }
         }
-        let Some((segment, _)) = best else { return Ok(None) };
-        let found = segment.max_timestamp_record().context("search by time", segment.log_path())?;
+        let Some((segment, _)) = best else {
+            return Ok(None);
+        };
+        let found = segment
+            .max_timestamp_record()
+            .context("search by time", segment.log_path())?;
         Ok(found.map(|(offset, timestamp)| TimestampOffset { timestamp, offset }))
     }
 
@@ -502,7 +588,9 @@ impl Log {
     /// holding `offset` is removed whole, so the new log end offset may be below `offset`. Returns it.
     pub fn truncate_to(&mut self, offset: u64) -> Result<u64, Error> {
         if self.offline {
-            return Err(Error::Offline { path: self.dir.clone() });
+            return Err(Error::Offline {
+                path: self.dir.clone(),
+            });
         }
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
@@ -512,13 +600,19 @@ impl Log {
             self.start_fresh_at(offset)?;
             return Ok(offset);
         }
-        let later: Vec<u64> = self.segments.range(offset + 1..).map(|(base, _)| *base).collect();
+        let later: Vec<u64> = self
+            .segments
+            .range(offset + 1..)
+            .map(|(base, _)| *base)
+            .collect();
         for base in later {
             let segment = self.segments.remove(&base).expect("listed above");
             segment.delete().context("delete segment", &self.dir)?;
         }
         let active = self.active_mut();
-        active.truncate_to(offset).context("truncate", active.log_path())?;
+        active
+            .truncate_to(offset)
+            .context("truncate", active.log_path())?;
         self.activate_last()?;
         let end = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(end);
@@ -532,7 +626,11 @@ impl Log {
     pub fn delete_records_before(&mut self, offset: u64) -> Result<u64, Error> {
         let log_end_offset = self.log_end_offset();
         if offset > log_end_offset {
-            return Err(Error::OffsetOutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset });
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
         }
         if offset <= self.log_start_offset {
             return Ok(self.log_start_offset);
@@ -553,7 +651,8 @@ impl Log {
         let mut report = RetentionReport::default();
         if let Some(retention_ms) = self.config.retention_ms {
             let cutoff = now_ms.saturating_sub(retention_ms as i64);
-            let expired = |segment: &Segment| segment.max_timestamp().is_some_and(|(ts, _)| ts < cutoff);
+            let expired =
+                |segment: &Segment| segment.max_timestamp().is_some_and(|(ts, _)| ts < cutoff);
             if self.segments.values().all(expired) && !self.offline {
                 self.roll()?;
             }
@@ -583,7 +682,10 @@ impl Log {
 
     /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
     /// log start offset to the first remaining segment. Returns segments and bytes deleted.
-    fn delete_segments_while(&mut self, mut deletable: impl FnMut(&Segment) -> bool) -> Result<(usize, u64), Error> {
+    fn delete_segments_while(
+        &mut self,
+        mut deletable: impl FnMut(&Segment) -> bool,
+    ) -> Result<(usize, u64), Error> {
         let mut deleted = (0, 0);
         while self.segments.len() > 1 {
             let (&base, segment) = self.segments.iter().next().expect("more than one");
@@ -636,7 +738,9 @@ impl Log {
         if self.offline {
             // Leave the damaged segment for recovery; trimming the indexes still lets the files reopen.
             let _ = self.active_mut().trim_indexes();
-            return Err(Error::Offline { path: self.dir.clone() });
+            return Err(Error::Offline {
+                path: self.dir.clone(),
+            });
         }
         let active = self.active_mut();
         active.seal().context("seal segment", active.log_path())?;
@@ -669,13 +773,17 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
         let entry = entry.context("list", dir)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some((stem, suffix)) = name.split_once('.') else { continue };
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
         let Ok(base) = stem.parse::<u64>() else {
             continue;
         };
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
-            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => {
+                indexes.push((base, entry.path()))
+            }
             _ => {}
         }
     }
@@ -691,9 +799,13 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
 
 /// fsyncs a directory so that files created or renamed in it survive a power loss.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).context("sync directory", dir)
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context("sync directory", dir)
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

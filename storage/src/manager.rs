@@ -48,7 +48,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
+        Self {
+            topic: topic.into(),
+            partition,
+        }
     }
 
     pub fn dir_name(&self) -> String {
@@ -80,7 +83,10 @@ pub struct ManagerConfig {
 
 impl Default for ManagerConfig {
     fn default() -> Self {
-        Self { handles_max: HANDLES_MAX_DEFAULT, threads: thread::available_parallelism().map_or(2, |n| n.get()) }
+        Self {
+            handles_max: HANDLES_MAX_DEFAULT,
+            threads: thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 
@@ -114,12 +120,21 @@ pub struct LogManager {
 
 impl LogManager {
     /// Opens every log under `dir` (creating `dir` if needed); see the module documentation.
-    pub fn open(dir: impl Into<PathBuf>, default_config: LogConfig, config: ManagerConfig) -> Result<(Self, OpenReport), Error> {
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        default_config: LogConfig,
+        config: ManagerConfig,
+    ) -> Result<(Self, OpenReport), Error> {
         let started = Instant::now();
         let dir = dir.into();
         fs::create_dir_all(&dir).context("create data directory", &dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = fs::File::options().create(true).truncate(false).write(true).open(&lock_path).context("open", &lock_path)?;
+        let lock = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .context("open", &lock_path)?;
         lock.try_lock().map_err(|e| Error::Io {
             op: "lock (is another Strata using this data directory?)",
             path: lock_path.clone(),
@@ -130,12 +145,13 @@ impl LogManager {
         let clean_shutdown = marker.exists();
         let recovery_points = OffsetCheckpoint::new(dir.join(RECOVERY_POINT_CHECKPOINT));
         let log_starts = OffsetCheckpoint::new(dir.join(LOG_START_OFFSET_CHECKPOINT));
-        let read_or_warn = |checkpoint: &OffsetCheckpoint| -> Result<BTreeMap<TopicPartition, u64>, Error> {
-            Ok(checkpoint.read()?.unwrap_or_else(|corrupt| {
-                warn!(error = %corrupt, "ignoring a corrupt checkpoint");
-                BTreeMap::new()
-            }))
-        };
+        let read_or_warn =
+            |checkpoint: &OffsetCheckpoint| -> Result<BTreeMap<TopicPartition, u64>, Error> {
+                Ok(checkpoint.read()?.unwrap_or_else(|corrupt| {
+                    warn!(error = %corrupt, "ignoring a corrupt checkpoint");
+                    BTreeMap::new()
+                }))
+            };
         let recovery_point_map = read_or_warn(&recovery_points)?;
         let log_start_map = read_or_warn(&log_starts)?;
 
@@ -144,12 +160,16 @@ impl LogManager {
             let entry = entry.context("list", &dir)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !entry.file_type().context("stat", entry.path())?.is_dir() || FOREIGN_DIRS.contains(&name) {
+            if !entry.file_type().context("stat", entry.path())?.is_dir()
+                || FOREIGN_DIRS.contains(&name)
+            {
                 continue;
             }
             match TopicPartition::from_dir_name(name) {
                 Some(tp) => partitions.push(tp),
-                None => warn!(path = %entry.path().display(), "ignoring a directory that is not a partition log"),
+                None => {
+                    warn!(path = %entry.path().display(), "ignoring a directory that is not a partition log")
+                }
             }
         }
 
@@ -162,9 +182,13 @@ impl LogManager {
                 clean_shutdown,
             };
             let log_dir = dir.join(tp.dir_name());
-            Log::open(log_dir, default_config.clone(), handles.clone(), state).map(|(log, report)| (tp, log, report))
+            Log::open(log_dir, default_config.clone(), handles.clone(), state)
+                .map(|(log, report)| (tp, log, report))
         });
-        let mut report = OpenReport { clean_shutdown, ..OpenReport::default() };
+        let mut report = OpenReport {
+            clean_shutdown,
+            ..OpenReport::default()
+        };
         let mut logs = HashMap::new();
         for result in opened {
             let (tp, log, recovery): (_, _, RecoveryReport) = result?;
@@ -214,11 +238,18 @@ impl LogManager {
 
     /// Every log, in no particular order.
     pub fn logs(&self) -> Vec<(TopicPartition, SharedLog)> {
-        read(&self.logs).iter().map(|(tp, log)| (tp.clone(), log.clone())).collect()
+        read(&self.logs)
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect()
     }
 
     /// The log of `tp`, created empty with `config` if it does not exist. An existing log keeps its config.
-    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog, Error> {
+    pub fn get_or_create(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<SharedLog, Error> {
         if let Some(log) = self.get(tp) {
             return Ok(log);
         }
@@ -226,7 +257,12 @@ impl LogManager {
         if let Some(log) = logs.get(tp) {
             return Ok(log.clone());
         }
-        let (log, _) = Log::open(self.dir.join(tp.dir_name()), config, self.handles.clone(), OpenState::default())?;
+        let (log, _) = Log::open(
+            self.dir.join(tp.dir_name()),
+            config,
+            self.handles.clone(),
+            OpenState::default(),
+        )?;
         sync_dir(&self.dir)?;
         let log = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), log.clone());
@@ -235,7 +271,12 @@ impl LogManager {
 
     /// Deletes a log and its files. Returns whether it existed.
     pub fn delete(&self, tp: &TopicPartition) -> Result<bool, Error> {
-        let Some(log) = self.logs.write().unwrap_or_else(PoisonError::into_inner).remove(tp) else {
+        let Some(log) = self
+            .logs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tp)
+        else {
             return Ok(false);
         };
         lock(&log).delete()?;
@@ -282,14 +323,19 @@ impl LogManager {
             .name("strata-log-upkeep".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    let Some(manager) = manager.upgrade() else { break };
+                    let Some(manager) = manager.upgrade() else {
+                        break;
+                    };
                     if let Err(e) = manager.maintain() {
                         error!(error = %e, "log upkeep failed");
                     }
                 }
             })
             .expect("spawning a thread");
-        Background { stop: Some(stop), thread: Some(thread) }
+        Background {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// Closes every log (seal and fsync), writes the checkpoints and, if every log closed cleanly, the
@@ -307,11 +353,16 @@ impl LogManager {
         self.checkpoint()?;
         if all_clean {
             let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
-            fs::File::create(&marker).and_then(|f| f.sync_all()).context("write clean-shutdown marker", &marker)?;
+            fs::File::create(&marker)
+                .and_then(|f| f.sync_all())
+                .context("write clean-shutdown marker", &marker)?;
             sync_dir(&self.dir)?;
         }
         info!(dir = %self.dir.display(), clean = all_clean, "closed data directory");
-        closed.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
+        closed
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|_| ())
     }
 }
 
@@ -342,9 +393,16 @@ impl Drop for Background {
 }
 
 /// Applies `f` to every item on up to `threads` threads; results in no particular order.
-fn parallel_map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
     let threads = threads.clamp(1, items.len().max(1));
-    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
+    let items: Vec<Mutex<Option<T>>> = items
+        .into_iter()
+        .map(|item| Mutex::new(Some(item)))
+        .collect();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(items.len()));
     thread::scope(|scope| {
@@ -377,12 +435,21 @@ mod tests {
 
     #[test]
     fn partition_directory_names() {
-        assert_eq!(TopicPartition::from_dir_name("orders-3"), Some(TopicPartition::new("orders", 3)));
-        assert_eq!(TopicPartition::from_dir_name("my-topic-12"), Some(TopicPartition::new("my-topic", 12)));
+        assert_eq!(
+            TopicPartition::from_dir_name("orders-3"),
+            Some(TopicPartition::new("orders", 3))
+        );
+        assert_eq!(
+            TopicPartition::from_dir_name("my-topic-12"),
+            Some(TopicPartition::new("my-topic", 12))
+        );
         assert_eq!(TopicPartition::from_dir_name("orders"), None);
         assert_eq!(TopicPartition::from_dir_name("-3"), None);
         assert_eq!(TopicPartition::from_dir_name("orders-x"), None);
-        assert_eq!(TopicPartition::from_dir_name("orders--1"), Some(TopicPartition::new("orders-", 1)));
+        assert_eq!(
+            TopicPartition::from_dir_name("orders--1"),
+            Some(TopicPartition::new("orders-", 1))
+        );
         assert_eq!(TopicPartition::new("a-b", 0).dir_name(), "a-b-0");
     }
 }

@@ -85,12 +85,25 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates an empty segment, replacing any files left at its name, with indexes sized for appends.
-    pub fn create(dir: &Path, base_offset: u64, handles: &Arc<HandleCache>, config: &LogConfig) -> io::Result<Self> {
+    pub fn create(
+        dir: &Path,
+        base_offset: u64,
+        handles: &Arc<HandleCache>,
+        config: &LogConfig,
+    ) -> io::Result<Self> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        OpenOptions::new().write(true).create(true).truncate(true).open(&log_path)?;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
         let mut segment = Self::open_files(dir, base_offset, handles)?;
-        segment.offset_index.reset(config.segment_index_bytes as usize)?;
-        segment.time_index.reset(config.segment_index_bytes as usize)?;
+        segment
+            .offset_index
+            .reset(config.segment_index_bytes as usize)?;
+        segment
+            .time_index
+            .reset(config.segment_index_bytes as usize)?;
         Ok(segment)
     }
 
@@ -160,14 +173,16 @@ impl Segment {
 
     fn with_file<R>(&self, f: impl FnOnce(&mut File) -> io::Result<R>) -> io::Result<R> {
         let path = &self.log_path;
-        self.file.with(|| OpenOptions::new().read(true).write(true).open(path), f)?
+        self.file
+            .with(|| OpenOptions::new().read(true).write(true).open(path), f)?
     }
 
     /// Loads a segment that was closed cleanly: checks its indexes (rebuilding them if they are insane) and
     /// reads the batches after the last index entry to learn the next offset and the newest timestamp.
     pub fn load(&mut self, config: &LogConfig) -> io::Result<()> {
         let next_base_bound = u64::from(u32::MAX);
-        let indexes_sane = self.offset_index.sanity_check(self.size)? && self.time_index.sanity_check(next_base_bound)?;
+        let indexes_sane = self.offset_index.sanity_check(self.size)?
+            && self.time_index.sanity_check(next_base_bound)?;
         if !indexes_sane {
             warn!(segment = %self.log_path.display(), "index failed its sanity check; rebuilding it");
             let outcome = self.recover(config)?;
@@ -180,7 +195,10 @@ impl Segment {
         self.reload_tail()?;
         if self.offset_index.entries() > 0 && self.next_offset == self.base_offset {
             // An index entry points at a batch, so the walk must have found one.
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "index points past the last batch"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "index points past the last batch",
+            ));
         }
         self.first_batch_timestamp = self.read_first_batch_timestamp()?;
         Ok(())
@@ -198,7 +216,8 @@ impl Segment {
     /// Scans every batch from the start, checking length and CRC-32C and that offsets increase, rebuilds both
     /// indexes, and cuts the file at the first invalid byte. Never fails on what it reads; only on I/O.
     pub fn recover(&mut self, config: &LogConfig) -> io::Result<SegmentRecovery> {
-        self.offset_index.reset(config.segment_index_bytes as usize)?;
+        self.offset_index
+            .reset(config.segment_index_bytes as usize)?;
         self.time_index.reset(config.segment_index_bytes as usize)?;
         self.next_offset = self.base_offset;
         self.max_timestamp = None;
@@ -214,7 +233,10 @@ impl Segment {
             let need_header = BATCH_HEADER_BYTES.min((file_size - valid_end) as usize);
             if buf.len() < in_buf + need_header {
                 buf_start = valid_end;
-                buf = self.read_at(valid_end, RECOVERY_CHUNK_BYTES.min((file_size - valid_end) as usize))?;
+                buf = self.read_at(
+                    valid_end,
+                    RECOVERY_CHUNK_BYTES.min((file_size - valid_end) as usize),
+                )?;
                 continue;
             }
             let available = &buf[in_buf..];
@@ -226,8 +248,12 @@ impl Segment {
                 }
             };
             let total = header.total_bytes();
-            if header.batch_length < (BATCH_HEADER_BYTES - 12) as i32 || valid_end + total as u64 > file_size {
-                reason = Some(format!("at position {valid_end}: batch of {total} bytes runs past the end of the file"));
+            if header.batch_length < (BATCH_HEADER_BYTES - 12) as i32
+                || valid_end + total as u64 > file_size
+            {
+                reason = Some(format!(
+                    "at position {valid_end}: batch of {total} bytes runs past the end of the file"
+                ));
                 break;
             }
             if available.len() < total {
@@ -262,7 +288,10 @@ impl Segment {
             self.with_file(|file| file.set_len(valid_end))?;
             self.size = valid_end;
         }
-        Ok(SegmentRecovery { truncated_bytes, reason: reason.filter(|_| truncated_bytes > 0) })
+        Ok(SegmentRecovery {
+            truncated_bytes,
+            reason: reason.filter(|_| truncated_bytes > 0),
+        })
     }
 
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -272,9 +301,17 @@ impl Segment {
     }
 
     /// Records one batch that is (or is being) written at `position`: index entries, offsets, timestamps.
-    fn index_batch(&mut self, position: u64, header: &BatchHeader, config: &LogConfig) -> io::Result<()> {
+    fn index_batch(
+        &mut self,
+        position: u64,
+        header: &BatchHeader,
+        config: &LogConfig,
+    ) -> io::Result<()> {
         let last_offset = header.last_offset() as u64;
-        if self.max_timestamp.is_none_or(|(ts, _)| header.max_timestamp > ts) {
+        if self
+            .max_timestamp
+            .is_none_or(|(ts, _)| header.max_timestamp > ts)
+        {
             self.max_timestamp = Some((header.max_timestamp, last_offset));
         }
         if self.first_batch_timestamp.is_none() {
@@ -282,7 +319,10 @@ impl Segment {
         }
         if self.bytes_since_index_entry > config.index_interval_bytes {
             let relative_offset = (header.base_offset as u64 - self.base_offset) as u32;
-            self.offset_index.append(OffsetPosition { relative_offset, position: position as u32 })?;
+            self.offset_index.append(OffsetPosition {
+                relative_offset,
+                position: position as u32,
+            })?;
             self.append_time_entry()?;
             self.bytes_since_index_entry = 0;
         }
@@ -294,14 +334,22 @@ impl Segment {
     fn append_time_entry(&mut self) -> io::Result<()> {
         if let Some((timestamp, offset)) = self.max_timestamp {
             let relative_offset = (offset - self.base_offset) as u32;
-            self.time_index.maybe_append(TimestampOffset { timestamp, relative_offset })?;
+            self.time_index.maybe_append(TimestampOffset {
+                timestamp,
+                relative_offset,
+            })?;
         }
         Ok(())
     }
 
     /// Writes `bytes` (whole batches, offsets already assigned) at the end of the file and indexes them. On a
     /// write error the file is cut back to its old length, so the segment is as it was.
-    pub fn append(&mut self, bytes: &[u8], batches: &[PendingBatch], config: &LogConfig) -> Result<(), AppendFailure> {
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        batches: &[PendingBatch],
+        config: &LogConfig,
+    ) -> Result<(), AppendFailure> {
         let position = self.size;
         let written = self.with_file(|file| file.write_all_at(bytes, position));
         if let Err(e) = written {
@@ -317,14 +365,16 @@ impl Segment {
         }
         self.size += bytes.len() as u64;
         for batch in batches {
-            self.index_batch(position + batch.start as u64, &batch.header, config).map_err(AppendFailure::Damaged)?;
+            self.index_batch(position + batch.start as u64, &batch.header, config)
+                .map_err(AppendFailure::Damaged)?;
         }
         Ok(())
     }
 
     /// Makes this the active segment: its indexes get room to grow.
     pub fn activate(&mut self, config: &LogConfig) -> io::Result<()> {
-        self.offset_index.resize(config.segment_index_bytes as usize)?;
+        self.offset_index
+            .resize(config.segment_index_bytes as usize)?;
         self.time_index.resize(config.segment_index_bytes as usize)
     }
 
@@ -369,8 +419,13 @@ impl Segment {
 
     /// The position of the batch holding `offset` (the first whose last offset is at or past it).
     pub fn find_batch(&self, offset: u64) -> io::Result<Option<(u64, BatchHeader)>> {
-        let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
-        let start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
+        let relative = offset
+            .saturating_sub(self.base_offset)
+            .min(u64::from(u32::MAX)) as u32;
+        let start = self
+            .offset_index
+            .lookup(relative)?
+            .map_or(0, |e| u64::from(e.position));
         self.with_file(|file| {
             let mut walker = Walker::new(file, start, self.size);
             while let Some((at, header)) = walker.next_header()? {
@@ -400,7 +455,12 @@ impl Segment {
         }
         let available = (self.size - start) as usize;
         let first_len = first.total_bytes();
-        let want = if min_one_batch { max_bytes.max(first_len) } else { max_bytes }.min(available);
+        let want = if min_one_batch {
+            max_bytes.max(first_len)
+        } else {
+            max_bytes
+        }
+        .min(available);
         if want < first_len {
             return Ok(None);
         }
@@ -409,7 +469,8 @@ impl Segment {
         let mut end = 0;
         let mut next = offset;
         while end + BATCH_HEADER_BYTES <= buf.len() {
-            let header = BatchHeader::parse(&buf[end..]).map_err(|e| invalid_data(&self.log_path, start + end as u64, e))?;
+            let header = BatchHeader::parse(&buf[end..])
+                .map_err(|e| invalid_data(&self.log_path, start + end as u64, e))?;
             let total = header.total_bytes();
             if end + total > buf.len() || header.last_offset() as u64 >= max_offset {
                 break;
@@ -423,8 +484,14 @@ impl Segment {
 
     /// The first record at or after `timestamp` whose offset is at least `min_offset`: its offset and
     /// timestamp.
-    pub fn find_by_timestamp(&self, timestamp: i64, min_offset: u64) -> io::Result<Option<(u64, i64)>> {
-        if self.max_timestamp.is_none_or(|(max, _)| max < timestamp) || min_offset >= self.next_offset {
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: u64,
+    ) -> io::Result<Option<(u64, i64)>> {
+        if self.max_timestamp.is_none_or(|(max, _)| max < timestamp)
+            || min_offset >= self.next_offset
+        {
             return Ok(None);
         }
         let from_offset = match self.time_index.last_before(timestamp)? {
@@ -432,21 +499,31 @@ impl Segment {
             None => self.base_offset,
         }
         .max(min_offset);
-        let relative = (from_offset.max(self.base_offset) - self.base_offset).min(u64::from(u32::MAX)) as u32;
-        let mut start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
+        let relative =
+            (from_offset.max(self.base_offset) - self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let mut start = self
+            .offset_index
+            .lookup(relative)?
+            .map_or(0, |e| u64::from(e.position));
         loop {
             let candidate = self.with_file(|file| {
                 let mut walker = Walker::new(file, start, self.size);
                 while let Some((at, header)) = walker.next_header()? {
-                    if header.max_timestamp >= timestamp && header.last_offset() as u64 >= min_offset {
+                    if header.max_timestamp >= timestamp
+                        && header.last_offset() as u64 >= min_offset
+                    {
                         return Ok(Some((at, header)));
                     }
                 }
                 Ok(None)
             })?;
-            let Some((at, header)) = candidate else { return Ok(None) };
+            let Some((at, header)) = candidate else {
+                return Ok(None);
+            };
             // The batch's qualifying records may all sit below `min_offset`; then the search goes on.
-            let found = self.record_at_or_after(at, &header, |offset, t| t >= timestamp && offset >= min_offset)?;
+            let found = self.record_at_or_after(at, &header, |offset, t| {
+                t >= timestamp && offset >= min_offset
+            })?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -464,7 +541,10 @@ impl Segment {
     ) -> io::Result<Option<(u64, i64)>> {
         let bytes = self.read_at(position, header.total_bytes())?;
         match batch::record_times(&bytes) {
-            Ok(times) => Ok(times.iter().find(|r| wanted(r.offset as u64, r.timestamp)).map(|r| (r.offset as u64, r.timestamp))),
+            Ok(times) => Ok(times
+                .iter()
+                .find(|r| wanted(r.offset as u64, r.timestamp))
+                .map(|r| (r.offset as u64, r.timestamp))),
             Err(e) => {
                 warn!(segment = %self.log_path.display(), position, error = %e,
                     "records of a stored batch do not decode; answering with the batch's first offset");
@@ -475,15 +555,21 @@ impl Segment {
 
     /// The first record carrying the segment's largest timestamp.
     pub fn max_timestamp_record(&self) -> io::Result<Option<(u64, i64)>> {
-        let Some((max, last_offset)) = self.max_timestamp else { return Ok(None) };
-        let Some((at, header)) = self.find_batch(last_offset)? else { return Ok(None) };
+        let Some((max, last_offset)) = self.max_timestamp else {
+            return Ok(None);
+        };
+        let Some((at, header)) = self.find_batch(last_offset)? else {
+            return Ok(None);
+        };
         self.record_at_or_after(at, &header, |_, t| t == max)
     }
 
     /// Removes every batch whose last offset is at or after `offset` (a batch holding `offset` goes whole).
     /// Returns the bytes removed.
     pub fn truncate_to(&mut self, offset: u64) -> io::Result<u64> {
-        let Some((position, cut)) = self.find_batch(offset)? else { return Ok(0) };
+        let Some((position, cut)) = self.find_batch(offset)? else {
+            return Ok(0);
+        };
         let removed = self.size - position;
         self.with_file(|file| file.set_len(position))?;
         self.size = position;
@@ -504,8 +590,10 @@ impl Segment {
             n => u64::from(self.offset_index.get(n - 1)?.position),
         };
         let mut end = start;
-        let mut max_timestamp =
-            self.time_index.last().map(|e| (e.timestamp, self.base_offset + u64::from(e.relative_offset)));
+        let mut max_timestamp = self
+            .time_index
+            .last()
+            .map(|e| (e.timestamp, self.base_offset + u64::from(e.relative_offset)));
         let mut next_offset = self.base_offset;
         self.with_file(|file| {
             let mut walker = Walker::new(file, start, self.size);
@@ -541,7 +629,10 @@ impl Segment {
 }
 
 fn invalid_data(path: &Path, position: u64, e: batch::BatchError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{} at position {position}: {e}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} at position {position}: {e}", path.display()),
+    )
 }
 
 /// Walks batch headers from a position, reading the file in chunks. Checks only what walking needs (a v2
@@ -557,7 +648,13 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     fn new(file: &'a File, pos: u64, end: u64) -> Self {
-        Self { file, pos, end, buf: Vec::new(), buf_start: pos }
+        Self {
+            file,
+            pos,
+            end,
+            buf: Vec::new(),
+            buf_start: pos,
+        }
     }
 
     fn next_header(&mut self) -> io::Result<Option<(u64, BatchHeader)>> {
@@ -565,11 +662,16 @@ impl<'a> Walker<'a> {
             return Ok(None);
         }
         if self.end - self.pos < BATCH_HEADER_BYTES as u64 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("partial batch header at {}", self.pos)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("partial batch header at {}", self.pos),
+            ));
         }
         let in_buf = self.pos.checked_sub(self.buf_start).map(|d| d as usize);
         let header_bytes = match in_buf {
-            Some(at) if at + BATCH_HEADER_BYTES <= self.buf.len() => &self.buf[at..at + BATCH_HEADER_BYTES],
+            Some(at) if at + BATCH_HEADER_BYTES <= self.buf.len() => {
+                &self.buf[at..at + BATCH_HEADER_BYTES]
+            }
             _ => {
                 let len = WALK_CHUNK_BYTES.min((self.end - self.pos) as usize);
                 self.buf.resize(len, 0);
@@ -578,13 +680,20 @@ impl<'a> Walker<'a> {
                 &self.buf[..BATCH_HEADER_BYTES]
             }
         };
-        let header = BatchHeader::parse(header_bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("at position {}: {e}", self.pos)))?;
+        let header = BatchHeader::parse(header_bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("at position {}: {e}", self.pos),
+            )
+        })?;
         let total = header.total_bytes() as u64;
         if header.batch_length < (BATCH_HEADER_BYTES - 12) as i32 || self.pos + total > self.end {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("batch at position {} runs past the end of the segment", self.pos),
+                format!(
+                    "batch at position {} runs past the end of the segment",
+                    self.pos
+                ),
             ));
         }
         let at = self.pos;

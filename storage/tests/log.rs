@@ -6,23 +6,33 @@ use std::sync::Arc;
 use strata_storage::batch::build::{Record, batch, encode};
 use strata_storage::batch::{self, BatchHeader, Compression};
 use strata_storage::{
-    AppendError, HANDLES_MAX_DEFAULT, HandleCache, Log, LogConfig, OpenState, ReadError, ReadLimits, TimestampOffset,
+    AppendError, HANDLES_MAX_DEFAULT, HandleCache, Log, LogConfig, OpenState, ReadError,
+    ReadLimits, TimestampOffset,
 };
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A batch of `n` records with timestamps `first_timestamp`, `first_timestamp + 1`, ...
 fn records(n: usize, first_timestamp: i64) -> Vec<u8> {
     // Fixed-width values, so every batch of `n` records has the same size.
-    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("value {i:04} at {first_timestamp:020}").into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("value {i:04} at {first_timestamp:020}").into_bytes())
+        .collect();
     let recs: Vec<Record<'_>> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record { value: Some(v), timestamp: first_timestamp + i as i64, ..Default::default() })
+        .map(|(i, v)| Record {
+            value: Some(v),
+            timestamp: first_timestamp + i as i64,
+            ..Default::default()
+        })
         .collect();
     batch(&recs)
 }
@@ -39,7 +49,9 @@ fn config(settings: &[(&str, &str)]) -> LogConfig {
 }
 
 fn open_with(dir: &Path, config: LogConfig, state: OpenState) -> Log {
-    Log::open(dir, config, HandleCache::new(HANDLES_MAX_DEFAULT), state).unwrap().0
+    Log::open(dir, config, HandleCache::new(HANDLES_MAX_DEFAULT), state)
+        .unwrap()
+        .0
 }
 
 fn open(dir: &Path, config: LogConfig) -> Log {
@@ -52,7 +64,11 @@ fn all_batches(log: &Log) -> Vec<(BatchHeader, Vec<u8>)> {
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
         let read = log.read(offset, ReadLimits::bytes(64 * 1024)).unwrap();
-        assert!(!read.records.is_empty(), "no data at {offset} below the log end {}", log.log_end_offset());
+        assert!(
+            !read.records.is_empty(),
+            "no data at {offset} below the log end {}",
+            log.log_end_offset()
+        );
         let mut rest = &read.records[..];
         while !rest.is_empty() {
             let header = BatchHeader::parse(rest).unwrap();
@@ -68,7 +84,9 @@ fn all_batches(log: &Log) -> Vec<(BatchHeader, Vec<u8>)> {
 
 fn assert_contiguous(log: &Log) {
     let batches = all_batches(log);
-    let mut expected = batches.first().map_or(log.log_start_offset(), |(h, _)| h.base_offset as u64);
+    let mut expected = batches
+        .first()
+        .map_or(log.log_start_offset(), |(h, _)| h.base_offset as u64);
     for (header, _) in &batches {
         assert_eq!(header.base_offset as u64, expected, "gap or overlap");
         expected = header.last_offset() as u64 + 1;
@@ -109,7 +127,15 @@ fn several_batches_in_one_append_are_all_or_nothing() {
     let mut log = open(dir.path(), config(&[]));
     let mut two = [records(2, 0), records(3, 10)].concat();
     let info = log.append(&mut two, 0).unwrap();
-    assert_eq!((info.first_offset, info.last_offset, info.batches, info.records), (0, 4, 2, 5));
+    assert_eq!(
+        (
+            info.first_offset,
+            info.last_offset,
+            info.batches,
+            info.records
+        ),
+        (0, 4, 2, 5)
+    );
 
     // A good batch followed by one with a broken CRC: neither is appended.
     let mut bad = records(3, 20);
@@ -133,12 +159,21 @@ fn invalid_input_is_refused_with_a_typed_error_and_appends_nothing() {
     let size = log.size_bytes();
 
     assert!(matches!(log.append(&mut [], 0), Err(AppendError::Empty)));
-    assert!(matches!(log.append(&mut records(100, 0), 0), Err(AppendError::TooLarge { max: 1000, .. })));
+    assert!(matches!(
+        log.append(&mut records(100, 0), 0),
+        Err(AppendError::TooLarge { max: 1000, .. })
+    ));
     let mut truncated = records(3, 0);
     truncated.truncate(truncated.len() - 5);
-    assert!(matches!(log.append(&mut truncated, 0), Err(AppendError::InvalidBatch { .. })));
+    assert!(matches!(
+        log.append(&mut truncated, 0),
+        Err(AppendError::InvalidBatch { .. })
+    ));
     let mut garbage = vec![0xabu8; 200];
-    assert!(matches!(log.append(&mut garbage, 0), Err(AppendError::InvalidBatch { .. })));
+    assert!(matches!(
+        log.append(&mut garbage, 0),
+        Err(AppendError::InvalidBatch { .. })
+    ));
 
     assert_eq!(log.log_end_offset(), 1);
     assert_eq!(log.size_bytes(), size);
@@ -159,32 +194,60 @@ fn reads_honour_offsets_inside_batches_byte_limits_and_the_upper_bound() {
     let read = log.read(37, ReadLimits::bytes(1)).unwrap();
     let header = BatchHeader::parse(&read.records).unwrap();
     assert_eq!((header.base_offset, read.next_offset), (30, 40));
-    assert_eq!(read.records.len(), batch_bytes, "min_one_batch returns one whole batch past max_bytes");
+    assert_eq!(
+        read.records.len(),
+        batch_bytes,
+        "min_one_batch returns one whole batch past max_bytes"
+    );
 
     // Without min_one_batch, a limit below one batch returns nothing.
-    let limits = ReadLimits { max_bytes: batch_bytes - 1, max_offset: None, min_one_batch: false };
+    let limits = ReadLimits {
+        max_bytes: batch_bytes - 1,
+        max_offset: None,
+        min_one_batch: false,
+    };
     assert!(log.read(37, limits).unwrap().records.is_empty());
 
     // Byte limits return whole batches only.
-    let read = log.read(0, ReadLimits::bytes(batch_bytes * 3 + batch_bytes / 2)).unwrap();
+    let read = log
+        .read(0, ReadLimits::bytes(batch_bytes * 3 + batch_bytes / 2))
+        .unwrap();
     assert_eq!(read.records.len(), batch_bytes * 3);
     assert_eq!(read.next_offset, 30);
 
     // The upper bound (a high watermark) stops before batches that reach it.
-    let limits = ReadLimits { max_bytes: 1 << 20, max_offset: Some(45), min_one_batch: true };
+    let limits = ReadLimits {
+        max_bytes: 1 << 20,
+        max_offset: Some(45),
+        min_one_batch: true,
+    };
     let read = log.read(0, limits).unwrap();
     assert_eq!(read.next_offset, 40);
-    let limits = ReadLimits { max_bytes: 1 << 20, max_offset: Some(40), min_one_batch: true };
+    let limits = ReadLimits {
+        max_bytes: 1 << 20,
+        max_offset: Some(40),
+        min_one_batch: true,
+    };
     assert!(log.read(40, limits).unwrap().records.is_empty());
 
     // The log end reads nothing; beyond it is out of range.
     let read = log.read(100, ReadLimits::bytes(1 << 20)).unwrap();
     assert!(read.records.is_empty());
     assert_eq!((read.log_start_offset, read.log_end_offset), (0, 100));
-    assert!(matches!(log.read(101, ReadLimits::bytes(1)), Err(ReadError::OffsetOutOfRange { offset: 101, .. })));
+    assert!(matches!(
+        log.read(101, ReadLimits::bytes(1)),
+        Err(ReadError::OffsetOutOfRange { offset: 101, .. })
+    ));
 
     let location = log.locate(37).unwrap().unwrap();
-    assert_eq!((location.base_offset, location.last_offset, location.size_bytes), (30, 39, batch_bytes));
+    assert_eq!(
+        (
+            location.base_offset,
+            location.last_offset,
+            location.size_bytes
+        ),
+        (30, 39, batch_bytes)
+    );
     assert_eq!(log.locate(100).unwrap(), None);
 }
 
@@ -193,13 +256,26 @@ fn segments_roll_at_the_size_limit_and_reads_cross_them() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(10, 0).len() as u64;
     let segment_bytes = (batch_bytes * 3).to_string();
-    let mut log = open(dir.path(), config(&[("segment.bytes", &segment_bytes), ("index.interval.bytes", "1")]));
+    let mut log = open(
+        dir.path(),
+        config(&[
+            ("segment.bytes", &segment_bytes),
+            ("index.interval.bytes", "1"),
+        ]),
+    );
     for i in 0..10 {
         log.append(&mut records(10, i), 0).unwrap();
     }
     assert_eq!(log.segment_base_offsets(), vec![0, 30, 60, 90]);
-    assert!(log.recovery_point() >= 90, "a roll fsyncs and moves the recovery point");
-    for name in ["00000000000000000030.log", "00000000000000000030.index", "00000000000000000030.timeindex"] {
+    assert!(
+        log.recovery_point() >= 90,
+        "a roll fsyncs and moves the recovery point"
+    );
+    for name in [
+        "00000000000000000030.log",
+        "00000000000000000030.index",
+        "00000000000000000030.timeindex",
+    ] {
         assert!(dir.path().join(name).exists(), "{name}");
     }
     // Every offset is readable, through each segment's index.
@@ -217,16 +293,24 @@ fn segments_roll_at_the_size_limit_and_reads_cross_them() {
 fn segments_roll_by_age_and_when_an_index_fills() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), config(&[("segment.ms", &HOUR_MS.to_string())]));
-    log.append(&mut records(1, now_ms() - 2 * HOUR_MS), 0).unwrap();
+    log.append(&mut records(1, now_ms() - 2 * HOUR_MS), 0)
+        .unwrap();
     log.append(&mut records(1, now_ms()), 0).unwrap();
-    assert_eq!(log.segment_base_offsets(), vec![0, 1], "the first batch was older than segment.ms");
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![0, 1],
+        "the first batch was older than segment.ms"
+    );
     log.append(&mut records(1, now_ms()), 0).unwrap();
     assert_eq!(log.segment_count(), 2);
 
     let dir = tempfile::tempdir().unwrap();
     // 24 bytes hold three offset index entries but only two time index entries (12 bytes each); with an
     // entry for every batch after the first, the time index fills at the third batch.
-    let mut log = open(dir.path(), config(&[("segment.index.bytes", "24"), ("index.interval.bytes", "0")]));
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.index.bytes", "24"), ("index.interval.bytes", "0")]),
+    );
     for i in 0..7 {
         log.append(&mut records(1, i), 0).unwrap();
     }
@@ -237,38 +321,102 @@ fn segments_roll_by_age_and_when_an_index_fills() {
 #[test]
 fn finds_records_by_time_inside_batches_across_segments_and_codecs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path(), config(&[("segment.bytes", "600"), ("index.interval.bytes", "1")]));
-    let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.bytes", "600"), ("index.interval.bytes", "1")]),
+    );
+    let codecs = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
     // Batch i holds 10 records with timestamps 1000i .. 1000i + 90, step 10, encoded with codec i % 5.
     for i in 0..20i64 {
         let values: Vec<Vec<u8>> = (0..10).map(|r| format!("{i}/{r}").into_bytes()).collect();
         let recs: Vec<Record<'_>> = values
             .iter()
             .enumerate()
-            .map(|(r, v)| Record { value: Some(v), timestamp: 1000 * i + 10 * r as i64, ..Default::default() })
+            .map(|(r, v)| Record {
+                value: Some(v),
+                timestamp: 1000 * i + 10 * r as i64,
+                ..Default::default()
+            })
             .collect();
-        log.append(&mut encode(&recs, codecs[i as usize % 5]), 0).unwrap();
+        log.append(&mut encode(&recs, codecs[i as usize % 5]), 0)
+            .unwrap();
     }
     assert!(log.segment_count() > 3);
     let at = |t| log.offset_for_timestamp(t).unwrap();
-    assert_eq!(at(i64::MIN), Some(TimestampOffset { timestamp: 0, offset: 0 }));
-    assert_eq!(at(0), Some(TimestampOffset { timestamp: 0, offset: 0 }));
-    assert_eq!(at(1), Some(TimestampOffset { timestamp: 10, offset: 1 }));
-    assert_eq!(at(5030), Some(TimestampOffset { timestamp: 5030, offset: 53 }));
-    assert_eq!(at(5031), Some(TimestampOffset { timestamp: 5040, offset: 54 }));
-    assert_eq!(at(5091), Some(TimestampOffset { timestamp: 6000, offset: 60 }), "first record of the next batch");
+    assert_eq!(
+        at(i64::MIN),
+        Some(TimestampOffset {
+            timestamp: 0,
+            offset: 0
+        })
+    );
+    assert_eq!(
+        at(0),
+        Some(TimestampOffset {
+            timestamp: 0,
+            offset: 0
+        })
+    );
+    assert_eq!(
+        at(1),
+        Some(TimestampOffset {
+            timestamp: 10,
+            offset: 1
+        })
+    );
+    assert_eq!(
+        at(5030),
+        Some(TimestampOffset {
+            timestamp: 5030,
+            offset: 53
+        })
+    );
+    assert_eq!(
+        at(5031),
+        Some(TimestampOffset {
+            timestamp: 5040,
+            offset: 54
+        })
+    );
+    assert_eq!(
+        at(5091),
+        Some(TimestampOffset {
+            timestamp: 6000,
+            offset: 60
+        }),
+        "first record of the next batch"
+    );
     for i in 0..20i64 {
         for r in 0..10i64 {
             let t = 1000 * i + 10 * r;
-            assert_eq!(at(t).map(|f| f.offset), Some((10 * i + r) as u64), "timestamp {t}");
+            assert_eq!(
+                at(t).map(|f| f.offset),
+                Some((10 * i + r) as u64),
+                "timestamp {t}"
+            );
         }
     }
     assert_eq!(at(19091), None, "every record is older");
-    assert_eq!(log.max_timestamp_offset().unwrap(), Some(TimestampOffset { timestamp: 19090, offset: 199 }));
+    assert_eq!(
+        log.max_timestamp_offset().unwrap(),
+        Some(TimestampOffset {
+            timestamp: 19090,
+            offset: 199
+        })
+    );
 
     // Records below the log start offset are not answered.
     log.delete_records_before(55).unwrap();
-    assert_eq!(log.offset_for_timestamp(0).unwrap().map(|f| f.offset), Some(55));
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap().map(|f| f.offset),
+        Some(55)
+    );
 }
 
 #[test]
@@ -280,39 +428,87 @@ fn the_first_record_with_the_max_timestamp_wins_even_out_of_order() {
     let recs: Vec<Record<'_>> = [500, 900, 200]
         .iter()
         .zip(&values)
-        .map(|(t, v)| Record { value: Some(v), timestamp: *t, ..Default::default() })
+        .map(|(t, v)| Record {
+            value: Some(v),
+            timestamp: *t,
+            ..Default::default()
+        })
         .collect();
     log.append(&mut batch(&recs), 0).unwrap(); // offsets 3, 4, 5
     log.append(&mut records(2, 300), 0).unwrap();
-    assert_eq!(log.max_timestamp_offset().unwrap(), Some(TimestampOffset { timestamp: 900, offset: 4 }));
-    assert_eq!(log.offset_for_timestamp(150).unwrap(), Some(TimestampOffset { timestamp: 500, offset: 3 }));
-    assert_eq!(log.offset_for_timestamp(600).unwrap(), Some(TimestampOffset { timestamp: 900, offset: 4 }));
+    assert_eq!(
+        log.max_timestamp_offset().unwrap(),
+        Some(TimestampOffset {
+            timestamp: 900,
+            offset: 4
+        })
+    );
+    assert_eq!(
+        log.offset_for_timestamp(150).unwrap(),
+        Some(TimestampOffset {
+            timestamp: 500,
+            offset: 3
+        })
+    );
+    assert_eq!(
+        log.offset_for_timestamp(600).unwrap(),
+        Some(TimestampOffset {
+            timestamp: 900,
+            offset: 4
+        })
+    );
 }
 
 #[test]
 fn truncation_removes_whole_batches_and_appends_continue_from_there() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(5, 0).len() as u64;
-    let mut log = open(dir.path(), config(&[("segment.bytes", &(batch_bytes * 2).to_string())]));
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.bytes", &(batch_bytes * 2).to_string())]),
+    );
     for i in 0..8 {
         log.append(&mut records(5, i * 10), 0).unwrap(); // offsets 5i..5i+4, two batches a segment
     }
     assert_eq!(log.segment_base_offsets(), vec![0, 10, 20, 30]);
 
-    assert_eq!(log.truncate_to(27).unwrap(), 25, "the batch holding 27 goes whole");
+    assert_eq!(
+        log.truncate_to(27).unwrap(),
+        25,
+        "the batch holding 27 goes whole"
+    );
     assert_eq!(log.segment_base_offsets(), vec![0, 10, 20]);
     assert_eq!(log.log_end_offset(), 25);
     assert_eq!(log.max_timestamp_offset().unwrap().unwrap().timestamp, 44);
-    assert_eq!(log.offset_for_timestamp(50).unwrap(), None, "no trace of truncated timestamps");
+    assert_eq!(
+        log.offset_for_timestamp(50).unwrap(),
+        None,
+        "no trace of truncated timestamps"
+    );
 
-    assert_eq!(log.truncate_to(20).unwrap(), 20, "a cut at a segment's base empties it");
+    assert_eq!(
+        log.truncate_to(20).unwrap(),
+        20,
+        "a cut at a segment's base empties it"
+    );
     log.append(&mut records(5, 0), 0).unwrap();
     assert_eq!(log.log_end_offset(), 25);
-    assert_eq!(log.truncate_to(100).unwrap(), 25, "past the end changes nothing");
+    assert_eq!(
+        log.truncate_to(100).unwrap(),
+        25,
+        "past the end changes nothing"
+    );
     assert_contiguous(&log);
 
     assert_eq!(log.truncate_to(0).unwrap(), 0);
-    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (0, 0, 1));
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count()
+        ),
+        (0, 0, 1)
+    );
     log.append(&mut records(1, 0), 0).unwrap();
     assert_contiguous(&log);
 }
@@ -321,16 +517,30 @@ fn truncation_removes_whole_batches_and_appends_continue_from_there() {
 fn delete_records_moves_the_log_start_and_frees_whole_segments() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(5, 0).len() as u64;
-    let mut log = open(dir.path(), config(&[("segment.bytes", &(batch_bytes * 2).to_string())]));
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.bytes", &(batch_bytes * 2).to_string())]),
+    );
     for i in 0..6 {
         log.append(&mut records(5, i), 0).unwrap();
     }
     assert_eq!(log.delete_records_before(12).unwrap(), 12);
     assert_eq!(log.segment_base_offsets(), vec![10, 20]);
-    assert!(matches!(log.read(11, ReadLimits::bytes(1)), Err(ReadError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(11, ReadLimits::bytes(1)),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
     let read = log.read(12, ReadLimits::bytes(1)).unwrap();
-    assert_eq!(BatchHeader::parse(&read.records).unwrap().base_offset, 10, "the batch holding 12");
-    assert_eq!(log.delete_records_before(5).unwrap(), 12, "never moves back");
+    assert_eq!(
+        BatchHeader::parse(&read.records).unwrap().base_offset,
+        10,
+        "the batch holding 12"
+    );
+    assert_eq!(
+        log.delete_records_before(5).unwrap(),
+        12,
+        "never moves back"
+    );
     assert!(log.delete_records_before(31).is_err(), "past the log end");
 
     assert_eq!(log.delete_records_before(30).unwrap(), 30);
@@ -340,7 +550,14 @@ fn delete_records_moves_the_log_start_and_frees_whole_segments() {
 
     // The log start offset is the caller's to persist; reopened with it, the log agrees.
     drop(log);
-    let log = open_with(dir.path(), config(&[]), OpenState { log_start_offset: 30, ..OpenState::default() });
+    let log = open_with(
+        dir.path(),
+        config(&[]),
+        OpenState {
+            log_start_offset: 30,
+            ..OpenState::default()
+        },
+    );
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (30, 31));
 }
 
@@ -348,15 +565,21 @@ fn delete_records_moves_the_log_start_and_frees_whole_segments() {
 fn retention_deletes_old_and_excess_closed_segments() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(5, 0).len() as u64;
-    let mut log = open(dir.path(), config(&[("segment.bytes", &batch_bytes.to_string())]));
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.bytes", &batch_bytes.to_string())]),
+    );
     let now = now_ms();
     for age_hours in [10, 9, 8, 3, 2, 1] {
-        log.append(&mut records(5, now - age_hours * HOUR_MS), 0).unwrap();
+        log.append(&mut records(5, now - age_hours * HOUR_MS), 0)
+            .unwrap();
     }
     assert_eq!(log.segment_count(), 6);
 
     let mut retention = log.config().clone();
-    retention.set("retention.ms", &(5 * HOUR_MS).to_string()).unwrap();
+    retention
+        .set("retention.ms", &(5 * HOUR_MS).to_string())
+        .unwrap();
     log.set_config(retention.clone());
     let report = log.enforce_retention(now).unwrap();
     assert_eq!(report.segments_deleted, 3);
@@ -364,7 +587,9 @@ fn retention_deletes_old_and_excess_closed_segments() {
     assert_eq!(log.log_start_offset(), 15);
 
     retention.set("retention.ms", "-1").unwrap();
-    retention.set("retention.bytes", &(batch_bytes * 2).to_string()).unwrap();
+    retention
+        .set("retention.bytes", &(batch_bytes * 2).to_string())
+        .unwrap();
     log.set_config(retention.clone());
     assert_eq!(log.enforce_retention(now).unwrap().segments_deleted, 1);
     assert_eq!(log.size_bytes(), batch_bytes * 2);
@@ -384,18 +609,30 @@ fn a_clean_close_reopens_without_recovery_and_with_everything() {
     let settings = [("segment.bytes", "4096"), ("index.interval.bytes", "100")];
     let mut log = open(dir.path(), config(&settings));
     for i in 0..50 {
-        log.append(&mut records(1 + i % 7, i as i64 * 100), 0).unwrap();
+        log.append(&mut records(1 + i % 7, i as i64 * 100), 0)
+            .unwrap();
     }
     let before = all_batches(&log);
     let (end, start) = log.close().unwrap();
-    assert_eq!((end, start), (before.last().unwrap().0.last_offset() as u64 + 1, 0));
+    assert_eq!(
+        (end, start),
+        (before.last().unwrap().0.last_offset() as u64 + 1, 0)
+    );
     drop(log);
 
-    let state = OpenState { recovery_point: end, log_start_offset: 0, clean_shutdown: true };
-    let (mut log, report) = Log::open(dir.path(), config(&settings), HandleCache::new(16), state).unwrap();
+    let state = OpenState {
+        recovery_point: end,
+        log_start_offset: 0,
+        clean_shutdown: true,
+    };
+    let (mut log, report) =
+        Log::open(dir.path(), config(&settings), HandleCache::new(16), state).unwrap();
     assert_eq!(report.segments_recovered, 0);
     assert_eq!(all_batches(&log), before);
-    assert_eq!(log.offset_for_timestamp(2550).unwrap().unwrap().offset, before[26].0.base_offset as u64);
+    assert_eq!(
+        log.offset_for_timestamp(2550).unwrap().unwrap().offset,
+        before[26].0.base_offset as u64
+    );
     log.append(&mut records(1, 0), 0).unwrap();
     assert_eq!(log.log_end_offset(), end + 1);
     assert_contiguous(&log);
@@ -433,12 +670,23 @@ fn a_flipped_byte_in_the_tail_cuts_the_log_there_and_nowhere_else() {
     bytes[batch_15_start + 70] ^= 0x20;
     std::fs::write(log_file, &bytes).unwrap();
 
-    let (log, report) =
-        Log::open(dir.path(), config(&[]), HandleCache::new(16), OpenState::default()).unwrap();
-    assert_eq!(report.bytes_truncated, (bytes.len() - batch_15_start) as u64);
+    let (log, report) = Log::open(
+        dir.path(),
+        config(&[]),
+        HandleCache::new(16),
+        OpenState::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        report.bytes_truncated,
+        (bytes.len() - batch_15_start) as u64
+    );
     assert_eq!(log.log_end_offset(), 15);
     assert_eq!(all_batches(&log), before[..15]);
-    assert_eq!(std::fs::metadata(log_file).unwrap().len(), batch_15_start as u64);
+    assert_eq!(
+        std::fs::metadata(log_file).unwrap().len(),
+        batch_15_start as u64
+    );
 }
 
 #[test]
@@ -447,7 +695,10 @@ fn a_torn_write_at_the_end_is_cut_and_appends_continue() {
     let before = crashed_log(dir.path(), &[], 10);
     let log_file = &segment_files(dir.path(), "log")[0];
     let len = std::fs::metadata(log_file).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(log_file).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(log_file)
+        .unwrap();
     file.set_len(len - 3).unwrap(); // the last batch lost its tail
 
     let mut log = open(dir.path(), config(&[]));
@@ -469,7 +720,13 @@ fn corruption_in_an_older_segment_drops_the_segments_after_it() {
     let mut bytes = std::fs::read(&logs[1]).unwrap();
     bytes[batch_bytes + 30] ^= 0x01;
     std::fs::write(&logs[1], &bytes).unwrap();
-    let second_base: u64 = logs[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let second_base: u64 = logs[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     let log = open(dir.path(), config(&settings));
     assert_eq!(log.log_end_offset(), second_base + 1);
@@ -493,7 +750,11 @@ fn damaged_indexes_are_rebuilt_from_the_log() {
     std::fs::write(&indexes[1], [0xffu8; 13]).unwrap(); // torn
     std::fs::write(&segment_files(dir.path(), "timeindex")[2], [0u8; 24]).unwrap(); // nonsense
 
-    let state = OpenState { recovery_point: end, log_start_offset: 0, clean_shutdown: true };
+    let state = OpenState {
+        recovery_point: end,
+        log_start_offset: 0,
+        clean_shutdown: true,
+    };
     let log = open_with(dir.path(), config(&settings), state);
     assert_eq!(all_batches(&log), before);
     for offset in 0..end {
@@ -523,9 +784,16 @@ fn garbage_on_disk_never_panics() {
             garbage[16] = 2;
         }
         std::fs::write(sub.join("00000000000000000000.log"), &garbage).unwrap();
-        std::fs::write(sub.join("00000000000000000000.index"), &garbage[..round * 3]).unwrap();
+        std::fs::write(
+            sub.join("00000000000000000000.index"),
+            &garbage[..round * 3],
+        )
+        .unwrap();
         for clean_shutdown in [false, true] {
-            let state = OpenState { clean_shutdown, ..OpenState::default() };
+            let state = OpenState {
+                clean_shutdown,
+                ..OpenState::default()
+            };
             let mut log = open_with(&sub, config(&[]), state);
             assert_eq!(log.log_end_offset(), 0, "garbage is not a batch");
             log.append(&mut records(1, 0), 0).unwrap();
@@ -556,7 +824,16 @@ fn a_shared_handle_budget_keeps_many_logs_usable() {
     let handles = HandleCache::new(8);
     let settings = [("index.interval.bytes", "1"), ("segment.bytes", "300")];
     let mut logs: Vec<Log> = (0..20)
-        .map(|i| Log::open(dir.path().join(format!("t-{i}")), config(&settings), Arc::clone(&handles), OpenState::default()).unwrap().0)
+        .map(|i| {
+            Log::open(
+                dir.path().join(format!("t-{i}")),
+                config(&settings),
+                Arc::clone(&handles),
+                OpenState::default(),
+            )
+            .unwrap()
+            .0
+        })
         .collect();
     for round in 0..10 {
         for log in &mut logs {
@@ -579,7 +856,9 @@ const DISK_FULL_LIMIT_KIB: u64 = 12 * 1024;
 /// Runs only as the child of the test below: appends into a file-size limit until the "disk" is full.
 #[test]
 fn disk_full_child() {
-    let Some(dir) = std::env::var_os(DISK_FULL_DIR) else { return };
+    let Some(dir) = std::env::var_os(DISK_FULL_DIR) else {
+        return;
+    };
     let mut log = open(Path::new(&dir), config(&[]));
     let big = records(150, 0); // about 5 KiB
     let mut acked = 0u64;
@@ -588,9 +867,18 @@ fn disk_full_child() {
             Ok(info) => acked = info.log_end_offset,
             Err(e) => break e,
         }
-        assert!(log.size_bytes() < 4 * DISK_FULL_LIMIT_KIB * 1024, "the file-size limit never hit");
+        assert!(
+            log.size_bytes() < 4 * DISK_FULL_LIMIT_KIB * 1024,
+            "the file-size limit never hit"
+        );
     };
-    assert!(matches!(error, AppendError::Storage(strata_storage::Error::Io { .. })), "{error}");
+    assert!(
+        matches!(
+            error,
+            AppendError::Storage(strata_storage::Error::Io { .. })
+        ),
+        "{error}"
+    );
     // Still refused, still no panic, and nothing half-written is visible.
     assert!(log.append(&mut big.clone(), 0).is_err());
     assert_eq!(log.log_end_offset(), acked);
@@ -609,14 +897,25 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_reopens() {
     // privileges. SIGXFSZ is ignored (inherited through exec) so the write returns an error instead.
     let output = std::process::Command::new("bash")
         .arg("-c")
-        .arg(format!("trap '' XFSZ; ulimit -f {DISK_FULL_LIMIT_KIB}; exec \"$0\" \"$@\""))
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {DISK_FULL_LIMIT_KIB}; exec \"$0\" \"$@\""
+        ))
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "disk_full_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "disk_full_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DISK_FULL_DIR, dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let acked: u64 = stdout
         .lines()
         .find_map(|line| line.split_once("acked ").map(|(_, n)| n))
@@ -626,9 +925,17 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_reopens() {
     assert!(acked > 1000);
 
     for clean_shutdown in [true, false] {
-        let state = OpenState { recovery_point: 0, log_start_offset: 0, clean_shutdown };
+        let state = OpenState {
+            recovery_point: 0,
+            log_start_offset: 0,
+            clean_shutdown,
+        };
         let log = open_with(dir.path(), config(&[]), state);
-        assert_eq!(log.log_end_offset(), acked, "every acknowledged record, and nothing else");
+        assert_eq!(
+            log.log_end_offset(),
+            acked,
+            "every acknowledged record, and nothing else"
+        );
         assert_contiguous(&log);
     }
 }

@@ -14,21 +14,41 @@ use strata_storage::{HandleCache, Log, LogConfig, OpenState, ReadError, ReadLimi
 #[derive(Debug, Clone)]
 enum Op {
     /// Appends `batches` batches of `records` records each, in one call.
-    Append { batches: usize, records: usize, timestamp: i64 },
+    Append {
+        batches: usize,
+        records: usize,
+        timestamp: i64,
+    },
     Roll,
     /// Reads from a point of the log (`at` is a fraction of its length in 1/1000) with a byte limit and an
     /// upper bound `bound` (a fraction of the way from the read point to the log end, like a high watermark).
-    Read { at: u16, max_bytes: usize, bound: u16 },
-    Truncate { at: u16 },
-    DeleteRecords { at: u16 },
-    RetentionBytes { bytes: u64 },
-    RetentionTime { keep_after: i64 },
+    Read {
+        at: u16,
+        max_bytes: usize,
+        bound: u16,
+    },
+    Truncate {
+        at: u16,
+    },
+    DeleteRecords {
+        at: u16,
+    },
+    RetentionBytes {
+        bytes: u64,
+    },
+    RetentionTime {
+        keep_after: i64,
+    },
     /// Closes cleanly and reopens.
     Reopen,
     /// Drops the log without closing it, as a SIGKILL would, and reopens it unclean. With `torn`, the last
     /// batch loses its final `torn` bytes first, as an interrupted write would leave it.
-    Crash { torn: Option<usize> },
-    FindTime { timestamp: i64 },
+    Crash {
+        torn: Option<usize>,
+    },
+    FindTime {
+        timestamp: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -86,15 +106,28 @@ fn config() -> LogConfig {
 }
 
 fn open(dir: &Path, state: OpenState) -> Log {
-    Log::open(dir, config(), HandleCache::new(6), state).unwrap().0
+    Log::open(dir, config(), HandleCache::new(6), state)
+        .unwrap()
+        .0
 }
 
 fn encode(records: usize, timestamp: i64, seq: usize) -> (Vec<u8>, Vec<i64>) {
-    let values: Vec<Vec<u8>> = (0..records).map(|r| format!("{seq}:{r}").into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..records)
+        .map(|r| format!("{seq}:{r}").into_bytes())
+        .collect();
     // Timestamps go up and down inside a batch so that "first record at or after T" is not just "first batch".
-    let timestamps: Vec<i64> = (0..records).map(|r| timestamp + (r as i64 * 37) % 11).collect();
-    let recs: Vec<Record<'_>> =
-        values.iter().zip(&timestamps).map(|(v, t)| Record { value: Some(v), timestamp: *t, ..Default::default() }).collect();
+    let timestamps: Vec<i64> = (0..records)
+        .map(|r| timestamp + (r as i64 * 37) % 11)
+        .collect();
+    let recs: Vec<Record<'_>> = values
+        .iter()
+        .zip(&timestamps)
+        .map(|(v, t)| Record {
+            value: Some(v),
+            timestamp: *t,
+            ..Default::default()
+        })
+        .collect();
     (batch(&recs), timestamps)
 }
 
@@ -110,13 +143,23 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
         let mut rest = &read.records[..];
         while !rest.is_empty() {
             let header = BatchHeader::parse(rest).unwrap();
-            let want = expected.next().expect("the log holds more batches than the model");
-            prop_assert_eq!(&rest[..header.total_bytes()], &want.bytes[..], "batch at {}", want.base);
+            let want = expected
+                .next()
+                .expect("the log holds more batches than the model");
+            prop_assert_eq!(
+                &rest[..header.total_bytes()],
+                &want.bytes[..],
+                "batch at {}",
+                want.base
+            );
             rest = &rest[header.total_bytes()..];
         }
         offset = read.next_offset;
     }
-    prop_assert!(expected.next().is_none(), "the model holds batches the log lost");
+    prop_assert!(
+        expected.next().is_none(),
+        "the model holds batches the log lost"
+    );
     Ok(())
 }
 
@@ -127,7 +170,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut seq = 0;
     for op in ops {
         match op {
-            Op::Append { batches, records, timestamp } => {
+            Op::Append {
+                batches,
+                records,
+                timestamp,
+            } => {
                 let mut bytes = Vec::new();
                 let mut pending = Vec::new();
                 for _ in 0..batches {
@@ -143,31 +190,54 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 for (len, timestamps) in pending {
                     let base = model.log_end;
                     model.log_end += timestamps.len() as u64;
-                    model.batches.push(Stored { base, last: model.log_end - 1, timestamps, bytes: bytes[start..start + len].to_vec() });
+                    model.batches.push(Stored {
+                        base,
+                        last: model.log_end - 1,
+                        timestamps,
+                        bytes: bytes[start..start + len].to_vec(),
+                    });
                     start += len;
                 }
                 prop_assert_eq!(info.log_end_offset, model.log_end);
             }
             Op::Roll => log.roll().unwrap(),
-            Op::Read { at, max_bytes, bound } => {
+            Op::Read {
+                at,
+                max_bytes,
+                bound,
+            } => {
                 let offset = model.offset_at(at);
                 let max_offset = offset + (model.log_end - offset) * u64::from(bound) / 1000;
-                let limits = ReadLimits { max_bytes, max_offset: Some(max_offset), min_one_batch: true };
+                let limits = ReadLimits {
+                    max_bytes,
+                    max_offset: Some(max_offset),
+                    min_one_batch: true,
+                };
                 let read = log.read(offset, limits).unwrap();
                 // Expected: whole batches from the one holding `offset`, each ending below `max_offset`,
                 // within `max_bytes` except that the first is returned whole regardless.
                 let mut want = Vec::new();
                 let mut next = offset;
                 for b in model.batches.iter().filter(|b| b.last >= offset) {
-                    if b.last >= max_offset || (!want.is_empty() && want.len() + b.bytes.len() > max_bytes) {
+                    if b.last >= max_offset
+                        || (!want.is_empty() && want.len() + b.bytes.len() > max_bytes)
+                    {
                         break;
                     }
                     want.extend_from_slice(&b.bytes);
                     next = b.last + 1;
                 }
                 // One read stays within one segment, so it may return a prefix of what the model allows.
-                prop_assert!(want.starts_with(&read.records), "read at {} returned bytes the model does not have there", offset);
-                prop_assert!(!read.records.is_empty() || want.is_empty(), "read at {} returned nothing", offset);
+                prop_assert!(
+                    want.starts_with(&read.records),
+                    "read at {} returned bytes the model does not have there",
+                    offset
+                );
+                prop_assert!(
+                    !read.records.is_empty() || want.is_empty(),
+                    "read at {} returned nothing",
+                    offset
+                );
                 if read.records.len() == want.len() {
                     prop_assert_eq!(read.next_offset, next);
                 }
@@ -190,7 +260,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::DeleteRecords { at } => {
                 let target = model.offset_at(at);
-                prop_assert_eq!(log.delete_records_before(target).unwrap(), target.max(model.log_start));
+                prop_assert_eq!(
+                    log.delete_records_before(target).unwrap(),
+                    target.max(model.log_start)
+                );
                 model.drop_before(target);
             }
             Op::RetentionBytes { bytes } => {
@@ -211,7 +284,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // Whatever went was older than `keep_after` in every record, and went from the front.
                 let start = log.log_start_offset();
                 for gone in model.batches.iter().filter(|b| b.last < start) {
-                    prop_assert!(gone.timestamps.iter().all(|t| *t < keep_after), "batch at {} was not expired", gone.base);
+                    prop_assert!(
+                        gone.timestamps.iter().all(|t| *t < keep_after),
+                        "batch at {} was not expired",
+                        gone.base
+                    );
                 }
                 model.drop_before(start);
                 log.set_config(self::config());
@@ -220,7 +297,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let (end, start) = log.close().unwrap();
                 prop_assert_eq!((end, start), (model.log_end, model.log_start));
                 drop(log);
-                log = open(dir.path(), OpenState { recovery_point: end, log_start_offset: start, clean_shutdown: true });
+                log = open(
+                    dir.path(),
+                    OpenState {
+                        recovery_point: end,
+                        log_start_offset: start,
+                        clean_shutdown: true,
+                    },
+                );
             }
             Op::Crash { torn } => {
                 let recovery_point = log.recovery_point();
@@ -239,12 +323,24 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let len = std::fs::metadata(&active).unwrap().len();
                     let cut = torn.min(last.bytes.len()) as u64;
                     if len >= last.bytes.len() as u64 {
-                        std::fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(len - cut).unwrap();
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&active)
+                            .unwrap()
+                            .set_len(len - cut)
+                            .unwrap();
                         let lost = model.batches.pop().unwrap();
                         model.log_end = lost.base;
                     }
                 }
-                log = open(dir.path(), OpenState { recovery_point, log_start_offset: start, clean_shutdown: false });
+                log = open(
+                    dir.path(),
+                    OpenState {
+                        recovery_point,
+                        log_start_offset: start,
+                        clean_shutdown: false,
+                    },
+                );
                 if model.log_end < model.log_start {
                     // The persisted log start is past what survived: the log restarts there, empty.
                     model.batches.clear();
@@ -256,7 +352,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let want = model
                     .batches
                     .iter()
-                    .flat_map(|b| b.timestamps.iter().enumerate().map(move |(i, t)| (b.base + i as u64, *t)))
+                    .flat_map(|b| {
+                        b.timestamps
+                            .iter()
+                            .enumerate()
+                            .map(move |(i, t)| (b.base + i as u64, *t))
+                    })
                     .find(|(offset, t)| *t >= timestamp && *offset >= model.log_start);
                 prop_assert_eq!(found.map(|f| (f.offset, f.timestamp)), want);
             }
@@ -265,10 +366,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     // Out-of-range reads are refused, on both sides.
     let past_end = log.read(model.log_end + 1, ReadLimits::bytes(1));
-    prop_assert!(matches!(past_end, Err(ReadError::OffsetOutOfRange { .. })), "read past the log end");
+    prop_assert!(
+        matches!(past_end, Err(ReadError::OffsetOutOfRange { .. })),
+        "read past the log end"
+    );
     if model.log_start > 0 {
         let before_start = log.read(model.log_start - 1, ReadLimits::bytes(1));
-        prop_assert!(matches!(before_start, Err(ReadError::OffsetOutOfRange { .. })), "read before the log start");
+        prop_assert!(
+            matches!(before_start, Err(ReadError::OffsetOutOfRange { .. })),
+            "read before the log start"
+        );
     }
     Ok(())
 }
