@@ -747,7 +747,8 @@ impl Log {
         for segment in self.segments.values() {
             segment.close_handles();
         }
-        Ok((self.log_end_offset(), self.log_start_offset))
+        self.recovery_point = self.log_end_offset();
+        Ok((self.recovery_point, self.log_start_offset))
     }
 
     /// Deletes the log's directory and everything in it. The log must not be used afterwards.
