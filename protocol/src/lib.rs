@@ -1,4 +1,20 @@
-//! The Kafka wire protocol as Strata speaks it: frame codec, request and response types, and a small async
-//! client for the CLI, tests and benchmarks; plus the internal gRPC messages between nodes.
+//! The Kafka wire protocol as Strata speaks it.
 //!
-//! Empty for now: it is built by the issue that brings the single-node server (see `docs/architecture.md`).
+//! # Layout
+//!
+//! - [`frame`]: the 4-byte size prefix. A size over the limit is refused before anything is allocated;
+//!   an incomplete frame is ordinary control flow, not an error.
+//! - [`request`]: decodes a frame into a request header and a typed body (message codecs come from the
+//!   `kafka-protocol` crate), checking the API key and version against what the broker supports first.
+//! - [`response`]: encodes a typed response body with the header its version needs.
+//!
+//! # Errors
+//!
+//! [`frame::FrameError`] and [`request::RequestError`] say why a connection must be closed or what to answer;
+//! they carry enough (API key, version, correlation id) for the broker to log the cause.
+
+pub mod frame;
+pub mod request;
+pub mod response;
+
+pub use kafka_protocol;
