@@ -339,8 +339,9 @@ impl LogManager {
     }
 
     /// Closes every log (seal and fsync), writes the checkpoints and, if every log closed cleanly, the
-    /// clean-shutdown marker, so the next open skips recovery.
-    pub fn close(self) -> Result<(), Error> {
+    /// clean-shutdown marker, so the next open skips recovery. Call it once, last: the logs are not to be
+    /// used afterwards (it takes `&self` so that a server can close what its tasks still reference).
+    pub fn close(&self) -> Result<(), Error> {
         let logs = self.logs();
         let closed = parallel_map(logs, self.config.threads, |(tp, log)| {
             let result = lock(&log).close();

@@ -1,0 +1,82 @@
+//! CreateTopics: validated one by one; `validate_only` checks without creating.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::{Broker, NewTopic};
+
+/// DescribeConfigs' config source for a setting set on the topic, and for a broker default.
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+pub fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    _version: i16,
+) -> CreateTopicsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let result = CreatableTopicResult::default().with_name(topic.name.clone());
+            if !topic.assignments.is_empty() {
+                return result
+                    .with_error_code(kafka_protocol::ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "manual replica assignments are not supported",
+                    )));
+            }
+            let configs: BTreeMap<String, String> = topic
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            let new = NewTopic {
+                name: topic.name.0.to_string(),
+                partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
+                replication_factor: (topic.replication_factor != -1)
+                    .then_some(topic.replication_factor),
+                configs,
+            };
+            match broker.create_topic(new, request.validate_only) {
+                Ok(created) => {
+                    let configs = broker
+                        .settings
+                        .describe_topic(&created.configs)
+                        .into_iter()
+                        .map(|s| {
+                            CreatableTopicConfigs::default()
+                                .with_name(StrBytes::from_static_str(s.name))
+                                .with_value(Some(StrBytes::from_string(s.value)))
+                                .with_config_source(if s.overridden {
+                                    SOURCE_TOPIC
+                                } else {
+                                    SOURCE_DEFAULT
+                                })
+                        })
+                        .collect();
+                    result
+                        .with_topic_id(created.id)
+                        .with_num_partitions(created.partitions)
+                        .with_replication_factor(1)
+                        .with_configs(Some(configs))
+                }
+                Err(failure) => result
+                    .with_error_code(failure.error.code())
+                    .with_error_message(Some(StrBytes::from_string(failure.message)))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1),
+            }
+        })
+        .collect();
+    CreateTopicsResponse::default().with_topics(topics)
+}

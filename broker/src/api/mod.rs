@@ -1,0 +1,66 @@
+//! One file per Kafka API, and the one `match` that sends each request to its file.
+//!
+//! [`SUPPORTED`] is what ApiVersions advertises and what the request decoder accepts: exactly the APIs and
+//! versions implemented here, never more.
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use strata_protocol::request::Request;
+
+use crate::broker::Broker;
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+pub use api_versions::unsupported_version_response;
+
+/// The APIs this broker implements, with the versions it handles. Lower bounds are the oldest versions that
+/// Kafka 4 still accepts (KIP-896), upper bounds the newest whose semantics are implemented in full.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The versions of `api_key` this broker handles.
+pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|(_, min, max)| *min..=*max)
+}
+
+/// Handles one request. `None` means no response is sent (a produce with `acks=0`).
+pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
+    let version = request.version();
+    Some(match request.body {
+        RequestKind::ApiVersions(body) => {
+            ResponseKind::ApiVersions(api_versions::handle(body, version))
+        }
+        RequestKind::Metadata(body) => {
+            ResponseKind::Metadata(metadata::handle(broker, body, version))
+        }
+        RequestKind::CreateTopics(body) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, body, version))
+        }
+        RequestKind::DeleteTopics(body) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, body, version))
+        }
+        RequestKind::Produce(body) => {
+            return produce::handle(broker, body, version).map(ResponseKind::Produce);
+        }
+        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, body, version).await),
+        RequestKind::ListOffsets(body) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, body, version))
+        }
+        other => unreachable!("the decoder only accepts APIs in SUPPORTED, not {other:?}"),
+    })
+}

@@ -1,0 +1,313 @@
+//! Broker-wide settings with Kafka's names, set with `--set key=value`, and the topic settings they default.
+//!
+//! Kafka names a topic setting (`retention.ms`) and the broker default for it differently
+//! (`log.retention.ms`); [`BrokerSettings::set`] accepts the broker names and keeps the defaults as a
+//! [`LogConfig`], so a topic's effective settings are "broker defaults, then the topic's overrides".
+
+use std::collections::BTreeMap;
+
+use strata_storage::LogConfig;
+use strata_storage::config::{ConfigError, LOG_CONFIG_KEYS};
+use thiserror::Error;
+
+/// Topic-level settings other than the storage ones, with the only values Strata supports so far.
+const CLEANUP_POLICY: &str = "cleanup.policy";
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// A setting that could not be applied.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SettingError {
+    #[error("unknown setting `{0}`")]
+    Unknown(String),
+    #[error("`{key}` = `{value}` is invalid: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("`{key}` = `{value}` is out of range: {reason}")]
+    OutOfRange {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl SettingError {
+    fn from_config(key: &str, value: &str, e: ConfigError) -> Self {
+        match e {
+            ConfigError::Unknown(key) => SettingError::Unknown(key),
+            ConfigError::NotAnInteger { .. } => SettingError::Invalid {
+                key: key.into(),
+                value: value.into(),
+                reason: "not an integer".into(),
+            },
+            ConfigError::OutOfRange { range, .. } => SettingError::OutOfRange {
+                key: key.into(),
+                value: value.into(),
+                reason: format!("must be {range}"),
+            },
+        }
+    }
+}
+
+/// Settings of the whole broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// `num.partitions`: partitions of an auto-created topic, or of one created with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes`: the largest request frame.
+    pub socket_request_max_bytes: usize,
+    /// `log.retention.check.interval.ms`: how often retention, time flushes and checkpoints run.
+    pub retention_check_interval_ms: u64,
+    /// `min.insync.replicas` default.
+    pub min_insync_replicas: i32,
+    /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
+    pub log: LogConfig,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: strata_protocol::frame::FRAME_BYTES_MAX_DEFAULT,
+            retention_check_interval_ms: 300_000,
+            min_insync_replicas: 1,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl BrokerSettings {
+    /// Applies one broker setting, by its Kafka name.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let invalid = |reason: &str| SettingError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason: reason.into(),
+        };
+        let int = |min: i64| -> Result<i64, SettingError> {
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not an integer"))?;
+            if v < min {
+                return Err(SettingError::OutOfRange {
+                    key: key.into(),
+                    value: value.into(),
+                    reason: format!("must be >= {min}"),
+                });
+            }
+            Ok(v)
+        };
+        let log_key = |topic_key: &str, value: String| {
+            let mut log = self.log.clone();
+            log.set(topic_key, &value)
+                .map_err(|e| SettingError::from_config(key, &value, e))?;
+            Ok::<_, SettingError>(log)
+        };
+        match key {
+            "num.partitions" => self.num_partitions = int(1)? as i32,
+            "default.replication.factor" => self.default_replication_factor = int(1)? as i16,
+            "auto.create.topics.enable" => {
+                self.auto_create_topics = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not true or false"))?
+            }
+            "socket.request.max.bytes" => self.socket_request_max_bytes = int(1)? as usize,
+            "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
+            "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
+            "log.retention.hours" => {
+                self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?
+            }
+            "log.retention.minutes" => {
+                self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?
+            }
+            "log.roll.hours" => {
+                self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?
+            }
+            _ => match broker_to_topic_key(key) {
+                Some(topic_key) => self.log = log_key(topic_key, value.to_owned())?,
+                None => return Err(SettingError::Unknown(key.to_owned())),
+            },
+        }
+        Ok(())
+    }
+
+    /// Checks one topic-level override, by its Kafka name.
+    pub fn validate_topic_setting(&self, key: &str, value: &str) -> Result<(), SettingError> {
+        match key {
+            CLEANUP_POLICY if value == "delete" => Ok(()),
+            CLEANUP_POLICY => Err(SettingError::Invalid {
+                key: key.into(),
+                value: value.into(),
+                reason: "only `delete` is supported (compaction is not built yet)".into(),
+            }),
+            MIN_INSYNC_REPLICAS => {
+                let v: i64 = value.parse().map_err(|_| SettingError::Invalid {
+                    key: key.into(),
+                    value: value.into(),
+                    reason: "not an integer".into(),
+                })?;
+                if v < 1 {
+                    return Err(SettingError::OutOfRange {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "must be >= 1".into(),
+                    });
+                }
+                Ok(())
+            }
+            _ => self
+                .log
+                .clone()
+                .set(key, value)
+                .map_err(|e| SettingError::from_config(key, value, e)),
+        }
+    }
+
+    /// The storage settings of a topic: broker defaults, then the topic's overrides (already validated).
+    pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let mut config = self.log.clone();
+        for (key, value) in overrides {
+            // Non-storage keys (cleanup.policy, min.insync.replicas) are not LogConfig's business.
+            let _ = config.set(key, value);
+        }
+        config
+    }
+
+    /// Every topic-level setting with its effective value and whether it was overridden, for
+    /// DescribeConfigs and CreateTopics responses.
+    pub fn describe_topic(&self, overrides: &BTreeMap<String, String>) -> Vec<TopicSetting> {
+        let config = self.topic_log_config(overrides);
+        let mut out: Vec<TopicSetting> = LOG_CONFIG_KEYS
+            .iter()
+            .map(|key| TopicSetting {
+                name: key,
+                value: config.get(key).expect("every listed key has a value"),
+                overridden: overrides.contains_key(*key),
+            })
+            .collect();
+        out.push(TopicSetting {
+            name: CLEANUP_POLICY,
+            value: overrides
+                .get(CLEANUP_POLICY)
+                .cloned()
+                .unwrap_or_else(|| "delete".into()),
+            overridden: overrides.contains_key(CLEANUP_POLICY),
+        });
+        out.push(TopicSetting {
+            name: MIN_INSYNC_REPLICAS,
+            value: overrides
+                .get(MIN_INSYNC_REPLICAS)
+                .cloned()
+                .unwrap_or_else(|| self.min_insync_replicas.to_string()),
+            overridden: overrides.contains_key(MIN_INSYNC_REPLICAS),
+        });
+        out
+    }
+
+    /// The effective `min.insync.replicas` of a topic.
+    pub fn min_insync_replicas(&self, overrides: &BTreeMap<String, String>) -> i32 {
+        overrides
+            .get(MIN_INSYNC_REPLICAS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.min_insync_replicas)
+    }
+}
+
+/// One topic setting as DescribeConfigs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSetting {
+    pub name: &'static str,
+    pub value: String,
+    /// Set on the topic itself (rather than inherited from the broker default).
+    pub overridden: bool,
+}
+
+/// Kafka's broker name for the default of a topic storage setting.
+fn broker_to_topic_key(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "log.segment.bytes" => "segment.bytes",
+        "log.roll.ms" => "segment.ms",
+        "log.index.size.max.bytes" => "segment.index.bytes",
+        "log.index.interval.bytes" => "index.interval.bytes",
+        "log.retention.ms" => "retention.ms",
+        "log.retention.bytes" => "retention.bytes",
+        "log.flush.interval.messages" => "flush.messages",
+        "log.flush.interval.ms" => "flush.ms",
+        "message.max.bytes" => "max.message.bytes",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_names_set_topic_defaults() {
+        let mut settings = BrokerSettings::default();
+        settings.set("log.segment.bytes", "1048576").unwrap();
+        settings.set("log.retention.hours", "2").unwrap();
+        settings.set("message.max.bytes", "2000").unwrap();
+        settings.set("num.partitions", "3").unwrap();
+        settings.set("auto.create.topics.enable", "false").unwrap();
+        assert_eq!(settings.log.segment_bytes, 1 << 20);
+        assert_eq!(settings.log.retention_ms, Some(7_200_000));
+        assert_eq!(settings.log.max_message_bytes, 2000);
+        assert_eq!(
+            (settings.num_partitions, settings.auto_create_topics),
+            (3, false)
+        );
+        assert!(matches!(
+            settings.set("log.segment.bytes", "1"),
+            Err(SettingError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            settings.set("no.such.setting", "1"),
+            Err(SettingError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn topic_overrides_apply_over_broker_defaults() {
+        let mut settings = BrokerSettings::default();
+        settings.set("log.retention.ms", "1000").unwrap();
+        let overrides: BTreeMap<String, String> =
+            [("max.message.bytes".to_owned(), "500".to_owned())].into();
+        let config = settings.topic_log_config(&overrides);
+        assert_eq!(
+            (config.retention_ms, config.max_message_bytes),
+            (Some(1000), 500)
+        );
+        let described = settings.describe_topic(&overrides);
+        let max = described
+            .iter()
+            .find(|s| s.name == "max.message.bytes")
+            .unwrap();
+        assert_eq!((max.value.as_str(), max.overridden), ("500", true));
+        assert!(
+            settings
+                .validate_topic_setting("cleanup.policy", "compact")
+                .is_err()
+        );
+        assert!(
+            settings
+                .validate_topic_setting("retention.ms", "-5")
+                .is_err()
+        );
+        assert!(
+            settings
+                .validate_topic_setting("retention.ms", "-1")
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! A real `strata server` process on loopback ports, for tests: start, wait until it serves, SIGTERM,
+//! SIGKILL, restart on the same data directory.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start serving (a debug build recovering a log included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Server {
+    child: Child,
+    pub data_dir: PathBuf,
+    /// `127.0.0.1:PORT` of the Kafka listener.
+    pub addr: String,
+    pub http_addr: String,
+    settings: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on free loopback ports with its data in `data_dir` and `--set` for each setting.
+    pub fn start(data_dir: &Path, settings: &[&str]) -> Server {
+        Self::start_at(
+            data_dir,
+            settings.iter().map(|s| s.to_string()).collect(),
+            "127.0.0.1:0",
+        )
+    }
+
+    fn start_at(data_dir: &Path, settings: Vec<String>, listen: &str) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command
+            .arg("server")
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                listen,
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .env("STRATA_LOG", "info")
+            .env_remove("STRATA_SET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for setting in &settings {
+            command.args(["--set", setting]);
+        }
+        let mut child = command.spawn().expect("spawning strata");
+        // A thread forwards the server's log to the test output (keeping the pipe drained) and reports the
+        // addresses it binds.
+        let stderr = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[strata] {line}");
+                for (marker, kind) in [
+                    ("Kafka listener ready", "kafka"),
+                    ("HTTP endpoint ready", "http"),
+                ] {
+                    if line.contains(marker)
+                        && let Some(addr) = line.split("addr=").nth(1)
+                    {
+                        let _ = ready_tx.send((
+                            kind,
+                            addr.split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        ));
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut addr, mut http_addr) = (None, None);
+        while addr.is_none() || http_addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ready_rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(("kafka", a)) => addr = Some(a),
+                Ok((_, a)) => http_addr = Some(a),
+                Err(_) => {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        panic!("strata exited during start-up: {status}");
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "strata did not start serving within {START_TIMEOUT:?}"
+                    );
+                }
+            }
+        }
+        Server {
+            child,
+            data_dir: data_dir.to_owned(),
+            addr: addr.unwrap(),
+            http_addr: http_addr.unwrap(),
+            settings,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit, which must come within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata did not stop within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no flush, no checkpoint, no clean-shutdown marker.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts again on the same data directory, port and settings.
+    pub fn restart(&mut self) {
+        let settings = self.settings.clone();
+        let addr = self.addr.clone();
+        *self = Self::start_at(&self.data_dir.clone(), settings, &addr);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
