@@ -132,10 +132,7 @@ impl Broker {
                 ));
             }
             Ok(Err(e)) => {
-                return Err(TopicFailure::new(
-                    ResponseError::UnknownServerError,
-                    e.to_string(),
-                ));
+                return Err(TopicFailure::new(ResponseError::UnknownServerError, e.to_string()));
             }
             Err(e) => return Err(storage_failure(e)),
         }
@@ -169,16 +166,12 @@ impl Broker {
 
     /// Deletes a topic and its logs.
     pub fn delete_topic(&self, name: &str) -> Result<Topic, TopicFailure> {
-        let topic = self
-            .topics
-            .delete(name)
-            .map_err(storage_failure)?
-            .ok_or_else(|| {
-                TopicFailure::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic `{name}` does not exist"),
-                )
-            })?;
+        let topic = self.topics.delete(name).map_err(storage_failure)?.ok_or_else(|| {
+            TopicFailure::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            )
+        })?;
         for partition in 0..topic.partitions {
             if let Err(e) = self.replicas.remove(&TopicPartition::new(name, partition)) {
                 error!(topic = name, partition, error = %e, "deleting a partition's log failed");
@@ -188,15 +181,75 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Replaces a topic's overrides with `configs` (each validated first) and applies them to its
+    /// partitions at once. Nothing changes if any setting is refused or with `validate_only`.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Topic, TopicFailure> {
+        let topic = self.existing(name)?;
+        for (key, value) in &configs {
+            self.settings.validate_topic_setting(key, value)?;
+        }
+        if validate_only {
+            return Ok(Topic { configs, ..topic });
+        }
+        let updated = self.update(name, |t| t.configs = configs)?;
+        // Live: retention, segment and size limits apply from the next append or upkeep round.
+        self.host_partitions(&updated, 0)?;
+        info!(topic = name, configs = ?updated.configs, "topic settings changed");
+        Ok(updated)
+    }
+
+    /// Grows a topic to `count` partitions. Kafka never shrinks a topic.
+    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Topic, TopicFailure> {
+        let topic = self.existing(name)?;
+        if count <= topic.partitions || count > PARTITIONS_MAX {
+            return Err(TopicFailure::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "topic `{name}` has {} partitions; the new count must be larger and at most {PARTITIONS_MAX}, not {count}",
+                    topic.partitions
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(Topic {
+                partitions: count,
+                ..topic
+            });
+        }
+        let updated = self.update(name, |t| t.partitions = count)?;
+        self.host_partitions(&updated, topic.partitions)?;
+        info!(topic = name, from = topic.partitions, to = count, "added partitions");
+        Ok(updated)
+    }
+
+    fn existing(&self, name: &str) -> Result<Topic, TopicFailure> {
+        self.topics.get(name).ok_or_else(|| {
+            TopicFailure::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            )
+        })
+    }
+
+    fn update(&self, name: &str, change: impl FnOnce(&mut Topic)) -> Result<Topic, TopicFailure> {
+        match self.topics.update(name, change) {
+            Ok(Ok(topic)) => Ok(topic),
+            Ok(Err(e)) => Err(TopicFailure::new(ResponseError::UnknownTopicOrPartition, e.to_string())),
+            Err(e) => Err(storage_failure(e)),
+        }
+    }
+
     /// Hosts partitions `from..topic.partitions` with the topic's settings.
     pub fn host_partitions(&self, topic: &Topic, from: i32) -> Result<(), TopicFailure> {
         let config = self.settings.topic_log_config(&topic.configs);
         for partition in from..topic.partitions {
             self.replicas
-                .ensure(
-                    &TopicPartition::new(topic.name.clone(), partition),
-                    config.clone(),
-                )
+                .ensure(&TopicPartition::new(topic.name.clone(), partition), config.clone())
                 .map_err(|e| storage_failure(e.into()))?;
         }
         Ok(())
@@ -254,15 +307,7 @@ mod tests {
         for good in ["orders", "a.b_c-d", "X", &"x".repeat(249)] {
             assert!(validate_topic_name(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "has space",
-            "slash/",
-            "ünïcode",
-            &"x".repeat(250),
-        ] {
+        for bad in ["", ".", "..", "has space", "slash/", "ünïcode", &"x".repeat(250)] {
             assert_eq!(
                 validate_topic_name(bad).unwrap_err().error,
                 ResponseError::InvalidTopicException,

@@ -51,12 +51,7 @@ pub struct ServerArgs {
     pub http_listen: Option<String>,
     /// A broker setting named as in Kafka, e.g. `--set num.partitions=3`; repeatable. The environment
     /// variable takes a comma-separated list.
-    #[arg(
-        long = "set",
-        value_name = "KEY=VALUE",
-        env = "STRATA_SET",
-        value_delimiter = ','
-    )]
+    #[arg(long = "set", value_name = "KEY=VALUE", env = "STRATA_SET", value_delimiter = ',')]
     pub settings: Vec<String>,
     /// Log format: `human` or `json`.
     #[arg(long, env = "STRATA_LOG_FORMAT")]
@@ -103,27 +98,18 @@ impl ServerArgs {
     pub fn resolve(self) -> anyhow::Result<ServerConfig> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => FileConfig::default(),
         };
-        let roles = self
-            .roles
-            .or(file.roles)
-            .unwrap_or_else(|| "broker,controller".into());
+        let roles = self.roles.or(file.roles).unwrap_or_else(|| "broker,controller".into());
         let mut role_set: Vec<&str> = roles.split(',').map(str::trim).collect();
         role_set.sort_unstable();
         if role_set != ["broker", "controller"] {
-            bail!(
-                "--roles {roles}: this build runs single nodes with both roles (`broker,controller`)"
-            );
+            bail!("--roles {roles}: this build runs single nodes with both roles (`broker,controller`)");
         }
-        let listen = self
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".into());
         let advertise = match self.advertise.or(file.advertise) {
             Some(advertise) => Some(parse_advertise(&advertise)?),
             None => None,
@@ -153,10 +139,7 @@ impl ServerArgs {
         }
         Ok(ServerConfig {
             node_id: self.node_id.or(file.node_id).unwrap_or(1),
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("data")),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
             listen,
             advertise,
             http_listen: self
@@ -193,10 +176,7 @@ mod tests {
     #[test]
     fn defaults_make_a_local_single_node() {
         let config = ServerArgs::default().resolve().unwrap();
-        assert_eq!(
-            (config.node_id, config.listen.as_str()),
-            (1, "127.0.0.1:9092")
-        );
+        assert_eq!((config.node_id, config.listen.as_str()), (1, "127.0.0.1:9092"));
         assert_eq!(config.advertise, None, "the bound address is advertised");
         assert_eq!(config.data_dir, PathBuf::from("data"));
     }

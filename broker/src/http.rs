@@ -28,10 +28,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            requests: SUPPORTED
-                .iter()
-                .map(|(key, _, _)| (*key, AtomicU64::new(0)))
-                .collect(),
+            requests: SUPPORTED.iter().map(|(key, _, _)| (*key, AtomicU64::new(0))).collect(),
         }
     }
 }
@@ -45,7 +42,9 @@ impl Metrics {
 
     fn render(&self, broker: &Broker) -> String {
         let mut out = String::new();
-        out.push_str("# HELP strata_requests_total Kafka requests handled, by API.\n# TYPE strata_requests_total counter\n");
+        out.push_str(
+            "# HELP strata_requests_total Kafka requests handled, by API.\n# TYPE strata_requests_total counter\n",
+        );
         for (key, count) in &self.requests {
             let _ = writeln!(
                 out,
@@ -99,8 +98,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
         tokio::spawn(async move {
             let mut head = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REQUEST_HEAD_BYTES_MAX
-            {
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REQUEST_HEAD_BYTES_MAX {
                 match stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -108,14 +106,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
             }
             let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
             let (status, content_type, body) = match line {
-                b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => {
-                    ("200 OK", "text/plain", "ok\n".to_owned())
+                b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
+                    ("200 OK", "text/plain; version=0.0.4", broker.metrics.render(&broker))
                 }
-                b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => (
-                    "200 OK",
-                    "text/plain; version=0.0.4",
-                    broker.metrics.render(&broker),
-                ),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
             };
             let response = format!(

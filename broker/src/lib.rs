@@ -43,16 +43,14 @@ use crate::replica::ReplicaManager;
 /// Runs a single-node server until `shutdown` is cancelled, then drains connections, flushes every log and
 /// writes the checkpoints and the clean-shutdown marker.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id)?;
     let topics = TopicStore::open(&config.data_dir)?;
     let (data_dir, log_defaults) = (config.data_dir.clone(), config.settings.log.clone());
-    let (logs, report) = tokio::task::spawn_blocking(move || {
-        LogManager::open(data_dir, log_defaults, ManagerConfig::default())
-    })
-    .await?
-    .context("opening the data directory")?;
+    let (logs, report) =
+        tokio::task::spawn_blocking(move || LogManager::open(data_dir, log_defaults, ManagerConfig::default()))
+            .await?
+            .context("opening the data directory")?;
     info!(
         logs = report.logs,
         clean = report.clean_shutdown,
@@ -81,9 +79,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             warn!(partition = %tp, "a log on disk belongs to no known topic; leaving it untouched");
         }
     }
-    let upkeep = logs.start_background(Duration::from_millis(
-        config.settings.retention_check_interval_ms,
-    ));
+    let upkeep = logs.start_background(Duration::from_millis(config.settings.retention_check_interval_ms));
 
     let http = tokio::net::TcpListener::bind(&config.http_listen)
         .await

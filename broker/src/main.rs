@@ -6,11 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "strata",
-    version,
-    about = "A Kafka-compatible distributed commit log"
-)]
+#[command(name = "strata", version, about = "A Kafka-compatible distributed commit log")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,9 +30,7 @@ fn main() -> anyhow::Result<()> {
     };
     let config = args.resolve()?;
     init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -37,8 +37,7 @@ impl NodeIdentity {
         let path = data_dir.join(META_PROPERTIES);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let body =
-                    verify_crc(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+                let body = verify_crc(&text).with_context(|| format!("{} is corrupt", path.display()))?;
                 let get = |key: &str| {
                     body.lines()
                         .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
@@ -47,10 +46,7 @@ impl NodeIdentity {
                 };
                 let stored: i32 = get("node.id")?.parse().context("node.id is not a number")?;
                 if stored != node_id {
-                    bail!(
-                        "{} belongs to node {stored}, not node {node_id}",
-                        data_dir.display()
-                    );
+                    bail!("{} belongs to node {stored}, not node {node_id}", data_dir.display());
                 }
                 Ok(Self {
                     node_id,
@@ -62,10 +58,7 @@ impl NodeIdentity {
                     node_id,
                     cluster_id: new_cluster_id(),
                 };
-                let body = format!(
-                    "version=1\nnode.id={node_id}\ncluster.id={}\n",
-                    identity.cluster_id
-                );
+                let body = format!("version=1\nnode.id={node_id}\ncluster.id={}\n", identity.cluster_id);
                 write_atomically(&path, &with_crc(body))?;
                 Ok(identity)
             }
@@ -130,14 +123,9 @@ impl TopicStore {
         let path = data_dir.join(TOPICS_FILE);
         let topics = match fs::read_to_string(&path) {
             Ok(text) => {
-                let body =
-                    verify_crc(&text).with_context(|| format!("{} is corrupt", path.display()))?;
-                let file: TopicsFile =
-                    toml::from_str(body).with_context(|| format!("parsing {}", path.display()))?;
-                file.topic
-                    .into_iter()
-                    .map(|t| (t.name.clone(), t))
-                    .collect()
+                let body = verify_crc(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+                let file: TopicsFile = toml::from_str(body).with_context(|| format!("parsing {}", path.display()))?;
+                file.topic.into_iter().map(|t| (t.name.clone(), t)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -172,11 +160,7 @@ impl TopicStore {
     }
 
     /// Changes a topic and persists the change before returning the new state.
-    pub fn update(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut Topic),
-    ) -> anyhow::Result<Result<Topic, TopicError>> {
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut Topic)) -> anyhow::Result<Result<Topic, TopicError>> {
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         let Some(topic) = topics.get_mut(name) else {
             return Ok(Err(TopicError::Unknown(name.into())));
@@ -252,9 +236,7 @@ mod tests {
         assert_eq!(NodeIdentity::load_or_create(dir.path(), 1).unwrap(), first);
         assert!(NodeIdentity::load_or_create(dir.path(), 2).is_err());
         let path = dir.path().join(META_PROPERTIES);
-        let torn = fs::read_to_string(&path)
-            .unwrap()
-            .replace("node.id=1", "node.id=7");
+        let torn = fs::read_to_string(&path).unwrap().replace("node.id=1", "node.id=7");
         fs::write(&path, torn).unwrap();
         assert!(
             NodeIdentity::load_or_create(dir.path(), 7).is_err(),
@@ -277,16 +259,10 @@ mod tests {
             store.create(topic.clone()).unwrap(),
             Err(TopicError::Exists("orders".into()))
         );
-        store
-            .update("orders", |t| t.partitions = 5)
-            .unwrap()
-            .unwrap();
+        store.update("orders", |t| t.partitions = 5).unwrap().unwrap();
         let reopened = TopicStore::open(dir.path()).unwrap();
         assert_eq!(reopened.get("orders").unwrap().partitions, 5);
-        assert_eq!(
-            reopened.by_id(topic.id).unwrap().configs["retention.ms"],
-            "1000"
-        );
+        assert_eq!(reopened.by_id(topic.id).unwrap().configs["retention.ms"], "1000");
         assert!(reopened.delete("orders").unwrap().is_some());
         assert!(TopicStore::open(dir.path()).unwrap().all().is_empty());
     }

@@ -33,8 +33,7 @@ impl Partition {
 
     /// Wakes every fetch waiting on this partition.
     pub fn appended(&self) {
-        let waiters =
-            std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
         for waiter in waiters.iter().filter_map(Weak::upgrade) {
             waiter.notify_one();
         }
@@ -42,10 +41,7 @@ impl Partition {
 
     /// The offset consumers may read up to. One replica: everything appended.
     pub fn high_watermark(&self) -> u64 {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .log_end_offset()
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).log_end_offset()
     }
 }
 
@@ -78,11 +74,7 @@ impl ReplicaManager {
     }
 
     /// Hosts `tp` with `config`, creating its log if needed; an existing log gets `config` applied.
-    pub fn ensure(
-        &self,
-        tp: &TopicPartition,
-        config: LogConfig,
-    ) -> Result<Arc<Partition>, strata_storage::Error> {
+    pub fn ensure(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<Partition>, strata_storage::Error> {
         if let Some(partition) = self.get(tp) {
             partition
                 .log
@@ -92,13 +84,8 @@ impl ReplicaManager {
             return Ok(partition);
         }
         let log = self.logs.get_or_create(tp, config.clone())?;
-        log.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .set_config(config);
-        let mut partitions = self
-            .partitions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        log.lock().unwrap_or_else(PoisonError::into_inner).set_config(config);
+        let mut partitions = self.partitions.write().unwrap_or_else(PoisonError::into_inner);
         let partition = partitions.entry(tp.clone()).or_insert_with(|| {
             Arc::new(Partition {
                 tp: tp.clone(),

@@ -63,10 +63,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {
         warn!(
             open = connections.len(),
             "connections still open after the drain timeout"
@@ -77,10 +74,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
 /// Serves one connection until the client closes it, it sends something that closes it, or shutdown.
 async fn serve(stream: TcpStream, peer: SocketAddr, broker: &Broker, shutdown: &CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(
-        stream,
-        FrameCodec::new(broker.settings.socket_request_max_bytes),
-    );
+    let mut framed = Framed::new(stream, FrameCodec::new(broker.settings.socket_request_max_bytes));
     debug!(%peer, "connection opened");
     loop {
         let frame = tokio::select! {
@@ -97,8 +91,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, broker: &Broker, shutdown: &
         };
         let reply = match request::decode(frame, api::supported) {
             Ok(request) => {
-                let (api_key, version, correlation_id) =
-                    (request.api_key, request.version(), request.correlation_id());
+                let (api_key, version, correlation_id) = (request.api_key, request.version(), request.correlation_id());
                 broker.metrics.request(api_key);
                 api::handle(broker, request)
                     .await

@@ -20,17 +20,9 @@ pub enum SettingError {
     #[error("unknown setting `{0}`")]
     Unknown(String),
     #[error("`{key}` = `{value}` is invalid: {reason}")]
-    Invalid {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { key: String, value: String, reason: String },
     #[error("`{key}` = `{value}` is out of range: {reason}")]
-    OutOfRange {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    OutOfRange { key: String, value: String, reason: String },
 }
 
 impl SettingError {
@@ -93,10 +85,7 @@ impl BrokerSettings {
             reason: reason.into(),
         };
         let int = |min: i64| -> Result<i64, SettingError> {
-            let v: i64 = value
-                .trim()
-                .parse()
-                .map_err(|_| invalid("not an integer"))?;
+            let v: i64 = value.trim().parse().map_err(|_| invalid("not an integer"))?;
             if v < min {
                 return Err(SettingError::OutOfRange {
                     key: key.into(),
@@ -116,23 +105,14 @@ impl BrokerSettings {
             "num.partitions" => self.num_partitions = int(1)? as i32,
             "default.replication.factor" => self.default_replication_factor = int(1)? as i16,
             "auto.create.topics.enable" => {
-                self.auto_create_topics = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("not true or false"))?
+                self.auto_create_topics = value.trim().parse().map_err(|_| invalid("not true or false"))?
             }
             "socket.request.max.bytes" => self.socket_request_max_bytes = int(1)? as usize,
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
-            "log.retention.hours" => {
-                self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?
-            }
-            "log.retention.minutes" => {
-                self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?
-            }
-            "log.roll.hours" => {
-                self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?
-            }
+            "log.retention.hours" => self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?,
+            "log.retention.minutes" => self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?,
+            "log.roll.hours" => self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?,
             _ => match broker_to_topic_key(key) {
                 Some(topic_key) => self.log = log_key(topic_key, value.to_owned())?,
                 None => return Err(SettingError::Unknown(key.to_owned())),
@@ -214,6 +194,34 @@ impl BrokerSettings {
         out
     }
 
+    /// The broker settings as DescribeConfigs shows them for the broker resource.
+    pub fn describe_broker(&self) -> Vec<(&'static str, String)> {
+        let log = |key: &str| self.log.get(key).expect("a known key");
+        vec![
+            ("num.partitions", self.num_partitions.to_string()),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+            ),
+            ("auto.create.topics.enable", self.auto_create_topics.to_string()),
+            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            (
+                "log.retention.check.interval.ms",
+                self.retention_check_interval_ms.to_string(),
+            ),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("log.segment.bytes", log("segment.bytes")),
+            ("log.roll.ms", log("segment.ms")),
+            ("log.index.size.max.bytes", log("segment.index.bytes")),
+            ("log.index.interval.bytes", log("index.interval.bytes")),
+            ("log.retention.ms", log("retention.ms")),
+            ("log.retention.bytes", log("retention.bytes")),
+            ("log.flush.interval.messages", log("flush.messages")),
+            ("log.flush.interval.ms", log("flush.ms")),
+            ("message.max.bytes", log("max.message.bytes")),
+        ]
+    }
+
     /// The effective `min.insync.replicas` of a topic.
     pub fn min_insync_replicas(&self, overrides: &BTreeMap<String, String>) -> i32 {
         overrides
@@ -263,10 +271,7 @@ mod tests {
         assert_eq!(settings.log.segment_bytes, 1 << 20);
         assert_eq!(settings.log.retention_ms, Some(7_200_000));
         assert_eq!(settings.log.max_message_bytes, 2000);
-        assert_eq!(
-            (settings.num_partitions, settings.auto_create_topics),
-            (3, false)
-        );
+        assert_eq!((settings.num_partitions, settings.auto_create_topics), (3, false));
         assert!(matches!(
             settings.set("log.segment.bytes", "1"),
             Err(SettingError::OutOfRange { .. })
@@ -281,33 +286,14 @@ mod tests {
     fn topic_overrides_apply_over_broker_defaults() {
         let mut settings = BrokerSettings::default();
         settings.set("log.retention.ms", "1000").unwrap();
-        let overrides: BTreeMap<String, String> =
-            [("max.message.bytes".to_owned(), "500".to_owned())].into();
+        let overrides: BTreeMap<String, String> = [("max.message.bytes".to_owned(), "500".to_owned())].into();
         let config = settings.topic_log_config(&overrides);
-        assert_eq!(
-            (config.retention_ms, config.max_message_bytes),
-            (Some(1000), 500)
-        );
+        assert_eq!((config.retention_ms, config.max_message_bytes), (Some(1000), 500));
         let described = settings.describe_topic(&overrides);
-        let max = described
-            .iter()
-            .find(|s| s.name == "max.message.bytes")
-            .unwrap();
+        let max = described.iter().find(|s| s.name == "max.message.bytes").unwrap();
         assert_eq!((max.value.as_str(), max.overridden), ("500", true));
-        assert!(
-            settings
-                .validate_topic_setting("cleanup.policy", "compact")
-                .is_err()
-        );
-        assert!(
-            settings
-                .validate_topic_setting("retention.ms", "-5")
-                .is_err()
-        );
-        assert!(
-            settings
-                .validate_topic_setting("retention.ms", "-1")
-                .is_ok()
-        );
+        assert!(settings.validate_topic_setting("cleanup.policy", "compact").is_err());
+        assert!(settings.validate_topic_setting("retention.ms", "-5").is_err());
+        assert!(settings.validate_topic_setting("retention.ms", "-1").is_ok());
     }
 }

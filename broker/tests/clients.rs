@@ -33,10 +33,7 @@ async fn create_topic(server: &Server, name: &str, partitions: i32, configs: &[(
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
-    let results = admin
-        .create_topics([&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    let results = admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
@@ -94,10 +91,7 @@ async fn produce(producer: &FutureProducer, topic: &str, count: usize) -> Vec<i6
     }
     let mut offsets = Vec::with_capacity(count);
     for delivery in deliveries {
-        let delivered = delivery
-            .await
-            .expect("delivery not cancelled")
-            .expect("delivered");
+        let delivered = delivery.await.expect("delivery not cancelled").expect("delivered");
         offsets.push(delivered.offset);
     }
     offsets
@@ -122,22 +116,12 @@ fn consume_and_check(server: &Server, topic: &str, from: Offset, first_index: us
             continue;
         };
         let message = message.expect("no consumer error");
-        assert_eq!(
-            message.offset(),
-            next as i64,
-            "records arrive in order, without gaps"
-        );
+        assert_eq!(message.offset(), next as i64, "records arrive in order, without gaps");
         assert_eq!(message.key(), Some(key(next).as_bytes()));
         assert_eq!(message.payload(), Some(value(next).as_bytes()));
-        assert_eq!(
-            message.timestamp().to_millis(),
-            Some(BASE_TIMESTAMP + next as i64)
-        );
+        assert_eq!(message.timestamp().to_millis(), Some(BASE_TIMESTAMP + next as i64));
         let header = message.headers().expect("headers").get(0);
-        assert_eq!(
-            (header.key, header.value),
-            ("index", Some(next.to_string().as_bytes()))
-        );
+        assert_eq!((header.key, header.value), ("index", Some(next.to_string().as_bytes())));
         next += 1;
     }
 }
@@ -157,4 +141,288 @@ async fn records_round_trip_with_every_compression_codec() {
         );
         consume_and_check(&server, &topic, Offset::Beginning, 0, RECORDS);
     }
+}
+
+fn timestamps_consumer(server: &Server, topic: &str, at: i64) -> (BaseConsumer, i64) {
+    let consumer = consumer(server);
+    let mut query = TopicPartitionList::new();
+    query.add_partition_offset(topic, 0, Offset::Offset(at)).unwrap();
+    let found = consumer.offsets_for_times(query, Duration::from_secs(30)).unwrap();
+    let offset = match found.find_partition(topic, 0).unwrap().offset() {
+        Offset::Offset(offset) => offset,
+        Offset::End => -1,
+        other => panic!("offsets_for_times({at}) answered {other:?}"),
+    };
+    (consumer, offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_for_times_finds_the_first_record_at_a_time_and_seeking_replays_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server, "times", 1, &[]).await;
+    produce(&producer(&server, "lz4"), "times", 5000).await;
+    // Record i has timestamp BASE_TIMESTAMP + i.
+    for (at, expected) in [
+        (BASE_TIMESTAMP, 0),
+        (BASE_TIMESTAMP + 1234, 1234),
+        (BASE_TIMESTAMP - 10, 0),
+        (BASE_TIMESTAMP + 4999, 4999),
+    ] {
+        let (_, offset) = timestamps_consumer(&server, "times", at);
+        assert_eq!(offset, expected, "first offset at or after {at}");
+    }
+    let (_, offset) = timestamps_consumer(&server, "times", BASE_TIMESTAMP + 5000);
+    assert_eq!(offset, -1, "no record that late: Kafka answers -1 (the end)");
+    // Seeking to the answer replays from exactly that record.
+    let (_, offset) = timestamps_consumer(&server, "times", BASE_TIMESTAMP + 3210);
+    consume_and_check(&server, "times", Offset::Offset(offset), 3210, 1790);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_on_first_use_unless_auto_creation_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["num.partitions=3"]);
+    produce(&producer(&server, "none"), "auto-created", 10).await;
+    let metadata = consumer(&server)
+        .fetch_metadata(Some("auto-created"), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        metadata.topics()[0].partitions().len(),
+        3,
+        "num.partitions applies to auto-created topics"
+    );
+    drop(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["auto.create.topics.enable=false"]);
+    let producer = client_config(&server)
+        .set("message.timeout.ms", "3000")
+        .create::<FutureProducer>()
+        .unwrap();
+    let result = producer
+        .send(
+            FutureRecord::to("never-created").payload("x").key("k"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        result.is_err(),
+        "a record for an unknown topic is not accepted when auto-creation is off"
+    );
+    let metadata = consumer(&server).fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    assert!(metadata.topics().iter().all(|t| t.name() != "never-created"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_settings_changed_live_take_effect() {
+    use rdkafka::admin::{AlterConfig, NewPartitions, ResourceSpecifier};
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server, "live", 1, &[("retention.ms", "3600000")]).await;
+    let admin: AdminClient<DefaultClientContext> = client_config(&server).create().unwrap();
+    let options = AdminOptions::new();
+    let producer = client_config(&server)
+        .set("message.timeout.ms", "10000")
+        .create::<FutureProducer>()
+        .unwrap();
+    let big = "b".repeat(5000);
+    producer
+        .send(
+            FutureRecord::to("live").partition(0).key("k").payload(&big),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("live")).set("max.message.bytes", "1000");
+    let altered = admin.alter_configs([&alter], &options).await.unwrap();
+    assert!(altered.iter().all(Result::is_ok), "{altered:?}");
+    let refused = producer
+        .send(
+            FutureRecord::to("live").partition(0).key("k").payload(&big),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+        ),
+        "the new max.message.bytes applies at once: {refused:?}"
+    );
+    producer
+        .send(
+            FutureRecord::to("live").partition(0).key("k").payload("small"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic("live")], &options)
+        .await
+        .unwrap();
+    let config = described[0].as_ref().unwrap();
+    assert_eq!(
+        config.get("max.message.bytes").and_then(|e| e.value.as_deref()),
+        Some("1000")
+    );
+    // AlterConfigs replaces the whole set of overrides, as in Kafka.
+    assert_eq!(
+        config.get("retention.ms").and_then(|e| e.value.as_deref()),
+        Some("604800000")
+    );
+
+    // An out-of-range value is refused and changes nothing. (The rdkafka crate does not surface
+    // per-resource AlterConfigs errors, so the refusal is checked through DescribeConfigs.)
+    let out_of_range = AlterConfig::new(ResourceSpecifier::Topic("live")).set("segment.bytes", "1");
+    admin.alter_configs([&out_of_range], &options).await.unwrap();
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic("live")], &options)
+        .await
+        .unwrap();
+    let config = described[0].as_ref().unwrap();
+    assert_eq!(
+        config.get("segment.bytes").and_then(|e| e.value.as_deref()),
+        Some("1073741824")
+    );
+    assert_eq!(
+        config.get("max.message.bytes").and_then(|e| e.value.as_deref()),
+        Some("1000")
+    );
+
+    let grown = admin
+        .create_partitions([&NewPartitions::new("live", 4)], &options)
+        .await
+        .unwrap();
+    assert!(grown.iter().all(Result::is_ok), "{grown:?}");
+    let metadata = consumer(&server)
+        .fetch_metadata(Some("live"), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(metadata.topics()[0].partitions().len(), 4);
+    // A new producer: the old one's metadata still says one partition until its next refresh.
+    producer_plain(&server)
+        .send(
+            FutureRecord::to("live").partition(3).key("k").payload("p3"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let mut up_to = TopicPartitionList::new();
+    up_to.add_partition_offset("live", 0, Offset::Offset(1)).unwrap();
+    admin.delete_records(&up_to, &options).await.unwrap();
+    let (low, high) = consumer(&server)
+        .fetch_watermarks("live", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (1, 2), "DeleteRecords moved the log start offset");
+}
+
+/// Keys of every record of partition 0, by offset, read from the beginning to the high watermark.
+fn read_all_keys(server: &Server, topic: &str) -> Vec<(i64, String)> {
+    let consumer = consumer(server);
+    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(30)).unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Offset(low)).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut keys = Vec::new();
+    while keys.len() < (high - low) as usize {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {} records",
+            keys.len(),
+            high - low
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message.unwrap();
+            keys.push((
+                message.offset(),
+                String::from_utf8(message.key().unwrap().to_vec()).unwrap(),
+            ));
+        }
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_keeps_every_record_and_offsets_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    create_topic(&server, "durable", 1, &[]).await;
+    produce(&producer(&server, "zstd"), "durable", 10_000).await;
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    assert!(
+        dir.path().join(".clean-shutdown").exists(),
+        "a clean stop leaves the marker"
+    );
+
+    server.restart();
+    consume_and_check(&server, "durable", Offset::Beginning, 0, 10_000);
+    let offsets = produce(&producer(&server, "none"), "durable", 1).await;
+    assert_eq!(offsets, vec![10_000], "the log end offset continues where it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_during_produce_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    create_topic(&server, "crashy", 1, &[]).await;
+    // Keep producing, collecting what was acknowledged, until enough is in; then SIGKILL mid-stream.
+    let producer = client_config(&server)
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "5000")
+        .set("retries", "0")
+        .create::<FutureProducer>()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut pending = std::collections::VecDeque::new();
+    let mut sent = 0usize;
+    while acknowledged.len() < 20_000 {
+        while pending.len() < 2000 {
+            let key = key(sent);
+            let record = FutureRecord::to("crashy").partition(0).key(&key).payload("v");
+            pending.push_back((key.clone(), producer.send_result(record).map_err(|(e, _)| e).unwrap()));
+            sent += 1;
+        }
+        let (key, delivery) = pending.pop_front().unwrap();
+        let delivered = delivery.await.unwrap().expect("the server is up");
+        acknowledged.push((delivered.offset, key));
+    }
+    server.kill();
+    // Whatever was in flight fails or was written; only acknowledged records are promised.
+    for (key, delivery) in pending {
+        if let Ok(Ok(delivered)) = delivery.await {
+            acknowledged.push((delivered.offset, key));
+        }
+    }
+    drop(producer);
+
+    server.restart();
+    let stored = read_all_keys(&server, "crashy");
+    for (offset, key) in &acknowledged {
+        assert_eq!(
+            stored.get(*offset as usize).map(|(_, k)| k),
+            Some(key),
+            "acknowledged record at {offset}"
+        );
+    }
+    assert!(
+        stored.iter().enumerate().all(|(i, (offset, _))| *offset == i as i64),
+        "offsets without gaps or repeats"
+    );
+    let offsets = produce(&producer_plain(&server), "crashy", 1).await;
+    assert_eq!(
+        offsets,
+        vec![stored.len() as i64],
+        "the log end offset continues after recovery"
+    );
+}
+
+fn producer_plain(server: &Server) -> FutureProducer {
+    producer(server, "none")
 }

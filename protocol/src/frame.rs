@@ -89,13 +89,9 @@ mod tests {
     fn frames_arrive_whole_however_the_bytes_are_split() {
         let mut codec = FrameCodec::new(1024);
         let mut wire = BytesMut::new();
-        codec
-            .encode(Bytes::from_static(b"hello"), &mut wire)
-            .unwrap();
+        codec.encode(Bytes::from_static(b"hello"), &mut wire).unwrap();
         codec.encode(Bytes::from_static(b""), &mut wire).unwrap();
-        codec
-            .encode(Bytes::from_static(b"world!"), &mut wire)
-            .unwrap();
+        codec.encode(Bytes::from_static(b"world!"), &mut wire).unwrap();
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
         for byte in wire {
@@ -114,14 +110,8 @@ mod tests {
         assert!(
             matches!(codec.decode(&mut buf), Err(FrameError::TooLarge { size, max: 1024 }) if size == i32::MAX as usize)
         );
-        assert!(
-            buf.capacity() < 1024,
-            "nothing was reserved for the announced body"
-        );
+        assert!(buf.capacity() < 1024, "nothing was reserved for the announced body");
         let mut negative = BytesMut::from(&(-5i32).to_be_bytes()[..]);
-        assert!(matches!(
-            codec.decode(&mut negative),
-            Err(FrameError::NegativeSize(-5))
-        ));
+        assert!(matches!(codec.decode(&mut negative), Err(FrameError::NegativeSize(-5))));
     }
 }

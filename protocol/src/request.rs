@@ -6,7 +6,7 @@
 
 use std::ops::RangeInclusive;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 use thiserror::Error;
@@ -87,19 +87,9 @@ pub fn decode(
     };
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e}")))?;
-    let body = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| malformed(format!("body: {e}")))?;
-    if frame.has_remaining() {
-        return Err(malformed(format!(
-            "{} bytes after the body",
-            frame.remaining()
-        )));
-    }
-    Ok(Request {
-        api_key,
-        header,
-        body,
-    })
+    let body = RequestKind::decode(api_key, &mut frame, version).map_err(|e| malformed(format!("body: {e}")))?;
+    // Bytes after the body are ignored, as Kafka ignores them: librdkafka 2.x sends some (Metadata v12).
+    Ok(Request { api_key, header, body })
 }
 
 #[cfg(test)]
@@ -123,9 +113,7 @@ mod tests {
         header
             .encode(&mut buf, ApiKey::Metadata.request_header_version(version))
             .unwrap();
-        MetadataRequest::default()
-            .encode(&mut buf, version)
-            .unwrap();
+        MetadataRequest::default().encode(&mut buf, version).unwrap();
         buf.freeze()
     }
 

@@ -17,12 +17,7 @@ pub struct EncodeError {
 }
 
 /// Encodes `body` as the response to request `correlation_id`, at `version` of `api_key`.
-pub fn encode(
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &ResponseKind,
-) -> Result<Bytes, EncodeError> {
+pub fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<Bytes, EncodeError> {
     let failed = |reason: &dyn Display| EncodeError {
         api_key,
         version,

@@ -112,13 +112,8 @@ fn batch_16k() -> Vec<u8> {
 /// Opens (or creates) the log in `dir` with the default config (1 GiB segments, no flush policy) and its
 /// own handle cache, as a broker would for one partition.
 fn open_log(dir: &Path, state: OpenState) -> Log {
-    let (log, _report) = Log::open(
-        dir,
-        LogConfig::default(),
-        HandleCache::new(HANDLES_MAX_DEFAULT),
-        state,
-    )
-    .expect("open log");
+    let (log, _report) =
+        Log::open(dir, LogConfig::default(), HandleCache::new(HANDLES_MAX_DEFAULT), state).expect("open log");
     log
 }
 
@@ -192,11 +187,7 @@ impl Fixture {
         while log.size_bytes() + batch_bytes <= FIXTURE_BYTES {
             records_per_batch = log.append(&mut buf, 0).expect("append").records;
         }
-        assert_eq!(
-            log.segment_count(),
-            1,
-            "the fixture must be a single segment"
-        );
+        assert_eq!(log.segment_count(), 1, "the fixture must be a single segment");
         let (end, _) = log.close().expect("close");
         let bytes = log.size_bytes();
         drop(log);
@@ -298,11 +289,7 @@ fn bench_append(c: &mut Criterion) {
                     black_box(log.append(&mut buf, 0).expect("append"));
                 }
                 elapsed += start.elapsed();
-                assert_eq!(
-                    log.segment_count(),
-                    1,
-                    "a roll happened inside the timed part"
-                );
+                assert_eq!(log.segment_count(), 1, "a roll happened inside the timed part");
                 drop(log);
                 drop(dir);
             }
@@ -355,9 +342,7 @@ fn bench_read_sequential(c: &mut Criterion, fixture: &OnceCell<Fixture>) {
             let mut offset = 0;
             let mut bytes = 0;
             while offset < fixture.end {
-                let result = log
-                    .read(offset, ReadLimits::bytes(READ_BYTES))
-                    .expect("read");
+                let result = log.read(offset, ReadLimits::bytes(READ_BYTES)).expect("read");
                 bytes += result.records.len() as u64;
                 offset = result.next_offset;
                 black_box(result.records);
@@ -419,12 +404,8 @@ fn bench_offset_lookup(c: &mut Criterion, fixture: &OnceCell<Fixture>) {
     let mut open = None;
     group.bench_function("locate", |b| {
         let fixture = warm_fixture(fixture);
-        let (log, offsets) = open.get_or_insert_with(|| {
-            (
-                fixture.open_clean(),
-                lcg_sequence(LOOKUP_OFFSETS, fixture.end),
-            )
-        });
+        let (log, offsets) =
+            open.get_or_insert_with(|| (fixture.open_clean(), lcg_sequence(LOOKUP_OFFSETS, fixture.end)));
         b.iter(|| {
             let offset = offsets[i % LOOKUP_OFFSETS];
             i += 1;
@@ -438,18 +419,12 @@ fn bench_offset_lookup(c: &mut Criterion, fixture: &OnceCell<Fixture>) {
     let mut open = None;
     group.bench_function("read_1_byte", |b| {
         let fixture = warm_fixture(fixture);
-        let (log, offsets) = open.get_or_insert_with(|| {
-            (
-                fixture.open_clean(),
-                lcg_sequence(LOOKUP_OFFSETS, fixture.end),
-            )
-        });
+        let (log, offsets) =
+            open.get_or_insert_with(|| (fixture.open_clean(), lcg_sequence(LOOKUP_OFFSETS, fixture.end)));
         b.iter(|| {
             let offset = offsets[i % LOOKUP_OFFSETS];
             i += 1;
-            let result = log
-                .read(black_box(offset), ReadLimits::bytes(1))
-                .expect("read");
+            let result = log.read(black_box(offset), ReadLimits::bytes(1)).expect("read");
             debug_assert_eq!(result.records.len() as u64, fixture.batch_bytes);
             result
         });

@@ -133,10 +133,7 @@ impl BatchHeader {
             partition_leader_epoch: read_i32(bytes, OFFSET_LEADER_EPOCH),
             magic,
             crc: read_i32(bytes, OFFSET_CRC) as u32,
-            attributes: i16::from_be_bytes([
-                bytes[OFFSET_ATTRIBUTES],
-                bytes[OFFSET_ATTRIBUTES + 1],
-            ]),
+            attributes: i16::from_be_bytes([bytes[OFFSET_ATTRIBUTES], bytes[OFFSET_ATTRIBUTES + 1]]),
             last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
             base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
             max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
@@ -152,8 +149,7 @@ impl BatchHeader {
     /// The offset of the batch's last record.
     pub fn last_offset(&self) -> i64 {
         // Saturating: the base offset is not covered by the CRC, so a flipped bit on disk must not overflow.
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
@@ -203,9 +199,7 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
             });
         }
     } else if records.is_empty() {
-        return Err(BatchError::MalformedRecords(
-            "compressed batch has no payload",
-        ));
+        return Err(BatchError::MalformedRecords("compressed batch has no payload"));
     }
     Ok(header)
 }
@@ -242,8 +236,7 @@ pub fn check_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Rewrites the fields the log owns. Neither is covered by the CRC, so the batch stays valid.
 pub(crate) fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
     bytes[OFFSET_BASE_OFFSET..OFFSET_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
-    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4]
-        .copy_from_slice(&leader_epoch.to_be_bytes());
+    bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Walks the length prefixes of uncompressed records and counts them; they must exactly fill `records`.
@@ -251,21 +244,15 @@ fn count_records(records: &[u8]) -> Result<usize, BatchError> {
     let mut pos = 0;
     let mut count = 0;
     while pos < records.len() {
-        let (len, used) = read_varint(&records[pos..])
-            .ok_or(BatchError::MalformedRecords("bad record length"))?;
-        let len = usize::try_from(len)
-            .map_err(|_| BatchError::MalformedRecords("negative record length"))?;
+        let (len, used) = read_varint(&records[pos..]).ok_or(BatchError::MalformedRecords("bad record length"))?;
+        let len = usize::try_from(len).map_err(|_| BatchError::MalformedRecords("negative record length"))?;
         if len < RECORD_BYTES_MIN - 1 {
-            return Err(BatchError::MalformedRecords(
-                "record shorter than its fixed fields",
-            ));
+            return Err(BatchError::MalformedRecords("record shorter than its fixed fields"));
         }
         pos = pos
             .checked_add(used + len)
             .filter(|end| *end <= records.len())
-            .ok_or(BatchError::MalformedRecords(
-                "record runs past the end of the batch",
-            ))?;
+            .ok_or(BatchError::MalformedRecords("record runs past the end of the batch"))?;
         count += 1;
     }
     Ok(count)
@@ -362,13 +349,9 @@ fn decompress_snappy(payload: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut pos = XERIAL_HEADER_BYTES;
     while pos < payload.len() {
-        let len_bytes = payload
-            .get(pos..pos + 4)
-            .ok_or("truncated xerial block length")?;
+        let len_bytes = payload.get(pos..pos + 4).ok_or("truncated xerial block length")?;
         let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
-        let block = payload
-            .get(pos + 4..pos + 4 + len)
-            .ok_or("truncated xerial block")?;
+        let block = payload.get(pos + 4..pos + 4 + len).ok_or("truncated xerial block")?;
         let block_len = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
         if (out.len() + block_len) as u64 > DECOMPRESSED_BYTES_MAX {
             return Err("decompressed batch is too large".into());
@@ -436,16 +419,8 @@ pub mod build {
     /// Encodes a batch whose records are compressed with `codec`.
     pub fn encode(records: &[Record<'_>], codec: Compression) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");
-        let base_timestamp = records
-            .iter()
-            .map(|r| r.timestamp)
-            .min()
-            .expect("non-empty");
-        let max_timestamp = records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .expect("non-empty");
+        let base_timestamp = records.iter().map(|r| r.timestamp).min().expect("non-empty");
+        let max_timestamp = records.iter().map(|r| r.timestamp).max().expect("non-empty");
         let mut body = Vec::new();
         for (i, record) in records.iter().enumerate() {
             let mut r = Vec::new();
@@ -495,14 +470,11 @@ pub mod build {
         match codec {
             Compression::None => body.to_vec(),
             Compression::Gzip => {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 encoder.write_all(body).expect("in-memory gzip");
                 encoder.finish().expect("in-memory gzip")
             }
-            Compression::Snappy => snap::raw::Encoder::new()
-                .compress_vec(body)
-                .expect("in-memory snappy"),
+            Compression::Snappy => snap::raw::Encoder::new().compress_vec(body).expect("in-memory snappy"),
             Compression::Lz4 => {
                 let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
                 encoder.write_all(body).expect("in-memory lz4");
@@ -606,26 +578,19 @@ mod tests {
     #[test]
     fn lengths_and_counts_must_agree_with_the_bytes() {
         let batch = batch_of(&records(3, 5), 5, Compression::None);
-        assert_eq!(
-            validate(&batch[..40]),
-            Err(BatchError::TooShort { len: 40 })
-        );
+        assert_eq!(validate(&batch[..40]), Err(BatchError::TooShort { len: 40 }));
         assert!(matches!(
             validate(&batch[..batch.len() - 1]),
             Err(BatchError::LengthMismatch { .. })
         ));
         let mut longer = batch.clone();
         longer.push(0);
-        assert!(matches!(
-            validate(&longer),
-            Err(BatchError::LengthMismatch { .. })
-        ));
+        assert!(matches!(validate(&longer), Err(BatchError::LengthMismatch { .. })));
 
         // A header that claims more records than are present, with a CRC recomputed to match.
         let mut lying = batch.clone();
         lying[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&1000i32.to_be_bytes());
-        lying[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
-            .copy_from_slice(&999i32.to_be_bytes());
+        lying[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&999i32.to_be_bytes());
         let crc = crc32c::crc32c(&lying[OFFSET_ATTRIBUTES..]);
         lying[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         assert_eq!(

@@ -55,10 +55,7 @@ impl OffsetCheckpoint {
         for (tp, offset) in offsets {
             body.push_str(&format!("{} {} {offset}\n", tp.topic, tp.partition));
         }
-        body.push_str(&format!(
-            "{CRC_PREFIX}{:08x}\n",
-            crc32fast::hash(body.as_bytes())
-        ));
+        body.push_str(&format!("{CRC_PREFIX}{:08x}\n", crc32fast::hash(body.as_bytes())));
         let tmp = self.path.with_extension("tmp");
         let write = || -> io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
@@ -92,25 +89,18 @@ impl OffsetCheckpoint {
             .map(|i| i + 1)
             .ok_or("no CRC line")?;
         let crc_line = text[body_end..].trim_end();
-        let stored = crc_line
-            .strip_prefix(CRC_PREFIX)
-            .ok_or("last line is not the CRC")?;
+        let stored = crc_line.strip_prefix(CRC_PREFIX).ok_or("last line is not the CRC")?;
         let stored = u32::from_str_radix(stored, 16).map_err(|_| "CRC is not hex".to_owned())?;
         let body = &text[..body_end];
         let computed = crc32fast::hash(body.as_bytes());
         if stored != computed {
-            return Err(format!(
-                "CRC {stored:08x} does not match contents {computed:08x}"
-            ));
+            return Err(format!("CRC {stored:08x} does not match contents {computed:08x}"));
         }
         let mut lines = body.lines();
         if lines.next() != Some(VERSION) {
             return Err("unknown version".into());
         }
-        let count: usize = lines
-            .next()
-            .and_then(|l| l.parse().ok())
-            .ok_or("bad entry count")?;
+        let count: usize = lines.next().and_then(|l| l.parse().ok()).ok_or("bad entry count")?;
         let mut offsets = BTreeMap::new();
         for line in lines {
             let mut fields = line.split(' ');
@@ -119,19 +109,12 @@ impl OffsetCheckpoint {
             else {
                 return Err(format!("bad line `{line}`"));
             };
-            let partition = partition
-                .parse()
-                .map_err(|_| format!("bad partition in `{line}`"))?;
-            let offset = offset
-                .parse()
-                .map_err(|_| format!("bad offset in `{line}`"))?;
+            let partition = partition.parse().map_err(|_| format!("bad partition in `{line}`"))?;
+            let offset = offset.parse().map_err(|_| format!("bad offset in `{line}`"))?;
             offsets.insert(TopicPartition::new(topic, partition), offset);
         }
         if offsets.len() != count {
-            return Err(format!(
-                "{} entries where the header says {count}",
-                offsets.len()
-            ));
+            return Err(format!("{} entries where the header says {count}", offsets.len()));
         }
         Ok(offsets)
     }
@@ -175,10 +158,7 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 0x04;
             fs::write(checkpoint.path(), &bad).unwrap();
-            assert!(
-                checkpoint.read().unwrap().is_err(),
-                "flip at byte {i} went unnoticed"
-            );
+            assert!(checkpoint.read().unwrap().is_err(), "flip at byte {i} went unnoticed");
         }
         for len in 0..good.len() - 1 {
             fs::write(checkpoint.path(), &good[..len]).unwrap();

@@ -87,13 +87,10 @@ impl LogConfig {
     /// `retention.ms`, `retention.bytes`; Kafka's `Long.MAX_VALUE` default for the flush settings maps to
     /// "leave it to the OS".
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let parsed: i64 = value
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::NotAnInteger {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            })?;
+        let parsed: i64 = value.trim().parse().map_err(|_| ConfigError::NotAnInteger {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })?;
         let out_of_range = |range| ConfigError::OutOfRange {
             key: key.to_owned(),
             value: parsed,
@@ -173,9 +170,7 @@ mod tests {
         let mut config = LogConfig::default();
         for key in LOG_CONFIG_KEYS {
             let value = config.get(key).unwrap();
-            config
-                .set(key, &value)
-                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+            config.set(key, &value).unwrap_or_else(|e| panic!("{key}={value}: {e}"));
         }
         assert_eq!(config, LogConfig::default());
     }
@@ -206,14 +201,7 @@ mod tests {
             config.set("segment.bytes", "big"),
             Err(ConfigError::NotAnInteger { .. })
         ));
-        assert!(matches!(
-            config.set("no.such.key", "1"),
-            Err(ConfigError::Unknown(_))
-        ));
-        assert_eq!(
-            config,
-            LogConfig::default(),
-            "a refused setting changes nothing"
-        );
+        assert!(matches!(config.set("no.such.key", "1"), Err(ConfigError::Unknown(_))));
+        assert_eq!(config, LogConfig::default(), "a refused setting changes nothing");
     }
 }

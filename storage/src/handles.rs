@@ -110,9 +110,7 @@ struct SlotState<T> {
 
 impl<T: Send + 'static> fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot")
-            .field("open", &self.is_open())
-            .finish()
+        f.debug_struct("Slot").field("open", &self.is_open()).finish()
     }
 }
 
@@ -130,11 +128,7 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     /// Runs `f` on the handle, opening it with `open` first if it is closed.
-    pub fn with<R, E>(
-        &self,
-        open: impl FnOnce() -> Result<T, E>,
-        f: impl FnOnce(&mut T) -> R,
-    ) -> Result<R, E> {
+    pub fn with<R, E>(&self, open: impl FnOnce() -> Result<T, E>, f: impl FnOnce(&mut T) -> R) -> Result<R, E> {
         let mut newly_registered = false;
         let result = {
             let mut state = lock(&self.state);
@@ -248,10 +242,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert!(
-            busy.is_open(),
-            "the oldest slot was in use and must have been skipped"
-        );
+        assert!(busy.is_open(), "the oldest slot was in use and must have been skipped");
     }
 
     #[test]

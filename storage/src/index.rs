@@ -54,10 +54,7 @@ impl IndexFile {
         if !len.is_multiple_of(entry_bytes) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "{} is {len} bytes, not a multiple of {entry_bytes}",
-                    path.display()
-                ),
+                format!("{} is {len} bytes, not a multiple of {entry_bytes}", path.display()),
             ));
         }
         let entries = len / entry_bytes;
@@ -262,11 +259,9 @@ impl OffsetIndex {
         self.file.with_map(|map| {
             let mut previous: Option<OffsetPosition> = None;
             for i in 0..entries {
-                let entry =
-                    decode_offset_entry(&map[i * OFFSET_ENTRY_BYTES..(i + 1) * OFFSET_ENTRY_BYTES]);
-                let ordered = previous.is_none_or(|p| {
-                    entry.relative_offset > p.relative_offset && entry.position > p.position
-                });
+                let entry = decode_offset_entry(&map[i * OFFSET_ENTRY_BYTES..(i + 1) * OFFSET_ENTRY_BYTES]);
+                let ordered =
+                    previous.is_none_or(|p| entry.relative_offset > p.relative_offset && entry.position > p.position);
                 if !ordered || u64::from(entry.position) >= log_bytes {
                     return false;
                 }
@@ -356,10 +351,7 @@ impl TimeIndex {
 
     /// Appends an entry if `timestamp` is larger than the last entry's. Returns whether it did.
     pub fn maybe_append(&mut self, entry: TimestampOffset) -> io::Result<bool> {
-        if self
-            .last
-            .is_some_and(|last| entry.timestamp <= last.timestamp)
-        {
+        if self.last.is_some_and(|last| entry.timestamp <= last.timestamp) {
             return Ok(false);
         }
         let mut bytes = [0u8; TIME_ENTRY_BYTES];
@@ -373,10 +365,7 @@ impl TimeIndex {
     /// The last entry whose timestamp is strictly before `timestamp`: every record up to and including its
     /// offset is older than `timestamp`, so a search for the first record at or after it may start there.
     pub fn last_before(&self, timestamp: i64) -> io::Result<Option<TimestampOffset>> {
-        match self
-            .file
-            .last_before(|e| decode_time_entry(e).timestamp < timestamp)?
-        {
+        match self.file.last_before(|e| decode_time_entry(e).timestamp < timestamp)? {
             Some(i) => Ok(Some(decode_time_entry(&self.file.read_entry(i)?))),
             None => Ok(None),
         }
@@ -402,11 +391,9 @@ impl TimeIndex {
         self.file.with_map(|map| {
             let mut previous: Option<TimestampOffset> = None;
             for i in 0..entries {
-                let entry =
-                    decode_time_entry(&map[i * TIME_ENTRY_BYTES..(i + 1) * TIME_ENTRY_BYTES]);
-                let ordered = previous.is_none_or(|p| {
-                    entry.timestamp > p.timestamp && entry.relative_offset >= p.relative_offset
-                });
+                let entry = decode_time_entry(&map[i * TIME_ENTRY_BYTES..(i + 1) * TIME_ENTRY_BYTES]);
+                let ordered = previous
+                    .is_none_or(|p| entry.timestamp > p.timestamp && entry.relative_offset >= p.relative_offset);
                 if !ordered || u64::from(entry.relative_offset) >= relative_offset_end {
                     return false;
                 }
@@ -472,12 +459,7 @@ mod tests {
     fn offset_lookup_at_every_boundary() {
         let dir = tempfile::tempdir().unwrap();
         let index = offset_index(dir.path(), &[(10, 100), (20, 200), (30, 300)]);
-        let at = |o| {
-            index
-                .lookup(o)
-                .unwrap()
-                .map(|e| (e.relative_offset, e.position))
-        };
+        let at = |o| index.lookup(o).unwrap().map(|e| (e.relative_offset, e.position));
         assert_eq!(at(0), None, "before the first entry");
         assert_eq!(at(9), None);
         assert_eq!(at(10), Some((10, 100)), "exactly the first entry");
@@ -531,10 +513,7 @@ mod tests {
         let mut index = offset_index(dir.path(), &[(10, 100), (20, 200)]);
         index.trim().unwrap();
         drop(index);
-        assert_eq!(
-            std::fs::metadata(dir.path().join("0.index")).unwrap().len(),
-            16
-        );
+        assert_eq!(std::fs::metadata(dir.path().join("0.index")).unwrap().len(), 16);
         let handles = HandleCache::new(64);
         let index = OffsetIndex::open(dir.path().join("0.index"), &handles).unwrap();
         assert_eq!(index.entries(), 2);
@@ -546,10 +525,7 @@ mod tests {
             })
         );
         assert!(index.sanity_check(300).unwrap());
-        assert!(
-            !index.sanity_check(200).unwrap(),
-            "an entry past the log end is insane"
-        );
+        assert!(!index.sanity_check(200).unwrap(), "an entry past the log end is insane");
     }
 
     #[test]
@@ -604,12 +580,7 @@ mod tests {
                 })
                 .unwrap()
         );
-        let before = |t| {
-            index
-                .last_before(t)
-                .unwrap()
-                .map(|e| (e.timestamp, e.relative_offset))
-        };
+        let before = |t| index.last_before(t).unwrap().map(|e| (e.timestamp, e.relative_offset));
         assert_eq!(before(i64::MIN), None);
         assert_eq!(
             before(1000),

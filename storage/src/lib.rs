@@ -37,7 +37,6 @@ pub use config::LogConfig;
 pub use error::{AppendError, Error, ReadError};
 pub use handles::{HANDLES_MAX_DEFAULT, HandleCache};
 pub use log::{
-    AppendInfo, BatchLocation, Log, OpenState, ReadLimits, ReadResult, RecoveryReport,
-    RetentionReport, TimestampOffset,
+    AppendInfo, BatchLocation, Log, OpenState, ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,
 };
 pub use manager::{LogManager, ManagerConfig, OpenReport, SharedLog, TopicPartition};

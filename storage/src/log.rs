@@ -156,10 +156,7 @@ impl Log {
         let mut report = RecoveryReport::default();
         let mut segments = BTreeMap::new();
         for &base in &bases {
-            segments.insert(
-                base,
-                Segment::open(&dir, base, &handles).context("open segment", &dir)?,
-            );
+            segments.insert(base, Segment::open(&dir, base, &handles).context("open segment", &dir)?);
         }
 
         // Segments from the one holding the recovery point on may hold unflushed, torn data.
@@ -247,8 +244,8 @@ impl Log {
         for (_, segment) in std::mem::take(&mut self.segments) {
             segment.delete().context("delete segment", &self.dir)?;
         }
-        let segment = Segment::create(&self.dir, offset, &self.handles, &self.config)
-            .context("create segment", &self.dir)?;
+        let segment =
+            Segment::create(&self.dir, offset, &self.handles, &self.config).context("create segment", &self.dir)?;
         self.segments.insert(offset, segment);
         self.log_start_offset = offset;
         self.recovery_point = self.recovery_point.min(offset);
@@ -308,9 +305,7 @@ impl Log {
             .values_mut()
             .next_back()
             .expect("a log always has an active segment");
-        active
-            .activate(&self.config)
-            .context("activate segment", &self.dir)
+        active.activate(&self.config).context("activate segment", &self.dir)
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -323,16 +318,9 @@ impl Log {
     /// Validates and appends one or more batches, exactly as a client encoded them, back to back in
     /// `batches`. Assigns offsets from the log end offset and stamps `leader_epoch` into each batch header,
     /// in place. Either every batch is appended or none is.
-    pub fn append(
-        &mut self,
-        batches: &mut [u8],
-        leader_epoch: i32,
-    ) -> Result<AppendInfo, AppendError> {
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
         if self.offline {
-            return Err(Error::Offline {
-                path: self.dir.clone(),
-            }
-            .into());
+            return Err(Error::Offline { path: self.dir.clone() }.into());
         }
         let mut pending = self.validate(batches)?;
         let first_offset = self.log_end_offset();
@@ -371,11 +359,7 @@ impl Log {
         }
         let records = next - first_offset;
         self.unflushed_records += records;
-        if self
-            .config
-            .flush_messages
-            .is_some_and(|n| self.unflushed_records >= n)
-        {
+        if self.config.flush_messages.is_some_and(|n| self.unflushed_records >= n) {
             self.flush()?;
         }
         Ok(AppendInfo {
@@ -444,9 +428,7 @@ impl Log {
     /// log end offset. Does nothing when the active segment is empty.
     pub fn roll(&mut self) -> Result<(), Error> {
         if self.offline {
-            return Err(Error::Offline {
-                path: self.dir.clone(),
-            });
+            return Err(Error::Offline { path: self.dir.clone() });
         }
         let next = self.log_end_offset();
         let dir = self.dir.clone();
@@ -460,8 +442,7 @@ impl Log {
         self.recovery_point = next;
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
-        let segment = Segment::create(&dir, next, &self.handles, &self.config)
-            .context("create segment", &dir)?;
+        let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
         self.segments.insert(next, segment);
         sync_dir(&dir)
     }
@@ -471,10 +452,7 @@ impl Log {
     pub fn read(&self, offset: u64, limits: ReadLimits) -> Result<ReadResult, ReadError> {
         self.check_range(offset)?;
         let log_end_offset = self.log_end_offset();
-        let max_offset = limits
-            .max_offset
-            .unwrap_or(log_end_offset)
-            .min(log_end_offset);
+        let max_offset = limits.max_offset.unwrap_or(log_end_offset).min(log_end_offset);
         let mut result = ReadResult {
             records: Vec::new(),
             next_offset: offset,
@@ -488,13 +466,7 @@ impl Log {
             return Ok(result);
         };
         let read = segment
-            .read_from(
-                position,
-                &first,
-                limits.max_bytes,
-                max_offset,
-                limits.min_one_batch,
-            )
+            .read_from(position, &first, limits.max_bytes, max_offset, limits.min_one_batch)
             .context("read", segment.log_path())?;
         if let Some((records, next_offset)) = read {
             result.records = records;
@@ -532,11 +504,7 @@ impl Log {
 
     /// The segment, position and header of the batch holding `offset`, through the offset index.
     fn find_batch(&self, offset: u64) -> Result<Option<(&Segment, u64, BatchHeader)>, Error> {
-        let from = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(0, |(base, _)| *base);
+        let from = self.segments.range(..=offset).next_back().map_or(0, |(base, _)| *base);
         for segment in self.segments.range(from..).map(|(_, s)| s) {
             let found = segment
                 .find_batch(offset.max(segment.base_offset()))
@@ -588,9 +556,7 @@ impl Log {
     /// holding `offset` is removed whole, so the new log end offset may be below `offset`. Returns it.
     pub fn truncate_to(&mut self, offset: u64) -> Result<u64, Error> {
         if self.offline {
-            return Err(Error::Offline {
-                path: self.dir.clone(),
-            });
+            return Err(Error::Offline { path: self.dir.clone() });
         }
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
@@ -600,19 +566,13 @@ impl Log {
             self.start_fresh_at(offset)?;
             return Ok(offset);
         }
-        let later: Vec<u64> = self
-            .segments
-            .range(offset + 1..)
-            .map(|(base, _)| *base)
-            .collect();
+        let later: Vec<u64> = self.segments.range(offset + 1..).map(|(base, _)| *base).collect();
         for base in later {
             let segment = self.segments.remove(&base).expect("listed above");
             segment.delete().context("delete segment", &self.dir)?;
         }
         let active = self.active_mut();
-        active
-            .truncate_to(offset)
-            .context("truncate", active.log_path())?;
+        active.truncate_to(offset).context("truncate", active.log_path())?;
         self.activate_last()?;
         let end = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(end);
@@ -651,8 +611,7 @@ impl Log {
         let mut report = RetentionReport::default();
         if let Some(retention_ms) = self.config.retention_ms {
             let cutoff = now_ms.saturating_sub(retention_ms as i64);
-            let expired =
-                |segment: &Segment| segment.max_timestamp().is_some_and(|(ts, _)| ts < cutoff);
+            let expired = |segment: &Segment| segment.max_timestamp().is_some_and(|(ts, _)| ts < cutoff);
             if self.segments.values().all(expired) && !self.offline {
                 self.roll()?;
             }
@@ -682,10 +641,7 @@ impl Log {
 
     /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
     /// log start offset to the first remaining segment. Returns segments and bytes deleted.
-    fn delete_segments_while(
-        &mut self,
-        mut deletable: impl FnMut(&Segment) -> bool,
-    ) -> Result<(usize, u64), Error> {
+    fn delete_segments_while(&mut self, mut deletable: impl FnMut(&Segment) -> bool) -> Result<(usize, u64), Error> {
         let mut deleted = (0, 0);
         while self.segments.len() > 1 {
             let (&base, segment) = self.segments.iter().next().expect("more than one");
@@ -738,9 +694,7 @@ impl Log {
         if self.offline {
             // Leave the damaged segment for recovery; trimming the indexes still lets the files reopen.
             let _ = self.active_mut().trim_indexes();
-            return Err(Error::Offline {
-                path: self.dir.clone(),
-            });
+            return Err(Error::Offline { path: self.dir.clone() });
         }
         let active = self.active_mut();
         active.seal().context("seal segment", active.log_path())?;
@@ -782,9 +736,7 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
         };
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
-            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => {
-                indexes.push((base, entry.path()))
-            }
+            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
             _ => {}
         }
     }

@@ -145,13 +145,12 @@ impl LogManager {
         let clean_shutdown = marker.exists();
         let recovery_points = OffsetCheckpoint::new(dir.join(RECOVERY_POINT_CHECKPOINT));
         let log_starts = OffsetCheckpoint::new(dir.join(LOG_START_OFFSET_CHECKPOINT));
-        let read_or_warn =
-            |checkpoint: &OffsetCheckpoint| -> Result<BTreeMap<TopicPartition, u64>, Error> {
-                Ok(checkpoint.read()?.unwrap_or_else(|corrupt| {
-                    warn!(error = %corrupt, "ignoring a corrupt checkpoint");
-                    BTreeMap::new()
-                }))
-            };
+        let read_or_warn = |checkpoint: &OffsetCheckpoint| -> Result<BTreeMap<TopicPartition, u64>, Error> {
+            Ok(checkpoint.read()?.unwrap_or_else(|corrupt| {
+                warn!(error = %corrupt, "ignoring a corrupt checkpoint");
+                BTreeMap::new()
+            }))
+        };
         let recovery_point_map = read_or_warn(&recovery_points)?;
         let log_start_map = read_or_warn(&log_starts)?;
 
@@ -160,9 +159,7 @@ impl LogManager {
             let entry = entry.context("list", &dir)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !entry.file_type().context("stat", entry.path())?.is_dir()
-                || FOREIGN_DIRS.contains(&name)
-            {
+            if !entry.file_type().context("stat", entry.path())?.is_dir() || FOREIGN_DIRS.contains(&name) {
                 continue;
             }
             match TopicPartition::from_dir_name(name) {
@@ -182,8 +179,7 @@ impl LogManager {
                 clean_shutdown,
             };
             let log_dir = dir.join(tp.dir_name());
-            Log::open(log_dir, default_config.clone(), handles.clone(), state)
-                .map(|(log, report)| (tp, log, report))
+            Log::open(log_dir, default_config.clone(), handles.clone(), state).map(|(log, report)| (tp, log, report))
         });
         let mut report = OpenReport {
             clean_shutdown,
@@ -245,11 +241,7 @@ impl LogManager {
     }
 
     /// The log of `tp`, created empty with `config` if it does not exist. An existing log keeps its config.
-    pub fn get_or_create(
-        &self,
-        tp: &TopicPartition,
-        config: LogConfig,
-    ) -> Result<SharedLog, Error> {
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog, Error> {
         if let Some(log) = self.get(tp) {
             return Ok(log);
         }
@@ -271,12 +263,7 @@ impl LogManager {
 
     /// Deletes a log and its files. Returns whether it existed.
     pub fn delete(&self, tp: &TopicPartition) -> Result<bool, Error> {
-        let Some(log) = self
-            .logs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(tp)
-        else {
+        let Some(log) = self.logs.write().unwrap_or_else(PoisonError::into_inner).remove(tp) else {
             return Ok(false);
         };
         lock(&log).delete()?;
@@ -360,10 +347,7 @@ impl LogManager {
             sync_dir(&self.dir)?;
         }
         info!(dir = %self.dir.display(), clean = all_clean, "closed data directory");
-        closed
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map(|_| ())
+        closed.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
     }
 }
 
@@ -394,16 +378,9 @@ impl Drop for Background {
 }
 
 /// Applies `f` to every item on up to `threads` threads; results in no particular order.
-fn parallel_map<T: Send, R: Send>(
-    items: Vec<T>,
-    threads: usize,
-    f: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = threads.clamp(1, items.len().max(1));
-    let items: Vec<Mutex<Option<T>>> = items
-        .into_iter()
-        .map(|item| Mutex::new(Some(item)))
-        .collect();
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(items.len()));
     thread::scope(|scope| {

@@ -85,12 +85,7 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates an empty segment, replacing any files left at its name, with indexes sized for appends.
-    pub fn create(
-        dir: &Path,
-        base_offset: u64,
-        handles: &Arc<HandleCache>,
-        config: &LogConfig,
-    ) -> io::Result<Self> {
+    pub fn create(dir: &Path, base_offset: u64, handles: &Arc<HandleCache>, config: &LogConfig) -> io::Result<Self> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         OpenOptions::new()
             .write(true)
@@ -98,12 +93,8 @@ impl Segment {
             .truncate(true)
             .open(&log_path)?;
         let mut segment = Self::open_files(dir, base_offset, handles)?;
-        segment
-            .offset_index
-            .reset(config.segment_index_bytes as usize)?;
-        segment
-            .time_index
-            .reset(config.segment_index_bytes as usize)?;
+        segment.offset_index.reset(config.segment_index_bytes as usize)?;
+        segment.time_index.reset(config.segment_index_bytes as usize)?;
         Ok(segment)
     }
 
@@ -181,8 +172,8 @@ impl Segment {
     /// reads the batches after the last index entry to learn the next offset and the newest timestamp.
     pub fn load(&mut self, config: &LogConfig) -> io::Result<()> {
         let next_base_bound = u64::from(u32::MAX);
-        let indexes_sane = self.offset_index.sanity_check(self.size)?
-            && self.time_index.sanity_check(next_base_bound)?;
+        let indexes_sane =
+            self.offset_index.sanity_check(self.size)? && self.time_index.sanity_check(next_base_bound)?;
         if !indexes_sane {
             warn!(segment = %self.log_path.display(), "index failed its sanity check; rebuilding it");
             let outcome = self.recover(config)?;
@@ -216,8 +207,7 @@ impl Segment {
     /// Scans every batch from the start, checking length and CRC-32C and that offsets increase, rebuilds both
     /// indexes, and cuts the file at the first invalid byte. Never fails on what it reads; only on I/O.
     pub fn recover(&mut self, config: &LogConfig) -> io::Result<SegmentRecovery> {
-        self.offset_index
-            .reset(config.segment_index_bytes as usize)?;
+        self.offset_index.reset(config.segment_index_bytes as usize)?;
         self.time_index.reset(config.segment_index_bytes as usize)?;
         self.next_offset = self.base_offset;
         self.max_timestamp = None;
@@ -233,10 +223,7 @@ impl Segment {
             let need_header = BATCH_HEADER_BYTES.min((file_size - valid_end) as usize);
             if buf.len() < in_buf + need_header {
                 buf_start = valid_end;
-                buf = self.read_at(
-                    valid_end,
-                    RECOVERY_CHUNK_BYTES.min((file_size - valid_end) as usize),
-                )?;
+                buf = self.read_at(valid_end, RECOVERY_CHUNK_BYTES.min((file_size - valid_end) as usize))?;
                 continue;
             }
             let available = &buf[in_buf..];
@@ -248,9 +235,7 @@ impl Segment {
                 }
             };
             let total = header.total_bytes();
-            if header.batch_length < (BATCH_HEADER_BYTES - 12) as i32
-                || valid_end + total as u64 > file_size
-            {
+            if header.batch_length < (BATCH_HEADER_BYTES - 12) as i32 || valid_end + total as u64 > file_size {
                 reason = Some(format!(
                     "at position {valid_end}: batch of {total} bytes runs past the end of the file"
                 ));
@@ -301,17 +286,9 @@ impl Segment {
     }
 
     /// Records one batch that is (or is being) written at `position`: index entries, offsets, timestamps.
-    fn index_batch(
-        &mut self,
-        position: u64,
-        header: &BatchHeader,
-        config: &LogConfig,
-    ) -> io::Result<()> {
+    fn index_batch(&mut self, position: u64, header: &BatchHeader, config: &LogConfig) -> io::Result<()> {
         let last_offset = header.last_offset() as u64;
-        if self
-            .max_timestamp
-            .is_none_or(|(ts, _)| header.max_timestamp > ts)
-        {
+        if self.max_timestamp.is_none_or(|(ts, _)| header.max_timestamp > ts) {
             self.max_timestamp = Some((header.max_timestamp, last_offset));
         }
         if self.first_batch_timestamp.is_none() {
@@ -344,12 +321,7 @@ impl Segment {
 
     /// Writes `bytes` (whole batches, offsets already assigned) at the end of the file and indexes them. On a
     /// write error the file is cut back to its old length, so the segment is as it was.
-    pub fn append(
-        &mut self,
-        bytes: &[u8],
-        batches: &[PendingBatch],
-        config: &LogConfig,
-    ) -> Result<(), AppendFailure> {
+    pub fn append(&mut self, bytes: &[u8], batches: &[PendingBatch], config: &LogConfig) -> Result<(), AppendFailure> {
         let position = self.size;
         let written = self.with_file(|file| file.write_all_at(bytes, position));
         if let Err(e) = written {
@@ -373,8 +345,7 @@ impl Segment {
 
     /// Makes this the active segment: its indexes get room to grow.
     pub fn activate(&mut self, config: &LogConfig) -> io::Result<()> {
-        self.offset_index
-            .resize(config.segment_index_bytes as usize)?;
+        self.offset_index.resize(config.segment_index_bytes as usize)?;
         self.time_index.resize(config.segment_index_bytes as usize)
     }
 
@@ -419,13 +390,8 @@ impl Segment {
 
     /// The position of the batch holding `offset` (the first whose last offset is at or past it).
     pub fn find_batch(&self, offset: u64) -> io::Result<Option<(u64, BatchHeader)>> {
-        let relative = offset
-            .saturating_sub(self.base_offset)
-            .min(u64::from(u32::MAX)) as u32;
-        let start = self
-            .offset_index
-            .lookup(relative)?
-            .map_or(0, |e| u64::from(e.position));
+        let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
         self.with_file(|file| {
             let mut walker = Walker::new(file, start, self.size);
             while let Some((at, header)) = walker.next_header()? {
@@ -469,8 +435,8 @@ impl Segment {
         let mut end = 0;
         let mut next = offset;
         while end + BATCH_HEADER_BYTES <= buf.len() {
-            let header = BatchHeader::parse(&buf[end..])
-                .map_err(|e| invalid_data(&self.log_path, start + end as u64, e))?;
+            let header =
+                BatchHeader::parse(&buf[end..]).map_err(|e| invalid_data(&self.log_path, start + end as u64, e))?;
             let total = header.total_bytes();
             if end + total > buf.len() || header.last_offset() as u64 >= max_offset {
                 break;
@@ -484,14 +450,8 @@ impl Segment {
 
     /// The first record at or after `timestamp` whose offset is at least `min_offset`: its offset and
     /// timestamp.
-    pub fn find_by_timestamp(
-        &self,
-        timestamp: i64,
-        min_offset: u64,
-    ) -> io::Result<Option<(u64, i64)>> {
-        if self.max_timestamp.is_none_or(|(max, _)| max < timestamp)
-            || min_offset >= self.next_offset
-        {
+    pub fn find_by_timestamp(&self, timestamp: i64, min_offset: u64) -> io::Result<Option<(u64, i64)>> {
+        if self.max_timestamp.is_none_or(|(max, _)| max < timestamp) || min_offset >= self.next_offset {
             return Ok(None);
         }
         let from_offset = match self.time_index.last_before(timestamp)? {
@@ -499,19 +459,13 @@ impl Segment {
             None => self.base_offset,
         }
         .max(min_offset);
-        let relative =
-            (from_offset.max(self.base_offset) - self.base_offset).min(u64::from(u32::MAX)) as u32;
-        let mut start = self
-            .offset_index
-            .lookup(relative)?
-            .map_or(0, |e| u64::from(e.position));
+        let relative = (from_offset.max(self.base_offset) - self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let mut start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
         loop {
             let candidate = self.with_file(|file| {
                 let mut walker = Walker::new(file, start, self.size);
                 while let Some((at, header)) = walker.next_header()? {
-                    if header.max_timestamp >= timestamp
-                        && header.last_offset() as u64 >= min_offset
-                    {
+                    if header.max_timestamp >= timestamp && header.last_offset() as u64 >= min_offset {
                         return Ok(Some((at, header)));
                     }
                 }
@@ -521,9 +475,7 @@ impl Segment {
                 return Ok(None);
             };
             // The batch's qualifying records may all sit below `min_offset`; then the search goes on.
-            let found = self.record_at_or_after(at, &header, |offset, t| {
-                t >= timestamp && offset >= min_offset
-            })?;
+            let found = self.record_at_or_after(at, &header, |offset, t| t >= timestamp && offset >= min_offset)?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -669,9 +621,7 @@ impl<'a> Walker<'a> {
         }
         let in_buf = self.pos.checked_sub(self.buf_start).map(|d| d as usize);
         let header_bytes = match in_buf {
-            Some(at) if at + BATCH_HEADER_BYTES <= self.buf.len() => {
-                &self.buf[at..at + BATCH_HEADER_BYTES]
-            }
+            Some(at) if at + BATCH_HEADER_BYTES <= self.buf.len() => &self.buf[at..at + BATCH_HEADER_BYTES],
             _ => {
                 let len = WALK_CHUNK_BYTES.min((self.end - self.pos) as usize);
                 self.buf.resize(len, 0);
@@ -680,20 +630,13 @@ impl<'a> Walker<'a> {
                 &self.buf[..BATCH_HEADER_BYTES]
             }
         };
-        let header = BatchHeader::parse(header_bytes).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("at position {}: {e}", self.pos),
-            )
-        })?;
+        let header = BatchHeader::parse(header_bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("at position {}: {e}", self.pos)))?;
         let total = header.total_bytes() as u64;
         if header.batch_length < (BATCH_HEADER_BYTES - 12) as i32 || self.pos + total > self.end {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "batch at position {} runs past the end of the segment",
-                    self.pos
-                ),
+                format!("batch at position {} runs past the end of the segment", self.pos),
             ));
         }
         let at = self.pos;

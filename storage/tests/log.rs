@@ -6,8 +6,7 @@ use std::sync::Arc;
 use strata_storage::batch::build::{Record, batch, encode};
 use strata_storage::batch::{self, BatchHeader, Compression};
 use strata_storage::{
-    AppendError, HANDLES_MAX_DEFAULT, HandleCache, Log, LogConfig, OpenState, ReadError,
-    ReadLimits, TimestampOffset,
+    AppendError, HANDLES_MAX_DEFAULT, HandleCache, Log, LogConfig, OpenState, ReadError, ReadLimits, TimestampOffset,
 };
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -128,12 +127,7 @@ fn several_batches_in_one_append_are_all_or_nothing() {
     let mut two = [records(2, 0), records(3, 10)].concat();
     let info = log.append(&mut two, 0).unwrap();
     assert_eq!(
-        (
-            info.first_offset,
-            info.last_offset,
-            info.batches,
-            info.records
-        ),
+        (info.first_offset, info.last_offset, info.batches, info.records),
         (0, 4, 2, 5)
     );
 
@@ -241,11 +235,7 @@ fn reads_honour_offsets_inside_batches_byte_limits_and_the_upper_bound() {
 
     let location = log.locate(37).unwrap().unwrap();
     assert_eq!(
-        (
-            location.base_offset,
-            location.last_offset,
-            location.size_bytes
-        ),
+        (location.base_offset, location.last_offset, location.size_bytes),
         (30, 39, batch_bytes)
     );
     assert_eq!(log.locate(100).unwrap(), None);
@@ -258,19 +248,13 @@ fn segments_roll_at_the_size_limit_and_reads_cross_them() {
     let segment_bytes = (batch_bytes * 3).to_string();
     let mut log = open(
         dir.path(),
-        config(&[
-            ("segment.bytes", &segment_bytes),
-            ("index.interval.bytes", "1"),
-        ]),
+        config(&[("segment.bytes", &segment_bytes), ("index.interval.bytes", "1")]),
     );
     for i in 0..10 {
         log.append(&mut records(10, i), 0).unwrap();
     }
     assert_eq!(log.segment_base_offsets(), vec![0, 30, 60, 90]);
-    assert!(
-        log.recovery_point() >= 90,
-        "a roll fsyncs and moves the recovery point"
-    );
+    assert!(log.recovery_point() >= 90, "a roll fsyncs and moves the recovery point");
     for name in [
         "00000000000000000030.log",
         "00000000000000000030.index",
@@ -293,8 +277,7 @@ fn segments_roll_at_the_size_limit_and_reads_cross_them() {
 fn segments_roll_by_age_and_when_an_index_fills() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), config(&[("segment.ms", &HOUR_MS.to_string())]));
-    log.append(&mut records(1, now_ms() - 2 * HOUR_MS), 0)
-        .unwrap();
+    log.append(&mut records(1, now_ms() - 2 * HOUR_MS), 0).unwrap();
     log.append(&mut records(1, now_ms()), 0).unwrap();
     assert_eq!(
         log.segment_base_offsets(),
@@ -344,8 +327,7 @@ fn finds_records_by_time_inside_batches_across_segments_and_codecs() {
                 ..Default::default()
             })
             .collect();
-        log.append(&mut encode(&recs, codecs[i as usize % 5]), 0)
-            .unwrap();
+        log.append(&mut encode(&recs, codecs[i as usize % 5]), 0).unwrap();
     }
     assert!(log.segment_count() > 3);
     let at = |t| log.offset_for_timestamp(t).unwrap();
@@ -395,11 +377,7 @@ fn finds_records_by_time_inside_batches_across_segments_and_codecs() {
     for i in 0..20i64 {
         for r in 0..10i64 {
             let t = 1000 * i + 10 * r;
-            assert_eq!(
-                at(t).map(|f| f.offset),
-                Some((10 * i + r) as u64),
-                "timestamp {t}"
-            );
+            assert_eq!(at(t).map(|f| f.offset), Some((10 * i + r) as u64), "timestamp {t}");
         }
     }
     assert_eq!(at(19091), None, "every record is older");
@@ -413,10 +391,7 @@ fn finds_records_by_time_inside_batches_across_segments_and_codecs() {
 
     // Records below the log start offset are not answered.
     log.delete_records_before(55).unwrap();
-    assert_eq!(
-        log.offset_for_timestamp(0).unwrap().map(|f| f.offset),
-        Some(55)
-    );
+    assert_eq!(log.offset_for_timestamp(0).unwrap().map(|f| f.offset), Some(55));
 }
 
 #[test]
@@ -463,20 +438,13 @@ fn the_first_record_with_the_max_timestamp_wins_even_out_of_order() {
 fn truncation_removes_whole_batches_and_appends_continue_from_there() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(5, 0).len() as u64;
-    let mut log = open(
-        dir.path(),
-        config(&[("segment.bytes", &(batch_bytes * 2).to_string())]),
-    );
+    let mut log = open(dir.path(), config(&[("segment.bytes", &(batch_bytes * 2).to_string())]));
     for i in 0..8 {
         log.append(&mut records(5, i * 10), 0).unwrap(); // offsets 5i..5i+4, two batches a segment
     }
     assert_eq!(log.segment_base_offsets(), vec![0, 10, 20, 30]);
 
-    assert_eq!(
-        log.truncate_to(27).unwrap(),
-        25,
-        "the batch holding 27 goes whole"
-    );
+    assert_eq!(log.truncate_to(27).unwrap(), 25, "the batch holding 27 goes whole");
     assert_eq!(log.segment_base_offsets(), vec![0, 10, 20]);
     assert_eq!(log.log_end_offset(), 25);
     assert_eq!(log.max_timestamp_offset().unwrap().unwrap().timestamp, 44);
@@ -486,27 +454,15 @@ fn truncation_removes_whole_batches_and_appends_continue_from_there() {
         "no trace of truncated timestamps"
     );
 
-    assert_eq!(
-        log.truncate_to(20).unwrap(),
-        20,
-        "a cut at a segment's base empties it"
-    );
+    assert_eq!(log.truncate_to(20).unwrap(), 20, "a cut at a segment's base empties it");
     log.append(&mut records(5, 0), 0).unwrap();
     assert_eq!(log.log_end_offset(), 25);
-    assert_eq!(
-        log.truncate_to(100).unwrap(),
-        25,
-        "past the end changes nothing"
-    );
+    assert_eq!(log.truncate_to(100).unwrap(), 25, "past the end changes nothing");
     assert_contiguous(&log);
 
     assert_eq!(log.truncate_to(0).unwrap(), 0);
     assert_eq!(
-        (
-            log.log_start_offset(),
-            log.log_end_offset(),
-            log.segment_count()
-        ),
+        (log.log_start_offset(), log.log_end_offset(), log.segment_count()),
         (0, 0, 1)
     );
     log.append(&mut records(1, 0), 0).unwrap();
@@ -517,10 +473,7 @@ fn truncation_removes_whole_batches_and_appends_continue_from_there() {
 fn delete_records_moves_the_log_start_and_frees_whole_segments() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(5, 0).len() as u64;
-    let mut log = open(
-        dir.path(),
-        config(&[("segment.bytes", &(batch_bytes * 2).to_string())]),
-    );
+    let mut log = open(dir.path(), config(&[("segment.bytes", &(batch_bytes * 2).to_string())]));
     for i in 0..6 {
         log.append(&mut records(5, i), 0).unwrap();
     }
@@ -536,11 +489,7 @@ fn delete_records_moves_the_log_start_and_frees_whole_segments() {
         10,
         "the batch holding 12"
     );
-    assert_eq!(
-        log.delete_records_before(5).unwrap(),
-        12,
-        "never moves back"
-    );
+    assert_eq!(log.delete_records_before(5).unwrap(), 12, "never moves back");
     assert!(log.delete_records_before(31).is_err(), "past the log end");
 
     assert_eq!(log.delete_records_before(30).unwrap(), 30);
@@ -565,21 +514,15 @@ fn delete_records_moves_the_log_start_and_frees_whole_segments() {
 fn retention_deletes_old_and_excess_closed_segments() {
     let dir = tempfile::tempdir().unwrap();
     let batch_bytes = records(5, 0).len() as u64;
-    let mut log = open(
-        dir.path(),
-        config(&[("segment.bytes", &batch_bytes.to_string())]),
-    );
+    let mut log = open(dir.path(), config(&[("segment.bytes", &batch_bytes.to_string())]));
     let now = now_ms();
     for age_hours in [10, 9, 8, 3, 2, 1] {
-        log.append(&mut records(5, now - age_hours * HOUR_MS), 0)
-            .unwrap();
+        log.append(&mut records(5, now - age_hours * HOUR_MS), 0).unwrap();
     }
     assert_eq!(log.segment_count(), 6);
 
     let mut retention = log.config().clone();
-    retention
-        .set("retention.ms", &(5 * HOUR_MS).to_string())
-        .unwrap();
+    retention.set("retention.ms", &(5 * HOUR_MS).to_string()).unwrap();
     log.set_config(retention.clone());
     let report = log.enforce_retention(now).unwrap();
     assert_eq!(report.segments_deleted, 3);
@@ -609,15 +552,11 @@ fn a_clean_close_reopens_without_recovery_and_with_everything() {
     let settings = [("segment.bytes", "4096"), ("index.interval.bytes", "100")];
     let mut log = open(dir.path(), config(&settings));
     for i in 0..50 {
-        log.append(&mut records(1 + i % 7, i as i64 * 100), 0)
-            .unwrap();
+        log.append(&mut records(1 + i % 7, i as i64 * 100), 0).unwrap();
     }
     let before = all_batches(&log);
     let (end, start) = log.close().unwrap();
-    assert_eq!(
-        (end, start),
-        (before.last().unwrap().0.last_offset() as u64 + 1, 0)
-    );
+    assert_eq!((end, start), (before.last().unwrap().0.last_offset() as u64 + 1, 0));
     drop(log);
 
     let state = OpenState {
@@ -625,8 +564,7 @@ fn a_clean_close_reopens_without_recovery_and_with_everything() {
         log_start_offset: 0,
         clean_shutdown: true,
     };
-    let (mut log, report) =
-        Log::open(dir.path(), config(&settings), HandleCache::new(16), state).unwrap();
+    let (mut log, report) = Log::open(dir.path(), config(&settings), HandleCache::new(16), state).unwrap();
     assert_eq!(report.segments_recovered, 0);
     assert_eq!(all_batches(&log), before);
     assert_eq!(
@@ -670,23 +608,11 @@ fn a_flipped_byte_in_the_tail_cuts_the_log_there_and_nowhere_else() {
     bytes[batch_15_start + 70] ^= 0x20;
     std::fs::write(log_file, &bytes).unwrap();
 
-    let (log, report) = Log::open(
-        dir.path(),
-        config(&[]),
-        HandleCache::new(16),
-        OpenState::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        report.bytes_truncated,
-        (bytes.len() - batch_15_start) as u64
-    );
+    let (log, report) = Log::open(dir.path(), config(&[]), HandleCache::new(16), OpenState::default()).unwrap();
+    assert_eq!(report.bytes_truncated, (bytes.len() - batch_15_start) as u64);
     assert_eq!(log.log_end_offset(), 15);
     assert_eq!(all_batches(&log), before[..15]);
-    assert_eq!(
-        std::fs::metadata(log_file).unwrap().len(),
-        batch_15_start as u64
-    );
+    assert_eq!(std::fs::metadata(log_file).unwrap().len(), batch_15_start as u64);
 }
 
 #[test]
@@ -695,10 +621,7 @@ fn a_torn_write_at_the_end_is_cut_and_appends_continue() {
     let before = crashed_log(dir.path(), &[], 10);
     let log_file = &segment_files(dir.path(), "log")[0];
     let len = std::fs::metadata(log_file).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(log_file)
-        .unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(log_file).unwrap();
     file.set_len(len - 3).unwrap(); // the last batch lost its tail
 
     let mut log = open(dir.path(), config(&[]));
@@ -720,13 +643,7 @@ fn corruption_in_an_older_segment_drops_the_segments_after_it() {
     let mut bytes = std::fs::read(&logs[1]).unwrap();
     bytes[batch_bytes + 30] ^= 0x01;
     std::fs::write(&logs[1], &bytes).unwrap();
-    let second_base: u64 = logs[1]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let second_base: u64 = logs[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
 
     let log = open(dir.path(), config(&settings));
     assert_eq!(log.log_end_offset(), second_base + 1);
@@ -784,11 +701,7 @@ fn garbage_on_disk_never_panics() {
             garbage[16] = 2;
         }
         std::fs::write(sub.join("00000000000000000000.log"), &garbage).unwrap();
-        std::fs::write(
-            sub.join("00000000000000000000.index"),
-            &garbage[..round * 3],
-        )
-        .unwrap();
+        std::fs::write(sub.join("00000000000000000000.index"), &garbage[..round * 3]).unwrap();
         for clean_shutdown in [false, true] {
             let state = OpenState {
                 clean_shutdown,
@@ -873,10 +786,7 @@ fn disk_full_child() {
         );
     };
     assert!(
-        matches!(
-            error,
-            AppendError::Storage(strata_storage::Error::Io { .. })
-        ),
+        matches!(error, AppendError::Storage(strata_storage::Error::Io { .. })),
         "{error}"
     );
     // Still refused, still no panic, and nothing half-written is visible.
@@ -901,12 +811,7 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_reopens() {
             "trap '' XFSZ; ulimit -f {DISK_FULL_LIMIT_KIB}; exec \"$0\" \"$@\""
         ))
         .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "disk_full_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "disk_full_child", "--nocapture", "--test-threads=1"])
         .env(DISK_FULL_DIR, dir.path())
         .output()
         .unwrap();

@@ -4,9 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use strata_storage::batch::build::{Record, batch};
-use strata_storage::manager::{
-    CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
-};
+use strata_storage::manager::{CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use strata_storage::{LogConfig, LogManager, ManagerConfig, OpenReport, TopicPartition};
 
 fn now_ms() -> i64 {
@@ -74,15 +72,7 @@ fn a_clean_close_leaves_a_marker_and_checkpoints_that_the_next_open_uses() {
         (6, 10),
         "DeleteRecords survives"
     );
-    assert_eq!(
-        manager
-            .get(&audit)
-            .unwrap()
-            .lock()
-            .unwrap()
-            .log_end_offset(),
-        4
-    );
+    assert_eq!(manager.get(&audit).unwrap().lock().unwrap().log_end_offset(), 4);
 }
 
 #[test]
@@ -126,10 +116,7 @@ fn a_corrupt_checkpoint_is_ignored_and_everything_is_recovered() {
 
     let (manager, report) = open(dir.path());
     assert_eq!(report.logs_recovered, 1);
-    assert_eq!(
-        manager.get(&tp).unwrap().lock().unwrap().log_end_offset(),
-        5
-    );
+    assert_eq!(manager.get(&tp).unwrap().lock().unwrap().log_end_offset(), 5);
 }
 
 #[test]
@@ -161,12 +148,7 @@ fn deleted_logs_leave_nothing_behind_and_foreign_directories_are_left_alone() {
     manager.close().unwrap();
     let (manager, report) = open(dir.path());
     assert_eq!(report.logs, 0);
-    assert!(
-        dir.path()
-            .join("__cluster_metadata-0")
-            .join("raft.log")
-            .exists()
-    );
+    assert!(dir.path().join("__cluster_metadata-0").join("raft.log").exists());
     drop(manager);
 }
 
@@ -183,8 +165,7 @@ fn background_upkeep_applies_retention_and_writes_checkpoints() {
     {
         let mut log = log.lock().unwrap();
         for _ in 0..3 {
-            log.append(&mut one_record(now_ms() - 3_600_000), 0)
-                .unwrap();
+            log.append(&mut one_record(now_ms() - 3_600_000), 0).unwrap();
         }
         log.append(&mut one_record(now_ms()), 0).unwrap();
     }
@@ -199,10 +180,7 @@ fn background_upkeep_applies_retention_and_writes_checkpoints() {
         .unwrap_or_default()
         .contains("expiring 0 3\n")
     {
-        assert!(
-            Instant::now() < deadline,
-            "the log start offset was never checkpointed"
-        );
+        assert!(Instant::now() < deadline, "the log start offset was never checkpointed");
         std::thread::sleep(Duration::from_millis(5));
     }
     background.stop();

@@ -106,19 +106,13 @@ fn config() -> LogConfig {
 }
 
 fn open(dir: &Path, state: OpenState) -> Log {
-    Log::open(dir, config(), HandleCache::new(6), state)
-        .unwrap()
-        .0
+    Log::open(dir, config(), HandleCache::new(6), state).unwrap().0
 }
 
 fn encode(records: usize, timestamp: i64, seq: usize) -> (Vec<u8>, Vec<i64>) {
-    let values: Vec<Vec<u8>> = (0..records)
-        .map(|r| format!("{seq}:{r}").into_bytes())
-        .collect();
+    let values: Vec<Vec<u8>> = (0..records).map(|r| format!("{seq}:{r}").into_bytes()).collect();
     // Timestamps go up and down inside a batch so that "first record at or after T" is not just "first batch".
-    let timestamps: Vec<i64> = (0..records)
-        .map(|r| timestamp + (r as i64 * 37) % 11)
-        .collect();
+    let timestamps: Vec<i64> = (0..records).map(|r| timestamp + (r as i64 * 37) % 11).collect();
     let recs: Vec<Record<'_>> = values
         .iter()
         .zip(&timestamps)
@@ -143,23 +137,13 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
         let mut rest = &read.records[..];
         while !rest.is_empty() {
             let header = BatchHeader::parse(rest).unwrap();
-            let want = expected
-                .next()
-                .expect("the log holds more batches than the model");
-            prop_assert_eq!(
-                &rest[..header.total_bytes()],
-                &want.bytes[..],
-                "batch at {}",
-                want.base
-            );
+            let want = expected.next().expect("the log holds more batches than the model");
+            prop_assert_eq!(&rest[..header.total_bytes()], &want.bytes[..], "batch at {}", want.base);
             rest = &rest[header.total_bytes()..];
         }
         offset = read.next_offset;
     }
-    prop_assert!(
-        expected.next().is_none(),
-        "the model holds batches the log lost"
-    );
+    prop_assert!(expected.next().is_none(), "the model holds batches the log lost");
     Ok(())
 }
 
@@ -201,11 +185,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(info.log_end_offset, model.log_end);
             }
             Op::Roll => log.roll().unwrap(),
-            Op::Read {
-                at,
-                max_bytes,
-                bound,
-            } => {
+            Op::Read { at, max_bytes, bound } => {
                 let offset = model.offset_at(at);
                 let max_offset = offset + (model.log_end - offset) * u64::from(bound) / 1000;
                 let limits = ReadLimits {
@@ -219,9 +199,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut want = Vec::new();
                 let mut next = offset;
                 for b in model.batches.iter().filter(|b| b.last >= offset) {
-                    if b.last >= max_offset
-                        || (!want.is_empty() && want.len() + b.bytes.len() > max_bytes)
-                    {
+                    if b.last >= max_offset || (!want.is_empty() && want.len() + b.bytes.len() > max_bytes) {
                         break;
                     }
                     want.extend_from_slice(&b.bytes);
@@ -260,10 +238,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::DeleteRecords { at } => {
                 let target = model.offset_at(at);
-                prop_assert_eq!(
-                    log.delete_records_before(target).unwrap(),
-                    target.max(model.log_start)
-                );
+                prop_assert_eq!(log.delete_records_before(target).unwrap(), target.max(model.log_start));
                 model.drop_before(target);
             }
             Op::RetentionBytes { bytes } => {

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 
 use strata_storage::batch::build::{Record, batch};
-use strata_storage::{
-    HANDLES_MAX_DEFAULT, LogConfig, LogManager, ManagerConfig, ReadLimits, TopicPartition,
-};
+use strata_storage::{HANDLES_MAX_DEFAULT, LogConfig, LogManager, ManagerConfig, ReadLimits, TopicPartition};
 
 const PARTITIONS: usize = 20_000;
 const MAP_COUNT_MAX: usize = 65_530;
@@ -37,8 +35,7 @@ fn twenty_thousand_partitions_stay_far_below_the_map_and_descriptor_limits() {
     let maps_before = count_lines("/proc/self/maps");
     let fds_before = count_entries("/proc/self/fd");
 
-    let (manager, _) =
-        LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default()).unwrap();
+    let (manager, _) = LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default()).unwrap();
     let mut config = LogConfig::default();
     // An index entry for every batch after the first, so each partition maps both of its indexes.
     config.set("index.interval.bytes", "0").unwrap();
@@ -69,17 +66,12 @@ fn twenty_thousand_partitions_stay_far_below_the_map_and_descriptor_limits() {
 
     let maps = count_lines("/proc/self/maps") - maps_before;
     let fds = count_entries("/proc/self/fd").saturating_sub(fds_before);
-    println!(
-        "{PARTITIONS} partitions: {maps} new maps, {fds} new descriptors (bound {HANDLES_MAX_DEFAULT})"
-    );
+    println!("{PARTITIONS} partitions: {maps} new maps, {fds} new descriptors (bound {HANDLES_MAX_DEFAULT})");
     assert!(
         maps <= HANDLES_MAX_DEFAULT + 64,
         "{maps} maps for {PARTITIONS} partitions"
     );
-    assert!(
-        maps_before + maps < MAP_COUNT_MAX / 4,
-        "far below vm.max_map_count"
-    );
+    assert!(maps_before + maps < MAP_COUNT_MAX / 4, "far below vm.max_map_count");
     assert!(
         fds <= HANDLES_MAX_DEFAULT + 64,
         "{fds} descriptors for {PARTITIONS} partitions"
@@ -89,36 +81,16 @@ fn twenty_thousand_partitions_stay_far_below_the_map_and_descriptor_limits() {
     for tp in topics.iter().step_by(97) {
         let log = manager.get(tp).unwrap();
         let mut log = log.lock().unwrap();
-        assert_eq!(
-            log.read(0, ReadLimits::bytes(1 << 20)).unwrap().next_offset,
-            3
-        );
+        assert_eq!(log.read(0, ReadLimits::bytes(1 << 20)).unwrap().next_offset, 3);
         log.append(&mut batch(&record), 0).unwrap();
     }
     manager.close().unwrap();
 
     // And all of them reopen.
-    let (manager, report) =
-        LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default()).unwrap();
+    let (manager, report) = LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default()).unwrap();
     assert_eq!(report.logs, PARTITIONS);
     assert!(report.clean_shutdown);
-    assert_eq!(
-        manager
-            .get(&topics[97])
-            .unwrap()
-            .lock()
-            .unwrap()
-            .log_end_offset(),
-        4
-    );
-    assert_eq!(
-        manager
-            .get(&topics[1])
-            .unwrap()
-            .lock()
-            .unwrap()
-            .log_end_offset(),
-        3
-    );
+    assert_eq!(manager.get(&topics[97]).unwrap().lock().unwrap().log_end_offset(), 4);
+    assert_eq!(manager.get(&topics[1]).unwrap().lock().unwrap().log_end_offset(), 3);
     assert!(count_lines("/proc/self/maps") - maps_before <= HANDLES_MAX_DEFAULT + 64);
 }

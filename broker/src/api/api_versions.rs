@@ -1,9 +1,7 @@
 //! ApiVersions: what this broker supports. Answered before anything else on a connection.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, api_versions_response::ApiVersion,
-};
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, api_versions_response::ApiVersion};
 
 use super::SUPPORTED;
 

@@ -2,23 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::broker::{Broker, NewTopic};
 
-/// DescribeConfigs' config source for a setting set on the topic, and for a broker default.
-pub const SOURCE_TOPIC: i8 = 1;
-pub const SOURCE_DEFAULT: i8 = 5;
-
-pub fn handle(
-    broker: &Broker,
-    request: CreateTopicsRequest,
-    _version: i16,
-) -> CreateTopicsResponse {
+pub fn handle(broker: &Broker, request: CreateTopicsRequest, _version: i16) -> CreateTopicsResponse {
     let topics = request
         .topics
         .into_iter()
@@ -34,17 +25,12 @@ pub fn handle(
             let configs: BTreeMap<String, String> = topic
                 .configs
                 .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
+                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                 .collect();
             let new = NewTopic {
                 name: topic.name.0.to_string(),
                 partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
-                replication_factor: (topic.replication_factor != -1)
-                    .then_some(topic.replication_factor),
+                replication_factor: (topic.replication_factor != -1).then_some(topic.replication_factor),
                 configs,
             };
             match broker.create_topic(new, request.validate_only) {
@@ -57,11 +43,7 @@ pub fn handle(
                             CreatableTopicConfigs::default()
                                 .with_name(StrBytes::from_static_str(s.name))
                                 .with_value(Some(StrBytes::from_string(s.value)))
-                                .with_config_source(if s.overridden {
-                                    SOURCE_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                })
+                                .with_config_source(if s.overridden { SOURCE_TOPIC } else { SOURCE_DEFAULT })
                         })
                         .collect();
                     result

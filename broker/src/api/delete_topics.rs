@@ -17,11 +17,7 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
             .map(|name| (Some(name), Uuid::nil()))
             .collect()
     } else {
-        request
-            .topics
-            .into_iter()
-            .map(|t| (t.name, t.topic_id))
-            .collect()
+        request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     };
     let responses = wanted
         .into_iter()

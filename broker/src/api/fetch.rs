@@ -25,8 +25,7 @@ const MAX_WAIT_MS_MAX: i32 = 60_000;
 const FETCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
-    let deadline = Instant::now()
-        + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let waiter = Arc::new(Notify::new());
     loop {
@@ -93,10 +92,7 @@ fn read(
                 out.push(data.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            let log = partition
-                .log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let high_watermark = log.log_end_offset();
             let data = data
                 .with_high_watermark(high_watermark as i64)
@@ -133,9 +129,5 @@ fn read(
                 .with_partitions(out),
         );
     }
-    (
-        FetchResponse::default().with_responses(responses),
-        total,
-        errors,
-    )
+    (FetchResponse::default().with_responses(responses), total, errors)
 }

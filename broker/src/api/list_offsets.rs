@@ -2,9 +2,7 @@
 //! record with the largest timestamp (KIP-734).
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use strata_storage::TopicPartition;
 use tracing::error;
@@ -26,8 +24,7 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, _version: i16) -> Li
                 .partitions
                 .iter()
                 .map(|p| {
-                    let response = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     match lookup(broker, &topic.name, p.partition_index, p.timestamp) {
                         Ok((timestamp, offset)) => response
                             .with_timestamp(timestamp)
@@ -49,21 +46,10 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, _version: i16) -> Li
 }
 
 /// The (timestamp, offset) answer for one partition.
-fn lookup(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    timestamp: i64,
-) -> Result<(i64, i64), ResponseError> {
+fn lookup(broker: &Broker, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), ResponseError> {
     let tp = TopicPartition::new(topic, partition);
-    let partition = broker
-        .replicas
-        .get(&tp)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
-    let log = partition
-        .log
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let partition = broker.replicas.get(&tp).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let found = match timestamp {
         LATEST => return Ok((UNKNOWN, log.log_end_offset() as i64)),
         EARLIEST => return Ok((UNKNOWN, log.log_start_offset() as i64)),

@@ -18,18 +18,10 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
     let node = BrokerId(broker.node_id());
     let topics = match request.topics {
         // v0 sends an empty list for "all topics"; later versions send null.
-        None => broker
-            .topics
-            .all()
-            .iter()
-            .map(|t| describe(t, node))
-            .collect(),
-        Some(requested) if requested.is_empty() && version == 0 => broker
-            .topics
-            .all()
-            .iter()
-            .map(|t| describe(t, node))
-            .collect(),
+        None => broker.topics.all().iter().map(|t| describe(t, node)).collect(),
+        Some(requested) if requested.is_empty() && version == 0 => {
+            broker.topics.all().iter().map(|t| describe(t, node)).collect()
+        }
         Some(requested) => {
             let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
             requested
@@ -54,20 +46,13 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
                 .with_host(StrBytes::from_string(broker.advertised.host.clone()))
                 .with_port(broker.advertised.port),
         ])
-        .with_cluster_id(Some(StrBytes::from_string(
-            broker.identity.cluster_id.clone(),
-        )))
+        .with_cluster_id(Some(StrBytes::from_string(broker.identity.cluster_id.clone())))
         .with_controller_id(node)
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn lookup(
-    broker: &Broker,
-    name: &TopicName,
-    allow_auto_create: bool,
-    node: BrokerId,
-) -> MetadataResponseTopic {
+fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool, node: BrokerId) -> MetadataResponseTopic {
     let unknown = |error: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))

@@ -8,10 +8,17 @@ use strata_protocol::request::Request;
 
 use crate::broker::Broker;
 
+mod alter_configs;
 mod api_versions;
+mod configs;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod incremental_alter_configs;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -28,6 +35,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -42,24 +55,26 @@ pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
 pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
     let version = request.version();
     Some(match request.body {
-        RequestKind::ApiVersions(body) => {
-            ResponseKind::ApiVersions(api_versions::handle(body, version))
-        }
-        RequestKind::Metadata(body) => {
-            ResponseKind::Metadata(metadata::handle(broker, body, version))
-        }
-        RequestKind::CreateTopics(body) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, body, version))
-        }
-        RequestKind::DeleteTopics(body) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, body, version))
-        }
-        RequestKind::Produce(body) => {
-            return produce::handle(broker, body, version).map(ResponseKind::Produce);
-        }
+        RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(body, version)),
+        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(broker, body, version)),
+        RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(create_topics::handle(broker, body, version)),
+        RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(delete_topics::handle(broker, body, version)),
+        RequestKind::Produce(body) => return produce::handle(broker, body, version).map(ResponseKind::Produce),
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, body, version).await),
-        RequestKind::ListOffsets(body) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, body, version))
+        RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::handle(broker, body, version)),
+        RequestKind::DeleteRecords(body) => ResponseKind::DeleteRecords(delete_records::handle(broker, body, version)),
+        RequestKind::DescribeConfigs(body) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, body, version))
+        }
+        RequestKind::AlterConfigs(body) => ResponseKind::AlterConfigs(alter_configs::handle(broker, body, version)),
+        RequestKind::IncrementalAlterConfigs(body) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, body, version))
+        }
+        RequestKind::CreatePartitions(body) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, body, version))
+        }
+        RequestKind::DescribeCluster(body) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, body, version))
         }
         other => unreachable!("the decoder only accepts APIs in SUPPORTED, not {other:?}"),
     })

@@ -67,12 +67,7 @@ fn failure(error: ResponseError, message: String) -> (ResponseError, String) {
 }
 
 /// Appends to one partition; returns the base offset and the log start offset.
-fn append(
-    broker: &Broker,
-    topic: &str,
-    index: i32,
-    records: &[u8],
-) -> Result<(u64, u64), (ResponseError, String)> {
+fn append(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(u64, u64), (ResponseError, String)> {
     let Some(partition) = broker.replicas.get(&TopicPartition::new(topic, index)) else {
         return Err(failure(
             ResponseError::UnknownTopicOrPartition,
@@ -82,10 +77,7 @@ fn append(
     // The log rewrites offsets in place; the request's bytes are shared with the whole frame.
     let mut batches = records.to_vec();
     let appended = {
-        let mut log = partition
-            .log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         log.append(&mut batches, LEADER_EPOCH)
             .map(|info| (info.first_offset, log.log_start_offset()))
     };

@@ -59,20 +59,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[strata] {line}");
-                for (marker, kind) in [
-                    ("Kafka listener ready", "kafka"),
-                    ("HTTP endpoint ready", "http"),
-                ] {
+                for (marker, kind) in [("Kafka listener ready", "kafka"), ("HTTP endpoint ready", "http")] {
                     if line.contains(marker)
                         && let Some(addr) = line.split("addr=").nth(1)
                     {
-                        let _ = ready_tx.send((
-                            kind,
-                            addr.split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .to_owned(),
-                        ));
+                        let _ = ready_tx.send((kind, addr.split_whitespace().next().unwrap_or_default().to_owned()));
                     }
                 }
             }

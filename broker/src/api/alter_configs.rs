@@ -1,0 +1,39 @@
+//! AlterConfigs: replaces all of a topic's overrides with the ones given (the legacy, non-incremental API).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::configs::alter_topic;
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let replacement: BTreeMap<String, String> = resource
+                .configs
+                .iter()
+                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .collect();
+            let (error_code, error_message) = alter_topic(
+                broker,
+                resource.resource_type,
+                &resource.resource_name,
+                |configs| {
+                    *configs = replacement;
+                    Ok(())
+                },
+                request.validate_only,
+            );
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
