@@ -1,0 +1,251 @@
+//! Bad input on one connection gets its error or a closed connection; the server stays up and a
+//! well-behaved client on another connection sees nothing of it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use common::Server;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ListOffsetsRequest, ListOffsetsResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    create_topics_request::CreatableTopic,
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+/// A request frame: size, header, body.
+fn frame<B: Encodable>(api_key: ApiKey, version: i16, body: &B) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")))
+        .encode(&mut buf, api_key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Reads one response and decodes it at `version`.
+fn response<R: Decodable>(stream: &mut TcpStream, api_key: ApiKey, version: i16) -> R {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).expect("a response");
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).unwrap();
+    let mut body = bytes::Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let decoded = R::decode(&mut body, version).unwrap();
+    assert!(!body.has_remaining(), "the whole response was decoded");
+    decoded
+}
+
+/// The server closed this connection: a read ends (EOF or reset) rather than timing out.
+fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the server to close the connection, got {other:?}"),
+    }
+}
+
+fn records_with_bad_crc() -> bytes::Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_780_000_000_000,
+        key: Some(bytes::Bytes::from_static(b"key")),
+        value: Some(bytes::Bytes::from_static(b"value")),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+    let last = buf.len() - 1;
+    buf[last] ^= 0xff; // inside the records: covered by the CRC
+    buf.freeze()
+}
+
+fn log_end_offset(server: &Server, topic: &str) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    let mut stream = connect(server);
+    stream.write_all(&frame(ApiKey::ListOffsets, 5, &request)).unwrap();
+    let response: ListOffsetsResponse = response(&mut stream, ApiKey::ListOffsets, 5);
+    response.topics[0].partitions[0].offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_disturbs_no_one_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["socket.request.max.bytes=1048576"]);
+
+    // A well-behaved client keeps producing on its own connection the whole time.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &server.addr)
+        .set("broker.address.family", "v4")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let addr = server.addr.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let good_client = tokio::spawn(async move {
+        let mut delivered = 0u64;
+        // Stops between sends, so every record sent was also counted.
+        while stop_rx.try_recv().is_err() {
+            producer
+                .send(
+                    FutureRecord::to("well-behaved").key("k").payload("v"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("the good client was disturbed ({addr}): {e}"));
+            delivered += 1;
+        }
+        delivered
+    });
+
+    let mut stream = connect(&server);
+    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("target")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    stream.write_all(&frame(ApiKey::CreateTopics, 5, &create)).unwrap();
+    let _: kafka_protocol::messages::CreateTopicsResponse = response(&mut stream, ApiKey::CreateTopics, 5);
+
+    // An ApiVersions version from the future: UNSUPPORTED_VERSION with a v0 body, and the connection stays.
+    let mut future = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    future[6..8].copy_from_slice(&99i16.to_be_bytes());
+    stream.write_all(&future).unwrap();
+    let refused: ApiVersionsResponse = response(&mut stream, ApiKey::ApiVersions, 0);
+    assert_eq!(refused.error_code, ResponseError::UnsupportedVersion.code());
+    assert!(refused.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+    stream
+        .write_all(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()))
+        .unwrap();
+    let accepted: ApiVersionsResponse = response(&mut stream, ApiKey::ApiVersions, 3);
+    assert_eq!(accepted.error_code, 0);
+
+    // A batch with a broken CRC: CORRUPT_MESSAGE, and nothing appended.
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("target")))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records_with_bad_crc())),
+                ]),
+        ]);
+    stream.write_all(&frame(ApiKey::Produce, 9, &produce)).unwrap();
+    let produced: ProduceResponse = response(&mut stream, ApiKey::Produce, 9);
+    assert_eq!(
+        produced.responses[0].partition_responses[0].error_code,
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(log_end_offset(&server, "target"), 0, "a rejected batch appends nothing");
+
+    // A size prefix beyond socket.request.max.bytes: closed before anything is allocated.
+    let mut oversized = connect(&server);
+    oversized.write_all(&(512 * 1024 * 1024i32).to_be_bytes()).unwrap();
+    assert_closed(&mut oversized);
+
+    // A negative size prefix.
+    let mut negative = connect(&server);
+    negative.write_all(&(-1i32).to_be_bytes()).unwrap();
+    assert_closed(&mut negative);
+
+    // Random bytes framed as a request.
+    let mut random = connect(&server);
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let noise: Vec<u8> = (0..200)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    random.write_all(&(noise.len() as i32).to_be_bytes()).unwrap();
+    random.write_all(&noise).unwrap();
+    assert_closed(&mut random);
+
+    // An API key no Kafka has.
+    let mut unknown = connect(&server);
+    let mut request = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    request[4..6].copy_from_slice(&9999i16.to_be_bytes());
+    unknown.write_all(&request).unwrap();
+    assert_closed(&mut unknown);
+
+    // A Metadata request announcing two billion topics in a few bytes.
+    let mut huge = connect(&server);
+    let mut request = frame(
+        ApiKey::Metadata,
+        1,
+        &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![])),
+    );
+    let len = request.len();
+    request[len - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+    huge.write_all(&request).unwrap();
+    assert_closed(&mut huge);
+
+    // A frame cut short by the client going away.
+    let mut truncated = connect(&server);
+    let request = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    truncated.write_all(&request[..request.len() / 2]).unwrap();
+    drop(truncated);
+
+    // The server still serves: the good client never failed, and this connection still works.
+    stream
+        .write_all(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()))
+        .unwrap();
+    let _: ApiVersionsResponse = response(&mut stream, ApiKey::ApiVersions, 3);
+    stop_tx.send(()).unwrap();
+    let delivered = good_client.await.unwrap();
+    assert!(delivered > 0);
+    assert_eq!(log_end_offset(&server, "well-behaved"), delivered as i64);
+}
