@@ -19,19 +19,27 @@ pub struct Server {
     pub addr: String,
     pub http_addr: String,
     settings: Vec<String>,
+    flags: Vec<String>,
 }
 
 impl Server {
     /// Starts a server on free loopback ports with its data in `data_dir` and `--set` for each setting.
     pub fn start(data_dir: &Path, settings: &[&str]) -> Server {
+        Self::start_with_flags(data_dir, settings, &[])
+    }
+
+    /// Like [`Server::start`], with more `strata server` flags.
+    pub fn start_with_flags(data_dir: &Path, settings: &[&str], flags: &[&str]) -> Server {
+        let flags = flags.iter().map(|s| s.to_string()).collect();
         Self::start_at(
             data_dir,
             settings.iter().map(|s| s.to_string()).collect(),
             "127.0.0.1:0",
+            flags,
         )
     }
 
-    fn start_at(data_dir: &Path, settings: Vec<String>, listen: &str) -> Server {
+    fn start_at(data_dir: &Path, settings: Vec<String>, listen: &str, flags: Vec<String>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
         command
             .arg("server")
@@ -51,6 +59,7 @@ impl Server {
         for setting in &settings {
             command.args(["--set", setting]);
         }
+        command.args(&flags);
         let mut child = command.spawn().expect("spawning strata");
         // A thread forwards the server's log to the test output (keeping the pipe drained) and reports the
         // addresses it binds.
@@ -92,6 +101,7 @@ impl Server {
             addr: addr.unwrap(),
             http_addr: http_addr.unwrap(),
             settings,
+            flags,
         }
     }
 
@@ -121,7 +131,7 @@ impl Server {
     pub fn restart(&mut self) {
         let settings = self.settings.clone();
         let addr = self.addr.clone();
-        *self = Self::start_at(&self.data_dir.clone(), settings, &addr);
+        *self = Self::start_at(&self.data_dir.clone(), settings, &addr, self.flags.clone());
     }
 
     pub fn pid(&self) -> u32 {
