@@ -70,9 +70,9 @@ impl Server {
                 eprintln!("[strata] {line}");
                 for (marker, kind) in [("Kafka listener ready", "kafka"), ("HTTP endpoint ready", "http")] {
                     if line.contains(marker)
-                        && let Some(addr) = line.split("addr=").nth(1)
+                        && let Some(addr) = logged_addr(&line)
                     {
-                        let _ = ready_tx.send((kind, addr.split_whitespace().next().unwrap_or_default().to_owned()));
+                        let _ = ready_tx.send((kind, addr));
                     }
                 }
             }
@@ -153,6 +153,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `addr` field of a log line, in the human (`addr=HOST:PORT`) or JSON (`"addr":"HOST:PORT"`) format.
+fn logged_addr(line: &str) -> Option<String> {
+    if let Some(rest) = line.split("\"addr\":\"").nth(1) {
+        return rest.split('"').next().map(str::to_owned);
+    }
+    line.split("addr=").nth(1)?.split_whitespace().next().map(str::to_owned)
 }
 
 /// Polls `condition` until it holds or `timeout` passes.
