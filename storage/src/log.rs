@@ -517,7 +517,7 @@ impl Log {
     }
 
     /// Kafka's ListOffsets by time: the first record whose timestamp is at or after `timestamp`, or `None`
-    /// when every record is older (the caller answers with the log end offset, as Kafka does).
+    /// when every record is older (Kafka then answers offset -1).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, Error> {
         for segment in self.segments.values() {
             if segment.next_offset() <= self.log_start_offset {
