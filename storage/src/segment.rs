@@ -289,7 +289,10 @@ impl Segment {
             let mut buf = Vec::with_capacity(len);
             Read::by_ref(file).take(len as u64).read_to_end(&mut buf)?;
             if buf.len() < len {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{len} bytes at {pos} run past the end")));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{len} bytes at {pos} run past the end"),
+                ));
             }
             Ok(buf)
         })
