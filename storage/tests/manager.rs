@@ -51,6 +51,7 @@ fn a_clean_close_leaves_a_marker_and_checkpoints_that_the_next_open_uses() {
         .delete_records_before(6)
         .unwrap();
     manager.close().unwrap();
+    drop(manager);
     assert!(dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
     let recovery = std::fs::read_to_string(dir.path().join(RECOVERY_POINT_CHECKPOINT)).unwrap();
     assert!(
@@ -106,6 +107,7 @@ fn a_corrupt_checkpoint_is_ignored_and_everything_is_recovered() {
         let (manager, _) = open(dir.path());
         fill(&manager, &tp, 5);
         manager.close().unwrap();
+        drop(manager);
     }
     std::fs::remove_file(dir.path().join(CLEAN_SHUTDOWN_MARKER)).unwrap();
     let checkpoint = dir.path().join(RECOVERY_POINT_CHECKPOINT);
@@ -126,6 +128,7 @@ fn one_data_directory_has_one_owner() {
     let second = LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default());
     assert!(second.unwrap_err().to_string().contains("another Strata"));
     manager.close().unwrap();
+    drop(manager);
     open(dir.path());
 }
 
@@ -146,6 +149,7 @@ fn deleted_logs_leave_nothing_behind_and_foreign_directories_are_left_alone() {
     assert!(manager.get(&tp).is_none());
     assert!(!dir.path().join("short-lived-1").exists());
     manager.close().unwrap();
+    drop(manager);
     let (manager, report) = open(dir.path());
     assert_eq!(report.logs, 0);
     assert!(dir.path().join("__cluster_metadata-0").join("raft.log").exists());

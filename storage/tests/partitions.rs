@@ -85,6 +85,7 @@ fn twenty_thousand_partitions_stay_far_below_the_map_and_descriptor_limits() {
         log.append(&mut batch(&record), 0).unwrap();
     }
     manager.close().unwrap();
+    drop(manager);
 
     // And all of them reopen.
     let (manager, report) = LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default()).unwrap();
