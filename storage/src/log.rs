@@ -205,6 +205,11 @@ impl Log {
             }
         }
         report.segments = segments.len();
+        // Recovery sized the indexes it rebuilt for appends; all but the active segment's go back to their
+        // entries, or the next clean open would take the padding for damage and rebuild them again.
+        for segment in segments.values_mut().rev().skip(1) {
+            segment.trim_indexes().context("trim indexes", segment.log_path())?;
+        }
 
         let mut log = Self {
             dir,

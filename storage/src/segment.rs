@@ -177,6 +177,9 @@ impl Segment {
         if !indexes_sane {
             warn!(segment = %self.log_path.display(), "index failed its sanity check; rebuilding it");
             let outcome = self.recover(config)?;
+            // Rebuilt indexes are sized for appends; a sealed segment's must be trimmed again or every
+            // later open would find them insane too. (The log re-activates the last segment.)
+            self.trim_indexes()?;
             if outcome.truncated_bytes > 0 {
                 warn!(segment = %self.log_path.display(), bytes = outcome.truncated_bytes,
                     reason = outcome.reason.as_deref().unwrap_or(""), "cut an invalid tail while rebuilding");

@@ -844,3 +844,35 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_reopens() {
         assert_contiguous(&log);
     }
 }
+
+#[test]
+fn a_recovered_log_reopens_cleanly_without_rebuilding_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [("segment.bytes", "500"), ("index.interval.bytes", "1")];
+    crashed_log(dir.path(), &settings, 30);
+    // Unclean open: every segment is recovered and its indexes rebuilt; then a clean close.
+    let mut log = open(dir.path(), config(&settings));
+    let before = all_batches(&log);
+    let (end, _) = log.close().unwrap();
+    drop(log);
+    let sealed_index = &segment_files(dir.path(), "index")[0];
+    let entries = std::fs::metadata(sealed_index).unwrap().len();
+    assert!(
+        entries < 1024,
+        "a sealed segment's index is trimmed to its entries, not {entries} bytes"
+    );
+
+    let state = OpenState {
+        recovery_point: end,
+        log_start_offset: 0,
+        clean_shutdown: true,
+    };
+    let (log, report) = Log::open(dir.path(), config(&settings), HandleCache::new(16), state).unwrap();
+    assert_eq!(report.segments_recovered, 0);
+    assert_eq!(
+        std::fs::metadata(sealed_index).unwrap().len(),
+        entries,
+        "nothing was rebuilt"
+    );
+    assert_eq!(all_batches(&log), before);
+}
