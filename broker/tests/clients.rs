@@ -426,3 +426,139 @@ async fn a_sigkill_during_produce_loses_no_acknowledged_record() {
 fn producer_plain(server: &Server) -> FutureProducer {
     producer(server, "none")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acks_setting_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server, "acks", 1, &[]).await;
+    let mut expected = 0;
+    for acks in ["0", "1", "all"] {
+        let producer: FutureProducer = client_config(&server).set("acks", acks).create().unwrap();
+        let offsets = produce(&producer, "acks", 100).await;
+        if acks == "0" {
+            assert!(offsets.iter().all(|o| *o < 0), "acks=0 gets no offsets back");
+        } else {
+            assert_eq!(offsets, (expected..expected + 100).collect::<Vec<i64>>(), "acks={acks}");
+        }
+        expected += 100;
+        // acks=0 is never answered, so wait for the records to be there.
+        common::wait_for("acks=0 records to land", Duration::from_secs(30), || {
+            consumer(&server)
+                .fetch_watermarks("acks", 0, Duration::from_secs(10))
+                .unwrap()
+                .1
+                == expected
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_is_woken_by_an_append_not_by_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server, "wake", 1, &[]).await;
+    // The consumer's fetches wait up to 20 s for data; an append must end the wait long before that.
+    let consumer: BaseConsumer = client_config(&server)
+        .set("group.id", "strata-tests")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "20000")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("wake", 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    // Let the consumer reach its first (empty, waiting) fetch.
+    assert!(consumer.poll(Duration::from_millis(1500)).is_none());
+    let producer = producer_plain(&server);
+    for round in 0..3 {
+        let sent = Instant::now();
+        produce(&producer, "wake", 1).await;
+        let message = loop {
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                break message.unwrap();
+            }
+            assert!(sent.elapsed() < Duration::from_secs(30), "no record after 30 s");
+        };
+        assert_eq!(message.offset(), round);
+        let waited = sent.elapsed();
+        assert!(
+            waited < Duration::from_secs(10),
+            "round {round}: the fetch answered after {waited:?}, at its deadline"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_error_codes_reach_the_client() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let admin: AdminClient<DefaultClientContext> = client_config(&server).create().unwrap();
+    let options = AdminOptions::new();
+    create_topic(&server, "exists", 1, &[]).await;
+    let cases = [
+        (
+            NewTopic::new("exists", 1, TopicReplication::Fixed(1)),
+            Code::TopicAlreadyExists,
+        ),
+        (
+            NewTopic::new("bad name!", 1, TopicReplication::Fixed(1)),
+            Code::InvalidTopic,
+        ),
+        (
+            NewTopic::new("three-replicas", 1, TopicReplication::Fixed(3)),
+            Code::InvalidReplicationFactor,
+        ),
+        (
+            NewTopic::new("no-partitions", 0, TopicReplication::Fixed(1)),
+            Code::InvalidPartitions,
+        ),
+        (
+            NewTopic::new("bad-config", 1, TopicReplication::Fixed(1)).set("retention.ms", "-7"),
+            Code::PolicyViolation,
+        ),
+        (
+            NewTopic::new("unknown-config", 1, TopicReplication::Fixed(1)).set("no.such", "1"),
+            Code::InvalidConfig,
+        ),
+    ];
+    for (topic, expected) in &cases {
+        let results = admin.create_topics([topic], &options).await.unwrap();
+        assert_eq!(results[0].as_ref().unwrap_err().1, *expected, "{}", topic.name);
+    }
+
+    // Fetching past the end, with no reset policy, is OFFSET_OUT_OF_RANGE.
+    produce(&producer_plain(&server), "exists", 3).await;
+    let consumer: BaseConsumer = client_config(&server)
+        .set("group.id", "strata-tests")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "error")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("exists", 0, Offset::Offset(1000))
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no OFFSET_OUT_OF_RANGE");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Err(KafkaError::MessageConsumption(code))) => {
+                assert!(
+                    matches!(
+                        code,
+                        RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset
+                    ),
+                    "{code:?}"
+                );
+                break;
+            }
+            Some(other) => panic!("expected an offset error, got {other:?}"),
+            None => {}
+        }
+    }
+}
