@@ -24,7 +24,7 @@ const MAX_WAIT_MS_MAX: i32 = 60_000;
 /// The most one fetch returns, whatever the client asks (Kafka's default `fetch.max.bytes` is 50 MiB).
 const FETCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: &Broker, request: FetchRequest, _version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let waiter = Arc::new(Notify::new());
@@ -33,7 +33,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         for partition in partitions.iter().flatten().flatten().flatten() {
             partition.watch(&waiter);
         }
-        let (response, bytes, errors) = read(&request, &partitions, version);
+        let (response, bytes, errors) = read(&request, &partitions);
         if bytes >= min_bytes || errors || Instant::now() >= deadline {
             return response;
         }
@@ -44,7 +44,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             () = broker.shutdown.cancelled() => {}
         }
         if broker.shutdown.is_cancelled() {
-            return read(&request, &resolve(broker, &request), version).0;
+            return read(&request, &resolve(broker, &request)).0;
         }
     }
 }
@@ -72,11 +72,7 @@ fn resolve(broker: &Broker, request: &FetchRequest) -> Vec<Option<Vec<Option<Arc
 
 /// Reads every partition once. Returns the response, the record bytes in it, and whether any partition
 /// failed (which answers at once rather than waiting).
-fn read(
-    request: &FetchRequest,
-    partitions: &[Option<Vec<Option<Arc<Partition>>>>],
-    _version: i16,
-) -> (FetchResponse, usize, bool) {
+fn read(request: &FetchRequest, partitions: &[Option<Vec<Option<Arc<Partition>>>>]) -> (FetchResponse, usize, bool) {
     let mut budget = (request.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
     let mut total = 0;
     let mut errors = false;

@@ -27,11 +27,11 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
             .map(|data| {
                 let index = data.index;
                 let result = match &topic {
-                    None => Err(failure(ResponseError::UnknownTopicOrPartition, "unknown topic".into())),
+                    None => Err((ResponseError::UnknownTopicOrPartition, "unknown topic".into())),
                     Some(topic) if !matches!(acks, -1..=1) => {
-                        Err(failure(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not -1, 0 or 1 ({})", topic.name)))
+                        Err((ResponseError::InvalidRequiredAcks, format!("acks={acks} is not -1, 0 or 1 ({})", topic.name)))
                     }
-                    Some(topic) if acks == -1 && broker.settings.min_insync_replicas(&topic.configs) > 1 => Err(failure(
+                    Some(topic) if acks == -1 && broker.settings.min_insync_replicas(&topic.configs) > 1 => Err((
                         ResponseError::NotEnoughReplicas,
                         "min.insync.replicas is larger than the one in-sync replica".into(),
                     )),
@@ -62,14 +62,10 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
-fn failure(error: ResponseError, message: String) -> (ResponseError, String) {
-    (error, message)
-}
-
 /// Appends to one partition; returns the base offset and the log start offset.
 fn append(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(u64, u64), (ResponseError, String)> {
     let Some(partition) = broker.replicas.get(&TopicPartition::new(topic, index)) else {
-        return Err(failure(
+        return Err((
             ResponseError::UnknownTopicOrPartition,
             format!("{topic} has no partition {index}"),
         ));
@@ -86,7 +82,7 @@ fn append(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(u
             partition.appended();
             Ok(result)
         }
-        Err(e) => Err(failure(error_code(&e), e.to_string())),
+        Err(e) => Err((error_code(&e), e.to_string())),
     }
 }
 
