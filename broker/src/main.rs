@@ -1,4 +1,7 @@
-//! The `strata` binary: `strata server` (the default) runs a node.
+//! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume` and
+//! `bench` are clients of a running one (see the `cli` module and docs/cli.md).
+
+mod cli;
 
 use clap::{Parser, Subcommand};
 use strata_broker::config::{LogFormat, ServerArgs};
@@ -16,18 +19,39 @@ struct Cli {
 enum Command {
     /// Run a node (the default when no command is given).
     Server(ServerArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topic(cli::topic::TopicArgs),
+    /// Send standard input to a topic, one record per line.
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records.
+    Consume(cli::consume::ConsumeArgs),
+    /// Measure produce or consume throughput and latency.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Server(args)) => args,
+    let client_command = match cli.command {
+        Some(Command::Server(args)) => return serve(args),
         // No command: a server configured by environment variables and defaults only.
         None => match Cli::parse_from(["strata", "server"]).command {
-            Some(Command::Server(args)) => args,
-            None => unreachable!("`server` was given"),
+            Some(Command::Server(args)) => return serve(args),
+            _ => unreachable!("`server` was given"),
         },
+        Some(Command::Topic(args)) => cli::block_on(cli::topic::run(args)),
+        Some(Command::Produce(args)) => cli::block_on(cli::produce::run(args)),
+        Some(Command::Consume(args)) => cli::block_on(cli::consume::run(args)),
+        Some(Command::Bench(args)) => cli::block_on(cli::bench::run(args)),
     };
+    // Client commands fail with one line (the causes joined by `: `), not anyhow's report.
+    if let Err(e) = client_command {
+        eprintln!("strata: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -7,12 +7,15 @@
 //! - [`request`]: decodes a frame into a request header and a typed body (message codecs come from the
 //!   `kafka-protocol` crate), checking the API key and version against what the broker supports first.
 //! - [`response`]: encodes a typed response body with the header its version needs.
+//! - [`client`]: a small async client for one broker: version negotiation, any request, pipelined produce,
+//!   typed admin helpers; used by the `strata` CLI and the tests.
 //!
 //! # Errors
 //!
 //! [`frame::FrameError`] and [`request::RequestError`] say why a connection must be closed or what to answer;
 //! they carry enough (API key, version, correlation id) for the broker to log the cause.
 
+pub mod client;
 pub mod frame;
 pub mod request;
 pub mod response;

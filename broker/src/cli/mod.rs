@@ -1,0 +1,119 @@
+//! The `strata` client commands: `topic`, `produce`, `consume` and `bench`, built on
+//! `strata_protocol::client`.
+//!
+//! Every command talks to the one broker given by `--bootstrap` and fails with an error that `main` prints
+//! as one line. Things several commands need live here or in a module of their own, so that commands do not
+//! copy one another:
+//!
+//! - this file: `--bootstrap` and connecting, parsing of `key=value`, acks and codecs, the runtime.
+//! - `producer`: batching records per partition and sending them pipelined (`produce`, `bench produce`).
+//! - `format`: how `consume` prints a record (a `%k %v…` template or JSON).
+//! - `time`: RFC 3339 timestamps for `consume --from`.
+//! - `topic`, `produce`, `consume`, `bench`: one file per command.
+
+pub mod bench;
+pub mod consume;
+mod format;
+pub mod produce;
+mod producer;
+mod time;
+pub mod topic;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use strata_protocol::client::records::parse_compression;
+use strata_protocol::client::{Acks, Client, ClientOptions, Compression};
+
+/// Where the commands find the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct Bootstrap {
+    /// A broker to talk to, as HOST:PORT.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BOOTSTRAP",
+        default_value = "localhost:9092",
+        value_name = "HOST:PORT"
+    )]
+    pub bootstrap: String,
+}
+
+impl Bootstrap {
+    /// Connects and negotiates API versions.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let options = ClientOptions {
+            client_id: "strata-cli".into(),
+            ..ClientOptions::default()
+        };
+        Ok(Client::connect_with(&self.bootstrap, options).await?)
+    }
+}
+
+/// Runs a command's future on a single-threaded runtime: each command is one sequential conversation with
+/// one broker, and a second thread would only compete with a broker on the same machine.
+pub fn block_on<F: Future<Output = anyhow::Result<()>>>(command: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(command)
+}
+
+/// `key=value`, for `--config` and `--headers`.
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+pub fn parse_acks(text: &str) -> Result<Acks, String> {
+    Acks::parse(text).ok_or_else(|| format!("`{text}` is not 0, 1 or all"))
+}
+
+pub fn parse_compression_arg(text: &str) -> Result<Compression, String> {
+    parse_compression(text).ok_or_else(|| format!("`{text}` is not none, gzip, snappy, lz4 or zstd"))
+}
+
+/// Producer settings shared by `produce` and `bench produce`, named as Kafka's producer settings are.
+#[derive(Debug, Clone, Args)]
+pub struct ProducerArgs {
+    /// Acknowledgement to wait for: 0 (none), 1 (the leader) or all (every in-sync replica).
+    #[arg(long, default_value = "1", value_parser = parse_acks)]
+    pub acks: Acks,
+    /// Batch compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_compression_arg)]
+    pub compression: Compression,
+    /// The most bytes in one partition's batch (before compression). Keep it under the topic's
+    /// max.message.bytes (1 MiB by default).
+    #[arg(long, default_value_t = 512 * 1024, value_name = "BYTES")]
+    pub batch_size: usize,
+    /// How long a batch that is not full may wait for more records before it is sent.
+    #[arg(long, default_value_t = 5, value_name = "MS")]
+    pub linger_ms: u64,
+    /// Produce requests sent and not yet acknowledged, at most.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_in_flight: usize,
+}
+
+impl ProducerArgs {
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_split_at_the_first_equals_sign() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_key_value("a="), Ok(("a".into(), "".into())));
+        assert!(parse_key_value("=b").is_err());
+        assert!(parse_key_value("ab").is_err());
+    }
+}
