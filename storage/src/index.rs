@@ -291,6 +291,10 @@ impl OffsetIndex {
         self.file.map.close();
     }
 
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
     pub fn delete(self) -> io::Result<()> {
         self.file.delete()
     }
@@ -422,6 +426,10 @@ impl TimeIndex {
 
     pub fn close(&self) {
         self.file.map.close();
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
     }
 
     pub fn delete(self) -> io::Result<()> {

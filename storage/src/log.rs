@@ -12,7 +12,7 @@
 //! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
 //! opening after an unclean stop scans only from the segment holding it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,6 +136,9 @@ pub struct Log {
     recovery_point: u64,
     unflushed_records: u64,
     last_flush: Instant,
+    /// fsyncs of rolled segments running on their own threads, oldest first; the recovery point moves past
+    /// a rolled segment only when its fsync (and every earlier one) has finished.
+    rolled_syncs: VecDeque<RolledSync>,
     /// Set when an append failed in a way that left the active segment damaged; appends are refused until
     /// the log is reopened and recovered, as Kafka takes a failed log directory offline.
     offline: bool,
@@ -220,6 +223,7 @@ impl Log {
             recovery_point: 0,
             unflushed_records: 0,
             last_flush: Instant::now(),
+            rolled_syncs: VecDeque::new(),
             offline: false,
         };
         match log.segments.keys().next().copied() {
@@ -327,6 +331,7 @@ impl Log {
         if self.offline {
             return Err(Error::Offline { path: self.dir.clone() }.into());
         }
+        self.reap_rolled_syncs();
         let mut pending = self.validate(batches)?;
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
@@ -441,10 +446,12 @@ impl Log {
         if active.is_empty() {
             return Ok(());
         }
-        active.seal().context("seal segment", active.log_path())?;
-        active.close_handles();
-        // Every sealed segment was fsynced when it was sealed, so everything below `next` is on disk.
-        self.recovery_point = next;
+        active.seal_unsynced().context("seal segment", active.log_path())?;
+        // The fsync of a full segment (up to `segment.bytes`) takes long enough to stall producers, so it runs
+        // on its own thread, as Kafka flushes rolled segments in the background. The recovery point follows
+        // when it is done (`reap_rolled_syncs`).
+        let paths = active.file_paths();
+        self.rolled_syncs.push_back(RolledSync::start(paths, next));
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
         let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
@@ -663,8 +670,37 @@ impl Log {
         Ok(deleted)
     }
 
-    /// fsyncs the active segment and moves the recovery point to the log end offset.
+    /// Moves the recovery point past rolled segments whose background fsync has finished. A failed fsync
+    /// takes the log offline: what was acknowledged may not be on disk, so recovery must look again.
+    pub fn reap_rolled_syncs(&mut self) {
+        while self.rolled_syncs.front().is_some_and(RolledSync::is_finished) {
+            let sync = self.rolled_syncs.pop_front().expect("just seen");
+            self.finish_rolled_sync(sync);
+        }
+    }
+
+    fn finish_rolled_sync(&mut self, sync: RolledSync) {
+        let up_to = sync.up_to;
+        match sync.wait() {
+            Ok(()) => self.recovery_point = self.recovery_point.max(up_to),
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "fsync of a rolled segment failed; log offline");
+                self.offline = true;
+            }
+        }
+    }
+
+    /// Waits for every background fsync of rolled segments.
+    fn wait_rolled_syncs(&mut self) {
+        while let Some(sync) = self.rolled_syncs.pop_front() {
+            self.finish_rolled_sync(sync);
+        }
+    }
+
+    /// fsyncs the active segment (and waits for rolled segments' fsyncs) and moves the recovery point to the
+    /// log end offset.
     pub fn flush(&mut self) -> Result<(), Error> {
+        self.wait_rolled_syncs();
         let active = self.active();
         active.flush().context("flush", active.log_path())?;
         self.recovery_point = self.log_end_offset();
@@ -701,6 +737,7 @@ impl Log {
             let _ = self.active_mut().trim_indexes();
             return Err(Error::Offline { path: self.dir.clone() });
         }
+        self.wait_rolled_syncs();
         let active = self.active_mut();
         active.seal().context("seal segment", active.log_path())?;
         for segment in self.segments.values() {
@@ -753,6 +790,59 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
         }
     }
     Ok(logs)
+}
+
+/// The fsync of a rolled segment's files, on a thread of its own.
+#[derive(Debug)]
+struct RolledSync {
+    /// The log end offset when the segment rolled: everything below it is durable once this finishes.
+    up_to: u64,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// The result when the fsync ran inline (no thread could be started).
+    inline: Option<std::io::Result<()>>,
+}
+
+impl RolledSync {
+    fn start(paths: [PathBuf; 3], up_to: u64) -> Self {
+        // A segment deleted meanwhile (retention, truncation) has nothing left to make durable.
+        let sync = move || {
+            paths
+                .iter()
+                .try_for_each(|path| match fs::File::open(path).and_then(|f| f.sync_all()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                })
+        };
+        match std::thread::Builder::new()
+            .name("strata-roll-fsync".into())
+            .spawn(sync.clone())
+        {
+            Ok(thread) => Self {
+                up_to,
+                thread: Some(thread),
+                inline: None,
+            },
+            Err(_) => Self {
+                up_to,
+                thread: None,
+                inline: Some(sync()),
+            },
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    fn wait(self) -> std::io::Result<()> {
+        match (self.thread, self.inline) {
+            (Some(thread), _) => thread
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))),
+            (None, Some(result)) => result,
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 /// fsyncs a directory so that files created or renamed in it survive a power loss.

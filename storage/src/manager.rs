@@ -277,7 +277,8 @@ impl LogManager {
         let mut recovery_points = BTreeMap::new();
         let mut log_starts = BTreeMap::new();
         for (tp, log) in self.logs() {
-            let log = lock(&log);
+            let mut log = lock(&log);
+            log.reap_rolled_syncs();
             recovery_points.insert(tp.clone(), log.recovery_point());
             log_starts.insert(tp, log.log_start_offset());
         }

@@ -368,10 +368,27 @@ impl Segment {
     /// Ends this segment's time as the active one: a last time index entry so the index knows the newest
     /// timestamp, indexes trimmed to their entries, everything fsynced.
     pub fn seal(&mut self) -> io::Result<()> {
+        self.seal_unsynced()?;
+        self.flush()
+    }
+
+    /// [`Self::seal`] without the fsync, and with every handle closed: the caller fsyncs the files (see
+    /// [`Self::file_paths`]) off the append path.
+    pub fn seal_unsynced(&mut self) -> io::Result<()> {
         self.append_time_entry_even_if_full()?;
         self.offset_index.trim()?;
         self.time_index.trim()?;
-        self.flush()
+        self.close_handles();
+        Ok(())
+    }
+
+    /// The segment's three files.
+    pub fn file_paths(&self) -> [PathBuf; 3] {
+        [
+            self.log_path.clone(),
+            self.offset_index.path().to_owned(),
+            self.time_index.path().to_owned(),
+        ]
     }
 
     /// Like [`Self::append_time_entry`], but a full time index is grown by one entry: the last entry is what
