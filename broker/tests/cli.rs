@@ -712,4 +712,27 @@ fn bench_produce_and_consume_print_a_summary() {
     )
     .ok();
     assert!(some.starts_with("500 records consumed, "), "{some}");
+
+    // --throughput paces the producer: 1,500 records at 1,000/s cannot finish in under a second.
+    let started = std::time::Instant::now();
+    let paced = strata(
+        &server.addr,
+        &[
+            "bench",
+            "produce",
+            "--topic",
+            "paced",
+            "--records",
+            "1500",
+            "--throughput",
+            "1000",
+        ],
+        b"",
+    )
+    .ok();
+    assert!(paced.starts_with("1500 records sent, "), "{paced}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "not paced: {paced}"
+    );
 }

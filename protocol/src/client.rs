@@ -351,7 +351,9 @@ impl Client {
     /// Reads the next frame, checks it answers the oldest request, and returns the body after the header.
     async fn read_response(&mut self) -> Result<Bytes> {
         self.usable()?;
-        let expected = self.outstanding.pop_front().expect("checked by the caller");
+        // Popped only once a frame is in: up to then this future can be dropped (a `select!` that woke for
+        // something else) without losing track of the request. The framed reader buffers partial frames.
+        let expected = *self.outstanding.front().expect("checked by the caller");
         let frame = match tokio::time::timeout(self.options.request_timeout, self.framed.next()).await {
             Ok(Some(Ok(frame))) => frame.freeze(),
             Ok(Some(Err(source))) => return Err(self.fail_io(source)),
@@ -370,6 +372,7 @@ impl Client {
                 });
             }
         };
+        self.outstanding.pop_front();
         let mut body = frame;
         let header = ResponseHeader::decode(&mut body, expected.api_key.response_header_version(expected.version))
             .map_err(|e| self.protocol_error(expected, format!("malformed response header: {e}")))?;

@@ -83,6 +83,10 @@ struct ProduceBench {
     /// Partitions of the topic, if it has to be created (default 1).
     #[arg(long)]
     partitions: Option<i32>,
+    /// Records per second to aim for (as kafka-producer-perf-test's --throughput); default: as fast as
+    /// possible. Latency is meaningful below the maximum throughput, where queues do not build up.
+    #[arg(long, value_name = "RECORDS_PER_SEC")]
+    throughput: Option<u64>,
     #[command(flatten)]
     producer: ProducerArgs,
 }
@@ -241,12 +245,21 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     let deadline = common.deadline(start);
     let (start_ms, records) = (now_ms(), common.records.unwrap_or(u64::MAX));
     for i in 0..records {
-        let now = Instant::now();
+        let mut now = Instant::now();
         if i % RECORDS_PER_CHECK == 0 {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
             producer.on_ack_mut().meter.tick(now);
+        }
+        if let Some(rate) = args.throughput {
+            // Record i is due i/rate seconds after the start; ahead of that, wait (taking acks).
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if now < due {
+                producer.wait_until(due).await?;
+                // The record is enqueued now, not when the loop first looked at the clock.
+                now = Instant::now();
+            }
         }
         producer.send_lingering(now).await?;
         // The wall clock from the monotonic one: no second clock read per record.

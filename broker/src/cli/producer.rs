@@ -152,6 +152,32 @@ impl<'c, A: OnAck> Producer<'c, A> {
         self.send_batches(&due).await
     }
 
+    /// Waits until `until`, meanwhile sending batches whose linger ends and taking acknowledgements as they
+    /// arrive, so that a paced producer measures latency when the broker answers, not when it next looks.
+    pub async fn wait_until(&mut self, until: Instant) -> anyhow::Result<()> {
+        loop {
+            let now = Instant::now();
+            self.send_lingering(now).await?;
+            if now >= until {
+                return Ok(());
+            }
+            let wake = self.linger_deadline.map_or(until, |linger| linger.min(until));
+            if self.pipeline.in_flight() == 0 {
+                tokio::time::sleep_until(wake.into()).await;
+                continue;
+            }
+            tokio::select! {
+                // Cancel-safe: a response is taken off the queue only once it has arrived whole.
+                acked = self.pipeline.next_ack() => {
+                    if let Some(acked) = acked? {
+                        self.handle_ack(acked);
+                    }
+                }
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
     /// Sends every open batch and waits until everything sent is acknowledged.
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         let all: Vec<i32> = (0..self.open.len() as i32).collect();
