@@ -261,18 +261,13 @@ async fn topic_settings_changed_live_take_effect() {
         .await
         .unwrap();
 
-    let described = admin
-        .describe_configs([&ResourceSpecifier::Topic("live")], &options)
-        .await
-        .unwrap();
-    let config = described[0].as_ref().unwrap();
     assert_eq!(
-        config.get("max.message.bytes").and_then(|e| e.value.as_deref()),
+        topic_setting(&admin, "live", "max.message.bytes").await.as_deref(),
         Some("1000")
     );
     // AlterConfigs replaces the whole set of overrides, as in Kafka.
     assert_eq!(
-        config.get("retention.ms").and_then(|e| e.value.as_deref()),
+        topic_setting(&admin, "live", "retention.ms").await.as_deref(),
         Some("604800000")
     );
 
@@ -280,17 +275,12 @@ async fn topic_settings_changed_live_take_effect() {
     // per-resource AlterConfigs errors, so the refusal is checked through DescribeConfigs.)
     let out_of_range = AlterConfig::new(ResourceSpecifier::Topic("live")).set("segment.bytes", "1");
     admin.alter_configs([&out_of_range], &options).await.unwrap();
-    let described = admin
-        .describe_configs([&ResourceSpecifier::Topic("live")], &options)
-        .await
-        .unwrap();
-    let config = described[0].as_ref().unwrap();
     assert_eq!(
-        config.get("segment.bytes").and_then(|e| e.value.as_deref()),
+        topic_setting(&admin, "live", "segment.bytes").await.as_deref(),
         Some("1073741824")
     );
     assert_eq!(
-        config.get("max.message.bytes").and_then(|e| e.value.as_deref()),
+        topic_setting(&admin, "live", "max.message.bytes").await.as_deref(),
         Some("1000")
     );
 
@@ -319,6 +309,16 @@ async fn topic_settings_changed_live_take_effect() {
         .fetch_watermarks("live", 0, Duration::from_secs(10))
         .unwrap();
     assert_eq!((low, high), (1, 2), "DeleteRecords moved the log start offset");
+}
+
+/// A topic setting as DescribeConfigs reports it.
+async fn topic_setting(admin: &AdminClient<DefaultClientContext>, topic: &str, key: &str) -> Option<String> {
+    use rdkafka::admin::ResourceSpecifier;
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    described[0].as_ref().unwrap().get(key).and_then(|e| e.value.clone())
 }
 
 /// Keys of every record of partition 0, by offset, read from the beginning to the high watermark.
