@@ -553,26 +553,20 @@ fn produced_lines_come_back_with_their_keys_headers_and_partitions() {
     assert_eq!(run(&["consume", "plain", "--from", "latest"], b"").ok(), "");
 }
 
-/// Milliseconds since the epoch as RFC 3339 in UTC.
+/// Milliseconds since the epoch as RFC 3339 in UTC, by GNU `date`: an oracle independent of the CLI's own
+/// date arithmetic.
 fn rfc3339(ms: i64) -> String {
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000
-    )
+    let at = format!("@{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+    let output = std::process::Command::new("date")
+        .args(["-u", "-d", &at, "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "date: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 #[test]
