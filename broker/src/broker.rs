@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::Metrics;
 use crate::metadata::{NodeIdentity, Topic, TopicError, TopicStore};
+use crate::producers::ProducerIds;
 use crate::replica::ReplicaManager;
 use crate::settings::{BrokerSettings, SettingError};
 
@@ -37,6 +38,7 @@ pub struct Broker {
     pub advertised: Advertised,
     pub settings: BrokerSettings,
     pub topics: TopicStore,
+    pub producer_ids: ProducerIds,
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
     /// Cancelled when the server stops: waiting fetches answer at once.

@@ -8,6 +8,7 @@
 //! - `broker`: the state every request sees, and topic operations shared by several APIs; Kafka error
 //!   codes for topic failures are decided there.
 //! - `replica`: hosted partitions, their logs, and waking fetches that wait for data.
+//! - `producers`: idempotent producers: producer ids and per-partition sequence state.
 //! - `metadata`: node identity and the topic list, persisted in the data directory (a single node's
 //!   stand-in for the controller quorum).
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
@@ -23,6 +24,7 @@ mod broker;
 pub mod config;
 mod http;
 mod metadata;
+mod producers;
 mod replica;
 pub mod server;
 mod settings;
@@ -38,6 +40,7 @@ use tracing::{info, warn};
 use crate::broker::{Advertised, Broker};
 use crate::config::ServerConfig;
 use crate::metadata::{NodeIdentity, TopicStore};
+use crate::producers::ProducerIds;
 use crate::replica::ReplicaManager;
 
 /// Runs a single-node server until `shutdown` is cancelled, then drains connections, flushes every log and
@@ -46,6 +49,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id)?;
     let topics = TopicStore::open(&config.data_dir)?;
+    let producer_ids = ProducerIds::open(&config.data_dir)?;
     let (data_dir, log_defaults) = (config.data_dir.clone(), config.settings.log.clone());
     let (logs, report) =
         tokio::task::spawn_blocking(move || LogManager::open(data_dir, log_defaults, ManagerConfig::default()))
@@ -69,6 +73,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         advertised: Advertised { host, port },
         settings: config.settings.clone(),
         topics,
+        producer_ids,
         replicas: ReplicaManager::new(logs.clone()),
         metrics: Default::default(),
         shutdown: shutdown.clone(),

@@ -193,13 +193,13 @@ impl TopicStore {
     }
 }
 
-fn with_crc(body: String) -> String {
+pub(crate) fn with_crc(body: String) -> String {
     let crc = crc32fast::hash(body.as_bytes());
     format!("{body}{CRC_PREFIX}{crc:08x}\n")
 }
 
 /// Returns the body of a file written by [`with_crc`] if its CRC matches.
-fn verify_crc(text: &str) -> anyhow::Result<&str> {
+pub(crate) fn verify_crc(text: &str) -> anyhow::Result<&str> {
     let body_end = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
     let stored = text[body_end..]
         .trim_end()
@@ -213,7 +213,7 @@ fn verify_crc(text: &str) -> anyhow::Result<&str> {
     Ok(body)
 }
 
-fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(contents.as_bytes())?;

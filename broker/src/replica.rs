@@ -10,19 +10,36 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
-use strata_storage::{LogConfig, LogManager, SharedLog, TopicPartition};
+use strata_storage::batch::BatchHeader;
+use strata_storage::{Log, LogConfig, LogManager, ReadLimits, SharedLog, TopicPartition};
 use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::producers::ProducerStates;
 
 /// One hosted partition.
 #[derive(Debug)]
 pub struct Partition {
     pub tp: TopicPartition,
     pub log: SharedLog,
+    /// Idempotent producers' sequences. Lock order: `log` first, then this, so that judging a batch and
+    /// appending it are one step.
+    pub producers: Mutex<ProducerStates>,
     /// Fetches waiting for data, woken after each append (a delayed-fetch purgatory of one key).
     waiters: Mutex<Vec<Weak<Notify>>>,
 }
 
 impl Partition {
+    fn new(tp: TopicPartition, log: SharedLog) -> Self {
+        let producers = rebuild_producer_states(&log.lock().unwrap_or_else(PoisonError::into_inner));
+        Self {
+            tp,
+            log,
+            producers: Mutex::new(producers),
+            waiters: Mutex::default(),
+        }
+    }
+
     /// Registers `waiter` to be notified at the next append. Registrations of finished fetches are dropped
     /// here, so an idle partition's list stays as long as its live waiters.
     pub fn watch(&self, waiter: &Arc<Notify>) {
@@ -86,13 +103,9 @@ impl ReplicaManager {
         let log = self.logs.get_or_create(tp, config.clone())?;
         log.lock().unwrap_or_else(PoisonError::into_inner).set_config(config);
         let mut partitions = self.partitions.write().unwrap_or_else(PoisonError::into_inner);
-        let partition = partitions.entry(tp.clone()).or_insert_with(|| {
-            Arc::new(Partition {
-                tp: tp.clone(),
-                log,
-                waiters: Mutex::default(),
-            })
-        });
+        let partition = partitions
+            .entry(tp.clone())
+            .or_insert_with(|| Arc::new(Partition::new(tp.clone(), log)));
         Ok(partition.clone())
     }
 
@@ -120,5 +133,41 @@ impl ReplicaManager {
             .filter(|p| p.tp.topic == topic)
             .cloned()
             .collect()
+    }
+}
+
+/// Bytes read at a time while rebuilding producer state.
+const REBUILD_READ_BYTES: usize = 1024 * 1024;
+
+/// The sequence state of idempotent producers, from the batches of the active segment.
+fn rebuild_producer_states(log: &Log) -> ProducerStates {
+    let mut states = ProducerStates::default();
+    let active_base = log.segment_base_offsets().last().copied().unwrap_or(0);
+    let mut offset = active_base.max(log.log_start_offset());
+    while offset < log.log_end_offset() {
+        let read = match log.read(offset, ReadLimits::bytes(REBUILD_READ_BYTES)) {
+            Ok(read) if !read.records.is_empty() => read,
+            Ok(_) => break,
+            Err(e) => {
+                warn!(dir = %log.dir().display(), error = %e, "reading producer state failed; starting without it");
+                break;
+            }
+        };
+        for_each_header(&read.records, |header| states.appended(header));
+        offset = read.next_offset;
+    }
+    states
+}
+
+/// Calls `f` with the header of each whole batch in `bytes`.
+pub fn for_each_header(bytes: &[u8], mut f: impl FnMut(&BatchHeader)) {
+    let mut rest = bytes;
+    while let Ok(header) = BatchHeader::parse(rest) {
+        let size = header.total_bytes();
+        if size > rest.len() || size < strata_storage::batch::BATCH_HEADER_BYTES {
+            break;
+        }
+        f(&header);
+        rest = &rest[size..];
     }
 }

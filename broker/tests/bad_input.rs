@@ -7,58 +7,21 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use common::Server;
+use common::raw::{connect, frame, response};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ListOffsetsRequest, ListOffsetsResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceRequest, ProduceResponse, TopicName,
     create_topics_request::CreatableTopic,
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn connect(server: &Server) -> TcpStream {
-    let stream = TcpStream::connect(&server.addr).unwrap();
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream
-}
-
-/// A request frame: size, header, body.
-fn frame<B: Encodable>(api_key: ApiKey, version: i16, body: &B) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")))
-        .encode(&mut buf, api_key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
-}
-
-/// Reads one response and decodes it at `version`.
-fn response<R: Decodable>(stream: &mut TcpStream, api_key: ApiKey, version: i16) -> R {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("a response");
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    let mut body = bytes::Bytes::from(body);
-    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 7);
-    let decoded = R::decode(&mut body, version).unwrap();
-    assert!(!body.has_remaining(), "the whole response was decoded");
-    decoded
-}
 
 /// The server closed this connection: a read ends (EOF or reset) rather than timing out.
 fn assert_closed(stream: &mut TcpStream) {

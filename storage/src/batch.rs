@@ -45,6 +45,9 @@ const OFFSET_ATTRIBUTES: usize = 21;
 const OFFSET_LAST_OFFSET_DELTA: usize = 23;
 const OFFSET_BASE_TIMESTAMP: usize = 27;
 const OFFSET_MAX_TIMESTAMP: usize = 35;
+const OFFSET_PRODUCER_ID: usize = 43;
+const OFFSET_PRODUCER_EPOCH: usize = 51;
+const OFFSET_BASE_SEQUENCE: usize = 53;
 const OFFSET_RECORD_COUNT: usize = 57;
 const _: () = assert!(OFFSET_RECORD_COUNT + 4 == BATCH_HEADER_BYTES);
 
@@ -113,6 +116,11 @@ pub struct BatchHeader {
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
+    /// The idempotent producer that wrote the batch, or -1.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The producer's sequence number of the first record, or -1.
+    pub base_sequence: i32,
     pub record_count: i32,
 }
 
@@ -137,6 +145,9 @@ impl BatchHeader {
             last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
             base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
             max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
+            producer_id: read_i64(bytes, OFFSET_PRODUCER_ID),
+            producer_epoch: i16::from_be_bytes([bytes[OFFSET_PRODUCER_EPOCH], bytes[OFFSET_PRODUCER_EPOCH + 1]]),
+            base_sequence: read_i32(bytes, OFFSET_BASE_SEQUENCE),
             record_count: read_i32(bytes, OFFSET_RECORD_COUNT),
         })
     }
@@ -163,6 +174,16 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
+    }
+
+    /// The producer's sequence number of the last record. Sequences wrap from `i32::MAX` to 0, as in Kafka.
+    pub fn last_sequence(&self) -> i32 {
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        if last > i64::from(i32::MAX) {
+            (last - i64::from(i32::MAX) - 1) as i32
+        } else {
+            last as i32
+        }
     }
 }
 

@@ -11,7 +11,11 @@ use strata_storage::batch::BatchError;
 use strata_storage::{AppendError, TopicPartition};
 use tracing::warn;
 
+use std::sync::PoisonError;
+
 use crate::broker::Broker;
+use crate::producers::Verdict;
+use crate::replica::for_each_header;
 
 /// Leader epoch stamped into appended batches; one node never changes leader.
 const LEADER_EPOCH: i32 = 0;
@@ -73,9 +77,28 @@ fn append(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(u
     // The log rewrites offsets in place; the request's bytes are shared with the whole frame.
     let mut batches = records.to_vec();
     let appended = {
-        let mut log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        log.append(&mut batches, LEADER_EPOCH)
-            .map(|info| (info.first_offset, log.log_start_offset()))
+        let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut producers = partition.producers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Batches of idempotent producers are judged first: a retry gets the answer it had, a gap or a
+        // fenced epoch its error, and neither appends anything.
+        let mut verdict = Verdict::Append;
+        for_each_header(&batches, |header| {
+            if verdict == Verdict::Append {
+                verdict = producers.check(header);
+            }
+        });
+        match verdict {
+            Verdict::Duplicate(base_offset) => return Ok((base_offset, log.log_start_offset())),
+            Verdict::Refuse(error) => {
+                return Err((error, format!("refused by the idempotent producer checks: {error:?}")));
+            }
+            Verdict::Append => {}
+        }
+        log.append(&mut batches, LEADER_EPOCH).map(|info| {
+            // The headers now carry the offsets the log assigned.
+            for_each_header(&batches, |header| producers.appended(header));
+            (info.first_offset, log.log_start_offset())
+        })
     };
     match appended {
         Ok(result) => {

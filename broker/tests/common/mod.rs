@@ -171,3 +171,52 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Requests and responses by hand, for tests that need exact bytes on the wire.
+pub mod raw {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use bytes::{Buf, BytesMut};
+    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    const CORRELATION_ID: i32 = 7;
+
+    pub fn connect(server: &super::Server) -> TcpStream {
+        let stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    }
+
+    /// A request frame: size, header, body.
+    pub fn frame<B: Encodable>(api_key: ApiKey, version: i16, body: &B) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(CORRELATION_ID)
+            .with_client_id(Some(StrBytes::from_static_str("strata-tests")))
+            .encode(&mut buf, api_key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Reads one response and decodes it at `version`.
+    pub fn response<R: Decodable>(stream: &mut TcpStream, api_key: ApiKey, version: i16) -> R {
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).expect("a response");
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        stream.read_exact(&mut body).unwrap();
+        let mut body = bytes::Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, CORRELATION_ID);
+        let decoded = R::decode(&mut body, version).unwrap();
+        assert!(!body.has_remaining(), "the whole response was decoded");
+        decoded
+    }
+}
