@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::groups::Coordinator;
+use crate::groups::offsets::OffsetStore;
 use crate::http::Metrics;
 use crate::metadata::{NodeIdentity, Topic, TopicError, TopicStore};
 use crate::producers::ProducerIds;
@@ -41,6 +43,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
+    pub groups: Arc<Coordinator>,
+    pub offsets: OffsetStore,
     /// Cancelled when the server stops: waiting fetches answer at once.
     pub shutdown: CancellationToken,
 }

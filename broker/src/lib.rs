@@ -9,6 +9,7 @@
 //!   codes for topic failures are decided there.
 //! - `replica`: hosted partitions, their logs, and waking fetches that wait for data.
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
+//! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets.
 //! - `metadata`: node identity and the topic list, persisted in the data directory (a single node's
 //!   stand-in for the controller quorum).
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
@@ -22,6 +23,7 @@
 pub mod api;
 mod broker;
 pub mod config;
+mod groups;
 mod http;
 mod metadata;
 mod producers;
@@ -76,9 +78,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         producer_ids,
         replicas: ReplicaManager::new(logs.clone()),
         metrics: Default::default(),
+        groups: groups::Coordinator::new(Duration::from_millis(config.settings.group_initial_rebalance_delay_ms)),
+        offsets: Default::default(),
         shutdown: shutdown.clone(),
     });
     broker.host_all()?;
+    broker.offsets.load(&broker).context("loading committed offsets")?;
+    tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
     for (tp, _) in logs.logs() {
         if broker.replicas.get(&tp).is_none() {
             warn!(partition = %tp, "a log on disk belongs to no known topic; leaving it untouched");
@@ -101,4 +107,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         .context("closing the logs")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -93,7 +93,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, broker: &Broker, shutdown: &
             Ok(request) => {
                 let (api_key, version, correlation_id) = (request.api_key, request.version(), request.correlation_id());
                 broker.metrics.request(api_key);
-                api::handle(broker, request)
+                api::handle(broker, request, peer)
                     .await
                     .map(|body| (api_key, version, correlation_id, body))
             }

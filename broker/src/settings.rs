@@ -58,6 +58,8 @@ pub struct BrokerSettings {
     pub retention_check_interval_ms: u64,
     /// `min.insync.replicas` default.
     pub min_insync_replicas: i32,
+    /// `group.initial.rebalance.delay.ms`: how long a group starting from empty waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
     /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
     pub log: LogConfig,
 }
@@ -71,6 +73,7 @@ impl Default for BrokerSettings {
             socket_request_max_bytes: strata_protocol::frame::FRAME_BYTES_MAX_DEFAULT,
             retention_check_interval_ms: 300_000,
             min_insync_replicas: 1,
+            group_initial_rebalance_delay_ms: 3000,
             log: LogConfig::default(),
         }
     }
@@ -110,6 +113,7 @@ impl BrokerSettings {
             "socket.request.max.bytes" => self.socket_request_max_bytes = int(1)? as usize,
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
             "log.retention.hours" => self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?,
             "log.retention.minutes" => self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?,
             "log.roll.hours" => self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?,
@@ -210,6 +214,10 @@ impl BrokerSettings {
                 self.retention_check_interval_ms.to_string(),
             ),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+            ),
             ("log.segment.bytes", log("segment.bytes")),
             ("log.roll.ms", log("segment.ms")),
             ("log.index.size.max.bytes", log("segment.index.bytes")),

@@ -87,6 +87,7 @@ fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.id)
+        .with_is_internal(topic.name == crate::groups::offsets::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -3,6 +3,8 @@
 //! [`SUPPORTED`] is what ApiVersions advertises and what the request decoder accepts: exactly the APIs and
 //! versions implemented here, never more.
 
+use std::net::SocketAddr;
+
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use strata_protocol::request::Request;
 
@@ -17,12 +19,21 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 pub use api_versions::unsupported_version_response;
 
@@ -43,6 +54,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -54,8 +74,9 @@ pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
 }
 
 /// Handles one request. `None` means no response is sent (a produce with `acks=0`).
-pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
+pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Option<ResponseKind> {
     let version = request.version();
+    let client_id = request.header.client_id.as_deref().unwrap_or_default().to_owned();
     Some(match request.body {
         RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(body, version)),
         RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(broker, body, version)),
@@ -80,6 +101,21 @@ pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
         }
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, body, version))
+        }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version))
+        }
+        RequestKind::JoinGroup(body) => {
+            ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)
+        }
+        RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(sync_group::handle(broker, body, version).await),
+        RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(heartbeat::handle(broker, body, version)),
+        RequestKind::LeaveGroup(body) => ResponseKind::LeaveGroup(leave_group::handle(broker, body, version)),
+        RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(offset_commit::handle(broker, body, version)),
+        RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, body, version)),
+        RequestKind::ListGroups(body) => ResponseKind::ListGroups(list_groups::handle(broker, body, version)),
+        RequestKind::DescribeGroups(body) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, body, version))
         }
         other => unreachable!("the decoder only accepts APIs in SUPPORTED, not {other:?}"),
     })

@@ -1,0 +1,47 @@
+//! DescribeGroups: state, protocol and members with their assignments. An unknown group is described as
+//! `Dead`, as Kafka describes it.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|id| {
+            let described = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            let Some(view) = broker.groups.describe(&id) else {
+                let state = if broker.offsets.of_group(&id).is_empty() {
+                    "Dead"
+                } else {
+                    "Empty"
+                };
+                return described.with_group_state(StrBytes::from_static_str(state));
+            };
+            let members = view
+                .members
+                .into_iter()
+                .map(|m| {
+                    DescribedGroupMember::default()
+                        .with_member_id(StrBytes::from_string(m.member_id))
+                        .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
+                        .with_client_id(StrBytes::from_string(m.client_id))
+                        .with_client_host(StrBytes::from_string(m.client_host))
+                        .with_member_metadata(m.metadata)
+                        .with_member_assignment(m.assignment)
+                })
+                .collect();
+            described
+                .with_group_state(StrBytes::from_static_str(view.state.name()))
+                .with_protocol_type(StrBytes::from_string(view.protocol_type))
+                .with_protocol_data(StrBytes::from_string(view.protocol))
+                .with_members(members)
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

@@ -1,0 +1,581 @@
+//! The group coordinator: consumer groups with Kafka's classic rebalance protocol, and their committed
+//! offsets.
+//!
+//! A group moves through Kafka's states: `Empty` → `PreparingRebalance` (members (re)join) →
+//! `CompletingRebalance` (the leader computes the assignment, members wait in SyncGroup) → `Stable`.
+//! Assignors run in the clients (range, roundrobin, cooperative-sticky): the coordinator only collects the
+//! members' protocols, picks one all of them support, and hands the leader's assignment out.
+//!
+//! A rebalance starts when a member joins, leaves, or misses its session timeout. It completes when every
+//! member has rejoined, or at the longest rebalance timeout (members that did not rejoin are removed). A
+//! group starting from empty waits `group.initial.rebalance.delay.ms` first, so that consumers started
+//! together land in one generation, as in Kafka.
+//!
+//! Requests that must wait (JoinGroup until the rebalance completes, SyncGroup until the leader's
+//! assignment) hold a oneshot receiver outside the lock; the group state lives behind one std mutex that is
+//! never held across an await. Committed offsets are in [`offsets`].
+//!
+//! On one node this broker coordinates every group. Static membership (`group.instance.id`) keeps a
+//! member's id across restarts; a static member that rejoins still takes part in a rebalance.
+
+pub mod offsets;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+
+/// Bounds on what members may ask for (Kafka's `group.min/max.session.timeout.ms` defaults).
+pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
+pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// How often sessions are checked for expiry.
+const SESSION_CHECK: Duration = Duration::from_millis(250);
+/// How long a member id handed out with MEMBER_ID_REQUIRED waits for its member's join.
+const PENDING_MEMBER_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+        }
+    }
+}
+
+/// What a member is told when its join completes.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub leader: String,
+    pub member_id: String,
+    /// The members and their metadata for the chosen protocol: only the leader gets them.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// What a member is told when its sync completes: its assignment.
+#[derive(Debug, Clone)]
+pub struct Synced {
+    pub protocol_type: String,
+    pub protocol: String,
+    pub assignment: Bytes,
+}
+
+/// A member of a group, as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A group, as DescribeGroups and ListGroups show it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub state: State,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberView>,
+}
+
+/// A JoinGroup request, reduced to what the coordinator needs.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new member first gets its id back with MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_seen: Instant,
+    join: Option<oneshot::Sender<Result<Joined, ResponseError>>>,
+    sync: Option<oneshot::Sender<Result<Synced, ResponseError>>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: String,
+    protocol: String,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet joined.
+    pending: HashMap<String, Instant>,
+    /// Counts rebalances, so that a timer for an earlier one does nothing.
+    rebalance: u64,
+    /// The rebalance started from empty and waits out the initial delay, even if everyone has joined.
+    delaying: bool,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            rebalance: 0,
+            delaying: false,
+        }
+    }
+
+    fn member_for_instance(&self, instance_id: &str) -> Option<String> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance_id))
+            .map(|(id, _)| id.clone())
+    }
+}
+
+/// Coordinates every group; see the module documentation.
+#[derive(Debug)]
+pub struct Coordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    initial_rebalance_delay: Duration,
+}
+
+impl Coordinator {
+    pub fn new(initial_rebalance_delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            groups: Mutex::new(HashMap::new()),
+            initial_rebalance_delay,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Expires members that stopped heartbeating, until `shutdown`.
+    pub async fn run_sessions(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(SESSION_CHECK) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let now = Instant::now();
+            let mut groups = self.lock();
+            let ids: Vec<String> = groups.keys().cloned().collect();
+            for id in ids {
+                let group = groups.get_mut(&id).expect("listed above");
+                let expired: Vec<String> = group
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.join.is_none() && now.duration_since(m.last_seen) > m.session_timeout)
+                    .map(|(member, _)| member.clone())
+                    .collect();
+                if !expired.is_empty() {
+                    tracing::info!(group = %id, members = ?expired, "members missed their session timeout");
+                    for member in &expired {
+                        group.members.remove(member);
+                    }
+                    self.members_changed(&id, group);
+                }
+                group
+                    .pending
+                    .retain(|_, since| now.duration_since(*since) < PENDING_MEMBER_TTL);
+            }
+        }
+    }
+
+    /// JoinGroup. Waits until the rebalance completes.
+    pub async fn join(self: &Arc<Self>, request: JoinRequest) -> Result<Joined, (ResponseError, String)> {
+        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms) {
+            return Err((ResponseError::InvalidSessionTimeout, request.member_id));
+        }
+        if request.group_id.is_empty() {
+            return Err((ResponseError::InvalidGroupId, request.member_id));
+        }
+        let waiter = {
+            let mut groups = self.lock();
+            let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
+            if request.protocol_type.is_empty()
+                || request.protocols.is_empty()
+                || (!group.members.is_empty() && request.protocol_type != group.protocol_type)
+                || (!group.members.is_empty()
+                    && !group.members.values().all(|m| shares_protocol(m, &request.protocols)))
+            {
+                return Err((ResponseError::InconsistentGroupProtocol, request.member_id));
+            }
+            let member_id = match (&request.instance_id, request.member_id.is_empty()) {
+                // A static member keeps its id across restarts.
+                (Some(instance), _) => group
+                    .member_for_instance(instance)
+                    .unwrap_or_else(|| new_member_id(&request)),
+                (None, true) if request.require_known_member_id => {
+                    let id = new_member_id(&request);
+                    group.pending.insert(id.clone(), Instant::now());
+                    return Err((ResponseError::MemberIdRequired, id));
+                }
+                (None, true) => new_member_id(&request),
+                (None, false) if group.members.contains_key(&request.member_id) => request.member_id.clone(),
+                (None, false) if group.pending.remove(&request.member_id).is_some() => request.member_id.clone(),
+                (None, false) => return Err((ResponseError::UnknownMemberId, request.member_id)),
+            };
+            let (tx, rx) = oneshot::channel();
+            let member = group.members.entry(member_id).or_insert_with(|| Member {
+                instance_id: request.instance_id.clone(),
+                client_id: request.client_id.clone(),
+                client_host: request.client_host.clone(),
+                session_timeout: Duration::ZERO,
+                rebalance_timeout: Duration::ZERO,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_seen: Instant::now(),
+                join: None,
+                sync: None,
+            });
+            member.session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
+            member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64);
+            member.protocols = request.protocols.clone();
+            member.last_seen = Instant::now();
+            if let Some(old) = member.join.replace(tx) {
+                // The same member joined twice: the older request is superseded.
+                let _ = old.send(Err(ResponseError::UnknownMemberId));
+            }
+            group.protocol_type = request.protocol_type.clone();
+            self.members_changed(&request.group_id, group);
+            rx
+        };
+        waiter
+            .await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+            .map_err(|e| (e, request.member_id))
+    }
+
+    /// Starts a rebalance if none is running, and completes it if every member has joined already.
+    fn members_changed(self: &Arc<Self>, group_id: &str, group: &mut Group) {
+        if group.members.is_empty() {
+            group.state = State::Empty;
+            group.leader = None;
+            group.generation += 1;
+            return;
+        }
+        if group.state != State::PreparingRebalance {
+            let from_empty = group.state == State::Empty;
+            group.state = State::PreparingRebalance;
+            group.rebalance += 1;
+            for member in group.members.values_mut() {
+                if let Some(sync) = member.sync.take() {
+                    let _ = sync.send(Err(ResponseError::RebalanceInProgress));
+                }
+            }
+            let delay = if from_empty {
+                self.initial_rebalance_delay
+            } else {
+                group
+                    .members
+                    .values()
+                    .map(|m| m.rebalance_timeout)
+                    .max()
+                    .unwrap_or_default()
+            };
+            let (coordinator, id, rebalance) = (self.clone(), group_id.to_owned(), group.rebalance);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                coordinator.complete_join(&id, rebalance, true);
+            });
+            group.delaying = from_empty && !self.initial_rebalance_delay.is_zero();
+        }
+        if !group.delaying && group.members.values().all(|m| m.join.is_some()) {
+            let rebalance = group.rebalance;
+            complete_join_locked(group, rebalance, false);
+        }
+    }
+
+    /// Completes rebalance `rebalance` of `group_id` if it is still running: at its deadline (`timed_out`),
+    /// members that did not rejoin are removed.
+    fn complete_join(self: &Arc<Self>, group_id: &str, rebalance: u64, timed_out: bool) {
+        let mut groups = self.lock();
+        if let Some(group) = groups.get_mut(group_id) {
+            complete_join_locked(group, rebalance, timed_out);
+            if group.members.is_empty() && group.state == State::PreparingRebalance {
+                group.state = State::Empty;
+            }
+        }
+    }
+
+    /// SyncGroup. The leader's call hands every member its assignment; a follower waits for it.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<Synced, ResponseError> {
+        let waiter = {
+            let mut groups = self.lock();
+            let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+            check_member(group, member_id, generation)?;
+            match group.state {
+                State::Empty => return Err(ResponseError::UnknownMemberId),
+                State::PreparingRebalance => return Err(ResponseError::RebalanceInProgress),
+                State::Stable => return Ok(synced(group, member_id)),
+                State::CompletingRebalance => {}
+            }
+            if group.leader.as_deref() == Some(member_id) {
+                let mut assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
+                for (id, member) in group.members.iter_mut() {
+                    member.assignment = assignments.remove(id).unwrap_or_default();
+                }
+                group.state = State::Stable;
+                let (protocol_type, protocol) = (group.protocol_type.clone(), group.protocol.clone());
+                for member in group.members.values_mut() {
+                    if let Some(sync) = member.sync.take() {
+                        let answer = Synced {
+                            protocol_type: protocol_type.clone(),
+                            protocol: protocol.clone(),
+                            assignment: member.assignment.clone(),
+                        };
+                        let _ = sync.send(Ok(answer));
+                    }
+                }
+                return Ok(synced(group, member_id));
+            }
+            let (tx, rx) = oneshot::channel();
+            group.members.get_mut(member_id).expect("checked").sync = Some(tx);
+            rx
+        };
+        waiter.await.unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+    }
+
+    /// Heartbeat: keeps the session alive and tells the member whether to rejoin.
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+        let mut groups = self.lock();
+        let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        check_member(group, member_id, generation)?;
+        group.members.get_mut(member_id).expect("checked").last_seen = Instant::now();
+        match group.state {
+            State::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
+            State::Empty => Err(ResponseError::UnknownMemberId),
+            State::CompletingRebalance | State::Stable => Ok(()),
+        }
+    }
+
+    /// LeaveGroup for one member, named by member id or (v3+) instance id.
+    pub fn leave(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        let mut groups = self.lock();
+        let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        let id = match instance_id {
+            Some(instance) => group
+                .member_for_instance(instance)
+                .ok_or(ResponseError::UnknownMemberId)?,
+            None => member_id.to_owned(),
+        };
+        let member = group.members.remove(&id).ok_or(ResponseError::UnknownMemberId)?;
+        if let Some(join) = member.join {
+            let _ = join.send(Err(ResponseError::UnknownMemberId));
+        }
+        tracing::info!(group = group_id, member = %id, "member left");
+        self.members_changed(group_id, group);
+        Ok(())
+    }
+
+    /// Whether a commit from this member at this generation is accepted. A commit without a member
+    /// (generation -1) is accepted for a group that has no members, as Kafka accepts it from consumers
+    /// that assign partitions themselves.
+    pub fn check_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return if generation < 0 {
+                Ok(())
+            } else {
+                Err(ResponseError::IllegalGeneration)
+            };
+        };
+        if generation < 0 && member_id.is_empty() {
+            return if group.members.is_empty() {
+                Ok(())
+            } else {
+                Err(ResponseError::UnknownMemberId)
+            };
+        }
+        check_member(group, member_id, generation)?;
+        if group.state == State::PreparingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupView> {
+        let groups = self.lock();
+        let group = groups.get(group_id)?;
+        let members = group
+            .members
+            .iter()
+            .map(|(id, m)| MemberView {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(name, _)| *name == group.protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
+        Some(GroupView {
+            state: group.state,
+            protocol_type: group.protocol_type.clone(),
+            protocol: group.protocol.clone(),
+            members,
+        })
+    }
+
+    /// Every group with members or a past, with its state and protocol type.
+    pub fn list(&self) -> Vec<(String, State, String)> {
+        self.lock()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.state, g.protocol_type.clone()))
+            .collect()
+    }
+}
+
+fn new_member_id(request: &JoinRequest) -> String {
+    let prefix = request.instance_id.as_deref().unwrap_or(&request.client_id);
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+fn shares_protocol(member: &Member, protocols: &[(String, Bytes)]) -> bool {
+    member
+        .protocols
+        .iter()
+        .any(|(name, _)| protocols.iter().any(|(other, _)| other == name))
+}
+
+fn check_member(group: &Group, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    if !group.members.contains_key(member_id) {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if generation != group.generation {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    Ok(())
+}
+
+fn synced(group: &Group, member_id: &str) -> Synced {
+    Synced {
+        protocol_type: group.protocol_type.clone(),
+        protocol: group.protocol.clone(),
+        assignment: group
+            .members
+            .get(member_id)
+            .map(|m| m.assignment.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Ends the join phase of rebalance `rebalance` (if it is the one running): a new generation, a protocol
+/// every member supports, a leader, and each waiting member's answer.
+fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
+    if group.state != State::PreparingRebalance || group.rebalance != rebalance {
+        return;
+    }
+    if !timed_out && (group.delaying || !group.members.values().all(|m| m.join.is_some())) {
+        return;
+    }
+    group.delaying = false;
+    // Members that did not rejoin in time are out.
+    group.members.retain(|_, m| m.join.is_some());
+    if group.members.is_empty() {
+        group.state = State::Empty;
+        group.leader = None;
+        group.generation += 1;
+        return;
+    }
+    group.generation += 1;
+    if group
+        .leader
+        .as_ref()
+        .is_none_or(|leader| !group.members.contains_key(leader))
+    {
+        group.leader = group.members.keys().next().cloned();
+    }
+    let leader = group.leader.clone().expect("set above");
+    // The leader's most preferred protocol that every member supports.
+    let chosen = group.members[&leader]
+        .protocols
+        .iter()
+        .map(|(name, _)| name.clone())
+        .find(|name| {
+            group
+                .members
+                .values()
+                .all(|m| m.protocols.iter().any(|(p, _)| p == name))
+        })
+        .unwrap_or_default();
+    group.protocol = chosen.clone();
+    group.state = State::CompletingRebalance;
+    let members: Vec<(String, Option<String>, Bytes)> = group
+        .members
+        .iter()
+        .map(|(id, m)| {
+            let metadata = m
+                .protocols
+                .iter()
+                .find(|(name, _)| *name == chosen)
+                .map(|(_, md)| md.clone())
+                .unwrap_or_default();
+            (id.clone(), m.instance_id.clone(), metadata)
+        })
+        .collect();
+    let (generation, protocol_type) = (group.generation, group.protocol_type.clone());
+    for (id, member) in group.members.iter_mut() {
+        member.last_seen = Instant::now();
+        if let Some(join) = member.join.take() {
+            let _ = join.send(Ok(Joined {
+                generation,
+                protocol_type: protocol_type.clone(),
+                protocol: chosen.clone(),
+                leader: leader.clone(),
+                member_id: id.clone(),
+                members: if *id == leader { members.clone() } else { Vec::new() },
+            }));
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Consumer groups through librdkafka's `subscribe`: partitions shared out by the group, every record read
+//! once, committed offsets that survive a restart.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TOPIC: &str = "shared";
+const PARTITIONS: i32 = 6;
+const RECORDS: usize = 6000;
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn config(server: &Server) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &server.addr)
+        .set("broker.address.family", "v4");
+    config
+}
+
+fn group_consumer(server: &Server, group: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = config(server)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    consumer
+}
+
+async fn setup(server: &Server, records: usize) {
+    let admin: AdminClient<DefaultClientContext> = config(server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce(server, 0, records).await;
+}
+
+async fn produce(server: &Server, from: usize, count: usize) {
+    let producer: FutureProducer = config(server).set("linger.ms", "5").create().unwrap();
+    let mut deliveries = Vec::new();
+    for i in from..from + count {
+        let record = FutureRecord::to(TOPIC)
+            .partition((i % PARTITIONS as usize) as i32)
+            .key("k")
+            .payload("v");
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_share_six_partitions_read_everything_once_and_resume_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Consumers started together join one generation within the initial delay.
+    let mut server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=1500"]);
+    setup(&server, RECORDS).await;
+
+    let seen: Arc<Mutex<HashSet<(i32, i64)>>> = Arc::default();
+    let duplicates: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let consumer = group_consumer(&server, "readers");
+            let (seen, duplicates) = (seen.clone(), duplicates.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + TIMEOUT;
+                while seen.lock().unwrap().len() < RECORDS {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the group read {} of {RECORDS}",
+                        seen.lock().unwrap().len()
+                    );
+                    if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                        let message = message.expect("no consumer error");
+                        if !seen.lock().unwrap().insert((message.partition(), message.offset())) {
+                            duplicates.lock().unwrap().push((message.partition(), message.offset()));
+                        }
+                    }
+                }
+                consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+                let owned = consumer.assignment().unwrap().count();
+                (consumer, owned)
+            })
+        })
+        .collect();
+    let finished: Vec<(BaseConsumer, usize)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        duplicates.lock().unwrap().is_empty(),
+        "read twice: {:?}",
+        duplicates.lock().unwrap()
+    );
+    let shares: Vec<usize> = finished.iter().map(|(_, owned)| *owned).collect();
+    assert_eq!(shares, vec![2, 2, 2], "six partitions shared out evenly");
+    drop(finished);
+
+    // The committed offsets are durable: after a restart the group resumes at the end.
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    server.restart();
+    let consumer = group_consumer(&server, "readers");
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        wanted.add_partition(TOPIC, p);
+    }
+    let committed = consumer.committed_offsets(wanted, Duration::from_secs(30)).unwrap();
+    for element in committed.elements() {
+        assert_eq!(
+            element.offset(),
+            Offset::Offset((RECORDS as i32 / PARTITIONS) as i64),
+            "{element:?}"
+        );
+    }
+    produce(&server, RECORDS, 12).await;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut fresh = 0;
+    while fresh < 12 {
+        assert!(Instant::now() < deadline, "read {fresh} of the 12 new records");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            assert!(
+                message.offset() >= (RECORDS as i32 / PARTITIONS) as i64,
+                "only records after the commit"
+            );
+            fresh += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_without_leaving_loses_its_partitions_after_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0"]);
+    setup(&server, 60).await;
+    let survivor = group_consumer(&server, "failover");
+    // The other member is a separate process (kcat's balanced consumer), so that it can die for real.
+    let mut victim = std::process::Command::new("kcat")
+        .args([
+            "-b",
+            &server.addr,
+            "-X",
+            "broker.address.family=v4",
+            "-X",
+            "session.timeout.ms=6000",
+        ])
+        .args(["-G", "failover", TOPIC])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kcat is installed (scripts/test installs it)");
+    let deadline = Instant::now() + TIMEOUT;
+    while survivor.assignment().unwrap().count() != 3 {
+        assert!(Instant::now() < deadline, "the two members never shared the partitions");
+        survivor.poll(Duration::from_millis(100));
+    }
+    // SIGKILL: no LeaveGroup. After its session timeout the survivor gets everything.
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed = Instant::now();
+    while survivor.assignment().unwrap().count() < PARTITIONS as usize {
+        assert!(Instant::now() < deadline, "the dead member's partitions never moved");
+        survivor.poll(Duration::from_millis(100));
+    }
+    assert!(
+        killed.elapsed() >= Duration::from_secs(5),
+        "moved before the session could have expired"
+    );
+}
