@@ -179,3 +179,110 @@ async fn a_consumer_killed_without_leaving_loses_its_partitions_after_its_sessio
         "moved before the session could have expired"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_empty_groups_are_deleted_and_their_offsets_go_with_them() {
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0"]);
+    setup(&server, 60).await;
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+
+    // A consumer that assigns partitions itself commits without joining: its group has no members.
+    let manual: BaseConsumer = config(&server)
+        .set("group.id", "manual")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(TOPIC, 0, Offset::Offset(3)).unwrap();
+    manual.commit(&offsets, CommitMode::Sync).unwrap();
+    let committed = |consumer: &BaseConsumer| {
+        let mut wanted = TopicPartitionList::new();
+        wanted.add_partition(TOPIC, 0);
+        consumer
+            .committed_offsets(wanted, Duration::from_secs(30))
+            .unwrap()
+            .elements()[0]
+            .offset()
+    };
+    assert_eq!(committed(&manual), Offset::Offset(3));
+
+    // A group with a live member is refused.
+    let member = group_consumer(&server, "busy");
+    let deadline = Instant::now() + TIMEOUT;
+    while member.assignment().unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "the member never got partitions");
+        member.poll(Duration::from_millis(100));
+    }
+    let results = admin
+        .delete_groups(&["busy", "manual", "never-existed"], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap_err().1, RDKafkaErrorCode::NonEmptyGroup);
+    assert!(results[1].is_ok(), "{results:?}");
+    assert_eq!(results[2].as_ref().unwrap_err().1, RDKafkaErrorCode::GroupIdNotFound);
+    assert_eq!(
+        committed(&manual),
+        Offset::Invalid,
+        "the deleted group's offsets are gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_topics_a_group_does_not_read_can_be_deleted() {
+    use std::io::Write;
+
+    use common::raw::{connect, frame, response};
+    use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+    use kafka_protocol::messages::{ApiKey, GroupId, OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0"]);
+    setup(&server, 60).await;
+    let offset_delete = |group: &'static str| {
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_topics(vec![
+                OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+            ]);
+        let mut stream = connect(&server);
+        stream.write_all(&frame(ApiKey::OffsetDelete, 0, &request)).unwrap();
+        let answer: OffsetDeleteResponse = response(&mut stream, ApiKey::OffsetDelete, 0);
+        (
+            answer.error_code,
+            answer.topics.first().map(|t| t.partitions[0].error_code),
+        )
+    };
+    let consumer: BaseConsumer = config(&server)
+        .set("group.id", "idle")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(TOPIC, 0, Offset::Offset(5)).unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    assert_eq!(offset_delete("idle"), (0, Some(0)));
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(TOPIC, 0);
+    let committed = consumer.committed_offsets(wanted, Duration::from_secs(30)).unwrap();
+    assert_eq!(committed.elements()[0].offset(), Offset::Invalid);
+    assert_eq!(
+        offset_delete("nobody").0,
+        kafka_protocol::ResponseError::GroupIdNotFound.code()
+    );
+
+    // A group whose members subscribe to the topic keeps its offsets.
+    let member = group_consumer(&server, "reading");
+    let deadline = Instant::now() + TIMEOUT;
+    while member.assignment().unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "the member never got partitions");
+        member.poll(Duration::from_millis(100));
+    }
+    let subscribed = kafka_protocol::ResponseError::GroupSubscribedToTopic.code();
+    assert_eq!(offset_delete("reading"), (0, Some(subscribed)));
+}

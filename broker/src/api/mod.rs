@@ -15,6 +15,7 @@ mod api_versions;
 mod configs;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
@@ -31,6 +32,7 @@ mod list_groups;
 mod list_offsets;
 mod metadata;
 mod offset_commit;
+mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod sync_group;
@@ -63,6 +65,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -117,6 +121,8 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
         RequestKind::DescribeGroups(body) => {
             ResponseKind::DescribeGroups(describe_groups::handle(broker, body, version))
         }
+        RequestKind::DeleteGroups(body) => ResponseKind::DeleteGroups(delete_groups::handle(broker, body, version)),
+        RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(offset_delete::handle(broker, body, version)),
         other => unreachable!("the decoder only accepts APIs in SUPPORTED, not {other:?}"),
     })
 }

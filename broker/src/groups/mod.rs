@@ -439,6 +439,40 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Forgets a group that has no members (DeleteGroups). Its offsets are the caller's to delete.
+    pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        let mut groups = self.lock();
+        match groups.get(group_id) {
+            Some(group) if !group.members.is_empty() => Err(ResponseError::NonEmptyGroup),
+            _ => {
+                groups.remove(group_id);
+                Ok(())
+            }
+        }
+    }
+
+    /// The topics the members of a consumer group subscribe to (from the consumer protocol's subscription:
+    /// `i16` version, then an array of topic names). Empty for a group without members.
+    pub fn subscribed_topics(&self, group_id: &str) -> Vec<String> {
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return Vec::new();
+        };
+        let mut topics: Vec<String> = group
+            .members
+            .values()
+            .flat_map(|m| {
+                m.protocols
+                    .iter()
+                    .filter(|(name, _)| *name == group.protocol || group.protocol.is_empty())
+            })
+            .flat_map(|(_, metadata)| subscription_topics(metadata.clone()))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     pub fn describe(&self, group_id: &str) -> Option<GroupView> {
         let groups = self.lock();
         let group = groups.get(group_id)?;
@@ -474,6 +508,29 @@ impl Coordinator {
             .map(|(id, g)| (id.clone(), g.state, g.protocol_type.clone()))
             .collect()
     }
+}
+
+/// Topic names from a ConsumerProtocolSubscription (any version: the topics come first). Malformed metadata
+/// yields what could be read.
+fn subscription_topics(mut metadata: Bytes) -> Vec<String> {
+    use bytes::Buf;
+    let mut topics = Vec::new();
+    if metadata.remaining() < 6 {
+        return topics;
+    }
+    metadata.advance(2);
+    let count = metadata.get_i32();
+    for _ in 0..count.max(0) {
+        if metadata.remaining() < 2 {
+            break;
+        }
+        let len = metadata.get_i16().max(0) as usize;
+        if metadata.remaining() < len {
+            break;
+        }
+        topics.push(String::from_utf8_lossy(&metadata.split_to(len)).into_owned());
+    }
+    topics
 }
 
 fn new_member_id(request: &JoinRequest) -> String {

@@ -109,12 +109,31 @@ impl OffsetStore {
         group: &str,
         offsets: Vec<(TopicPartition, Committed)>,
     ) -> Result<(), ResponseError> {
-        if offsets.is_empty() {
+        let changes = offsets
+            .into_iter()
+            .map(|(tp, committed)| (tp, Some(committed)))
+            .collect();
+        self.write(broker, group, changes)
+    }
+
+    /// Deletes committed offsets (tombstones in `__consumer_offsets`).
+    pub fn delete(&self, broker: &Broker, group: &str, partitions: Vec<TopicPartition>) -> Result<(), ResponseError> {
+        self.write(broker, group, partitions.into_iter().map(|tp| (tp, None)).collect())
+    }
+
+    /// Appends one batch with a record per change (a value, or a tombstone) and applies the changes.
+    fn write(
+        &self,
+        broker: &Broker,
+        group: &str,
+        changes: Vec<(TopicPartition, Option<Committed>)>,
+    ) -> Result<(), ResponseError> {
+        if changes.is_empty() {
             return Ok(());
         }
         let partition = ensure_partition(broker, group)?;
         let now = crate::now_ms();
-        let records: Vec<Record> = offsets
+        let records: Vec<Record> = changes
             .iter()
             .enumerate()
             .map(|(i, (tp, committed))| Record {
@@ -129,7 +148,7 @@ impl OffsetStore {
                 sequence: -1,
                 timestamp: now,
                 key: Some(encode_key(group, tp)),
-                value: Some(encode_value(committed, now)),
+                value: committed.as_ref().map(|c| encode_value(c, now)),
                 headers: Default::default(),
             })
             .collect();
@@ -152,8 +171,8 @@ impl OffsetStore {
             return Err(ResponseError::KafkaStorageError);
         }
         partition.appended();
-        for (tp, committed) in offsets {
-            self.apply(group.to_owned(), tp, Some(committed));
+        for (tp, committed) in changes {
+            self.apply(group.to_owned(), tp, committed);
         }
         Ok(())
     }
