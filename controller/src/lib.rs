@@ -1,4 +1,55 @@
-//! The Raft controller quorum that replaces ZooKeeper: metadata records, the `MetadataImage`, control logic
-//! (placement, leader election, fencing) and the openraft log store, state machine and network.
+//! The metadata quorum of Strata (in place of ZooKeeper): metadata records, the immutable `MetadataImage`
+//! they replay into, and the openraft storage that makes them durable.
 //!
-//! Empty for now: it is built by the controller issue (see `docs/architecture.md`).
+//! Metadata changes only by replaying committed records (Kafka's KRaft design): control logic computes
+//! records, openraft commits them as batches in the metadata log, and the state machine replays each batch
+//! into a new image. See `docs/controller.md` for the records, the image and the files on disk.
+//!
+//! # Layout
+//!
+//! - [`proto`]: the prost messages of `proto/metadata.proto` (the records) and `proto/raft.proto` (openraft's
+//!   types on disk), generated at build time.
+//! - [`image`]: [`MetadataImage`], immutable and cheap to clone (maps behind `Arc`s), and how it is written
+//!   out as records for a snapshot.
+//! - [`delta`]: [`MetadataDelta`], the replay of records into the next image, with the checks that keep an
+//!   image valid; the only code that changes metadata.
+//! - [`types`]: the openraft type configuration ([`TypeConfig`]) and short names for its types.
+//! - `codec`: openraft's types to and from their protobuf form.
+//! - `checked_file`: small files replaced whole (temp, fsync, rename) and guarded by a CRC-32.
+//! - `log_files`: the metadata log's segment files: append with fsync, truncate, purge, and recovery that
+//!   cuts a torn tail.
+//! - [`log_store`]: [`LogStore`], openraft's log storage over those files plus the vote and committed id.
+//! - [`state_machine`]: [`StateMachine`], openraft's state machine: applies batches to the image, builds and
+//!   installs snapshots.
+//!
+//! Not here yet: the controller logic (registration, placement, elections, fencing), the gRPC network and
+//! service, and the broker's side.
+//!
+//! # Errors
+//!
+//! Opening is where things found on disk can be wrong, so [`LogStore::open`] and [`StateMachine::open`] have
+//! their own errors ([`OpenError`], [`SnapshotError`]) naming the file. A torn log tail is not an error: it is
+//! cut and logged. The openraft trait methods return `io::Error`, as openraft requires; openraft treats any
+//! of them as fatal for the node. Replay has [`ReplayError`]: a refused batch is not a storage failure but an
+//! answer to the proposer, in [`Applied`].
+
+mod checked_file;
+mod codec;
+pub mod delta;
+pub mod image;
+mod log_files;
+pub mod log_store;
+pub mod proto;
+pub mod state_machine;
+pub mod types;
+
+pub use checked_file::CheckedFileError;
+pub use codec::DecodeError;
+pub use delta::{MetadataDelta, ReplayError};
+pub use image::{Broker, BrokerId, ConfigResource, Configs, MetadataImage, NO_LEADER, Partition, Topic, TopicId};
+pub use log_store::{LogReader, LogStore, OpenError};
+pub use state_machine::{SnapshotBuilder, SnapshotError, StateMachine};
+pub use types::{Applied, TypeConfig};
+
+/// The directory of the metadata log under a node's data directory, as Kafka names it.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
