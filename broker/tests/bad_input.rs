@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::Server;
-use common::raw::{connect, frame, response};
+use common::raw::{connect, frame, log_end_offset, response};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ListOffsetsRequest, ListOffsetsResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ProduceRequest, ProduceResponse, TopicName,
     create_topics_request::CreatableTopic,
-    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -58,24 +56,6 @@ fn records_with_bad_crc() -> bytes::Bytes {
     let last = buf.len() - 1;
     buf[last] ^= 0xff; // inside the records: covered by the CRC
     buf.freeze()
-}
-
-fn log_end_offset(server: &Server, topic: &str) -> i64 {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id((-1).into())
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.into())))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let mut stream = connect(server);
-    stream.write_all(&frame(ApiKey::ListOffsets, 5, &request)).unwrap();
-    let response: ListOffsetsResponse = response(&mut stream, ApiKey::ListOffsets, 5);
-    response.topics[0].partitions[0].offset
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

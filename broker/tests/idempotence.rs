@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::Server;
-use common::raw::{connect, frame, response};
+use common::raw::{connect, frame, log_end_offset, response};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
-    ProduceResponse, TopicName,
-    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -68,24 +66,6 @@ fn produce(server: &Server, batch: bytes::Bytes) -> (i16, i64) {
     (partition.error_code, partition.base_offset)
 }
 
-fn log_end_offset(server: &Server) -> i64 {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id((-1).into())
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("idem")))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let mut stream = connect(server);
-    stream.write_all(&frame(ApiKey::ListOffsets, 5, &request)).unwrap();
-    let response: ListOffsetsResponse = response(&mut stream, ApiKey::ListOffsets, 5);
-    response.topics[0].partitions[0].offset
-}
-
 fn create_topic(server: &Server) {
     use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, create_topics_request::CreatableTopic};
     let request = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
@@ -126,7 +106,7 @@ fn a_retried_batch_is_answered_not_appended_again_even_after_a_restart() {
         "a retry gets its first offset"
     );
     assert_eq!(produce(&server, idempotent_batch(id, 0, 5, 3)), (0, 5));
-    assert_eq!(log_end_offset(&server), 8, "the retry appended nothing");
+    assert_eq!(log_end_offset(&server, "idem"), 8, "the retry appended nothing");
     let gap = produce(&server, idempotent_batch(id, 0, 10, 1)).0;
     assert_eq!(gap, ResponseError::OutOfOrderSequenceNumber.code());
     let stranger = produce(&server, idempotent_batch(id + 1000, 0, 4, 1)).0;
@@ -137,7 +117,7 @@ fn a_retried_batch_is_answered_not_appended_again_even_after_a_restart() {
     server.restart();
     assert_eq!(produce(&server, idempotent_batch(id, 0, 5, 3)), (0, 5));
     assert_eq!(produce(&server, idempotent_batch(id, 0, 8, 2)), (0, 8));
-    assert_eq!(log_end_offset(&server), 10);
+    assert_eq!(log_end_offset(&server, "idem"), 10);
     assert!(
         new_producer_id(&server) > id + 1,
         "producer ids are not handed out twice across restarts"
@@ -166,5 +146,5 @@ async fn librdkafka_with_idempotence_delivers_every_record_once() {
         offsets.push(delivery.await.unwrap().unwrap().offset);
     }
     assert_eq!(offsets, (0..20_000).collect::<Vec<i64>>());
-    assert_eq!(log_end_offset(&server), 20_000);
+    assert_eq!(log_end_offset(&server, "idem"), 20_000);
 }

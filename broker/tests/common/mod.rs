@@ -219,4 +219,28 @@ pub mod raw {
         assert!(!body.has_remaining(), "the whole response was decoded");
         decoded
     }
+
+    /// The log end offset of partition 0 of `topic`, by ListOffsets.
+    pub fn log_end_offset(server: &super::Server, topic: &str) -> i64 {
+        use std::io::Write;
+
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
+
+        let request = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ]),
+            ]);
+        let mut stream = connect(server);
+        stream.write_all(&frame(ApiKey::ListOffsets, 5, &request)).unwrap();
+        let answer: ListOffsetsResponse = response(&mut stream, ApiKey::ListOffsets, 5);
+        answer.topics[0].partitions[0].offset
+    }
 }
