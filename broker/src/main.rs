@@ -1,5 +1,5 @@
-//! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume` and
-//! `bench` are clients of a running one (see the `cli` module and docs/cli.md).
+//! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume`, `group`
+//! and `bench` are clients of a running one (see the `cli` module and docs/cli.md).
 
 mod cli;
 
@@ -27,6 +27,8 @@ enum Command {
     Consume(cli::consume::ConsumeArgs),
     /// Measure produce or consume throughput and latency.
     Bench(cli::bench::BenchArgs),
+    /// List, describe and delete consumer groups, and reset their committed offsets.
+    Group(cli::group::GroupArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Produce(args)) => cli::block_on(cli::produce::run(args)),
         Some(Command::Consume(args)) => cli::block_on(cli::consume::run(args)),
         Some(Command::Bench(args)) => cli::block_on(cli::bench::run(args)),
+        Some(Command::Group(args)) => cli::block_on(cli::group::run(args)),
     };
     // Client commands fail with one line (the causes joined by `: `), not anyhow's report.
     if let Err(e) = client_command {

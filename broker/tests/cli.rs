@@ -553,25 +553,9 @@ fn produced_lines_come_back_with_their_keys_headers_and_partitions() {
     assert_eq!(run(&["consume", "plain", "--from", "latest"], b"").ok(), "");
 }
 
-/// Milliseconds since the epoch as RFC 3339 in UTC, by GNU `date`: an oracle independent of the CLI's own
-/// date arithmetic.
-fn rfc3339(ms: i64) -> String {
-    let at = format!("@{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
-    let output = std::process::Command::new("date")
-        .args(["-u", "-d", &at, "+%Y-%m-%dT%H:%M:%S.%3NZ"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "date: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 #[test]
 fn consume_from_a_time_starts_at_the_first_record_at_or_after_it() {
-    assert_eq!(rfc3339(1_795_168_800_500), "2026-11-20T10:00:00.500Z");
+    assert_eq!(common::rfc3339(1_795_168_800_500), "2026-11-20T10:00:00.500Z");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let run = |args: &[&str], stdin: &[u8]| strata(&server.addr, args, stdin);
@@ -584,9 +568,17 @@ fn consume_from_a_time_starts_at_the_first_record_at_or_after_it() {
     wait_for("the clock to pass the old records' time", TIMEOUT, || now_ms() > since);
     run(&["produce", "timed", "--partition", "1"], b"new 1\nnew 2\n").ok();
 
-    let consumed = run(&["consume", "timed", "--from", &rfc3339(since), "--format", "%v"], b"").ok();
+    let consumed = run(
+        &["consume", "timed", "--from", &common::rfc3339(since), "--format", "%v"],
+        b"",
+    )
+    .ok();
     assert_eq!(consumed, "new 1\nnew 2\n");
-    let everything = run(&["consume", "timed", "--from", &rfc3339(newest_old - 60_000)], b"").ok();
+    let everything = run(
+        &["consume", "timed", "--from", &common::rfc3339(newest_old - 60_000)],
+        b"",
+    )
+    .ok();
     assert_eq!(everything.lines().count(), 5);
     let future = run(&["consume", "timed", "--from", "2999-01-01T00:00:00+02:00"], b"").ok();
     assert_eq!(future, "", "a time after every record starts at the end");

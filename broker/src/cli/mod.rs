@@ -8,12 +8,13 @@
 //! - this file: `--bootstrap` and connecting, parsing of `key=value`, acks and codecs, the runtime.
 //! - `producer`: batching records per partition and sending them pipelined (`produce`, `bench produce`).
 //! - `format`: how `consume` prints a record (a `%k %v…` template or JSON).
-//! - `time`: RFC 3339 timestamps for `consume --from`.
-//! - `topic`, `produce`, `consume`, `bench`: one file per command.
+//! - `time`: RFC 3339 timestamps for `consume --from` and `group reset-offsets --to-datetime`.
+//! - `topic`, `produce`, `consume`, `bench`, `group`: one file per command.
 
 pub mod bench;
 pub mod consume;
 mod format;
+pub mod group;
 pub mod produce;
 mod producer;
 mod time;

@@ -285,6 +285,7 @@ impl Coordinator {
         if group.members.is_empty() {
             group.state = State::Empty;
             group.leader = None;
+            group.protocol.clear();
             group.generation += 1;
             return;
         }
@@ -582,6 +583,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
     if group.members.is_empty() {
         group.state = State::Empty;
         group.leader = None;
+        group.protocol.clear();
         group.generation += 1;
         return;
     }

@@ -163,6 +163,22 @@ fn logged_addr(line: &str) -> Option<String> {
     line.split("addr=").nth(1)?.split_whitespace().next().map(str::to_owned)
 }
 
+/// Milliseconds since the epoch as RFC 3339 in UTC, by GNU `date`: an oracle independent of the CLI's own
+/// date arithmetic.
+pub fn rfc3339(ms: i64) -> String {
+    let at = format!("@{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+    let output = Command::new("date")
+        .args(["-u", "-d", &at, "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "date: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

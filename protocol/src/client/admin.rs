@@ -1,8 +1,10 @@
-//! Typed helpers for the admin side of Kafka: topics, partitions, configs, offsets, the cluster.
+//! Typed helpers for the admin side of Kafka: topics, partitions, configs, offsets, the cluster, consumer
+//! groups.
 //!
 //! Each helper fills the request for the negotiated version, turns error codes into
 //! [`ClientError::Kafka`] with what was being done, and returns plain Rust types.
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -12,12 +14,17 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
-    MetadataRequest, TopicName,
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use uuid::Uuid;
 
 use super::{Client, ClientError, Result, check};
@@ -485,5 +492,336 @@ impl Client {
                 })
                 .collect(),
         })
+    }
+}
+
+/// A group as ListGroups lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    /// `consumer` for consumer groups; empty for groups that only commit offsets.
+    pub protocol_type: String,
+    /// `Empty`, `Stable`, …; `None` from brokers older than ListGroups v4, which do not say.
+    pub state: Option<String>,
+}
+
+/// A group as DescribeGroups describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable` or `Dead` (a group the coordinator
+    /// does not know).
+    pub state: String,
+    pub protocol_type: String,
+    /// The chosen protocol: for consumer groups, the assignor (`range`, `cooperative-sticky`, …).
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The member's subscription, in the format of the group's protocol type.
+    pub metadata: Bytes,
+    /// The member's assignment, in the format of the group's protocol type; for consumer groups
+    /// [`decode_consumer_assignment`] reads it.
+    pub assignment: Bytes,
+}
+
+/// A group's committed offset for one partition (OffsetFetch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// `None` when the group has committed nothing for the partition.
+    pub offset: Option<i64>,
+    pub leader_epoch: Option<i32>,
+    pub metadata: Option<String>,
+}
+
+/// The partitions of a consumer-protocol assignment (`ConsumerProtocolAssignment` v0–v3: an `i16` version,
+/// then topics with their partitions, then user data), as `(topic, partitions)`. Empty bytes are an empty
+/// assignment (a member that has not synced yet). A version newer than 3 is read as v3, whose fields it
+/// starts with, as Kafka's clients read it.
+pub fn decode_consumer_assignment(bytes: &Bytes) -> Result<Vec<(String, Vec<i32>)>, String> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return Err("truncated consumer-protocol assignment".into());
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    if version < 0 {
+        return Err(format!("consumer-protocol assignment version {version}"));
+    }
+    let _ = bytes::Buf::get_i16(&mut buf);
+    let assignment = ConsumerProtocolAssignment::decode(&mut buf, version.min(3))
+        .map_err(|e| format!("malformed consumer-protocol assignment: {e}"))?;
+    Ok(assignment
+        .assigned_partitions
+        .into_iter()
+        .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+        .collect())
+}
+
+impl Client {
+    /// Every group the broker coordinates, with its state where the broker says it (ListGroups v4+).
+    pub async fn list_groups(&mut self) -> Result<Vec<ListedGroup>> {
+        let version = self.version::<ListGroupsRequest>()?;
+        // No filter: every state (v4+) and every type (v5+).
+        let request = ListGroupsRequest::default()
+            .with_states_filter(Vec::new())
+            .with_types_filter(Vec::new());
+        let response = self.send_at(request, version).await?;
+        check(response.error_code, None, || "listing groups".into())?;
+        Ok(response
+            .groups
+            .into_iter()
+            .map(|g| ListedGroup {
+                group_id: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: (version >= 4).then(|| g.group_state.to_string()),
+            })
+            .collect())
+    }
+
+    /// Describes one group. A group the coordinator does not know comes back in state `Dead` (or, from
+    /// DescribeGroups v6 brokers, as the error GroupIdNotFound).
+    pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription> {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(str_bytes(group))])
+            .with_include_authorized_operations(false);
+        let response = self.send(request).await?;
+        let described = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0.as_str() == group)
+            .ok_or_else(|| ClientError::Protocol {
+                api_key: ApiKey::DescribeGroups,
+                version: self.version::<DescribeGroupsRequest>().unwrap_or(-1),
+                reason: format!("group {group} is not described in the response"),
+            })?;
+        check(described.error_code, described.error_message.as_ref(), || {
+            format!("describing group {group}")
+        })?;
+        Ok(GroupDescription {
+            group_id: group.to_owned(),
+            state: described.group_state.to_string(),
+            protocol_type: described.protocol_type.to_string(),
+            protocol: described.protocol_data.to_string(),
+            members: described
+                .members
+                .into_iter()
+                .map(|m| GroupMember {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.group_instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    metadata: m.member_metadata,
+                    assignment: m.member_assignment,
+                })
+                .collect(),
+        })
+    }
+
+    /// A group's committed offsets: for `topics` (`(topic, partitions)`; a partition without a commit comes
+    /// back with offset `None`), or, with `None`, for every partition the group has committed.
+    pub async fn fetch_committed_offsets(
+        &mut self,
+        group: &str,
+        topics: Option<&[(&str, &[i32])]>,
+    ) -> Result<Vec<CommittedOffset>> {
+        let version = self.version::<OffsetFetchRequest>()?;
+        let context = || format!("fetching the committed offsets of group {group}");
+        let committed =
+            |topic: &TopicName, partition: i32, offset: i64, epoch: i32, metadata: Option<StrBytes>| CommittedOffset {
+                topic: topic.0.to_string(),
+                partition,
+                offset: (offset >= 0).then_some(offset),
+                leader_epoch: (epoch >= 0).then_some(epoch),
+                metadata: metadata.map(|m| m.to_string()),
+            };
+        let mut offsets = Vec::new();
+        // v8 asks for a list of groups; earlier versions for one. Null topics ask for everything committed.
+        if version >= 8 {
+            let wanted = topics.map(|topics| {
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        OffsetFetchRequestTopics::default()
+                            .with_name(topic_name(name))
+                            .with_partition_indexes(partitions.to_vec())
+                    })
+                    .collect()
+            });
+            let request = OffsetFetchRequest::default()
+                .with_require_stable(false)
+                .with_groups(vec![
+                    OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(str_bytes(group)))
+                        // A classic-protocol admin fetch: no member.
+                        .with_member_id(None)
+                        .with_member_epoch(-1)
+                        .with_topics(wanted),
+                ]);
+            let response = self.send_at(request, version).await?;
+            for g in response.groups {
+                check(g.error_code, None, context)?;
+                for t in g.topics {
+                    for p in t.partitions {
+                        check(p.error_code, None, || {
+                            format!("{} for {}-{}", context(), t.name.0, p.partition_index)
+                        })?;
+                        offsets.push(committed(
+                            &t.name,
+                            p.partition_index,
+                            p.committed_offset,
+                            p.committed_leader_epoch,
+                            p.metadata,
+                        ));
+                    }
+                }
+            }
+        } else {
+            let wanted = topics.map(|topics| {
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        OffsetFetchRequestTopic::default()
+                            .with_name(topic_name(name))
+                            .with_partition_indexes(partitions.to_vec())
+                    })
+                    .collect()
+            });
+            let request = OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes(group)))
+                .with_topics(wanted);
+            // require_stable exists from v7 and keeps its default (false) before.
+            let response = self.send_at(request, version).await?;
+            check(response.error_code, None, context)?;
+            for t in response.topics {
+                for p in t.partitions {
+                    check(p.error_code, None, || {
+                        format!("{} for {}-{}", context(), t.name.0, p.partition_index)
+                    })?;
+                    offsets.push(committed(
+                        &t.name,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.metadata,
+                    ));
+                }
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// Commits `offsets` (`(topic, partition, offset)`) for `group` as an admin tool does: outside any
+    /// generation (generation -1, no member id), which a coordinator accepts only while the group has no
+    /// members; otherwise it answers UnknownMemberId.
+    pub async fn commit_group_offsets(&mut self, group: &str, offsets: &[(&str, i32, i64)]) -> Result<()> {
+        let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+        for &(topic, partition, offset) in offsets {
+            let entry = OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)
+                .with_committed_metadata(Some(StrBytes::default()));
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(entry),
+                None => topics.push(
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::default())
+            .with_group_instance_id(None)
+            // -1: the broker's offsets.retention.minutes (v2–v4 only).
+            .with_retention_time_ms(-1)
+            .with_topics(topics);
+        let response = self.send(request).await?;
+        for t in response.topics {
+            for p in t.partitions {
+                check(p.error_code, None, || {
+                    format!(
+                        "committing offsets of group {group} for {}-{}",
+                        t.name.0, p.partition_index
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a group and its committed offsets. The coordinator refuses (NonEmptyGroup) while the group has
+    /// members.
+    pub async fn delete_group(&mut self, group: &str) -> Result<()> {
+        let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(group))]);
+        let response = self.send(request).await?;
+        let result = response
+            .results
+            .into_iter()
+            .find(|r| r.group_id.0.as_str() == group)
+            .ok_or_else(|| ClientError::Protocol {
+                api_key: ApiKey::DeleteGroups,
+                version: self.version::<DeleteGroupsRequest>().unwrap_or(-1),
+                reason: format!("group {group} is not in the response"),
+            })?;
+        check(result.error_code, None, || format!("deleting group {group}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::protocol::Encodable;
+
+    use super::*;
+
+    fn assignment(version: i16, user_data: Option<Bytes>) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(version);
+        ConsumerProtocolAssignment::default()
+            .with_assigned_partitions(vec![
+                TopicPartition::default()
+                    .with_topic(topic_name("orders"))
+                    .with_partitions(vec![0, 2]),
+                TopicPartition::default()
+                    .with_topic(topic_name("audit"))
+                    .with_partitions(vec![]),
+            ])
+            .with_user_data(user_data)
+            .encode(&mut buf, version.min(3))
+            .unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn consumer_assignments_decode_at_every_version() {
+        let expected = vec![("orders".to_owned(), vec![0, 2]), ("audit".to_owned(), vec![])];
+        for version in 0..=4 {
+            for user_data in [None, Some(Bytes::from_static(b"sticky"))] {
+                assert_eq!(
+                    decode_consumer_assignment(&assignment(version, user_data)),
+                    Ok(expected.clone()),
+                    "v{version}"
+                );
+            }
+        }
+        assert_eq!(decode_consumer_assignment(&Bytes::new()), Ok(Vec::new()));
+        assert!(decode_consumer_assignment(&Bytes::from_static(&[0])).is_err());
+        assert!(decode_consumer_assignment(&Bytes::from_static(&[0, 0, 0, 0, 0, 5])).is_err());
+        assert!(decode_consumer_assignment(&Bytes::from_static(&[0xff, 0xff])).is_err());
     }
 }
