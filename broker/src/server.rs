@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use strata_protocol::frame::FrameCodec;
+use strata_protocol::frame::{FrameCodec, FrameError};
 use strata_protocol::request::{self, RequestError};
 use strata_protocol::response;
 use tokio::net::{TcpListener, TcpStream};
@@ -84,6 +84,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, broker: &Broker, shutdown: &
         let frame = match frame {
             None => break,
             Some(Ok(frame)) => frame.freeze(),
+            // A client going away mid-read is not bad input.
+            Some(Err(FrameError::Io(e))) => {
+                debug!(%peer, error = %e, "connection lost");
+                break;
+            }
             Some(Err(e)) => {
                 warn!(%peer, error = %e, "closing connection: bad frame");
                 break;

@@ -11,7 +11,6 @@ use strata_storage::config::{ConfigError, LOG_CONFIG_KEYS};
 use thiserror::Error;
 
 /// Topic-level settings other than the storage ones, with the only values Strata supports so far.
-const CLEANUP_POLICY: &str = "cleanup.policy";
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// A setting that could not be applied.
@@ -33,6 +32,11 @@ impl SettingError {
                 key: key.into(),
                 value: value.into(),
                 reason: "not an integer".into(),
+            },
+            ConfigError::NotAPolicy { .. } => SettingError::Invalid {
+                key: key.into(),
+                value: value.into(),
+                reason: e.to_string(),
             },
             ConfigError::OutOfRange { range, .. } => SettingError::OutOfRange {
                 key: key.into(),
@@ -128,12 +132,6 @@ impl BrokerSettings {
     /// Checks one topic-level override, by its Kafka name.
     pub fn validate_topic_setting(&self, key: &str, value: &str) -> Result<(), SettingError> {
         match key {
-            CLEANUP_POLICY if value == "delete" => Ok(()),
-            CLEANUP_POLICY => Err(SettingError::Invalid {
-                key: key.into(),
-                value: value.into(),
-                reason: "only `delete` is supported (compaction is not built yet)".into(),
-            }),
             MIN_INSYNC_REPLICAS => {
                 let v: i64 = value.parse().map_err(|_| SettingError::Invalid {
                     key: key.into(),
@@ -161,7 +159,7 @@ impl BrokerSettings {
     pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         let mut config = self.log.clone();
         for (key, value) in overrides {
-            // Non-storage keys (cleanup.policy, min.insync.replicas) are not LogConfig's business.
+            // `min.insync.replicas` is not a storage setting; LogConfig refuses it.
             let _ = config.set(key, value);
         }
         config
@@ -179,14 +177,6 @@ impl BrokerSettings {
                 overridden: overrides.contains_key(*key),
             })
             .collect();
-        out.push(TopicSetting {
-            name: CLEANUP_POLICY,
-            value: overrides
-                .get(CLEANUP_POLICY)
-                .cloned()
-                .unwrap_or_else(|| "delete".into()),
-            overridden: overrides.contains_key(CLEANUP_POLICY),
-        });
         out.push(TopicSetting {
             name: MIN_INSYNC_REPLICAS,
             value: overrides
@@ -260,6 +250,8 @@ fn broker_to_topic_key(key: &str) -> Option<&'static str> {
         "log.flush.interval.messages" => "flush.messages",
         "log.flush.interval.ms" => "flush.ms",
         "message.max.bytes" => "max.message.bytes",
+        "log.cleanup.policy" => "cleanup.policy",
+        "log.cleaner.delete.retention.ms" => "delete.retention.ms",
         _ => return None,
     })
 }
@@ -300,7 +292,12 @@ mod tests {
         let described = settings.describe_topic(&overrides);
         let max = described.iter().find(|s| s.name == "max.message.bytes").unwrap();
         assert_eq!((max.value.as_str(), max.overridden), ("500", true));
-        assert!(settings.validate_topic_setting("cleanup.policy", "compact").is_err());
+        assert!(
+            settings
+                .validate_topic_setting("cleanup.policy", "compact,delete")
+                .is_ok()
+        );
+        assert!(settings.validate_topic_setting("cleanup.policy", "shred").is_err());
         assert!(settings.validate_topic_setting("retention.ms", "-5").is_err());
         assert!(settings.validate_topic_setting("retention.ms", "-1").is_ok());
     }

@@ -562,3 +562,61 @@ async fn kafka_error_codes_reach_the_client() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_shrinks_to_the_newest_value_of_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["log.retention.check.interval.ms=100"]);
+    create_topic(
+        &server,
+        "latest",
+        1,
+        &[("cleanup.policy", "compact"), ("segment.bytes", "4096")],
+    )
+    .await;
+    // Small batches, so that the records spread over many segments (the active one is never compacted).
+    let producer: FutureProducer = client_config(&server).set("batch.num.messages", "20").create().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..2000 {
+        let (key, value) = (format!("key-{}", i % 10), format!("value-{i}"));
+        deliveries.push(
+            producer
+                .send_result(FutureRecord::to("latest").partition(0).key(&key).payload(&value))
+                .unwrap(),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+    // Reads everything from the start: (key, value) in offset order.
+    let read_all = || {
+        let consumer = consumer(&server);
+        let (_, high) = consumer.fetch_watermarks("latest", 0, Duration::from_secs(10)).unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset("latest", 0, Offset::Beginning).unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while out.last().is_none_or(|(offset, _, _)| offset + 1 < high) {
+            assert!(Instant::now() < deadline, "could not read to the end");
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.unwrap();
+                let text = |b: Option<&[u8]>| String::from_utf8(b.unwrap().to_vec()).unwrap();
+                out.push((message.offset(), text(message.key()), text(message.payload())));
+            }
+        }
+        out
+    };
+    common::wait_for("compaction to shrink the topic", TIMEOUT, || read_all().len() < 400);
+    let survivors = read_all();
+    for k in 0..10 {
+        let key = format!("key-{k}");
+        let last = survivors
+            .iter()
+            .rev()
+            .find(|(_, sk, _)| *sk == key)
+            .map(|(_, _, v)| v.clone());
+        assert_eq!(last, Some(format!("value-{}", 1990 + k)), "the newest value of {key}");
+    }
+    assert_eq!(survivors.last().unwrap().0, 1999, "offsets are kept");
+}

@@ -245,7 +245,9 @@ pub fn check_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+    // Compaction keeps a batch's offset range while removing records from it, so a stored batch may hold
+    // fewer records than its range covers (never more, never none).
+    if header.record_count <= 0 || header.last_offset_delta < header.record_count - 1 {
         return Err(BatchError::InconsistentCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -286,9 +288,38 @@ pub struct RecordTime {
     pub timestamp: i64,
 }
 
+/// One record of a stored batch, decoded as far as compaction needs, with its encoding kept whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    /// False for a tombstone (a null value).
+    pub has_value: bool,
+    /// The record as encoded in the batch: its length prefix and body. Its offset and timestamp are deltas
+    /// from the batch's base offset and base timestamp, so it can be copied into a batch with the same ones.
+    pub encoded: Vec<u8>,
+}
+
 /// Decodes the offset and timestamp of every record of one whole, stored batch, decompressing it if needed.
 /// Used only to answer "first offset at or after time T" inside a batch, so it is off the hot paths.
 pub fn record_times(batch: &[u8]) -> Result<Vec<RecordTime>, BatchError> {
+    Ok(records(batch)?
+        .into_iter()
+        .map(|r| RecordTime {
+            offset: r.offset,
+            timestamp: r.timestamp,
+        })
+        .collect())
+}
+
+fn signed_varint(bytes: &[u8]) -> Option<(i64, usize)> {
+    read_varint(bytes).map(|(v, used)| (i64::from(v), used))
+}
+
+/// Decodes every record of one whole, stored batch (decompressing it if needed). Off the hot paths: time
+/// search and compaction.
+pub fn records(batch: &[u8]) -> Result<Vec<StoredRecord>, BatchError> {
     let header = check_stored(batch)?;
     let payload = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
     let decompressed;
@@ -299,34 +330,69 @@ pub fn record_times(batch: &[u8]) -> Result<Vec<RecordTime>, BatchError> {
             &decompressed[..]
         }
     };
+    let malformed = || BatchError::MalformedRecords("record fields do not decode");
     let mut out = Vec::with_capacity(header.record_count as usize);
     let mut pos = 0;
     while pos < records.len() && out.len() < header.record_count as usize {
-        let malformed = BatchError::MalformedRecords("record fields do not decode");
-        let (len, used) = read_varint(&records[pos..]).ok_or(malformed.clone())?;
+        let (len, used) = read_varint(&records[pos..]).ok_or_else(malformed)?;
         let body_start = pos + used;
         let body_end = usize::try_from(len)
             .ok()
             .and_then(|len| body_start.checked_add(len))
             .filter(|end| *end <= records.len())
-            .ok_or(malformed.clone())?;
+            .ok_or_else(malformed)?;
         let body = &records[body_start..body_end];
-        // attributes (1 byte), timestamp delta (varlong), offset delta (varint)
-        let rest = body.get(1..).ok_or(malformed.clone())?;
-        let (timestamp_delta, used) = read_varlong(rest).ok_or(malformed.clone())?;
-        let (offset_delta, _) = read_varint(&rest[used..]).ok_or(malformed)?;
+        // attributes (1 byte), timestamp delta (varlong), offset delta, key, value (varint lengths), headers
+        let mut at = 1;
+        let mut field = |read: fn(&[u8]) -> Option<(i64, usize)>| -> Result<i64, BatchError> {
+            let (value, used) = body.get(at..).and_then(read).ok_or_else(malformed)?;
+            at += used;
+            Ok(value)
+        };
+        let timestamp_delta = field(read_varlong)?;
+        let offset_delta = field(signed_varint)?;
+        let key_len = field(signed_varint)?;
+        let key = match usize::try_from(key_len) {
+            Ok(len) => {
+                let key = body.get(at..at + len).ok_or_else(malformed)?.to_vec();
+                at += len;
+                Some(key)
+            }
+            Err(_) => None,
+        };
+        let (value_len, _) = body.get(at..).and_then(signed_varint).ok_or_else(malformed)?;
         let timestamp = if header.is_log_append_time() {
             header.max_timestamp
         } else {
             header.base_timestamp.wrapping_add(timestamp_delta)
         };
-        out.push(RecordTime {
-            offset: header.base_offset + i64::from(offset_delta),
+        out.push(StoredRecord {
+            offset: header.base_offset + offset_delta,
             timestamp,
+            key,
+            has_value: value_len >= 0,
+            encoded: records[pos..body_end].to_vec(),
         });
         pos = body_end;
     }
     Ok(out)
+}
+
+/// A batch holding only `kept` of the records of the batch `original` (uncompressed, same base offset,
+/// base timestamp and offset range, so the kept records' deltas stay right), as compaction writes it.
+pub fn rebuild(original: &BatchHeader, original_bytes: &[u8], kept: &[StoredRecord]) -> Vec<u8> {
+    let mut out = original_bytes[..BATCH_HEADER_BYTES].to_vec();
+    for record in kept {
+        out.extend_from_slice(&record.encoded);
+    }
+    let length = (out.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+    out[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = original.attributes & !0x07; // uncompressed now
+    out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 fn decompress(codec: Compression, payload: &[u8]) -> Result<Vec<u8>, BatchError> {

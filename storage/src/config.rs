@@ -29,6 +29,12 @@ pub struct LogConfig {
     pub flush_ms: Option<u64>,
     /// `max.message.bytes`: the largest batch the log accepts.
     pub max_message_bytes: u64,
+    /// `cleanup.policy` contains `delete`: retention removes old segments.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: closed segments keep only the newest record of each key.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long compaction keeps a tombstone (a record with a null value).
+    pub delete_retention_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -43,6 +49,9 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             max_message_bytes: 1024 * 1024 + 12,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -54,6 +63,8 @@ pub enum ConfigError {
     Unknown(String),
     #[error("`{key}` must be an integer, got `{value}`")]
     NotAnInteger { key: String, value: String },
+    #[error("`cleanup.policy` = `{value}` is not `delete`, `compact` or `compact,delete`")]
+    NotAPolicy { value: String },
     #[error("`{key}` = {value} is out of range ({range})")]
     OutOfRange {
         key: String,
@@ -73,6 +84,8 @@ pub const LOG_CONFIG_KEYS: &[&str] = &[
     "flush.messages",
     "flush.ms",
     "max.message.bytes",
+    "cleanup.policy",
+    "delete.retention.ms",
 ];
 
 /// The smallest `segment.bytes` Kafka allows: a segment must hold at least a batch header and then some.
@@ -87,6 +100,29 @@ impl LogConfig {
     /// `retention.ms`, `retention.bytes`; Kafka's `Long.MAX_VALUE` default for the flush settings maps to
     /// "leave it to the OS".
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if key == "cleanup.policy" {
+            // A list: `delete`, `compact`, or both.
+            let mut policies = value.split(',').map(str::trim);
+            let (mut delete, mut compact) = (false, false);
+            for policy in &mut policies {
+                match policy {
+                    "delete" => delete = true,
+                    "compact" => compact = true,
+                    _ => {
+                        return Err(ConfigError::NotAPolicy {
+                            value: value.to_owned(),
+                        });
+                    }
+                }
+            }
+            if !delete && !compact {
+                return Err(ConfigError::NotAPolicy {
+                    value: value.to_owned(),
+                });
+            }
+            (self.cleanup_delete, self.cleanup_compact) = (delete, compact);
+            return Ok(());
+        }
         let parsed: i64 = value.trim().parse().map_err(|_| ConfigError::NotAnInteger {
             key: key.to_owned(),
             value: value.to_owned(),
@@ -133,6 +169,7 @@ impl LogConfig {
             "flush.messages" => self.flush_messages = os_if_max(">= 1")?,
             "flush.ms" => self.flush_ms = os_if_max(">= 1")?,
             "max.message.bytes" => self.max_message_bytes = at_least(0, ">= 0")?,
+            "delete.retention.ms" => self.delete_retention_ms = at_least(0, ">= 0")?,
             _ => return Err(ConfigError::Unknown(key.to_owned())),
         }
         Ok(())
@@ -152,6 +189,12 @@ impl LogConfig {
             "flush.messages" => os(self.flush_messages),
             "flush.ms" => os(self.flush_ms),
             "max.message.bytes" => self.max_message_bytes.to_string(),
+            "cleanup.policy" => match (self.cleanup_delete, self.cleanup_compact) {
+                (true, true) => "compact,delete".to_owned(),
+                (false, true) => "compact".to_owned(),
+                _ => "delete".to_owned(),
+            },
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
             _ => return None,
         })
     }

@@ -12,7 +12,7 @@
 //! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
 //! opening after an unclean stop scans only from the segment holding it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,6 +117,13 @@ pub struct RecoveryReport {
     pub segments_deleted: usize,
 }
 
+/// What compaction removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    pub segments_rewritten: usize,
+    pub bytes_removed: u64,
+}
+
 /// What retention removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -139,6 +146,9 @@ pub struct Log {
     /// fsyncs of rolled segments running on their own threads, oldest first; the recovery point moves past
     /// a rolled segment only when its fsync (and every earlier one) has finished.
     rolled_syncs: VecDeque<RolledSync>,
+    /// Segments below this base offset were compacted since the last roll (in memory: a restart compacts
+    /// once more, which finds nothing to remove).
+    compacted_up_to: u64,
     /// Set when an append failed in a way that left the active segment damaged; appends are refused until
     /// the log is reopened and recovered, as Kafka takes a failed log directory offline.
     offline: bool,
@@ -224,6 +234,7 @@ impl Log {
             unflushed_records: 0,
             last_flush: Instant::now(),
             rolled_syncs: VecDeque::new(),
+            compacted_up_to: 0,
             offline: false,
         };
         match log.segments.keys().next().copied() {
@@ -621,6 +632,9 @@ impl Log {
     /// rolled first so that old data does not outlive its retention just because no one appends.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionReport, Error> {
         let mut report = RetentionReport::default();
+        if !self.config.cleanup_delete {
+            return Ok(report);
+        }
         if let Some(retention_ms) = self.config.retention_ms {
             let cutoff = now_ms.saturating_sub(retention_ms as i64);
             let expired = |segment: &Segment| segment.max_timestamp().is_some_and(|(ts, _)| ts < cutoff);
@@ -649,6 +663,147 @@ impl Log {
                 log_start_offset = self.log_start_offset, "retention deleted segments");
         }
         Ok(report)
+    }
+
+    /// Compaction (`cleanup.policy=compact`): every closed segment keeps only the newest record of each key
+    /// (records without a key stay), and tombstones older than `delete.retention.ms` (by their batch's newest
+    /// timestamp) go. Offsets never change: a batch that loses records keeps its offset range, rewritten
+    /// uncompressed. The active segment is left alone, as in Kafka.
+    ///
+    /// A segment is rewritten into `<base>.log.cleaned`, fsynced, its indexes deleted, then renamed over the
+    /// `.log` and its indexes rebuilt: a crash at any point leaves either the old or the new log, whole, and
+    /// indexes that opening rebuilds.
+    pub fn compact(&mut self, now_ms: i64) -> Result<CompactionReport, Error> {
+        let mut report = CompactionReport::default();
+        let active_base = *self.segments.keys().next_back().expect("never empty");
+        if !self.config.cleanup_compact || self.offline || self.compacted_up_to >= active_base {
+            return Ok(report);
+        }
+        // The newest offset of every key in the closed segments.
+        let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+        self.for_each_closed_batch(active_base, |_, _, records| {
+            for record in records {
+                if let Some(key) = &record.key {
+                    newest.insert(key.clone(), record.offset);
+                }
+            }
+        })?;
+        let tombstone_cutoff = now_ms.saturating_sub(self.config.delete_retention_ms as i64);
+        let bases: Vec<u64> = self
+            .segments
+            .keys()
+            .copied()
+            .filter(|base| *base < active_base)
+            .collect();
+        for base in bases {
+            let end = self
+                .segments
+                .range(base + 1..)
+                .next()
+                .map_or(active_base, |(next, _)| *next);
+            let mut rewritten = Vec::new();
+            let mut changed = false;
+            self.for_each_closed_batch_in(base, end, |header, bytes, records| {
+                let expired = header.max_timestamp < tombstone_cutoff;
+                let kept: Vec<batch::StoredRecord> = records
+                    .into_iter()
+                    .filter(|r| {
+                        r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&r.offset)) && (r.has_value || !expired)
+                    })
+                    .collect();
+                if kept.len() == header.record_count as usize {
+                    rewritten.extend_from_slice(bytes);
+                } else {
+                    changed = true;
+                    if !kept.is_empty() {
+                        rewritten.extend_from_slice(&batch::rebuild(header, bytes, &kept));
+                    }
+                }
+            })?;
+            if changed {
+                let before = self.segments[&base].size();
+                self.replace_segment(base, &rewritten)?;
+                report.segments_rewritten += 1;
+                report.bytes_removed += before - rewritten.len() as u64;
+            }
+        }
+        self.compacted_up_to = active_base;
+        if report.segments_rewritten > 0 {
+            info!(dir = %self.dir.display(), ?report, "compacted");
+        }
+        Ok(report)
+    }
+
+    /// Calls `f` with each batch (header, bytes, decoded records) of the closed segments below `end`.
+    fn for_each_closed_batch(
+        &self,
+        end: u64,
+        f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>),
+    ) -> Result<(), Error> {
+        let start = *self.segments.keys().next().expect("never empty");
+        self.for_each_closed_batch_in(start, end, f)
+    }
+
+    fn for_each_closed_batch_in(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>),
+    ) -> Result<(), Error> {
+        const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+        let mut offset = start;
+        while offset < end {
+            let Some((segment, position, first)) = self.find_batch(offset)? else {
+                break;
+            };
+            if first.base_offset as u64 >= end {
+                break;
+            }
+            let read = segment
+                .read_from(position, &first, CHUNK_BYTES, end, true)
+                .context("read for compaction", segment.log_path())?;
+            let Some((bytes, next)) = read.filter(|(bytes, _)| !bytes.is_empty()) else {
+                break;
+            };
+            let mut rest = &bytes[..];
+            while let Ok(header) = BatchHeader::parse(rest) {
+                let (one, tail) = rest.split_at(header.total_bytes().min(rest.len()));
+                let records = batch::records(one).map_err(|e| Error::Io {
+                    op: "decode for compaction",
+                    path: segment.log_path().to_owned(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                })?;
+                f(&header, one, records);
+                rest = tail;
+            }
+            offset = next;
+        }
+        Ok(())
+    }
+
+    /// Replaces the files of the closed segment at `base` with `bytes` (whole batches); see [`Self::compact`].
+    fn replace_segment(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
+        let old = self.segments.remove(&base).expect("a segment of this log");
+        let log_path = old.log_path().to_owned();
+        let cleaned = log_path.with_extension("log.cleaned");
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&cleaned)?;
+            std::io::Write::write_all(&mut file, bytes)?;
+            file.sync_all()
+        };
+        write().context("write compacted segment", &cleaned)?;
+        old.close_handles();
+        old.remove_indexes().context("remove indexes", &log_path)?;
+        sync_dir(&self.dir)?;
+        fs::rename(&cleaned, &log_path).context("install compacted segment", &log_path)?;
+        sync_dir(&self.dir)?;
+        let mut segment = Segment::open(&self.dir, base, &self.handles).context("open segment", &log_path)?;
+        segment
+            .recover(&self.config)
+            .context("index compacted segment", &log_path)?;
+        segment.seal().context("seal compacted segment", &log_path)?;
+        self.segments.insert(base, segment);
+        Ok(())
     }
 
     /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
@@ -778,6 +933,8 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
         };
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
+            // A compaction interrupted before its rename: the original `.log` is still whole.
+            "log.cleaned" => fs::remove_file(entry.path()).context("delete unfinished compaction", entry.path())?,
             segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
             _ => {}
         }

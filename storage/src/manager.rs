@@ -286,7 +286,7 @@ impl LogManager {
         self.log_starts.write(&log_starts)
     }
 
-    /// One round of upkeep: retention, `flush.ms`, checkpoints. A failing log is logged and skipped so that
+    /// One round of upkeep: retention, compaction, `flush.ms`, checkpoints. A failing log is logged and skipped so that
     /// one bad partition does not stop upkeep of the others.
     pub fn maintain(&self) -> Result<(), Error> {
         let now = Instant::now();
@@ -295,6 +295,9 @@ impl LogManager {
             let mut log = lock(&log);
             if let Err(e) = log.enforce_retention(now_ms) {
                 error!(partition = %tp, error = %e, "retention failed");
+            }
+            if let Err(e) = log.compact(now_ms) {
+                error!(partition = %tp, error = %e, "compaction failed");
             }
             if let Err(e) = log.flush_if_due(now) {
                 error!(partition = %tp, error = %e, "flush failed");

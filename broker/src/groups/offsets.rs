@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Strings are an `i16` length and UTF-8 bytes. The topic is created on first use with 50 partitions and
-//! unlimited retention: until compaction exists (`cleanup.policy=compact`), it grows with every commit.
+//! `cleanup.policy=compact`: compaction keeps the newest commit of each group and partition, and drops the
+//! tombstones of deleted groups after `delete.retention.ms`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -209,7 +210,7 @@ fn ensure_partition(broker: &Broker, group: &str) -> Result<std::sync::Arc<crate
             name: OFFSETS_TOPIC.into(),
             partitions: Some(OFFSETS_PARTITIONS),
             replication_factor: Some(1),
-            configs: [("retention.ms".to_owned(), "-1".to_owned())].into(),
+            configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
         };
         if let Err(failure) = broker.create_topic(new, false)
             && failure.error != ResponseError::TopicAlreadyExists
