@@ -286,3 +286,98 @@ async fn offsets_of_topics_a_group_does_not_read_can_be_deleted() {
     let subscribed = kafka_protocol::ResponseError::GroupSubscribedToTopic.code();
     assert_eq!(offset_delete("reading"), (0, Some(subscribed)));
 }
+
+/// Records the partitions taken away from a consumer in rebalances.
+#[derive(Default)]
+struct RevocationLog(Mutex<Vec<(String, i32)>>);
+
+impl rdkafka::client::ClientContext for RevocationLog {}
+
+impl rdkafka::consumer::ConsumerContext for RevocationLog {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Revoke(partitions) = rebalance {
+            let mut log = self.0.lock().unwrap();
+            log.extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=1000"]);
+    setup(&server, 60).await;
+    let cooperative = |server: &Server| -> BaseConsumer<RevocationLog> {
+        let consumer: BaseConsumer<RevocationLog> = config(server)
+            .set("group.id", "sticky")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .create_with_context(RevocationLog::default())
+            .unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        consumer
+    };
+    let poll_until = |consumers: &[&BaseConsumer<RevocationLog>], what: &str, done: &dyn Fn(&[usize]) -> bool| {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            for consumer in consumers {
+                consumer.poll(Duration::from_millis(20));
+            }
+            let counts: Vec<usize> = consumers.iter().map(|c| c.assignment().unwrap().count()).collect();
+            if done(&counts) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: assignment stuck at {counts:?}");
+        }
+    };
+    let first: Vec<BaseConsumer<RevocationLog>> = (0..3).map(|_| cooperative(&server)).collect();
+    let refs: Vec<&BaseConsumer<RevocationLog>> = first.iter().collect();
+    poll_until(&refs, "three members", &|counts| counts == [2, 2, 2]);
+    let before: Vec<Vec<i32>> = first
+        .iter()
+        .map(|c| {
+            c.assignment()
+                .unwrap()
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect()
+        })
+        .collect();
+    for consumer in &first {
+        consumer.context().0.lock().unwrap().clear();
+    }
+
+    let fourth = cooperative(&server);
+    let mut all = refs.clone();
+    all.push(&fourth);
+    poll_until(&all, "a fourth member", &|counts| {
+        counts.iter().sum::<usize>() == 6 && counts[3] >= 1 && counts.iter().all(|c| *c <= 2)
+    });
+    let revoked: Vec<(String, i32)> = first
+        .iter()
+        .flat_map(|c| c.context().0.lock().unwrap().clone())
+        .collect();
+    let moved: Vec<i32> = fourth
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    let mut revoked_partitions: Vec<i32> = revoked.iter().map(|(_, p)| *p).collect();
+    revoked_partitions.sort();
+    let mut moved_sorted = moved.clone();
+    moved_sorted.sort();
+    assert_eq!(
+        revoked_partitions, moved_sorted,
+        "only the partitions that moved were revoked (before: {before:?})"
+    );
+}
