@@ -57,6 +57,7 @@ impl OffsetStore {
         if broker.topics.get(OFFSETS_TOPIC).is_none() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let mut commits = 0;
         for partition in 0..OFFSETS_PARTITIONS {
             let Some(hosted) = broker.replicas.get(&TopicPartition::new(OFFSETS_TOPIC, partition)) else {
@@ -81,7 +82,13 @@ impl OffsetStore {
                 offset = read.next_offset;
             }
         }
-        info!(commits, groups = store.lock().len(), "loaded committed offsets");
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        info!(
+            commits,
+            groups = store.lock().len(),
+            elapsed_ms,
+            "loaded committed offsets"
+        );
         Ok(())
     }
 
