@@ -381,3 +381,66 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
         "only the partitions that moved were revoked (before: {before:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=1000"]);
+    setup(&server, 60).await;
+    let static_member = |instance: &str| -> BaseConsumer<RevocationLog> {
+        let consumer: BaseConsumer<RevocationLog> = config(&server)
+            .set("group.id", "static")
+            .set("group.instance.id", instance)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "30000")
+            .set("heartbeat.interval.ms", "200")
+            .create_with_context(RevocationLog::default())
+            .unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        consumer
+    };
+    let partitions = |c: &BaseConsumer<RevocationLog>| -> Vec<i32> {
+        let mut p: Vec<i32> = c
+            .assignment()
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        p.sort();
+        p
+    };
+    let settle = |consumers: &[&BaseConsumer<RevocationLog>]| {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            for consumer in consumers {
+                consumer.poll(Duration::from_millis(20));
+            }
+            if consumers.iter().all(|c| c.assignment().unwrap().count() == 3) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the static members never settled");
+        }
+    };
+    // Both join one generation; the leader is the member whose id sorts first ("a-…"), so "b" is the follower.
+    let a = static_member("a");
+    let b = static_member("b");
+    settle(&[&a, &b]);
+    let (a_before, b_before) = (partitions(&a), partitions(&b));
+    a.context().0.lock().unwrap().clear();
+
+    // "b" restarts: a static member leaves no LeaveGroup behind, and comes back with the same instance id.
+    drop(b);
+    let b = static_member("b");
+    settle(&[&a, &b]);
+    assert_eq!(
+        partitions(&b),
+        b_before,
+        "the restarted member got its old partitions back"
+    );
+    assert_eq!(partitions(&a), a_before);
+    assert!(
+        a.context().0.lock().unwrap().is_empty(),
+        "the other member saw no rebalance"
+    );
+}

@@ -16,7 +16,8 @@
 //! never held across an await. Committed offsets are in [`offsets`].
 //!
 //! On one node this broker coordinates every group. Static membership (`group.instance.id`) keeps a
-//! member's id across restarts; a static member that rejoins still takes part in a rebalance.
+//! member's id across restarts, and a static follower that comes back to a stable group rejoins without a
+//! rebalance (KIP-345); until its session times out, its partitions wait for it.
 
 pub mod offsets;
 
@@ -233,6 +234,28 @@ impl Coordinator {
                     && !group.members.values().all(|m| shares_protocol(m, &request.protocols)))
             {
                 return Err((ResponseError::InconsistentGroupProtocol, request.member_id));
+            }
+            // A static member back from a restart (same instance id, same protocols) into a stable group
+            // where it is not the leader gets its place back without a rebalance, as in Kafka (KIP-345): the
+            // others keep their partitions, and it gets its old assignment in SyncGroup.
+            if let Some(instance) = &request.instance_id
+                && group.state == State::Stable
+                && let Some(id) = group.member_for_instance(instance)
+                && group.leader.as_ref() != Some(&id)
+                && group.members[&id].protocols == request.protocols
+            {
+                let member = group.members.get_mut(&id).expect("found above");
+                member.last_seen = Instant::now();
+                member.client_id = request.client_id.clone();
+                member.client_host = request.client_host.clone();
+                return Ok(Joined {
+                    generation: group.generation,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol: group.protocol.clone(),
+                    leader: group.leader.clone().unwrap_or_default(),
+                    member_id: id,
+                    members: Vec::new(),
+                });
             }
             let member_id = match (&request.instance_id, request.member_id.is_empty()) {
                 // A static member keeps its id across restarts.
