@@ -42,6 +42,25 @@ fn group_consumer(server: &Server, group: &str) -> BaseConsumer {
     consumer
 }
 
+/// Polls every consumer until `done` holds for the sizes of their assignments.
+fn poll_until<C: rdkafka::consumer::ConsumerContext>(
+    consumers: &[&BaseConsumer<C>],
+    what: &str,
+    done: impl Fn(&[usize]) -> bool,
+) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        for consumer in consumers {
+            consumer.poll(Duration::from_millis(20));
+        }
+        let counts: Vec<usize> = consumers.iter().map(|c| c.assignment().unwrap().count()).collect();
+        if done(&counts) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: assignments stuck at {counts:?}");
+    }
+}
+
 async fn setup(server: &Server, records: usize) {
     let admin: AdminClient<DefaultClientContext> = config(server).create().unwrap();
     let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
@@ -161,19 +180,16 @@ async fn a_consumer_killed_without_leaving_loses_its_partitions_after_its_sessio
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("kcat is installed (scripts/test installs it)");
-    let deadline = Instant::now() + TIMEOUT;
-    while survivor.assignment().unwrap().count() != 3 {
-        assert!(Instant::now() < deadline, "the two members never shared the partitions");
-        survivor.poll(Duration::from_millis(100));
-    }
+    poll_until(&[&survivor], "two members sharing the partitions", |counts| {
+        counts == [3]
+    });
     // SIGKILL: no LeaveGroup. After its session timeout the survivor gets everything.
     victim.kill().unwrap();
     victim.wait().unwrap();
     let killed = Instant::now();
-    while survivor.assignment().unwrap().count() < PARTITIONS as usize {
-        assert!(Instant::now() < deadline, "the dead member's partitions never moved");
-        survivor.poll(Duration::from_millis(100));
-    }
+    poll_until(&[&survivor], "the dead member's partitions moving", |counts| {
+        counts == [PARTITIONS as usize]
+    });
     assert!(
         killed.elapsed() >= Duration::from_secs(5),
         "moved before the session could have expired"
@@ -211,11 +227,7 @@ async fn only_empty_groups_are_deleted_and_their_offsets_go_with_them() {
 
     // A group with a live member is refused.
     let member = group_consumer(&server, "busy");
-    let deadline = Instant::now() + TIMEOUT;
-    while member.assignment().unwrap().count() == 0 {
-        assert!(Instant::now() < deadline, "the member never got partitions");
-        member.poll(Duration::from_millis(100));
-    }
+    poll_until(&[&member], "the member getting partitions", |counts| counts[0] > 0);
     let results = admin
         .delete_groups(&["busy", "manual", "never-existed"], &AdminOptions::new())
         .await
@@ -278,11 +290,7 @@ async fn offsets_of_topics_a_group_does_not_read_can_be_deleted() {
 
     // A group whose members subscribe to the topic keeps its offsets.
     let member = group_consumer(&server, "reading");
-    let deadline = Instant::now() + TIMEOUT;
-    while member.assignment().unwrap().count() == 0 {
-        assert!(Instant::now() < deadline, "the member never got partitions");
-        member.poll(Duration::from_millis(100));
-    }
+    poll_until(&[&member], "the member getting partitions", |counts| counts[0] > 0);
     let subscribed = kafka_protocol::ResponseError::GroupSubscribedToTopic.code();
     assert_eq!(offset_delete("reading"), (0, Some(subscribed)));
 }
@@ -324,22 +332,9 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
         consumer.subscribe(&[TOPIC]).unwrap();
         consumer
     };
-    let poll_until = |consumers: &[&BaseConsumer<RevocationLog>], what: &str, done: &dyn Fn(&[usize]) -> bool| {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            for consumer in consumers {
-                consumer.poll(Duration::from_millis(20));
-            }
-            let counts: Vec<usize> = consumers.iter().map(|c| c.assignment().unwrap().count()).collect();
-            if done(&counts) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what}: assignment stuck at {counts:?}");
-        }
-    };
     let first: Vec<BaseConsumer<RevocationLog>> = (0..3).map(|_| cooperative(&server)).collect();
     let refs: Vec<&BaseConsumer<RevocationLog>> = first.iter().collect();
-    poll_until(&refs, "three members", &|counts| counts == [2, 2, 2]);
+    poll_until(&refs, "three members", |counts| counts == [2, 2, 2]);
     let before: Vec<Vec<i32>> = first
         .iter()
         .map(|c| {
@@ -358,7 +353,7 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
     let fourth = cooperative(&server);
     let mut all = refs.clone();
     all.push(&fourth);
-    poll_until(&all, "a fourth member", &|counts| {
+    poll_until(&all, "a fourth member", |counts| {
         counts.iter().sum::<usize>() == 6 && counts[3] >= 1 && counts.iter().all(|c| *c <= 2)
     });
     let revoked: Vec<(String, i32)> = first
@@ -410,29 +405,17 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
         p.sort();
         p
     };
-    let settle = |consumers: &[&BaseConsumer<RevocationLog>]| {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            for consumer in consumers {
-                consumer.poll(Duration::from_millis(20));
-            }
-            if consumers.iter().all(|c| c.assignment().unwrap().count() == 3) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the static members never settled");
-        }
-    };
     // Both join one generation; the leader is the member whose id sorts first ("a-…"), so "b" is the follower.
     let a = static_member("a");
     let b = static_member("b");
-    settle(&[&a, &b]);
+    poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
     let (a_before, b_before) = (partitions(&a), partitions(&b));
     a.context().0.lock().unwrap().clear();
 
     // "b" restarts: a static member leaves no LeaveGroup behind, and comes back with the same instance id.
     drop(b);
     let b = static_member("b");
-    settle(&[&a, &b]);
+    poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
     assert_eq!(
         partitions(&b),
         b_before,
