@@ -21,9 +21,11 @@
 //! - [`log_store`]: [`LogStore`], openraft's log storage over those files plus the vote and committed id.
 //! - [`state_machine`]: [`StateMachine`], openraft's state machine: applies batches to the image, builds and
 //!   installs snapshots.
+//! - [`control`]: the control logic as pure functions from an image to records and an answer
+//!   ([`control::ControllerResult`]): placement, topic creation and deletion, fencing, leader elections.
 //!
-//! Not here yet: the controller logic (registration, placement, elections, fencing), the gRPC network and
-//! service, and the broker's side.
+//! Not here yet: broker registration and heartbeats (deciding when to fence), ISR changes requested by
+//! leaders, the gRPC network and service, and the broker's side.
 //!
 //! # Errors
 //!
@@ -35,6 +37,7 @@
 
 mod checked_file;
 mod codec;
+pub mod control;
 pub mod delta;
 pub mod image;
 mod log_files;

@@ -1,0 +1,74 @@
+//! The control logic: what a metadata request, or a broker's loss or return, does to the metadata, computed
+//! as records from an image.
+//!
+//! Every function here is pure: it reads a [`MetadataImage`] and returns a [`ControllerResult`] (Kafka's
+//! `ControllerResult`), the records to commit and the answer for the requester, or a typed error and no
+//! records. Nothing here changes an image, talks to the network or to openraft: the caller proposes the
+//! records as one batch, and the change exists once the state machine has replayed it. Checks mirror those of
+//! replay ([`crate::delta`]) so that a committed batch is never refused.
+//!
+//! This module does not own liveness (heartbeats, session timeouts), random topic ids, or request decoding:
+//! callers decide *when* a broker is fenced and *which* id a new topic gets, so that everything here stays
+//! deterministic and testable.
+//!
+//! - [`placement`]: replicas and preferred leaders of new partitions, spread over live brokers and racks.
+//! - [`topics`]: CreateTopics, CreatePartitions, DeleteTopics.
+//! - [`brokers`]: fencing and unfencing, with the leader elections they cause.
+//! - [`election`]: choosing a leader from an ISR, and the preferred leader rebalance.
+
+pub mod brokers;
+pub mod election;
+pub mod placement;
+pub mod topics;
+
+#[cfg(test)]
+mod testing;
+
+use crate::image::{BrokerId, ConfigResource, MetadataImage};
+use crate::proto::metadata::{MetadataRecord, metadata_record::Record};
+
+pub use brokers::{BrokerError, fence_broker, unfence_broker};
+pub use election::preferred_leader_elections;
+pub use placement::{PlacementError, place_replicas};
+pub use topics::{
+    CreatePartitionsError, CreateTopicError, DeleteTopicError, create_partitions, create_topic, delete_topic,
+};
+
+/// Kafka's topic setting (and broker default) that allows electing a leader outside the ISR, losing data.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+
+/// Records to commit as one batch, and the answer to give once they are committed (Kafka's
+/// `ControllerResult`). The answer is only true after the records are applied: send it then, not before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerResult<T = ()> {
+    pub records: Vec<MetadataRecord>,
+    pub response: T,
+}
+
+impl<T> ControllerResult<T> {
+    pub fn new(records: Vec<MetadataRecord>, response: T) -> Self {
+        Self { records, response }
+    }
+}
+
+pub(crate) fn record(record: Record) -> MetadataRecord {
+    MetadataRecord { record: Some(record) }
+}
+
+/// A broker that may hold replicas and lead: registered and not fenced.
+pub(crate) fn is_live(image: &MetadataImage, id: BrokerId) -> bool {
+    image.broker(id).is_some_and(|broker| !broker.fenced)
+}
+
+/// Whether `topic` allows unclean leader election: its own setting, else the cluster-wide broker default
+/// (resource `""`), else Kafka's default, false. A value that is not `true`/`false` counts as false, the safe
+/// side: an unclean election loses committed records.
+pub fn unclean_leader_election_enabled(image: &MetadataImage, topic: &str) -> bool {
+    [
+        ConfigResource::Topic(topic.to_owned()),
+        ConfigResource::Broker(String::new()),
+    ]
+    .iter()
+    .find_map(|resource| image.configs(resource)?.get(UNCLEAN_LEADER_ELECTION_ENABLE))
+    .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+}
