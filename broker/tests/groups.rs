@@ -86,15 +86,22 @@ async fn produce(server: &Server, from: usize, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_share_six_partitions_read_everything_once_and_resume_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    // Consumers started together join one generation within the initial delay.
     let mut server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=1500"]);
-    setup(&server, RECORDS).await;
+    setup(&server, 0).await;
+    // The group settles before there is anything to read, so no rebalance can hand a partition over
+    // mid-way (which would legitimately re-deliver uncommitted records).
+    let consumers: Vec<BaseConsumer> = (0..3).map(|_| group_consumer(&server, "readers")).collect();
+    let members: Vec<&BaseConsumer> = consumers.iter().collect();
+    poll_until(&members, "three members sharing six partitions", |counts| {
+        counts == [2, 2, 2]
+    });
+    produce(&server, 0, RECORDS).await;
 
     let seen: Arc<Mutex<HashSet<(i32, i64)>>> = Arc::default();
     let duplicates: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
-    let threads: Vec<_> = (0..3)
-        .map(|_| {
-            let consumer = group_consumer(&server, "readers");
+    let threads: Vec<_> = consumers
+        .into_iter()
+        .map(|consumer| {
             let (seen, duplicates) = (seen.clone(), duplicates.clone());
             std::thread::spawn(move || {
                 let deadline = Instant::now() + TIMEOUT;
@@ -175,6 +182,8 @@ async fn a_consumer_killed_without_leaving_loses_its_partitions_after_its_sessio
             "-X",
             "session.timeout.ms=6000",
         ])
+        // Frequent heartbeats: its session then ends at least 5.5 s after the kill, whatever the timing.
+        .args(["-X", "heartbeat.interval.ms=500"])
         .args(["-G", "failover", TOPIC])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -380,7 +389,8 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=1000"]);
+    // A long initial delay: both members must land in the first generation (see below).
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=3000"]);
     setup(&server, 60).await;
     let static_member = |instance: &str| -> BaseConsumer<RevocationLog> {
         let consumer: BaseConsumer<RevocationLog> = config(&server)
