@@ -324,23 +324,42 @@ impl rdkafka::consumer::ConsumerContext for RevocationLog {
     }
 }
 
+/// A member of `group` that logs what rebalances take from it; `settings` are added to the usual ones.
+fn logged_member(server: &Server, group: &str, settings: &[(&str, &str)]) -> BaseConsumer<RevocationLog> {
+    let mut config = config(server);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("heartbeat.interval.ms", "200");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer<RevocationLog> = config.create_with_context(RevocationLog::default()).unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    consumer
+}
+
+fn cooperative(server: &Server) -> BaseConsumer<RevocationLog> {
+    let settings = [
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("session.timeout.ms", "6000"),
+    ];
+    logged_member(server, "sticky", &settings)
+}
+
+fn static_member(server: &Server, instance: &str) -> BaseConsumer<RevocationLog> {
+    logged_member(
+        server,
+        "static",
+        &[("group.instance.id", instance), ("session.timeout.ms", "30000")],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=1000"]);
     setup(&server, 60).await;
-    let cooperative = |server: &Server| -> BaseConsumer<RevocationLog> {
-        let consumer: BaseConsumer<RevocationLog> = config(server)
-            .set("group.id", "sticky")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .create_with_context(RevocationLog::default())
-            .unwrap();
-        consumer.subscribe(&[TOPIC]).unwrap();
-        consumer
-    };
     let first: Vec<BaseConsumer<RevocationLog>> = (0..3).map(|_| cooperative(&server)).collect();
     let refs: Vec<&BaseConsumer<RevocationLog>> = first.iter().collect();
     poll_until(&refs, "three members", |counts| counts == [2, 2, 2]);
@@ -392,18 +411,6 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
     // A long initial delay: both members must land in the first generation (see below).
     let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=3000"]);
     setup(&server, 60).await;
-    let static_member = |instance: &str| -> BaseConsumer<RevocationLog> {
-        let consumer: BaseConsumer<RevocationLog> = config(&server)
-            .set("group.id", "static")
-            .set("group.instance.id", instance)
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "30000")
-            .set("heartbeat.interval.ms", "200")
-            .create_with_context(RevocationLog::default())
-            .unwrap();
-        consumer.subscribe(&[TOPIC]).unwrap();
-        consumer
-    };
     let partitions = |c: &BaseConsumer<RevocationLog>| -> Vec<i32> {
         let mut p: Vec<i32> = c
             .assignment()
@@ -416,15 +423,15 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
         p
     };
     // Both join one generation; the leader is the member whose id sorts first ("a-…"), so "b" is the follower.
-    let a = static_member("a");
-    let b = static_member("b");
+    let a = static_member(&server, "a");
+    let b = static_member(&server, "b");
     poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
     let (a_before, b_before) = (partitions(&a), partitions(&b));
     a.context().0.lock().unwrap().clear();
 
     // "b" restarts: a static member leaves no LeaveGroup behind, and comes back with the same instance id.
     drop(b);
-    let b = static_member("b");
+    let b = static_member(&server, "b");
     poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
     assert_eq!(
         partitions(&b),
