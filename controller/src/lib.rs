@@ -24,8 +24,8 @@
 //! - [`control`]: the control logic as pure functions from an image to records and an answer
 //!   ([`control::ControllerResult`]): placement, topic creation and deletion, fencing, leader elections.
 //!
-//! Not here yet: broker registration and heartbeats (deciding when to fence), ISR changes requested by
-//! leaders, the gRPC network and service, and the broker's side.
+//! Not here yet: ISR changes requested by leaders, scheduling the liveness checks, the gRPC network and
+//! service, and the broker's side.
 //!
 //! # Errors
 //!

@@ -7,18 +7,22 @@
 //! records as one batch, and the change exists once the state machine has replayed it. Checks mirror those of
 //! replay ([`crate::delta`]) so that a committed batch is never refused.
 //!
-//! This module does not own liveness (heartbeats, session timeouts), random topic ids, or request decoding:
-//! callers decide *when* a broker is fenced and *which* id a new topic gets, so that everything here stays
-//! deterministic and testable.
+//! Time and randomness come from the caller: `liveness` is told the time, and callers choose new topic ids;
+//! nothing here decodes requests. Everything stays deterministic and testable.
 //!
 //! - [`placement`]: replicas and preferred leaders of new partitions, spread over live brokers and racks.
 //! - [`topics`]: CreateTopics, CreatePartitions, DeleteTopics.
 //! - [`brokers`]: fencing and unfencing, with the leader elections they cause.
 //! - [`election`]: choosing a leader from an ISR, and the preferred leader rebalance.
+//! - [`registration`]: BrokerRegistration: a broker's new run, registered fenced.
+//! - [`liveness`]: heartbeats and sessions (in memory, active controller only), and the fence and unfence
+//!   records they lead to.
 
 pub mod brokers;
 pub mod election;
+pub mod liveness;
 pub mod placement;
+pub mod registration;
 pub mod topics;
 
 #[cfg(test)]
