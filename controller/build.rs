@@ -1,10 +1,10 @@
-//! Generates the Rust types of `proto/*.proto` with prost (through `tonic-prost-build`, which later also
-//! generates the controller's gRPC services). `protoc` comes from `protoc-bin-vendored`, so a machine needs no
+//! Generates the Rust types of `proto/*.proto` with prost and the controller's gRPC service (`RaftService`)
+//! with `tonic-prost-build`. `protoc` comes from `protoc-bin-vendored`, so a machine needs no
 //! system `protoc`.
 
 use std::io;
 
-const PROTOS: [&str; 2] = ["proto/metadata.proto", "proto/raft.proto"];
+const PROTOS: [&str; 3] = ["proto/metadata.proto", "proto/raft.proto", "proto/raft_service.proto"];
 
 fn main() -> io::Result<()> {
     let protoc = protoc_bin_vendored::protoc_bin_path().map_err(io::Error::other)?;
@@ -13,8 +13,8 @@ fn main() -> io::Result<()> {
     // `unsafe` in edition 2024, and the workspace denies unsafe code.
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
-        .build_client(false)
-        .build_server(false)
+        .build_client(true)
+        .build_server(true)
         .compile_with_config(config, &PROTOS, &["proto"])?;
     Ok(())
 }

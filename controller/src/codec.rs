@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use openraft::vote::RaftLeaderId;
 
 use crate::proto::raft as pb;
-use crate::types::{Entry, EntryPayload, LeaderId, LogId, Membership, NodeId, StoredMembership, Vote};
+use crate::types::{
+    AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, LeaderId, LogId, Membership, NodeId, Snapshot,
+    SnapshotMeta, StoredMembership, Vote, VoteRequest, VoteResponse,
+};
 
 /// Why bytes that passed their CRC do not decode. On a checked disk this means a bug or a format change.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,130 @@ pub fn entry_from_pb(entry: pb::Entry) -> Result<Entry, DecodeError> {
     })
 }
 
+// The Raft RPCs of `proto/raft_service.proto`.
+
+pub fn append_request_to_pb(rpc: &AppendEntriesRequest) -> pb::AppendEntriesRequest {
+    pb::AppendEntriesRequest {
+        vote: Some(vote_to_pb(&rpc.vote)),
+        prev_log_id: rpc.prev_log_id.as_ref().map(log_id_to_pb),
+        entries: rpc.entries.iter().map(entry_to_pb).collect(),
+        leader_commit: rpc.leader_commit.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn append_request_from_pb(rpc: pb::AppendEntriesRequest) -> Result<AppendEntriesRequest, DecodeError> {
+    Ok(AppendEntriesRequest {
+        vote: vote_from_pb(
+            rpc.vote
+                .as_ref()
+                .ok_or(DecodeError::Missing("AppendEntriesRequest.vote"))?,
+        ),
+        prev_log_id: rpc.prev_log_id.as_ref().map(log_id_from_pb),
+        entries: rpc.entries.into_iter().map(entry_from_pb).collect::<Result<_, _>>()?,
+        leader_commit: rpc.leader_commit.as_ref().map(log_id_from_pb),
+    })
+}
+
+pub fn append_response_to_pb(response: &AppendEntriesResponse) -> pb::AppendEntriesResponse {
+    use pb::append_entries_response::Result as R;
+    let result = match response {
+        AppendEntriesResponse::Success => R::Success(pb::Blank {}),
+        AppendEntriesResponse::PartialSuccess(matching) => R::PartialSuccess(pb::PartialSuccess {
+            matching: matching.as_ref().map(log_id_to_pb),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
+        AppendEntriesResponse::HigherVote(vote) => R::HigherVote(vote_to_pb(vote)),
+    };
+    pb::AppendEntriesResponse { result: Some(result) }
+}
+
+pub fn append_response_from_pb(response: pb::AppendEntriesResponse) -> Result<AppendEntriesResponse, DecodeError> {
+    use pb::append_entries_response::Result as R;
+    Ok(
+        match response
+            .result
+            .ok_or(DecodeError::Missing("AppendEntriesResponse.result"))?
+        {
+            R::Success(pb::Blank {}) => AppendEntriesResponse::Success,
+            R::PartialSuccess(partial) => {
+                AppendEntriesResponse::PartialSuccess(partial.matching.as_ref().map(log_id_from_pb))
+            }
+            R::Conflict(pb::Blank {}) => AppendEntriesResponse::Conflict,
+            R::HigherVote(vote) => AppendEntriesResponse::HigherVote(vote_from_pb(&vote)),
+        },
+    )
+}
+
+pub fn vote_request_to_pb(rpc: &VoteRequest) -> pb::VoteRequest {
+    pb::VoteRequest {
+        vote: Some(vote_to_pb(&rpc.vote)),
+        last_log_id: rpc.last_log_id.as_ref().map(log_id_to_pb),
+        leadership_transfer: rpc.leadership_transfer,
+    }
+}
+
+pub fn vote_request_from_pb(rpc: &pb::VoteRequest) -> Result<VoteRequest, DecodeError> {
+    let mut request = VoteRequest::new(
+        vote_from_pb(rpc.vote.as_ref().ok_or(DecodeError::Missing("VoteRequest.vote"))?),
+        rpc.last_log_id.as_ref().map(log_id_from_pb),
+    );
+    request.leadership_transfer = rpc.leadership_transfer;
+    Ok(request)
+}
+
+pub fn vote_response_to_pb(response: &VoteResponse) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: Some(vote_to_pb(&response.vote)),
+        vote_granted: response.vote_granted,
+        last_log_id: response.last_log_id.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn vote_response_from_pb(response: &pb::VoteResponse) -> Result<VoteResponse, DecodeError> {
+    Ok(VoteResponse::new(
+        vote_from_pb(
+            response
+                .vote
+                .as_ref()
+                .ok_or(DecodeError::Missing("VoteResponse.vote"))?,
+        ),
+        response.last_log_id.as_ref().map(log_id_from_pb),
+        response.vote_granted,
+    ))
+}
+
+pub fn snapshot_request_to_pb(vote: &Vote, snapshot: Snapshot) -> pb::InstallSnapshotRequest {
+    pb::InstallSnapshotRequest {
+        vote: Some(vote_to_pb(vote)),
+        last_log_id: snapshot.meta.last_log_id.as_ref().map(log_id_to_pb),
+        last_membership: Some(stored_membership_to_pb(&snapshot.meta.last_membership)),
+        data: snapshot.snapshot,
+    }
+}
+
+pub fn snapshot_request_from_pb(rpc: pb::InstallSnapshotRequest) -> Result<(Vote, Snapshot), DecodeError> {
+    let vote = vote_from_pb(
+        rpc.vote
+            .as_ref()
+            .ok_or(DecodeError::Missing("InstallSnapshotRequest.vote"))?,
+    );
+    let last_membership = rpc
+        .last_membership
+        .as_ref()
+        .ok_or(DecodeError::Missing("InstallSnapshotRequest.last_membership"))?;
+    let meta = SnapshotMeta {
+        last_log_id: rpc.last_log_id.as_ref().map(log_id_from_pb),
+        last_membership: stored_membership_from_pb(last_membership)?,
+    };
+    Ok((
+        vote,
+        Snapshot {
+            meta,
+            snapshot: rpc.data,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +271,74 @@ mod tests {
             log_id,
             payload: EntryPayload::Membership(joint),
         });
+    }
+
+    #[test]
+    fn raft_rpcs_round_trip() {
+        let vote = Vote {
+            leader_id: LeaderId::new(4, 2),
+            committed: true,
+        };
+        let log_id = LogId::new(LeaderId::new(3, 1), 9);
+        let request = AppendEntriesRequest {
+            vote,
+            prev_log_id: Some(log_id),
+            entries: vec![Entry {
+                log_id: LogId::new(LeaderId::new(4, 2), 10),
+                payload: EntryPayload::Blank,
+            }],
+            leader_commit: None,
+        };
+        let decoded = append_request_from_pb(append_request_to_pb(&request)).unwrap();
+        assert_eq!(
+            (
+                decoded.vote,
+                decoded.prev_log_id,
+                decoded.entries,
+                decoded.leader_commit
+            ),
+            (
+                request.vote,
+                request.prev_log_id,
+                request.entries,
+                request.leader_commit
+            )
+        );
+        for response in [
+            AppendEntriesResponse::Success,
+            AppendEntriesResponse::PartialSuccess(None),
+            AppendEntriesResponse::PartialSuccess(Some(log_id)),
+            AppendEntriesResponse::Conflict,
+            AppendEntriesResponse::HigherVote(vote),
+        ] {
+            assert_eq!(
+                append_response_from_pb(append_response_to_pb(&response)).unwrap(),
+                response
+            );
+        }
+        let mut request = VoteRequest::new(vote, Some(log_id));
+        request.leadership_transfer = true;
+        assert_eq!(vote_request_from_pb(&vote_request_to_pb(&request)).unwrap(), request);
+        let response = VoteResponse::new(vote, None, true);
+        assert_eq!(
+            vote_response_from_pb(&vote_response_to_pb(&response)).unwrap(),
+            response
+        );
+
+        let nodes = BTreeMap::from([(1, ControllerNode::new("a:9093"))]);
+        let membership = Membership::new(vec![BTreeSet::from([1])], nodes).unwrap();
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id),
+                last_membership: StoredMembership::new(Some(log_id), membership),
+            },
+            snapshot: b"SRS1 bytes".to_vec(),
+        };
+        let (decoded_vote, decoded) =
+            snapshot_request_from_pb(snapshot_request_to_pb(&vote, snapshot.clone())).unwrap();
+        assert_eq!(decoded_vote, vote);
+        assert_eq!(decoded.meta, snapshot.meta);
+        assert_eq!(decoded.snapshot, snapshot.snapshot);
     }
 
     #[test]

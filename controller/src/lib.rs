@@ -1,5 +1,5 @@
 //! The metadata quorum of Strata (in place of ZooKeeper): metadata records, the immutable `MetadataImage`
-//! they replay into, and the openraft storage that makes them durable.
+//! they replay into, and the openraft storage and gRPC network that make them durable and replicate them.
 //!
 //! Metadata changes only by replaying committed records (Kafka's KRaft design): control logic computes
 //! records, openraft commits them as batches in the metadata log, and the state machine replays each batch
@@ -23,9 +23,12 @@
 //!   installs snapshots.
 //! - [`control`]: the control logic as pure functions from an image to records and an answer
 //!   ([`control::ControllerResult`]): placement, topic creation and deletion, fencing, leader elections.
+//! - [`network`]: openraft's network over gRPC (tonic): [`Network`] makes a client per peer.
+//! - [`service`]: the gRPC `RaftService` handing requests to the local Raft, and [`start`], which runs a
+//!   controller ([`Controller`]) on a given listener.
 //!
-//! Not here yet: ISR changes requested by leaders, scheduling the liveness checks, the gRPC network and
-//! service, and the broker's side.
+//! Not here yet: ISR changes requested by leaders, scheduling the liveness checks, request forwarding, and the
+//! broker's side.
 //!
 //! # Errors
 //!
@@ -42,7 +45,9 @@ pub mod delta;
 pub mod image;
 mod log_files;
 pub mod log_store;
+pub mod network;
 pub mod proto;
+pub mod service;
 pub mod state_machine;
 pub mod types;
 
@@ -51,6 +56,8 @@ pub use codec::DecodeError;
 pub use delta::{MetadataDelta, ReplayError};
 pub use image::{Broker, BrokerId, ConfigResource, Configs, MetadataImage, NO_LEADER, Partition, Topic, TopicId};
 pub use log_store::{LogReader, LogStore, OpenError};
+pub use network::Network;
+pub use service::{Controller, StartError, start};
 pub use state_machine::{SnapshotBuilder, SnapshotError, StateMachine};
 pub use types::{Applied, TypeConfig};
 

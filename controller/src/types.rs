@@ -33,6 +33,13 @@ pub type SnapshotMeta = openraft::SnapshotMeta<LeaderId, NodeId, ControllerNode>
 pub type Snapshot = openraft::Snapshot<LeaderId, NodeId, ControllerNode, Vec<u8>>;
 pub type LogState = openraft::LogState<TypeConfig>;
 pub type StorageError = openraft::StorageError<TypeConfig>;
+pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;
+pub type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
+pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
+pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;
+/// A running Raft node of the metadata quorum.
+pub type Raft = openraft::Raft<TypeConfig, crate::StateMachine>;
 
 /// The answer to applying one log entry: for a metadata batch, whether replay accepted it.
 ///

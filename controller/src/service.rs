@@ -1,0 +1,207 @@
+//! The server side of the controllers' Raft RPCs: a tonic `RaftService` that hands each request to the local
+//! [`Raft`], and [`start`], which opens a controller's storage, builds its Raft and serves the RPCs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::codec;
+use crate::image::MetadataImage;
+use crate::log_store::{LogStore, OpenError};
+use crate::network::{Network, RPC_MESSAGE_BYTES_MAX};
+use crate::proto::raft as pb;
+use crate::proto::raft::raft_service_server::{RaftService, RaftServiceServer};
+use crate::state_machine::{SnapshotError, StateMachine};
+use crate::types::{NodeId, Raft};
+use crate::{DecodeError, METADATA_LOG_DIR};
+
+/// How long [`Controller::shutdown`] waits for open RPC connections to close before dropping them.
+const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The gRPC face of one controller's [`Raft`].
+#[derive(Debug, Clone)]
+pub struct RaftGrpc {
+    raft: Raft,
+}
+
+impl RaftGrpc {
+    pub fn new(raft: Raft) -> Self {
+        Self { raft }
+    }
+
+    /// The tonic service, with Strata's message size limit.
+    pub fn into_service(self) -> RaftServiceServer<Self> {
+        RaftServiceServer::new(self)
+            .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX)
+    }
+}
+
+fn bad_request(e: DecodeError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// The local Raft has stopped (shut down, or a fatal storage error): callers should back off.
+fn stopped(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("controller Raft stopped: {e}"))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpc {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let rpc = codec::append_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let response = self.raft.append_entries(rpc).await.map_err(stopped)?;
+        Ok(Response::new(codec::append_response_to_pb(&response)))
+    }
+
+    async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+        let rpc = codec::vote_request_from_pb(request.get_ref()).map_err(bad_request)?;
+        let response = self.raft.vote(rpc).await.map_err(stopped)?;
+        Ok(Response::new(codec::vote_response_to_pb(&response)))
+    }
+
+    async fn pre_vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+        let rpc = codec::vote_request_from_pb(request.get_ref()).map_err(bad_request)?;
+        let response = self.raft.pre_vote(rpc).await.map_err(stopped)?;
+        Ok(Response::new(codec::vote_response_to_pb(&response)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let (vote, snapshot) = codec::snapshot_request_from_pb(request.into_inner()).map_err(bad_request)?;
+        let response = self.raft.install_full_snapshot(vote, snapshot).await.map_err(stopped)?;
+        Ok(Response::new(pb::SnapshotResponse {
+            vote: Some(codec::vote_to_pb(&response.vote)),
+        }))
+    }
+}
+
+/// Why a controller did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid Raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error(transparent)]
+    Log(#[from] OpenError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("starting Raft: {0}")]
+    Raft(String),
+    #[error("listener address: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// A running controller: its Raft, and the gRPC server through which its peers reach it.
+///
+/// Stop it with [`Controller::shutdown`]. Dropping it stops the server at once but leaves stopping the Raft
+/// to the drop of its last handle.
+#[derive(Debug)]
+pub struct Controller {
+    id: NodeId,
+    addr: SocketAddr,
+    raft: Raft,
+    images: watch::Receiver<MetadataImage>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+/// Opens the metadata log and state machine of controller `id` in `<data_dir>/__cluster_metadata-0/`,
+/// builds its Raft with `config`, and serves the Raft RPCs on `listener` until [`Controller::shutdown`].
+///
+/// The cluster is not initialized here: on a new cluster, call `initialize` on one controller's
+/// [`Controller::raft`] with the voters.
+pub async fn start(
+    id: NodeId,
+    data_dir: &Path,
+    listener: TcpListener,
+    config: openraft::Config,
+) -> Result<Controller, StartError> {
+    let config = Arc::new(config.validate()?);
+    let dir: PathBuf = data_dir.join(METADATA_LOG_DIR);
+    let log = LogStore::open(&dir)?;
+    let state_machine = StateMachine::open(&dir)?;
+    let images = state_machine.subscribe();
+    let addr = listener.local_addr()?;
+    let raft = Raft::new(id, config, Network::new(id), log, state_machine)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let service = RaftGrpc::new(raft.clone()).into_service();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+                // A dropped sender stops the server too.
+                let _ = stopped.await;
+            }),
+    );
+    tracing::info!(id, %addr, "controller started");
+    Ok(Controller {
+        id,
+        addr,
+        raft,
+        images,
+        stop_server: Some(stop_server),
+        server: Some(server),
+    })
+}
+
+impl Controller {
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Where the Raft RPCs are served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// A receiver of the state machine's image after each applied run of entries.
+    pub fn images(&self) -> watch::Receiver<MetadataImage> {
+        self.images.clone()
+    }
+
+    /// Stops serving, then stops the Raft. Open RPC connections are given [`SERVER_DRAIN_TIMEOUT`] to close.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(id = self.id, error = %e, "controller Raft did not stop cleanly");
+        }
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(SERVER_DRAIN_TIMEOUT, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(id = self.id, error = %e, "controller RPC server failed"),
+                Ok(Err(e)) => tracing::warn!(id = self.id, error = %e, "controller RPC server task failed"),
+                Err(_) => server.abort(),
+            }
+        }
+        tracing::info!(id = self.id, "controller stopped");
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}

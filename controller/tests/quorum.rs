@@ -1,0 +1,159 @@
+//! Three controllers on loopback, talking openraft over gRPC: a leader is elected, a metadata batch commits
+//! and reaches every image; the leader stops, the other two elect a new one and keep committing.
+//!
+//! Every wait is a condition with a deadline: nothing sleeps hoping something happened meanwhile.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, ForwardReason, RaftError};
+
+use strata_controller::proto::metadata::{MetadataBatch, MetadataRecord, TopicRecord, metadata_record::Record};
+use strata_controller::proto::raft::ControllerNode;
+use strata_controller::types::NodeId;
+use strata_controller::{Controller, MetadataImage};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Generous for a loaded CI machine; an election here takes well under a second.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "strata-quorum-test".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        ..Default::default()
+    }
+}
+
+fn topic_batch(name: &str, id: u8) -> MetadataBatch {
+    MetadataBatch {
+        records: vec![MetadataRecord {
+            record: Some(Record::Topic(TopicRecord {
+                name: name.into(),
+                topic_id: vec![id; 16],
+            })),
+        }],
+    }
+}
+
+/// Waits until every controller in `nodes` names the same leader, one of `nodes`, and that leader has committed
+/// an entry of its own term (so a quorum has acknowledged it and its lease lets it take writes); returns it.
+async fn agreed_leader(nodes: &[&Controller]) -> NodeId {
+    let ids: Vec<NodeId> = nodes.iter().map(|node| node.id()).collect();
+    let mut metrics: Vec<_> = nodes.iter().map(|node| node.raft().metrics()).collect();
+    let agreed = async {
+        loop {
+            let leaders: Vec<Option<NodeId>> = metrics.iter().map(|m| m.borrow_watched().current_leader).collect();
+            if let Some(Some(leader)) = leaders.first()
+                && ids.contains(leader)
+                && leaders.iter().all(|l| *l == Some(*leader))
+                && metrics.iter().any(|m| {
+                    let m = m.borrow_watched();
+                    m.id == *leader && m.cluster_committed.is_some_and(|c| c.leader_id.term == m.current_term)
+                })
+            {
+                return *leader;
+            }
+            // Wake on whichever node's metrics change next.
+            let changes: Vec<_> = metrics.iter_mut().map(|m| Box::pin(m.changed())).collect();
+            let (changed, _, _) = futures_util::future::select_all(changes).await;
+            changed.expect("a controller's Raft stopped");
+        }
+    };
+    tokio::time::timeout(DEADLINE, agreed)
+        .await
+        .unwrap_or_else(|_| panic!("no agreed leader among {ids:?} within {DEADLINE:?}"))
+}
+
+/// Proposes `batch` on `leader` and waits for it to be applied. A leader whose lease lapsed (no quorum
+/// acknowledgement lately) refuses writes until its next acknowledged heartbeat: then this waits for the
+/// leader's metrics to change and tries again, until the deadline.
+async fn propose(leader: &Controller, batch: MetadataBatch) {
+    let mut metrics = leader.raft().metrics();
+    let write = async {
+        loop {
+            match leader.raft().client_write(batch.clone()).await {
+                Ok(written) => return written,
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))
+                    if forward.reason == ForwardReason::LeaseExpired =>
+                {
+                    metrics.changed().await.expect("leader's Raft stopped");
+                }
+                Err(e) => panic!("write on controller {} failed: {e}", leader.id()),
+            }
+        }
+    };
+    let written = tokio::time::timeout(DEADLINE, write)
+        .await
+        .unwrap_or_else(|_| panic!("write on controller {} not applied within {DEADLINE:?}", leader.id()));
+    assert_eq!(written.response().outcome, Ok(()));
+}
+
+/// Waits until the image seen through `images` has a topic named `name`.
+async fn wait_for_topic(id: NodeId, images: &mut watch::Receiver<MetadataImage>, name: &str) {
+    tokio::time::timeout(DEADLINE, images.wait_for(|image| image.topic_by_name(name).is_some()))
+        .await
+        .unwrap_or_else(|_| panic!("topic {name} not in controller {id}'s image within {DEADLINE:?}"))
+        .expect("state machine gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_controllers_elect_commit_and_fail_over() {
+    let ids: [NodeId; 3] = [1, 2, 3];
+    let mut dirs = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in ids {
+        dirs.push(TempDir::new().unwrap());
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let members: BTreeMap<NodeId, ControllerNode> = ids
+        .iter()
+        .zip(&listeners)
+        .map(|(id, listener)| (*id, ControllerNode::new(listener.local_addr().unwrap().to_string())))
+        .collect();
+    let mut nodes: Vec<Option<Controller>> = Vec::new();
+    for ((id, dir), listener) in ids.iter().zip(&dirs).zip(listeners) {
+        let node = strata_controller::start(*id, dir.path(), listener, raft_config())
+            .await
+            .unwrap();
+        nodes.push(Some(node));
+    }
+    let mut images: Vec<_> = nodes.iter().map(|n| n.as_ref().unwrap().images()).collect();
+
+    nodes[0].as_ref().unwrap().raft().initialize(members).await.unwrap();
+    let all: Vec<&Controller> = nodes.iter().map(|n| n.as_ref().unwrap()).collect();
+    let leader = agreed_leader(&all).await;
+
+    // A batch proposed on the leader commits and every image shows it.
+    let leader_at = ids.iter().position(|id| *id == leader).unwrap();
+    propose(all[leader_at], topic_batch("orders", 1)).await;
+    for (id, images) in ids.iter().zip(images.iter_mut()) {
+        wait_for_topic(*id, images, "orders").await;
+    }
+
+    // Stop the leader: the other two elect a new one among themselves.
+    nodes[leader_at].take().unwrap().shutdown().await;
+    let survivors: Vec<&Controller> = nodes.iter().flatten().collect();
+    assert_eq!(survivors.len(), 2);
+    let new_leader = agreed_leader(&survivors).await;
+    assert_ne!(new_leader, leader);
+
+    // The new leader commits with the remaining majority, and both survivors apply it.
+    let new_leader_node = survivors.iter().find(|n| n.id() == new_leader).unwrap();
+    propose(new_leader_node, topic_batch("payments", 2)).await;
+    for (at, id) in ids.iter().enumerate() {
+        if at != leader_at {
+            wait_for_topic(*id, &mut images[at], "payments").await;
+            assert!(images[at].borrow().topic_by_name("orders").is_some());
+        }
+    }
+
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await;
+    }
+}
