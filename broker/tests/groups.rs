@@ -61,6 +61,19 @@ fn poll_until<C: rdkafka::consumer::ConsumerContext>(
     }
 }
 
+/// A consumer's assigned partitions, sorted.
+fn assigned<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<i32> {
+    let mut partitions: Vec<i32> = consumer
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    partitions.sort();
+    partitions
+}
+
 async fn setup(server: &Server, records: usize) {
     let admin: AdminClient<DefaultClientContext> = config(server).create().unwrap();
     let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
@@ -363,17 +376,7 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
     let first: Vec<BaseConsumer<RevocationLog>> = (0..3).map(|_| cooperative(&server)).collect();
     let refs: Vec<&BaseConsumer<RevocationLog>> = first.iter().collect();
     poll_until(&refs, "three members", |counts| counts == [2, 2, 2]);
-    let before: Vec<Vec<i32>> = first
-        .iter()
-        .map(|c| {
-            c.assignment()
-                .unwrap()
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect()
-        })
-        .collect();
+    let before: Vec<Vec<i32>> = first.iter().map(assigned).collect();
     for consumer in &first {
         consumer.context().0.lock().unwrap().clear();
     }
@@ -388,19 +391,11 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
         .iter()
         .flat_map(|c| c.context().0.lock().unwrap().clone())
         .collect();
-    let moved: Vec<i32> = fourth
-        .assignment()
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|e| e.partition())
-        .collect();
     let mut revoked_partitions: Vec<i32> = revoked.iter().map(|(_, p)| *p).collect();
     revoked_partitions.sort();
-    let mut moved_sorted = moved.clone();
-    moved_sorted.sort();
     assert_eq!(
-        revoked_partitions, moved_sorted,
+        revoked_partitions,
+        assigned(&fourth),
         "only the partitions that moved were revoked (before: {before:?})"
     );
 }
@@ -411,22 +406,11 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
     // A long initial delay: both members must land in the first generation (see below).
     let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=3000"]);
     setup(&server, 60).await;
-    let partitions = |c: &BaseConsumer<RevocationLog>| -> Vec<i32> {
-        let mut p: Vec<i32> = c
-            .assignment()
-            .unwrap()
-            .elements()
-            .iter()
-            .map(|e| e.partition())
-            .collect();
-        p.sort();
-        p
-    };
     // Both join one generation; the leader is the member whose id sorts first ("a-…"), so "b" is the follower.
     let a = static_member(&server, "a");
     let b = static_member(&server, "b");
     poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
-    let (a_before, b_before) = (partitions(&a), partitions(&b));
+    let (a_before, b_before) = (assigned(&a), assigned(&b));
     a.context().0.lock().unwrap().clear();
 
     // "b" restarts: a static member leaves no LeaveGroup behind, and comes back with the same instance id.
@@ -434,11 +418,11 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
     let b = static_member(&server, "b");
     poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
     assert_eq!(
-        partitions(&b),
+        assigned(&b),
         b_before,
         "the restarted member got its old partitions back"
     );
-    assert_eq!(partitions(&a), a_before);
+    assert_eq!(assigned(&a), a_before);
     assert!(
         a.context().0.lock().unwrap().is_empty(),
         "the other member saw no rebalance"

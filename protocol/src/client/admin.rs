@@ -637,14 +637,22 @@ impl Client {
     ) -> Result<Vec<CommittedOffset>> {
         let version = self.version::<OffsetFetchRequest>()?;
         let context = || format!("fetching the committed offsets of group {group}");
-        let committed =
-            |topic: &TopicName, partition: i32, offset: i64, epoch: i32, metadata: Option<StrBytes>| CommittedOffset {
+        // Both response layouts carry the same per-partition fields under different type names.
+        let take = |offsets: &mut Vec<CommittedOffset>,
+                    topic: &TopicName,
+                    partition: i32,
+                    (error, offset, epoch, metadata): (i16, i64, i32, Option<StrBytes>)|
+         -> Result<()> {
+            check(error, None, || format!("{} for {}-{}", context(), topic.0, partition))?;
+            offsets.push(CommittedOffset {
                 topic: topic.0.to_string(),
                 partition,
                 offset: (offset >= 0).then_some(offset),
                 leader_epoch: (epoch >= 0).then_some(epoch),
                 metadata: metadata.map(|m| m.to_string()),
-            };
+            });
+            Ok(())
+        };
         let mut offsets = Vec::new();
         // v8 asks for a list of groups; earlier versions for one. Null topics ask for everything committed.
         if version >= 8 {
@@ -673,16 +681,8 @@ impl Client {
                 check(g.error_code, None, context)?;
                 for t in g.topics {
                     for p in t.partitions {
-                        check(p.error_code, None, || {
-                            format!("{} for {}-{}", context(), t.name.0, p.partition_index)
-                        })?;
-                        offsets.push(committed(
-                            &t.name,
-                            p.partition_index,
-                            p.committed_offset,
-                            p.committed_leader_epoch,
-                            p.metadata,
-                        ));
+                        let fields = (p.error_code, p.committed_offset, p.committed_leader_epoch, p.metadata);
+                        take(&mut offsets, &t.name, p.partition_index, fields)?;
                     }
                 }
             }
@@ -705,16 +705,8 @@ impl Client {
             check(response.error_code, None, context)?;
             for t in response.topics {
                 for p in t.partitions {
-                    check(p.error_code, None, || {
-                        format!("{} for {}-{}", context(), t.name.0, p.partition_index)
-                    })?;
-                    offsets.push(committed(
-                        &t.name,
-                        p.partition_index,
-                        p.committed_offset,
-                        p.committed_leader_epoch,
-                        p.metadata,
-                    ));
+                    let fields = (p.error_code, p.committed_offset, p.committed_leader_epoch, p.metadata);
+                    take(&mut offsets, &t.name, p.partition_index, fields)?;
                 }
             }
         }
