@@ -190,6 +190,26 @@ impl BatchHeader {
 /// Checks one whole batch in `bytes` (which must hold exactly that batch): header, length, CRC-32C, and that
 /// the record count agrees with the offsets and, for uncompressed batches, with the records present.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    validate_counted(bytes, CountRule::Exact)
+}
+
+/// Checks one whole batch that a leader stored and a follower fetched, as [`validate`] does, except that
+/// the batch may hold fewer records than its offset range: compaction removes records and keeps the range
+/// (see [`check_stored`]). Uncompressed records must still be exactly as many as the header says.
+pub fn validate_replicated(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    validate_counted(bytes, CountRule::AtMostRange)
+}
+
+/// How a batch's record count must relate to its offset range (`lastOffsetDelta + 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CountRule {
+    /// As a client writes it: one record per offset.
+    Exact,
+    /// As a log may store it after compaction: at least one record, no more than the range.
+    AtMostRange,
+}
+
+fn validate_counted(bytes: &[u8], rule: CountRule) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if i64::from(header.batch_length) + BATCH_LENGTH_PREFIX_BYTES as i64 != bytes.len() as i64 {
         return Err(BatchError::LengthMismatch {
@@ -204,7 +224,11 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if header.record_count <= 0 || header.last_offset_delta != header.record_count - 1 {
+    let count_fits = match rule {
+        CountRule::Exact => header.last_offset_delta == header.record_count - 1,
+        CountRule::AtMostRange => header.last_offset_delta >= header.record_count - 1,
+    };
+    if header.record_count <= 0 || !count_fits {
         return Err(BatchError::InconsistentCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -223,6 +247,13 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::MalformedRecords("compressed batch has no payload"));
     }
     Ok(header)
+}
+
+/// The total size a batch at the start of `bytes` declares (its length field plus the 12 bytes before it),
+/// or `None` when fewer than 12 bytes are present. Says nothing about whether that many bytes follow.
+pub fn declared_total_bytes(bytes: &[u8]) -> Option<i64> {
+    (bytes.len() >= BATCH_LENGTH_PREFIX_BYTES)
+        .then(|| i64::from(read_i32(bytes, OFFSET_LENGTH)) + BATCH_LENGTH_PREFIX_BYTES as i64)
 }
 
 /// Checks the parts of a batch that recovery relies on: header, length within `bytes`, and CRC-32C.
@@ -498,6 +529,13 @@ pub mod build {
         pub headers: &'a [(&'a str, &'a [u8])],
     }
 
+    /// Sets the base offset and partition leader epoch of an encoded batch, as a leader's log does when it
+    /// appends it: for batches handed to a follower's [`crate::Log::append_replicated`] in tests. Neither
+    /// field is covered by the CRC.
+    pub fn assign_offsets(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+        assign(batch, base_offset, leader_epoch);
+    }
+
     /// Encodes an uncompressed batch with base offset 0 (the log assigns the real one).
     pub fn batch(records: &[Record<'_>]) -> Vec<u8> {
         encode(records, Compression::None)
@@ -691,6 +729,41 @@ mod tests {
         let mut v1 = batch.clone();
         v1[OFFSET_MAGIC] = 1;
         assert_eq!(validate(&v1), Err(BatchError::UnsupportedMagic(1)));
+    }
+
+    #[test]
+    fn a_replicated_batch_may_hold_fewer_records_than_offsets() {
+        // As compaction leaves a batch: two of its three offsets removed, the range kept.
+        let batch = batch_of(&records(3, 5), 5, Compression::None);
+        let header = validate(&batch).unwrap();
+        let kept = super::records(&batch).unwrap().split_off(2);
+        let compacted = rebuild(&header, &batch, &kept);
+        assert!(matches!(
+            validate(&compacted),
+            Err(BatchError::InconsistentCount { .. })
+        ));
+        let stored = validate_replicated(&compacted).unwrap();
+        assert_eq!((stored.record_count, stored.last_offset_delta), (1, 2));
+        // Never more records than offsets, never none, and the records present must be as many as declared.
+        let mut more = batch.clone();
+        more[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&1i32.to_be_bytes());
+        let crc = crc32c::crc32c(&more[OFFSET_ATTRIBUTES..]);
+        more[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_replicated(&more),
+            Err(BatchError::InconsistentCount { .. })
+        ));
+        let mut fewer_present = batch.clone();
+        fewer_present[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&9i32.to_be_bytes());
+        fewer_present[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&4i32.to_be_bytes());
+        let crc = crc32c::crc32c(&fewer_present[OFFSET_ATTRIBUTES..]);
+        fewer_present[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            validate_replicated(&fewer_present),
+            Err(BatchError::RecordCountMismatch { declared: 4, found: 3 })
+        );
+        assert_eq!(declared_total_bytes(&batch[..11]), None);
+        assert_eq!(declared_total_bytes(&batch[..12]), Some(batch.len() as i64));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Offset checkpoint files: one offset per partition, replaced atomically, with a CRC so that a torn or
-//! corrupt file is detected rather than believed.
+//! Checkpoint files: small text files replaced atomically, with a CRC so that a torn or corrupt file is
+//! detected rather than believed. [`OffsetCheckpoint`] holds one offset per partition; the leader-epoch
+//! checkpoint ([`crate::epochs`]) uses the same framing through `write_lines` and `read_lines`.
 //!
 //! Kafka's text layout with a CRC-32 (`crc32fast`) line added, so the files stay readable with `cat`:
 //!
@@ -51,73 +52,108 @@ impl OffsetCheckpoint {
 
     /// Replaces the file with `offsets`: write temp, fsync, rename, fsync the directory.
     pub fn write(&self, offsets: &BTreeMap<TopicPartition, u64>) -> Result<(), Error> {
-        let mut body = format!("{VERSION}\n{}\n", offsets.len());
-        for (tp, offset) in offsets {
-            body.push_str(&format!("{} {} {offset}\n", tp.topic, tp.partition));
-        }
-        body.push_str(&format!("{CRC_PREFIX}{:08x}\n", crc32fast::hash(body.as_bytes())));
-        let tmp = self.path.with_extension("tmp");
-        let write = || -> io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(body.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        };
-        write().context("write checkpoint", &self.path)?;
-        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+        let lines: Vec<String> = offsets
+            .iter()
+            .map(|(tp, offset)| format!("{} {} {offset}", tp.topic, tp.partition))
+            .collect();
+        write_lines(&self.path, VERSION, &lines)
     }
 
     /// Reads the file. A missing file is an empty checkpoint; a file that does not parse or fails its CRC is
     /// `Ok(Err(CorruptCheckpoint))` so the caller can fall back to a safe default.
     pub fn read(&self) -> Result<Result<BTreeMap<TopicPartition, u64>, CorruptCheckpoint>, Error> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(BTreeMap::new())),
-            Err(e) => return Err(e).context("read checkpoint", &self.path),
+        let Some(lines) = read_lines(&self.path, VERSION)? else {
+            return Ok(Ok(BTreeMap::new()));
         };
-        Ok(self.parse(&bytes).map_err(|reason| CorruptCheckpoint {
-            path: self.path.clone(),
-            reason,
+        Ok(lines.and_then(|lines| {
+            parse_offsets(&lines).map_err(|reason| CorruptCheckpoint {
+                path: self.path.clone(),
+                reason,
+            })
         }))
     }
+}
 
-    fn parse(&self, bytes: &[u8]) -> Result<BTreeMap<TopicPartition, u64>, String> {
-        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
-        let body_end = text
-            .trim_end_matches('\n')
-            .rfind('\n')
-            .map(|i| i + 1)
-            .ok_or("no CRC line")?;
-        let crc_line = text[body_end..].trim_end();
-        let stored = crc_line.strip_prefix(CRC_PREFIX).ok_or("last line is not the CRC")?;
-        let stored = u32::from_str_radix(stored, 16).map_err(|_| "CRC is not hex".to_owned())?;
-        let body = &text[..body_end];
-        let computed = crc32fast::hash(body.as_bytes());
-        if stored != computed {
-            return Err(format!("CRC {stored:08x} does not match contents {computed:08x}"));
+fn parse_offsets(lines: &[String]) -> Result<BTreeMap<TopicPartition, u64>, String> {
+    let mut offsets = BTreeMap::new();
+    for line in lines {
+        let mut fields = line.split(' ');
+        let (Some(topic), Some(partition), Some(offset), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!("bad line `{line}`"));
+        };
+        let partition = partition.parse().map_err(|_| format!("bad partition in `{line}`"))?;
+        let offset = offset.parse().map_err(|_| format!("bad offset in `{line}`"))?;
+        if offsets.insert(TopicPartition::new(topic, partition), offset).is_some() {
+            return Err(format!("partition {topic}-{partition} is listed twice"));
         }
-        let mut lines = body.lines();
-        if lines.next() != Some(VERSION) {
-            return Err("unknown version".into());
-        }
-        let count: usize = lines.next().and_then(|l| l.parse().ok()).ok_or("bad entry count")?;
-        let mut offsets = BTreeMap::new();
-        for line in lines {
-            let mut fields = line.split(' ');
-            let (Some(topic), Some(partition), Some(offset), None) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
-                return Err(format!("bad line `{line}`"));
-            };
-            let partition = partition.parse().map_err(|_| format!("bad partition in `{line}`"))?;
-            let offset = offset.parse().map_err(|_| format!("bad offset in `{line}`"))?;
-            offsets.insert(TopicPartition::new(topic, partition), offset);
-        }
-        if offsets.len() != count {
-            return Err(format!("{} entries where the header says {count}", offsets.len()));
-        }
-        Ok(offsets)
     }
+    Ok(offsets)
+}
+
+/// Replaces the checkpoint file at `path` with `version`, the number of entries, `lines` (one entry each, no
+/// newline) and a CRC-32 line: written to `<path>.tmp`, fsynced, renamed over `path`, and the directory
+/// fsynced, so that a crash leaves either the old file or the new one.
+pub(crate) fn write_lines(path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
+    let mut body = format!("{version}\n{}\n", lines.len());
+    for line in lines {
+        debug_assert!(!line.contains('\n'), "one entry per line");
+        body.push_str(line);
+        body.push('\n');
+    }
+    body.push_str(&format!("{CRC_PREFIX}{:08x}\n", crc32fast::hash(body.as_bytes())));
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(body.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().context("write checkpoint", path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads a checkpoint file written by [`write_lines`] and returns its entry lines. `Ok(None)`: there is no
+/// file. `Ok(Some(Err(_)))`: the file is not UTF-8, fails its CRC, has another version or another number of
+/// entries than its header says.
+pub(crate) fn read_lines(path: &Path, version: &str) -> Result<Option<Result<Vec<String>, CorruptCheckpoint>>, Error> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("read checkpoint", path),
+    };
+    Ok(Some(parse_lines(&bytes, version).map_err(|reason| CorruptCheckpoint {
+        path: path.to_owned(),
+        reason,
+    })))
+}
+
+fn parse_lines(bytes: &[u8], version: &str) -> Result<Vec<String>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+    let body_end = text
+        .trim_end_matches('\n')
+        .rfind('\n')
+        .map(|i| i + 1)
+        .ok_or("no CRC line")?;
+    let crc_line = text[body_end..].trim_end();
+    let stored = crc_line.strip_prefix(CRC_PREFIX).ok_or("last line is not the CRC")?;
+    let stored = u32::from_str_radix(stored, 16).map_err(|_| "CRC is not hex".to_owned())?;
+    let body = &text[..body_end];
+    let computed = crc32fast::hash(body.as_bytes());
+    if stored != computed {
+        return Err(format!("CRC {stored:08x} does not match contents {computed:08x}"));
+    }
+    let mut lines = body.lines();
+    if lines.next() != Some(version) {
+        return Err("unknown version".into());
+    }
+    let count: usize = lines.next().and_then(|l| l.parse().ok()).ok_or("bad entry count")?;
+    let entries: Vec<String> = lines.map(str::to_owned).collect();
+    if entries.len() != count {
+        return Err(format!("{} entries where the header says {count}", entries.len()));
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

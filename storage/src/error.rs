@@ -2,6 +2,8 @@
 //!
 //! [`AppendError`] and [`ReadError`] are what produce and fetch see, so the broker can map each variant to one
 //! Kafka error code (`CORRUPT_MESSAGE`, `MESSAGE_TOO_LARGE`, `OFFSET_OUT_OF_RANGE`, `KAFKA_STORAGE_ERROR`).
+//! [`ReplicaAppendError`] is what a follower's append of fetched batches sees: the same failures, plus
+//! batches that do not continue the log (wrong offsets, an epoch that goes backwards).
 //! [`Error`] covers the rest (open, roll, truncate, retention, checkpoints), which fail only on I/O or on an
 //! argument outside the log.
 
@@ -30,6 +32,14 @@ pub enum Error {
     },
     #[error("log {} is offline after an earlier I/O error; reopen it to recover", path.display())]
     Offline { path: PathBuf },
+    /// A leader append with an epoch below one the log already holds: only a stale leader does that, and
+    /// storing it would leave epochs going backwards in the log.
+    #[error("leader epoch {epoch} is below {latest_epoch}, the latest in log {}", path.display())]
+    StaleLeaderEpoch {
+        path: PathBuf,
+        epoch: i32,
+        latest_epoch: i32,
+    },
 }
 
 /// Why an append appended nothing.
@@ -47,6 +57,44 @@ pub enum AppendError {
     TooLarge { size: usize, max: u64 },
     #[error(transparent)]
     Storage(#[from] Error),
+}
+
+/// Why a follower's append of batches fetched from its leader appended nothing.
+#[derive(Debug, Error)]
+pub enum ReplicaAppendError {
+    /// As for a leader append: no whole batch (`Empty`), an invalid batch, or an I/O failure. Never
+    /// `TooLarge`: the leader accepted the batch, and `max.message.bytes` may have shrunk since (Kafka does
+    /// not check it on followers either).
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// A batch does not start where the log continues: the first at the log end offset, each next one
+    /// after the previous one's last offset. On a log whose `cleanup.policy` includes `compact`, a batch may
+    /// start later than `expected` (compaction on the leader removed whole batches), never earlier, and
+    /// never more than 2^31 offsets past the log end offset (a segment's index holds 32-bit relative offsets).
+    ///
+    /// A follower whose log is empty and whose first fetched batch straddles its log end offset (the
+    /// leader's log start falls inside a batch, after DeleteRecords) restarts its log at the batch's base
+    /// offset with [`crate::Log::truncate_fully_and_start_at`], as Kafka's follower does, and appends again.
+    #[error("batch at byte {position} of the appended bytes starts at offset {base_offset}, not at {expected}")]
+    OffsetMismatch {
+        position: usize,
+        expected: u64,
+        base_offset: i64,
+    },
+    /// A batch carries a leader epoch below one the log already holds: the follower's log diverged from its
+    /// leader's and must be truncated (OffsetsForLeaderEpoch) before it appends.
+    #[error("batch at byte {position} carries leader epoch {epoch}, below {latest_epoch} already in the log")]
+    EpochRegression {
+        position: usize,
+        epoch: i32,
+        latest_epoch: i32,
+    },
+}
+
+impl From<Error> for ReplicaAppendError {
+    fn from(e: Error) -> Self {
+        Self::Append(AppendError::Storage(e))
+    }
 }
 
 /// Why a read returned nothing.

@@ -7,25 +7,28 @@
 //!   and the two header fields the log rewrites (base offset, partition leader epoch).
 //! - `index`: the sparse offset index (`.index`) and time index (`.timeindex`), mmapped.
 //! - `segment`: one `.log` file with its two indexes; append, read, search by time, truncate, recover.
-//! - [`log`]: a partition log, an ordered run of segments: roll, read across segments, retention, flush
-//!   policy, truncation, DeleteRecords, and recovery on open.
+//! - [`log`]: a partition log, an ordered run of segments: leader and follower appends, roll, read across
+//!   segments, retention, flush policy, truncation, DeleteRecords, and recovery on open.
 //! - `handles`: one bound on open descriptors and index maps across all logs, so that 20,000 partitions
 //!   stay far below `vm.max_map_count`.
-//! - [`checkpoint`]: offset checkpoint files, replaced atomically and guarded by a CRC-32.
+//! - [`epochs`]: the leader-epoch cache (epoch -> first offset) and its `leader-epoch-checkpoint` file,
+//!   which the log keeps in step with its batches for replication's truncation (OffsetsForLeaderEpoch).
+//! - [`checkpoint`]: checkpoint files, replaced atomically and guarded by a CRC-32.
 //! - [`manager`]: the data directory: opens logs in parallel, writes checkpoints and the clean-shutdown
 //!   marker, and runs retention and time-based flushes in the background.
 //! - [`config`]: per-log settings with Kafka's names and defaults.
 //!
 //! # Errors
 //!
-//! Each kind of operation has its own error ([`AppendError`], [`ReadError`], [`Error`]) so the broker can
-//! map each variant to exactly one Kafka error code. Nothing found on disk panics: invalid bytes at the end
-//! of a log are cut during recovery and logged; I/O failures come back as errors and leave the log
-//! reopenable.
+//! Each kind of operation has its own error ([`AppendError`], [`ReplicaAppendError`], [`ReadError`],
+//! [`Error`]) so the broker can map each variant to exactly one Kafka error code. Nothing found on disk
+//! panics: invalid bytes at the end of a log are cut during recovery and logged; I/O failures come back as
+//! errors and leave the log reopenable.
 
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod epochs;
 mod error;
 mod handles;
 mod index;
@@ -34,7 +37,8 @@ pub mod manager;
 mod segment;
 
 pub use config::LogConfig;
-pub use error::{AppendError, Error, ReadError};
+pub use epochs::EpochEntry;
+pub use error::{AppendError, Error, ReadError, ReplicaAppendError};
 pub use handles::{HANDLES_MAX_DEFAULT, HandleCache};
 pub use log::{
     AppendInfo, BatchLocation, Log, OpenState, ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,

@@ -1,8 +1,20 @@
 //! The partition log: an ordered run of segments with one active segment at the end.
 //!
-//! A [`Log`] owns one directory, `<topic>-<partition>/`, holding the files of its segments (see `segment`).
-//! Offsets are contiguous from the log start offset to the log end offset (LEO); the active segment is the
-//! only one appended to, and a new one is rolled at `segment.bytes`, at `segment.ms`, or when an index fills.
+//! A [`Log`] owns one directory, `<topic>-<partition>/`, holding the files of its segments (see `segment`)
+//! and its `leader-epoch-checkpoint`. Offsets are contiguous from the log start offset to the log end offset
+//! (LEO), except for the holes compaction leaves; the active segment is the only one appended to, and a new
+//! one is rolled at `segment.bytes`, at `segment.ms`, or when an index fills.
+//!
+//! Batches come in two ways. A leader appends what clients sent with [`Log::append`], which assigns offsets
+//! from the log end offset and stamps the leader epoch. A follower appends what it fetched from its leader
+//! with [`Log::append_replicated`], verbatim: offsets and epochs were assigned by the leader, and must
+//! continue this log. Both share validation, rolling, indexing and the flush policy.
+//!
+//! The log also keeps the partition's leader-epoch cache (`leader-epoch-checkpoint`, see [`crate::epochs`]):
+//! appends add an entry when a batch carries a new epoch, [`Log::truncate_to`] drops entries past the new
+//! end, and moving the log start offset (DeleteRecords, retention) moves the first entry up. Opening
+//! rebuilds a missing, corrupt or stale checkpoint from the batch headers and truncates it to what recovery
+//! kept.
 //!
 //! What the log does not own: where its recovery point and log start offset are persisted (the
 //! [`crate::LogManager`]'s checkpoints), the high watermark (the broker's replica manager passes it to
@@ -22,7 +34,8 @@ use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
-use crate::error::{AppendError, Error, IoContext, ReadError};
+use crate::epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
+use crate::error::{AppendError, Error, IoContext, ReadError, ReplicaAppendError};
 use crate::handles::HandleCache;
 use crate::segment::{self, AppendFailure, PendingBatch, Segment};
 
@@ -31,16 +44,20 @@ const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
 /// A segment's byte positions are `u32` in the offset index.
 const SEGMENT_POSITION_MAX: u64 = u32::MAX as u64;
 
-/// What an append assigned.
+/// What an append assigned (or, for a follower's append, found in the batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
+    /// The base offset of the first batch appended.
     pub first_offset: u64,
+    /// The last offset of the last batch appended.
     pub last_offset: u64,
     /// The log end offset after the append (`last_offset + 1`).
     pub log_end_offset: u64,
     /// The largest timestamp of the appended batches.
     pub max_timestamp: i64,
     pub batches: usize,
+    /// Records appended: the sum of the batches' record counts (on a follower, a compacted batch may hold
+    /// fewer records than offsets).
     pub records: u64,
 }
 
@@ -115,6 +132,8 @@ pub struct RecoveryReport {
     /// Bytes cut from torn or corrupt tails, and segments dropped after a cut.
     pub bytes_truncated: u64,
     pub segments_deleted: usize,
+    /// The leader-epoch checkpoint was missing, corrupt or behind the log, and was rebuilt from the batches.
+    pub epoch_cache_rebuilt: bool,
 }
 
 /// What compaction removed.
@@ -152,6 +171,19 @@ pub struct Log {
     /// Set when an append failed in a way that left the active segment damaged; appends are refused until
     /// the log is reopened and recovered, as Kafka takes a failed log directory offline.
     offline: bool,
+    /// The first offset of each leader epoch in the log, persisted as `leader-epoch-checkpoint`.
+    epochs: LeaderEpochCache,
+}
+
+/// Where appended batches come from, which decides how they are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A producer, through the leader: every batch whole, within `max.message.bytes`, one record per offset.
+    Client,
+    /// The leader, through a follower's fetch: a partial batch at the end is dropped (a fetch response may
+    /// end in one), the size limit is not applied (the leader accepted the batch), and a compacted batch may
+    /// hold fewer records than offsets.
+    Replica,
 }
 
 impl Log {
@@ -224,6 +256,7 @@ impl Log {
             segment.trim_indexes().context("trim indexes", segment.log_path())?;
         }
 
+        let epochs = LeaderEpochCache::new(dir.join(LEADER_EPOCH_CHECKPOINT));
         let mut log = Self {
             dir,
             config,
@@ -236,6 +269,7 @@ impl Log {
             rolled_syncs: VecDeque::new(),
             compacted_up_to: 0,
             offline: false,
+            epochs,
         };
         match log.segments.keys().next().copied() {
             None => log.start_fresh_at(state.log_start_offset)?,
@@ -253,13 +287,15 @@ impl Log {
             log.flush_all()?;
         }
         log.recovery_point = log.log_end_offset();
+        report.epoch_cache_rebuilt = log.load_epochs()?;
         if report.segments_recovered > 0 || report.bytes_truncated > 0 {
             info!(dir = %log.dir.display(), ?report, log_end_offset = log.log_end_offset(), "recovered log");
         }
         Ok((log, report))
     }
 
-    /// Deletes every segment and starts an empty log at `offset`.
+    /// Deletes every segment and starts an empty log at `offset`; the epoch cache is cleared, as Kafka's
+    /// `truncateFullyAndStartAt` does (no batch is left to carry an epoch).
     fn start_fresh_at(&mut self, offset: u64) -> Result<(), Error> {
         for (_, segment) in std::mem::take(&mut self.segments) {
             segment.delete().context("delete segment", &self.dir)?;
@@ -269,7 +305,73 @@ impl Log {
         self.segments.insert(offset, segment);
         self.log_start_offset = offset;
         self.recovery_point = self.recovery_point.min(offset);
-        sync_dir(&self.dir)
+        self.clamp_rolled_syncs(offset);
+        sync_dir(&self.dir)?;
+        // After the segments: a crash in between leaves entries that opening drops (they are past the end).
+        self.epochs.clear();
+        self.epochs.persist()
+    }
+
+    /// Loads the leader-epoch cache on open, after recovery: reads the checkpoint, or rebuilds it from the
+    /// batch headers when it is missing, corrupt, or does not end with the epoch of the last batch (it fell
+    /// behind the log). Then truncates it to the log as recovery left it. Returns whether it was rebuilt.
+    fn load_epochs(&mut self) -> Result<bool, Error> {
+        let path = self.dir.join(LEADER_EPOCH_CHECKPOINT);
+        let has_batches = self.log_end_offset() > self.log_start_offset;
+        let rebuild_because = match LeaderEpochCache::read(&path)? {
+            Some(Ok(cache)) => {
+                self.epochs = cache;
+                self.truncate_epochs_to_log();
+                self.epochs_disagree_with_last_batch()
+            }
+            Some(Err(corrupt)) => Some(corrupt.to_string()),
+            // A new log has nothing to rebuild from, and writes the file with its first epoch.
+            None if !has_batches => None,
+            None => Some("the checkpoint is missing".to_owned()),
+        };
+        let Some(reason) = rebuild_because else {
+            self.epochs.persist()?;
+            return Ok(false);
+        };
+        let mut rebuilt = LeaderEpochCache::new(path);
+        for segment in self.segments.values() {
+            segment
+                .for_each_header(|header| {
+                    rebuilt.assign(header.partition_leader_epoch, header.base_offset as u64);
+                })
+                .context("rebuild the leader-epoch cache from", segment.log_path())?;
+        }
+        self.epochs = rebuilt;
+        self.truncate_epochs_to_log();
+        // Written even when empty, so that the next open reads it instead of scanning again.
+        self.epochs.replace(self.epochs.entries().to_vec());
+        self.epochs.persist()?;
+        warn!(dir = %self.dir.display(), reason, entries = ?self.epochs.entries(),
+            "rebuilt the leader-epoch cache from the log");
+        Ok(true)
+    }
+
+    /// Drops the epoch entries outside `[log start, log end)`: those past the end belong to batches recovery
+    /// cut (or that were never written), and those before the start to deleted ones.
+    fn truncate_epochs_to_log(&mut self) {
+        self.epochs.truncate_from_start(self.log_start_offset);
+        self.epochs.truncate_from_end(self.log_end_offset());
+    }
+
+    /// Why the cache cannot be right for the last batch in the log, if it cannot: its latest epoch must be
+    /// that batch's (or the cache empty, for a batch without an epoch).
+    fn epochs_disagree_with_last_batch(&self) -> Option<String> {
+        if self.log_end_offset() <= self.log_start_offset {
+            return None;
+        }
+        let last_epoch = self.segments.values().rev().find_map(Segment::last_epoch)?;
+        let latest = self.epochs.latest_epoch();
+        let agree = if last_epoch >= 0 {
+            latest == Some(last_epoch)
+        } else {
+            latest.is_none()
+        };
+        (!agree).then(|| format!("the last batch carries epoch {last_epoch}, the checkpoint ends with {latest:?}"))
     }
 
     pub fn dir(&self) -> &Path {
@@ -296,6 +398,27 @@ impl Log {
 
     pub fn recovery_point(&self) -> u64 {
         self.recovery_point
+    }
+
+    /// The leader epoch of the newest batch that carries one (Kafka's `latestEpoch`); `None` when no batch
+    /// carries an epoch (or the whole log was truncated away).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch for `epoch`, as the leader answers it: the largest epoch at or below
+    /// `epoch` in this log, and the offset where it ends (the first offset of the next higher epoch, or the
+    /// log end offset for the latest epoch). `None` (Kafka's `UNDEFINED_EPOCH_OFFSET`) when `epoch` is
+    /// negative or above the latest, or no batch carries an epoch. An epoch below the oldest one still in
+    /// the log is answered with itself and the oldest one's start, as Kafka does. See
+    /// [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader-epoch cache: the first offset of each epoch in the log, oldest first.
+    pub fn epoch_entries(&self) -> &[EpochEntry] {
+        self.epochs.entries()
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -338,47 +461,136 @@ impl Log {
     /// Validates and appends one or more batches, exactly as a client encoded them, back to back in
     /// `batches`. Assigns offsets from the log end offset and stamps `leader_epoch` into each batch header,
     /// in place. Either every batch is appended or none is.
+    ///
+    /// An epoch below the latest one in the log is refused (`Error::StaleLeaderEpoch`): only a stale leader
+    /// appends with one. An epoch above it starts a new entry in the leader-epoch cache.
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
         if self.offline {
             return Err(Error::Offline { path: self.dir.clone() }.into());
         }
         self.reap_rolled_syncs();
-        let mut pending = self.validate(batches)?;
-        let first_offset = self.log_end_offset();
-        let mut next = first_offset;
-        let mut max_timestamp = i64::MIN;
+        let mut pending = self.split_batches(batches, Origin::Client)?;
+        if let Some(latest_epoch) = self.epochs.latest_epoch()
+            && leader_epoch < latest_epoch
+        {
+            return Err(Error::StaleLeaderEpoch {
+                path: self.dir.clone(),
+                epoch: leader_epoch,
+                latest_epoch,
+            }
+            .into());
+        }
+        let mut next = self.log_end_offset();
         for batch in &mut pending {
             let end = batch.start + batch.header.total_bytes();
             batch::assign(&mut batches[batch.start..end], next as i64, leader_epoch);
             batch.header.base_offset = next as i64;
             batch.header.partition_leader_epoch = leader_epoch;
             next += batch.header.record_count as u64;
-            max_timestamp = max_timestamp.max(batch.header.max_timestamp);
         }
-        let last_offset = next - 1;
-        self.maybe_roll(batches.len() as u64, last_offset)?;
+        self.append_batches(batches, &pending)
+    }
+
+    /// A follower's append: `batches` were fetched from the leader and are stored verbatim, offsets and
+    /// partition leader epochs as the leader assigned them. Each whole batch is checked as on the leader
+    /// (magic 2, lengths, CRC-32C, record count against the bytes), and must continue the log: the first at
+    /// the log end offset, each next one right after the previous one's last offset (on a compacted log
+    /// later is allowed too: see [`ReplicaAppendError::OffsetMismatch`]), with an epoch no lower than the
+    /// latest in the log. A partial batch at the end of `batches`, as a fetch response may carry, is ignored.
+    /// Rolling, indexes and the flush policy are those of [`Self::append`]; `max.message.bytes` is not
+    /// applied (the leader accepted the batches). Either every whole batch is appended or none is.
+    pub fn append_replicated(&mut self, batches: &[u8]) -> Result<AppendInfo, ReplicaAppendError> {
+        if self.offline {
+            return Err(Error::Offline { path: self.dir.clone() }.into());
+        }
+        self.reap_rolled_syncs();
+        let pending = self.split_batches(batches, Origin::Replica)?;
+        self.check_continues_log(&pending)?;
+        let last = pending.last().expect("split_batches refuses an empty append");
+        let whole = last.start + last.header.total_bytes();
+        Ok(self.append_batches(&batches[..whole], &pending)?)
+    }
+
+    /// Checks that fetched batches continue this log: offsets (see [`Self::append_replicated`]) and epochs.
+    fn check_continues_log(&self, pending: &[PendingBatch]) -> Result<(), ReplicaAppendError> {
+        let log_end_offset = self.log_end_offset();
+        // Compaction on the leader removes whole batches, leaving holes in the offsets it serves.
+        let gaps_allowed = self.config.cleanup_compact;
+        let mut expected = log_end_offset;
+        let mut latest_epoch = self.epochs.latest_epoch();
+        for batch in pending {
+            let header = &batch.header;
+            let continues = u64::try_from(header.base_offset)
+                .is_ok_and(|base| base == expected || (gaps_allowed && base > expected));
+            // Whatever the holes, the batch must fit a segment started at the log end: relative offsets in the
+            // indexes are 32-bit.
+            let indexable = (header.last_offset() as u64).saturating_sub(log_end_offset) <= RELATIVE_OFFSET_MAX;
+            if !continues || !indexable {
+                return Err(ReplicaAppendError::OffsetMismatch {
+                    position: batch.start,
+                    expected,
+                    base_offset: header.base_offset,
+                });
+            }
+            let epoch = header.partition_leader_epoch;
+            if let Some(latest) = latest_epoch
+                && epoch < latest
+            {
+                return Err(ReplicaAppendError::EpochRegression {
+                    position: batch.start,
+                    epoch,
+                    latest_epoch: latest,
+                });
+            }
+            if epoch >= 0 {
+                latest_epoch = Some(epoch);
+            }
+            expected = header.last_offset() as u64 + 1;
+        }
+        Ok(())
+    }
+
+    /// Appends validated batches whose headers hold their final offsets and epochs: rolls if needed, records
+    /// new epochs, writes, and applies the flush policy. Shared by the leader's and the follower's append.
+    fn append_batches(&mut self, bytes: &[u8], pending: &[PendingBatch]) -> Result<AppendInfo, AppendError> {
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return Err(AppendError::Empty);
+        };
+        let first_offset = first.header.base_offset as u64;
+        let last_offset = last.header.last_offset() as u64;
+        let records: u64 = pending.iter().map(|b| b.header.record_count as u64).sum();
+        let max_timestamp = pending.iter().map(|b| b.header.max_timestamp).max().unwrap_or(i64::MIN);
+        self.maybe_roll(bytes.len() as u64, last_offset)?;
+        let epochs_before = self.record_epochs(pending)?;
         let config = self.config.clone();
-        match self.active_mut().append(batches, &pending, &config) {
-            Ok(()) => {}
+        let failure = match self.active_mut().append(bytes, pending, &config) {
+            Ok(()) => None,
             Err(AppendFailure::Unchanged(e)) => {
-                return Err(Error::Io {
-                    op: "append to",
-                    path: self.dir.clone(),
-                    source: e,
+                // Nothing was written: the new epochs describe no batch. Undo them; if the checkpoint cannot be
+                // rewritten now, it stays dirty and the next append rewrites it before writing any batch.
+                if let Some(before) = epochs_before {
+                    self.epochs.replace(before);
+                    if let Err(persist) = self.epochs.persist() {
+                        warn!(dir = %self.dir.display(), error = %persist, "could not undo a leader-epoch change");
+                    }
                 }
-                .into());
+                Some(e)
             }
             Err(AppendFailure::Damaged(e)) => {
+                // The batches may be on disk in part or whole: the checkpoint keeps their epochs, and opening
+                // truncates it to whatever recovery keeps.
                 self.offline = true;
-                return Err(Error::Io {
-                    op: "append to",
-                    path: self.dir.clone(),
-                    source: e,
-                }
-                .into());
+                Some(e)
             }
+        };
+        if let Some(e) = failure {
+            return Err(Error::Io {
+                op: "append to",
+                path: self.dir.clone(),
+                source: e,
+            }
+            .into());
         }
-        let records = next - first_offset;
         self.unflushed_records += records;
         if self.config.flush_messages.is_some_and(|n| self.unflushed_records >= n) {
             self.flush()?;
@@ -386,23 +598,58 @@ impl Log {
         Ok(AppendInfo {
             first_offset,
             last_offset,
-            log_end_offset: next,
+            log_end_offset: last_offset + 1,
             max_timestamp,
             batches: pending.len(),
             records,
         })
     }
 
-    /// Splits `bytes` into batches and checks each; nothing is changed.
-    fn validate(&self, bytes: &[u8]) -> Result<Vec<PendingBatch>, AppendError> {
+    /// Adds the epochs `pending` starts to the leader-epoch cache and persists it, before the batches are
+    /// written: a batch on disk then always has its epoch in the checkpoint, and a crash in between leaves
+    /// only an entry at the log end, which opening drops. Returns the entries as they were if they changed.
+    fn record_epochs(&mut self, pending: &[PendingBatch]) -> Result<Option<Vec<EpochEntry>>, Error> {
+        let latest = self.epochs.latest_epoch();
+        let changes = pending.iter().any(|b| {
+            let epoch = b.header.partition_leader_epoch;
+            epoch >= 0 && latest.is_none_or(|latest| epoch > latest)
+        });
+        // The common case, an append in the current epoch, copies and writes nothing.
+        let before = changes.then(|| self.epochs.entries().to_vec());
+        if changes {
+            for batch in pending {
+                self.epochs
+                    .assign(batch.header.partition_leader_epoch, batch.header.base_offset as u64);
+            }
+        }
+        if let Err(e) = self.epochs.persist() {
+            if let Some(before) = before {
+                self.epochs.replace(before);
+            }
+            return Err(e);
+        }
+        Ok(before)
+    }
+
+    /// Splits `bytes` into batches and checks each (see [`Origin`]); nothing is changed.
+    fn split_batches(&self, bytes: &[u8], origin: Origin) -> Result<Vec<PendingBatch>, AppendError> {
         let mut pending = Vec::new();
         let mut start = 0;
         while start < bytes.len() {
+            let rest = &bytes[start..];
             let invalid = |source| AppendError::InvalidBatch {
                 position: start,
                 source,
             };
-            let header = BatchHeader::parse(&bytes[start..]).map_err(invalid)?;
+            if origin == Origin::Replica {
+                // A partial batch at the end is ignored, as Kafka's record iterators do: fewer bytes than the
+                // length field, or fewer than it declares. A declared size below a header is corruption.
+                let declared = batch::declared_total_bytes(rest);
+                if declared.is_none_or(|size| size > rest.len() as i64 && size >= batch::BATCH_HEADER_BYTES as i64) {
+                    break;
+                }
+            }
+            let header = BatchHeader::parse(rest).map_err(invalid)?;
             let size = header.total_bytes();
             if header.batch_length < 0 || start + size > bytes.len() {
                 return Err(invalid(batch::BatchError::LengthMismatch {
@@ -410,13 +657,20 @@ impl Log {
                     present: bytes.len() - start - batch::BATCH_LENGTH_PREFIX_BYTES,
                 }));
             }
-            if size as u64 > self.config.max_message_bytes {
-                return Err(AppendError::TooLarge {
-                    size,
-                    max: self.config.max_message_bytes,
-                });
+            let one = &bytes[start..start + size];
+            let header = match origin {
+                Origin::Client => {
+                    if size as u64 > self.config.max_message_bytes {
+                        return Err(AppendError::TooLarge {
+                            size,
+                            max: self.config.max_message_bytes,
+                        });
+                    }
+                    batch::validate(one)
+                }
+                Origin::Replica => batch::validate_replicated(one),
             }
-            let header = batch::validate(&bytes[start..start + size]).map_err(invalid)?;
+            .map_err(invalid)?;
             pending.push(PendingBatch { start, header });
             start += size;
         }
@@ -577,6 +831,9 @@ impl Log {
 
     /// Removes every record at or after `offset`, for a replica whose log diverged from its leader's. A batch
     /// holding `offset` is removed whole, so the new log end offset may be below `offset`. Returns it.
+    ///
+    /// The leader-epoch cache loses the entries at or after the new end (Kafka's `truncateFromEnd`); when the
+    /// whole log goes (`offset` at or below the log start), it is cleared.
     pub fn truncate_to(&mut self, offset: u64) -> Result<u64, Error> {
         if self.offline {
             return Err(Error::Offline { path: self.dir.clone() });
@@ -599,13 +856,31 @@ impl Log {
         self.activate_last()?;
         let end = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(end);
+        self.clamp_rolled_syncs(end);
         // The batch holding `offset` may have straddled the log start offset.
         self.log_start_offset = self.log_start_offset.min(end);
+        // After the segments: a crash in between leaves entries past the end, which opening drops.
+        self.epochs.truncate_from_end(end);
+        self.epochs.persist()?;
         Ok(end)
     }
 
+    /// Kafka's `truncateFullyAndStartAt`: deletes every segment and restarts the log, empty, at `offset`
+    /// (log start and log end both `offset`, which may be past the current log end), and clears the
+    /// leader-epoch cache. For a follower whose fetch offset the leader no longer has (it answered
+    /// `OFFSET_OUT_OF_RANGE`): the follower restarts at the leader's log start offset.
+    pub fn truncate_fully_and_start_at(&mut self, offset: u64) -> Result<(), Error> {
+        if self.offline {
+            return Err(Error::Offline { path: self.dir.clone() });
+        }
+        info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(),
+            "deleting the whole log and restarting it");
+        self.start_fresh_at(offset)
+    }
+
     /// Kafka's DeleteRecords: moves the log start offset up to `offset` and deletes the segments wholly
-    /// below it. Returns the new log start offset.
+    /// below it; the leader-epoch cache's first entry moves up with it (Kafka's `truncateFromStart`). Returns
+    /// the new log start offset.
     pub fn delete_records_before(&mut self, offset: u64) -> Result<u64, Error> {
         let log_end_offset = self.log_end_offset();
         if offset > log_end_offset {
@@ -822,6 +1097,8 @@ impl Log {
         }
         let first = *self.segments.keys().next().expect("never empty");
         self.log_start_offset = self.log_start_offset.max(first);
+        self.epochs.truncate_from_start(self.log_start_offset);
+        self.epochs.persist()?;
         Ok(deleted)
     }
 
@@ -842,6 +1119,14 @@ impl Log {
                 tracing::error!(dir = %self.dir.display(), error = %e, "fsync of a rolled segment failed; log offline");
                 self.offline = true;
             }
+        }
+    }
+
+    /// After a truncation to `end`: a rolled segment's fsync still running vouches for nothing past `end`,
+    /// where new, unflushed batches will go.
+    fn clamp_rolled_syncs(&mut self, end: u64) {
+        for sync in &mut self.rolled_syncs {
+            sync.up_to = sync.up_to.min(end);
         }
     }
 
@@ -898,6 +1183,8 @@ impl Log {
         for segment in self.segments.values() {
             segment.close_handles();
         }
+        // Only after a failed write is there anything to write here.
+        self.epochs.persist()?;
         self.recovery_point = self.log_end_offset();
         Ok((self.recovery_point, self.log_start_offset))
     }

@@ -81,6 +81,8 @@ pub(crate) struct Segment {
     max_timestamp: Option<(i64, u64)>,
     /// The max timestamp of the first batch: `segment.ms` counts from it, as in Kafka.
     first_batch_timestamp: Option<i64>,
+    /// The partition leader epoch of the last batch, which the log checks its epoch cache against on open.
+    last_epoch: Option<i32>,
 }
 
 impl Segment {
@@ -131,6 +133,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             max_timestamp: None,
             first_batch_timestamp: None,
+            last_epoch: None,
         })
     }
 
@@ -156,6 +159,11 @@ impl Segment {
 
     pub fn first_batch_timestamp(&self) -> Option<i64> {
         self.first_batch_timestamp
+    }
+
+    /// The partition leader epoch of the segment's last batch; `None` when it is empty.
+    pub fn last_epoch(&self) -> Option<i32> {
+        self.last_epoch
     }
 
     pub fn indexes_full(&self) -> bool {
@@ -215,6 +223,7 @@ impl Segment {
         self.next_offset = self.base_offset;
         self.max_timestamp = None;
         self.first_batch_timestamp = None;
+        self.last_epoch = None;
         self.bytes_since_index_entry = 0;
         let file_size = self.size;
         let mut valid_end = 0u64;
@@ -321,6 +330,7 @@ impl Segment {
         }
         self.bytes_since_index_entry += header.total_bytes() as u64;
         self.next_offset = last_offset + 1;
+        self.last_epoch = Some(header.partition_leader_epoch);
         Ok(())
     }
 
@@ -549,6 +559,17 @@ impl Segment {
         self.record_at_or_after(at, &header, |_, t| t == max)
     }
 
+    /// Calls `f` with the header of every batch, in order (a walk of headers only: the records are not read).
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        self.with_file(|file| {
+            let mut walker = Walker::new(file, 0, self.size);
+            while let Some((_, header)) = walker.next_header()? {
+                f(&header);
+            }
+            Ok(())
+        })
+    }
+
     /// Removes every batch whose last offset is at or after `offset` (a batch holding `offset` goes whole).
     /// Returns the bytes removed.
     pub fn truncate_to(&mut self, offset: u64) -> io::Result<u64> {
@@ -580,11 +601,13 @@ impl Segment {
             .last()
             .map(|e| (e.timestamp, self.base_offset + u64::from(e.relative_offset)));
         let mut next_offset = self.base_offset;
+        let mut last_epoch = None;
         self.with_file(|file| {
             let mut walker = Walker::new(file, start, self.size);
             while let Some((at, header)) = walker.next_header()? {
                 end = at + header.total_bytes() as u64;
                 next_offset = header.last_offset() as u64 + 1;
+                last_epoch = Some(header.partition_leader_epoch);
                 if max_timestamp.is_none_or(|(ts, _)| header.max_timestamp > ts) {
                     max_timestamp = Some((header.max_timestamp, header.last_offset() as u64));
                 }
@@ -593,6 +616,7 @@ impl Segment {
         })?;
         self.next_offset = next_offset;
         self.max_timestamp = max_timestamp;
+        self.last_epoch = last_epoch;
         self.bytes_since_index_entry = end - start;
         if self.size == 0 {
             self.first_batch_timestamp = None;

@@ -8,7 +8,10 @@
 //! - the log holds whole batches only, each passing validation (CRC included), with contiguous offsets from 0
 //!   to the log end offset;
 //! - whatever survived past the flushed point is exactly what the child was writing, in order: batches it
-//!   reported appended, and at most the one it was appending when it was killed.
+//!   reported appended, and at most the one it was appending when it was killed;
+//! - the leader-epoch cache (each round appends with a new epoch) holds exactly the first batch of each
+//!   epoch that survived, read from its checkpoint rather than rebuilt: the log writes a new epoch's entry
+//!   before the batch that starts it, and opening drops entries past what recovery kept.
 //!
 //! Rounds repeat on the same directory, each child continuing from what the previous recovery left. A second
 //! test also closes the recovered log cleanly after each round and reopens it as after a clean shutdown, which
@@ -645,6 +648,11 @@ fn crash_round(dir: &Path, ctx: Ctx, kill_points: &mut Rng, model: &mut Vec<Expe
     let (durable, reported, appends) = (reports.durable, reports.batches.len(), reports.appends);
     let mut candidates = reports.into_candidates();
     let recovered = check_log(&log, &candidates, durable, ctx);
+    check_epochs(&log, ctx);
+    assert!(
+        !recovery.epoch_cache_rebuilt,
+        "{ctx}: the leader-epoch checkpoint had to be rebuilt: {recovery:?}"
+    );
 
     stats.rounds += 1;
     stats.batches_reported_appended += appends;
@@ -705,6 +713,23 @@ fn check_log(log: &Log, candidates: &[Expected], durable: usize, ctx: Ctx) -> us
         log.log_end_offset(),
     );
     found
+}
+
+/// Checks that the leader-epoch cache lists exactly the first batch of each epoch in the log.
+fn check_epochs(log: &Log, ctx: Ctx) {
+    let mut expected: Vec<(i32, u64)> = Vec::new();
+    for_each_batch(log, ctx, |stored| {
+        let header = BatchHeader::parse(stored).expect("checked by for_each_batch");
+        let epoch = header.partition_leader_epoch;
+        if expected.last().is_none_or(|(latest, _)| epoch > *latest) {
+            expected.push((epoch, header.base_offset as u64));
+        }
+    });
+    let cached: Vec<(i32, u64)> = log.epoch_entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
+    assert_eq!(
+        cached, expected,
+        "{ctx}: the leader-epoch cache does not match the batches"
+    );
 }
 
 /// Reads the log front to back with `Log::read` and hands each batch to `check`, checking on the way that each
@@ -821,6 +846,11 @@ fn log_recovered_after_sigkill_reopens_unchanged_after_a_clean_close() {
             "{ctx}: a clean open scanned segments; it must trust them"
         );
         check_log(&log, &model, model.len(), ctx);
+        check_epochs(&log, ctx);
+        assert!(
+            !report.epoch_cache_rebuilt,
+            "{ctx}: a clean open rebuilt the epoch cache"
+        );
     }
     eprintln!("{stats:?}");
 }

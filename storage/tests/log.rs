@@ -801,6 +801,9 @@ fn disk_full_child() {
     // Still refused, still no panic, and nothing half-written is visible.
     assert!(log.append(&mut big.clone(), 0).is_err());
     assert_eq!(log.log_end_offset(), acked);
+    // A new leader epoch whose first batch was not written is not recorded either.
+    assert!(log.append(&mut big.clone(), 1).is_err());
+    assert_eq!(log.latest_epoch(), Some(0));
     assert_contiguous(&log);
     // A small batch still fits in what is left: the log keeps working when space allows.
     log.append(&mut records(1, 0), 0).unwrap();
@@ -851,6 +854,7 @@ fn a_full_disk_fails_appends_cleanly_and_the_log_reopens() {
             "every acknowledged record, and nothing else"
         );
         assert_contiguous(&log);
+        assert_eq!(log.latest_epoch(), Some(0), "the failed epoch left no trace");
     }
 }
 
@@ -992,4 +996,23 @@ fn an_interrupted_compaction_leaves_the_original_segment() {
     let log = open(dir.path(), config(&[]));
     assert_eq!(all_batches(&log), before);
     assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+}
+
+#[test]
+fn a_rolled_segment_fsync_finishing_after_a_truncation_keeps_the_recovery_point_below_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), config(&[]));
+    log.append(&mut records(10, 0), 0).unwrap();
+    log.roll().unwrap(); // its fsync runs in the background, to make offsets below 10 durable
+    assert_eq!(log.truncate_to(5).unwrap(), 0);
+    log.append(&mut records(7, 0), 0).unwrap(); // offsets 0..7, not flushed
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        log.reap_rolled_syncs();
+        assert!(
+            log.recovery_point() == 0,
+            "recovery point {} covers records appended after the truncation",
+            log.recovery_point()
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! A property test: random sequences of operations on a real log, checked against a plain in-memory model
-//! (a list of batches). After every step the whole log must read back exactly as the model says.
+//! (a list of batches). After every step the whole log must read back exactly as the model says, and its
+//! leader-epoch cache must say what the epochs stamped in those batches say.
 //!
 //! Segment sizes are tiny so that rolls, multi-segment reads, retention and truncation across segment
 //! boundaries all happen within a few dozen operations. `PROPTEST_CASES` raises the number of cases.
@@ -8,16 +9,32 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use strata_storage::batch::BatchHeader;
-use strata_storage::batch::build::{Record, batch};
-use strata_storage::{HandleCache, Log, LogConfig, OpenState, ReadError, ReadLimits};
+use strata_storage::batch::build::{Record, assign_offsets, batch};
+use strata_storage::{HandleCache, Log, LogConfig, OpenState, ReadError, ReadLimits, ReplicaAppendError};
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Appends `batches` batches of `records` records each, in one call.
+    /// Appends `batches` batches of `records` records each, in one call, in the current leader epoch.
     Append {
         batches: usize,
         records: usize,
         timestamp: i64,
+    },
+    /// A new leader: later appends carry an epoch `by` higher.
+    NewEpoch {
+        by: i32,
+    },
+    /// Appends as a follower: batches with offsets and the current epoch already assigned, optionally
+    /// followed by the first `partial` bytes of one more batch (a fetch response cut short).
+    Replicate {
+        batches: usize,
+        records: usize,
+        timestamp: i64,
+        partial: Option<usize>,
+    },
+    /// A follower's append that starts `off` offsets away from the log end: refused, nothing changes.
+    ReplicateMisplaced {
+        off: i64,
     },
     Roll,
     /// Reads from a point of the log (`at` is a fraction of its length in 1/1000) with a byte limit and an
@@ -54,6 +71,10 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1..4usize, 1..6usize, 0..1000i64).prop_map(|(batches, records, timestamp)| Op::Append { batches, records, timestamp }),
+        1 => (1..3i32).prop_map(|by| Op::NewEpoch { by }),
+        3 => (1..4usize, 1..6usize, 0..1000i64, proptest::option::of(1..80usize))
+            .prop_map(|(batches, records, timestamp, partial)| Op::Replicate { batches, records, timestamp, partial }),
+        1 => prop_oneof![Just(-1i64), Just(1), Just(5)].prop_map(|off| Op::ReplicateMisplaced { off }),
         1 => Just(Op::Roll),
         3 => (0..=1000u16, 1..2000usize, 0..=1000u16).prop_map(|(at, max_bytes, bound)| Op::Read { at, max_bytes, bound }),
         1 => (0..=1000u16).prop_map(|at| Op::Truncate { at }),
@@ -66,21 +87,23 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// One batch as the model knows it: its offsets, timestamps and exact stored bytes.
+/// One batch as the model knows it: its offsets, timestamps, leader epoch and exact stored bytes.
 #[derive(Debug, Clone)]
 struct Stored {
     base: u64,
     last: u64,
     timestamps: Vec<i64>,
+    epoch: i32,
     bytes: Vec<u8>,
 }
 
-/// The model: the batches from the log start on, and the log start offset.
+/// The model: the batches from the log start on, the log start offset, and the current leader epoch.
 #[derive(Debug, Default)]
 struct Model {
     batches: Vec<Stored>,
     log_start: u64,
     log_end: u64,
+    epoch: i32,
 }
 
 impl Model {
@@ -92,6 +115,53 @@ impl Model {
     fn drop_before(&mut self, start: u64) {
         self.batches.retain(|b| b.last >= start);
         self.log_start = self.log_start.max(start);
+    }
+
+    /// Records batches the log stored: `bytes` holds them back to back, of the given record timestamps.
+    fn push(&mut self, bytes: &[u8], timestamps: Vec<Vec<i64>>) {
+        let mut rest = bytes;
+        for timestamps in timestamps {
+            let header = BatchHeader::parse(rest).unwrap();
+            let (one, tail) = rest.split_at(header.total_bytes());
+            let base = self.log_end;
+            assert_eq!(header.base_offset as u64, base);
+            self.log_end += timestamps.len() as u64;
+            self.batches.push(Stored {
+                base,
+                last: self.log_end - 1,
+                timestamps,
+                epoch: header.partition_leader_epoch,
+                bytes: one.to_vec(),
+            });
+            rest = tail;
+        }
+    }
+
+    /// The leader-epoch entries the batches imply: the first batch of each higher epoch, the very first
+    /// moved up to the log start offset.
+    fn epochs(&self) -> Vec<(i32, u64)> {
+        let mut out: Vec<(i32, u64)> = Vec::new();
+        for b in &self.batches {
+            if out.last().is_none_or(|(latest, _)| b.epoch > *latest) {
+                out.push((b.epoch, b.base.max(self.log_start)));
+            }
+        }
+        out
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch answered from the batches themselves: the largest epoch at or below
+    /// `epoch` and the first offset of a later epoch (or the log end for the latest one).
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        let latest = self.batches.iter().map(|b| b.epoch).max()?;
+        if epoch < 0 || epoch > latest {
+            return None;
+        }
+        if epoch == latest {
+            return Some((epoch, self.log_end));
+        }
+        let floor = self.batches.iter().map(|b| b.epoch).filter(|e| *e <= epoch).max();
+        let next = self.batches.iter().find(|b| b.epoch > epoch)?;
+        Some((floor.unwrap_or(epoch), next.base.max(self.log_start)))
     }
 }
 
@@ -107,6 +177,31 @@ fn config() -> LogConfig {
 
 fn open(dir: &Path, state: OpenState) -> Log {
     Log::open(dir, config(), HandleCache::new(6), state).unwrap().0
+}
+
+/// `batches` client batches back to back, and the timestamps of each.
+fn encode_many(batches: usize, records: usize, timestamp: i64, seq: &mut usize) -> (Vec<u8>, Vec<Vec<i64>>) {
+    let mut bytes = Vec::new();
+    let mut timestamps = Vec::new();
+    for _ in 0..batches {
+        let (one, times) = encode(records, timestamp, *seq);
+        *seq += 1;
+        bytes.extend_from_slice(&one);
+        timestamps.push(times);
+    }
+    (bytes, timestamps)
+}
+
+/// Stamps offsets from `base` and `epoch` into batches back to back, as a leader stores them.
+fn stamp(bytes: &mut [u8], mut base: u64, epoch: i32) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = BatchHeader::parse(&bytes[at..]).unwrap();
+        let end = at + header.total_bytes();
+        assign_offsets(&mut bytes[at..end], base as i64, epoch);
+        base += header.record_count as u64;
+        at = end;
+    }
 }
 
 fn encode(records: usize, timestamp: i64, seq: usize) -> (Vec<u8>, Vec<i64>) {
@@ -144,6 +239,28 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
         offset = read.next_offset;
     }
     prop_assert!(expected.next().is_none(), "the model holds batches the log lost");
+
+    let cached: Vec<(i32, u64)> = log.epoch_entries().iter().map(|e| (e.epoch, e.start_offset)).collect();
+    if model.batches.is_empty() {
+        // After DeleteRecords of everything, Kafka keeps the latest epoch at the log end until an append in
+        // a newer one (or a restart) replaces it.
+        prop_assert!(
+            cached.len() <= 1 && cached.iter().all(|(_, start)| *start == model.log_start),
+            "{:?} for an empty log at {}",
+            cached,
+            model.log_start
+        );
+    } else {
+        prop_assert_eq!(&cached, &model.epochs());
+        for epoch in -1..=model.epoch + 1 {
+            prop_assert_eq!(
+                log.end_offset_for_epoch(epoch),
+                model.end_offset_for_epoch(epoch),
+                "end offset for epoch {}",
+                epoch
+            );
+        }
+    }
     Ok(())
 }
 
@@ -159,30 +276,44 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 records,
                 timestamp,
             } => {
-                let mut bytes = Vec::new();
-                let mut pending = Vec::new();
-                for _ in 0..batches {
-                    let (one, timestamps) = encode(records, timestamp, seq);
-                    seq += 1;
-                    pending.push((one.len(), timestamps));
-                    bytes.extend_from_slice(&one);
-                }
-                let info = log.append(&mut bytes, 3).unwrap();
+                let (mut bytes, timestamps) = encode_many(batches, records, timestamp, &mut seq);
+                let info = log.append(&mut bytes, model.epoch).unwrap();
                 prop_assert_eq!(info.first_offset, model.log_end);
                 // The log rewrote offsets and epochs in place: `bytes` now holds exactly what it stored.
-                let mut start = 0;
-                for (len, timestamps) in pending {
-                    let base = model.log_end;
-                    model.log_end += timestamps.len() as u64;
-                    model.batches.push(Stored {
-                        base,
-                        last: model.log_end - 1,
-                        timestamps,
-                        bytes: bytes[start..start + len].to_vec(),
-                    });
-                    start += len;
-                }
+                model.push(&bytes, timestamps);
                 prop_assert_eq!(info.log_end_offset, model.log_end);
+            }
+            Op::NewEpoch { by } => model.epoch += by,
+            Op::Replicate {
+                batches,
+                records,
+                timestamp,
+                partial,
+            } => {
+                let (mut bytes, timestamps) = encode_many(batches, records, timestamp, &mut seq);
+                stamp(&mut bytes, model.log_end, model.epoch);
+                let mut fetched = bytes.clone();
+                if let Some(partial) = partial {
+                    let (next, _) = encode(records, timestamp, seq);
+                    fetched.extend_from_slice(&next[..partial.min(next.len() - 1)]);
+                }
+                let info = log.append_replicated(&fetched).unwrap();
+                prop_assert_eq!(info.batches, batches);
+                model.push(&bytes, timestamps);
+                prop_assert_eq!(info.log_end_offset, model.log_end);
+            }
+            Op::ReplicateMisplaced { off } => {
+                let Some(base) = model.log_end.checked_add_signed(off) else {
+                    continue;
+                };
+                let (mut bytes, _) = encode_many(1, 2, 0, &mut seq);
+                stamp(&mut bytes, base, model.epoch);
+                let refused = log.append_replicated(&bytes);
+                prop_assert!(
+                    matches!(refused, Err(ReplicaAppendError::OffsetMismatch { .. })),
+                    "{:?}",
+                    refused
+                );
             }
             Op::Roll => log.roll().unwrap(),
             Op::Read { at, max_bytes, bound } => {
