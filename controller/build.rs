@@ -1,10 +1,16 @@
-//! Generates the Rust types of `proto/*.proto` with prost and the controller's gRPC service (`RaftService`)
+//! Generates the Rust types of `proto/*.proto` with prost and the controller's gRPC services (`RaftService`,
+//! `ControllerService`)
 //! with `tonic-prost-build`. `protoc` comes from `protoc-bin-vendored`, so a machine needs no
 //! system `protoc`.
 
 use std::io;
 
-const PROTOS: [&str; 3] = ["proto/metadata.proto", "proto/raft.proto", "proto/raft_service.proto"];
+const PROTOS: [&str; 4] = [
+    "proto/metadata.proto",
+    "proto/raft.proto",
+    "proto/raft_service.proto",
+    "proto/controller_service.proto",
+];
 
 fn main() -> io::Result<()> {
     let protoc = protoc_bin_vendored::protoc_bin_path().map_err(io::Error::other)?;

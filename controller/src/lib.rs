@@ -23,9 +23,10 @@
 //!   installs snapshots.
 //! - [`control`]: the control logic as pure functions from an image to records and an answer
 //!   ([`control::ControllerResult`]): placement, topic creation and deletion, fencing, leader elections.
-//! - [`network`]: openraft's network over gRPC (tonic): [`Network`] makes a client per peer.
+//! - [`network`]: openraft's network over gRPC (tonic): [`Network`] makes a client per peer, over TCP or a
+//!   transport given as a [`network::Connect`].
 //! - [`service`]: the gRPC `RaftService` handing requests to the local Raft, and [`start`], which runs a
-//!   controller ([`Controller`]) on a given listener.
+//!   controller ([`Controller`]) on a given listener ([`start_on`]: on any stream of connections).
 //!
 //! Not here yet: ISR changes requested by leaders, scheduling the liveness checks, request forwarding, and the
 //! broker's side.
@@ -39,6 +40,7 @@
 //! answer to the proposer, in [`Applied`].
 
 mod checked_file;
+pub mod client;
 mod codec;
 pub mod control;
 pub mod delta;
@@ -47,6 +49,7 @@ mod log_files;
 pub mod log_store;
 pub mod network;
 pub mod proto;
+pub mod quorum;
 pub mod service;
 pub mod state_machine;
 pub mod types;
@@ -57,8 +60,9 @@ pub use delta::{MetadataDelta, ReplayError};
 pub use image::{Broker, BrokerId, ConfigResource, Configs, MetadataImage, NO_LEADER, Partition, Topic, TopicId};
 pub use log_store::{LogReader, LogStore, OpenError};
 pub use network::Network;
-pub use service::{Controller, StartError, start};
-pub use state_machine::{SnapshotBuilder, SnapshotError, StateMachine};
+pub use quorum::{Quorum, QuorumSettings};
+pub use service::{Controller, StartError, start, start_on, start_with};
+pub use state_machine::{Feed, SnapshotBuilder, SnapshotError, StateMachine};
 pub use types::{Applied, TypeConfig};
 
 /// The directory of the metadata log under a node's data directory, as Kafka names it.

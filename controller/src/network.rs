@@ -5,12 +5,18 @@
 //! lost connection is re-established by the channel on the next one. Every RPC is bounded by openraft's
 //! time-to-live for it ([`RPCOption::hard_ttl`]), and connecting by [`CONNECT_TIMEOUT`].
 //!
+//! How a channel reaches the peer is a [`Connect`]: by default the OS's TCP ([`Endpoint::connect_lazy`]);
+//! [`Network::with_connect`] substitutes another transport, such as the simulated network of
+//! `tests/simulation.rs`, without changing anything else (address, timeouts, message limits, errors).
+//!
 //! Errors map onto openraft's: a peer that cannot be reached (connection refused, reset, or the peer shutting
 //! down: gRPC `UNAVAILABLE`) is [`Unreachable`], so openraft backs off before retrying; a timeout is
 //! [`Timeout`]; anything else (an error answered by the peer, an answer that does not decode) is a
 //! [`NetworkError`], retried at once.
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
@@ -32,16 +38,39 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// (a snapshot of 100,000 partitions is about 4 MB).
 pub const RPC_MESSAGE_BYTES_MAX: usize = 256 << 20;
 
+/// Makes the channel to a peer from its [`Endpoint`], which already carries the peer's URI
+/// (`http://<addr>`) and the connection settings of this module.
+///
+/// The channel must connect lazily (on its first RPC, and again after losing its connection): it is made
+/// when openraft first needs the peer, which may well be down then.
+pub type Connect = Arc<dyn Fn(&Endpoint) -> Channel + Send + Sync>;
+
 /// openraft's network factory for node `id`: makes a [`PeerClient`] per peer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Network {
     id: NodeId,
+    connect: Connect,
 }
 
 impl Network {
-    /// The network of the controller whose node id is `id` (named in errors).
+    /// The network of the controller whose node id is `id` (named in errors), over the OS's TCP.
     pub fn new(id: NodeId) -> Self {
-        Self { id }
+        Self::with_connect(id, Endpoint::connect_lazy)
+    }
+
+    /// The network of controller `id` whose channels `connect` makes, e.g. with
+    /// [`Endpoint::connect_with_connector_lazy`] over another transport.
+    pub fn with_connect(id: NodeId, connect: impl Fn(&Endpoint) -> Channel + Send + Sync + 'static) -> Self {
+        Self {
+            id,
+            connect: Arc::new(connect),
+        }
+    }
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Network").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -49,8 +78,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ControllerNode) -> PeerClient {
-        PeerClient::new(self.id, target, node)
+        PeerClient::new(self.id, target, node, &self.connect)
     }
+}
+
+/// The endpoint of the peer at `addr` (`HOST:PORT`), with this module's connection settings.
+fn peer_endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true))
 }
 
 /// The RPCs from one controller to one peer.
@@ -63,14 +99,10 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    fn new(id: NodeId, target: NodeId, node: &ControllerNode) -> Self {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+    fn new(id: NodeId, target: NodeId, node: &ControllerNode, connect: &Connect) -> Self {
+        let client = peer_endpoint(&node.addr)
             .map(|endpoint| {
-                let channel = endpoint
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                RaftServiceClient::new(channel)
+                RaftServiceClient::new(connect(&endpoint))
                     .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX)
             })

@@ -17,6 +17,11 @@ pub mod raft {
     include!(concat!(env!("OUT_DIR"), "/strata.raft.rs"));
 }
 
+/// What brokers ask of the controllers (`proto/controller_service.proto`).
+pub mod controller {
+    include!(concat!(env!("OUT_DIR"), "/strata.controller.rs"));
+}
+
 /// openraft prints application data in its logs: a count, not the records, which may be many.
 impl fmt::Display for metadata::MetadataBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

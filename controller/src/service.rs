@@ -1,15 +1,21 @@
 //! The server side of the controllers' Raft RPCs: a tonic `RaftService` that hands each request to the local
 //! [`Raft`], and [`start`], which opens a controller's storage, builds its Raft and serves the RPCs.
+//!
+//! [`start`] serves on a TCP listener and reaches peers over TCP. [`start_on`] takes the accepted connections
+//! and the [`Network`] instead, so that the same controller runs over another transport: the simulated
+//! network of `tests/simulation.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpIncoming};
 use tonic::{Request, Response, Status};
 
 use crate::codec;
@@ -18,12 +24,16 @@ use crate::log_store::{LogStore, OpenError};
 use crate::network::{Network, RPC_MESSAGE_BYTES_MAX};
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_server::{RaftService, RaftServiceServer};
+use crate::quorum::{Quorum, QuorumGrpc, QuorumSettings};
 use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{NodeId, Raft};
 use crate::{DecodeError, METADATA_LOG_DIR};
 
 /// How long [`Controller::shutdown`] waits for open RPC connections to close before dropping them.
 const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the active controller looks for brokers whose sessions ended.
+const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The gRPC face of one controller's [`Raft`].
 #[derive(Debug, Clone)]
@@ -113,6 +123,8 @@ pub struct Controller {
     addr: SocketAddr,
     raft: Raft,
     images: watch::Receiver<MetadataImage>,
+    quorum: Arc<Quorum>,
+    session_checks: JoinHandle<()>,
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -128,22 +140,58 @@ pub async fn start(
     listener: TcpListener,
     config: openraft::Config,
 ) -> Result<Controller, StartError> {
+    start_with(id, data_dir, listener, config, QuorumSettings::default()).await
+}
+
+/// [`start`] with the settings of the active controller's duties.
+pub async fn start_with(
+    id: NodeId,
+    data_dir: &Path,
+    listener: TcpListener,
+    config: openraft::Config,
+    settings: QuorumSettings,
+) -> Result<Controller, StartError> {
+    let addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    start_on(id, data_dir, addr, incoming, Network::new(id), config, settings).await
+}
+
+/// [`start`] over any transport: serves the Raft RPCs on the connections `incoming` yields (`addr` is where
+/// they are accepted, reported by [`Controller::addr`]) and reaches the peers through `network`.
+///
+/// A failed accept is skipped (tonic's rule); the server stops accepting when `incoming` ends.
+pub async fn start_on<I, IO, IE>(
+    id: NodeId,
+    data_dir: &Path,
+    addr: SocketAddr,
+    incoming: I,
+    network: Network,
+    config: openraft::Config,
+    settings: QuorumSettings,
+) -> Result<Controller, StartError>
+where
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
     let config = Arc::new(config.validate()?);
     let dir: PathBuf = data_dir.join(METADATA_LOG_DIR);
     let log = LogStore::open(&dir)?;
     let state_machine = StateMachine::open(&dir)?;
     let images = state_machine.subscribe();
-    let addr = listener.local_addr()?;
-    let raft = Raft::new(id, config, Network::new(id), log, state_machine)
+    let feed = state_machine.feed();
+    let raft = Raft::new(id, config, network, log, state_machine)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+    let quorum = Quorum::new(id, raft.clone(), feed, settings);
+    let session_checks = quorum.spawn_session_checks(SESSION_CHECK_INTERVAL);
 
     let (stop_server, stopped) = oneshot::channel::<()>();
-    let service = RaftGrpc::new(raft.clone()).into_service();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+            .add_service(RaftGrpc::new(raft.clone()).into_service())
+            .add_service(QuorumGrpc::new(Arc::clone(&quorum)).into_service())
+            .serve_with_incoming_shutdown(incoming, async {
                 // A dropped sender stops the server too.
                 let _ = stopped.await;
             }),
@@ -154,6 +202,8 @@ pub async fn start(
         addr,
         raft,
         images,
+        quorum,
+        session_checks,
         stop_server: Some(stop_server),
         server: Some(server),
     })
@@ -178,8 +228,14 @@ impl Controller {
         self.images.clone()
     }
 
+    /// The brokers' service: what this controller answers them.
+    pub fn quorum(&self) -> &Arc<Quorum> {
+        &self.quorum
+    }
+
     /// Stops serving, then stops the Raft. Open RPC connections are given [`SERVER_DRAIN_TIMEOUT`] to close.
     pub async fn shutdown(mut self) {
+        self.session_checks.abort();
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
@@ -200,6 +256,7 @@ impl Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
+        self.session_checks.abort();
         if let Some(server) = &self.server {
             server.abort();
         }

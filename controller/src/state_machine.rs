@@ -14,6 +14,7 @@
 //! bytes of that file (header and CRC-32 included), so a snapshot received from the leader is checked
 //! end to end before it replaces anything, and is stored as it came.
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use crate::checked_file::{self, CheckedFileError};
 use crate::codec::{self, DecodeError};
 use crate::delta::ReplayError;
 use crate::image::MetadataImage;
+use crate::proto::metadata::MetadataBatch;
 use crate::proto::raft as pb;
 use crate::types::{Applied, Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -38,6 +40,39 @@ const SNAPSHOT_FILE: &str = "snapshot";
 /// Largest snapshot body. 100,000 partitions take about 5 MiB; this bounds what a damaged length, or a
 /// leader, can make this node allocate.
 pub const SNAPSHOT_BODY_BYTES_MAX: usize = 1 << 30;
+
+/// How many applied batches [`Feed`] keeps for brokers following the metadata log. A broker further behind
+/// is sent the whole image instead.
+pub const FEED_BATCHES_MAX: usize = 4096;
+
+/// What brokers follow (see `FetchMetadata` in `proto/controller_service.proto`): the image as of an applied
+/// index, and the recent batches that led to it, so that a broker close behind gets only what it lacks.
+#[derive(Debug, Clone, Default)]
+pub struct Feed {
+    /// The last applied metadata log index; 0 before any.
+    pub applied_index: u64,
+    pub image: MetadataImage,
+    /// Every batch applied at an index in `(kept_after, applied_index]`, oldest first, with its index.
+    /// Batches replay refused changed nothing and are left out.
+    pub batches: Arc<VecDeque<(u64, Arc<MetadataBatch>)>>,
+    pub kept_after: u64,
+}
+
+impl Feed {
+    fn at(applied_index: u64, image: MetadataImage) -> Self {
+        Self {
+            applied_index,
+            image,
+            batches: Arc::default(),
+            kept_after: applied_index,
+        }
+    }
+
+    /// The batches after `after`, or `None` when some of them are no longer kept (send the image).
+    pub fn batches_after(&self, after: u64) -> Option<impl Iterator<Item = &(u64, Arc<MetadataBatch>)>> {
+        (after >= self.kept_after).then(|| self.batches.iter().filter(move |(index, _)| *index > after))
+    }
+}
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +164,10 @@ pub struct StateMachine {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     snapshot: Arc<SnapshotFile>,
-    /// Every new image, for whoever follows the metadata (the broker, later).
+    /// Every new image, for whoever follows the metadata.
     published: watch::Sender<MetadataImage>,
+    /// The same, with the index and recent batches, for brokers following over the network.
+    feed: watch::Sender<Feed>,
 }
 
 /// Builds a snapshot of the image as of one applied log id, on openraft's snapshot task.
@@ -159,8 +196,10 @@ impl StateMachine {
         if let Some(meta) = &meta {
             tracing::info!(path = %path.display(), snapshot = %meta, "metadata snapshot loaded");
         }
+        let last_applied = meta.as_ref().and_then(|meta| meta.last_log_id);
         Ok(Self {
-            last_applied: meta.as_ref().and_then(|meta| meta.last_log_id),
+            feed: watch::Sender::new(Feed::at(last_applied.map_or(0, |id| id.index), image.clone())),
+            last_applied,
             last_membership: meta
                 .as_ref()
                 .map(|meta| meta.last_membership.clone())
@@ -188,13 +227,21 @@ impl StateMachine {
         self.published.subscribe()
     }
 
-    /// Applies one committed entry and says how it went.
-    fn apply_entry(&mut self, entry: Entry) -> Applied {
+    /// A receiver of the [`Feed`] after each applied run of entries and on snapshot install.
+    pub fn feed(&self) -> watch::Receiver<Feed> {
+        self.feed.subscribe()
+    }
+
+    /// Applies one committed entry and says how it went; a batch replay accepted is added to `applied`.
+    fn apply_entry(&mut self, entry: Entry, applied: &mut Vec<(u64, Arc<MetadataBatch>)>) -> Applied {
         let log_index = entry.log_id.index;
         self.last_applied = Some(entry.log_id);
         let outcome = match entry.payload {
             EntryPayload::Blank => Ok(()),
-            EntryPayload::Normal(batch) => self.image.replay_batch(&batch).map(|image| self.image = image),
+            EntryPayload::Normal(batch) => self.image.replay_batch(&batch).map(|image| {
+                self.image = image;
+                applied.push((log_index, Arc::new(batch)));
+            }),
             EntryPayload::Membership(membership) => {
                 self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                 Ok(())
@@ -205,6 +252,30 @@ impl StateMachine {
             tracing::error!(log_index, %error, "metadata batch refused by replay; nothing of it applied");
         }
         Applied { log_index, outcome }
+    }
+}
+
+impl StateMachine {
+    fn applied_index(&self) -> u64 {
+        self.last_applied.map_or(0, |id| id.index)
+    }
+
+    /// Publishes the image, and the feed with `applied` added (keeping at most [`FEED_BATCHES_MAX`]).
+    fn publish(&mut self, applied: Vec<(u64, Arc<MetadataBatch>)>) {
+        self.published.send_replace(self.image.clone());
+        let applied_index = self.applied_index();
+        let image = self.image.clone();
+        self.feed.send_modify(|feed| {
+            let batches = Arc::make_mut(&mut feed.batches);
+            batches.extend(applied);
+            while batches.len() > FEED_BATCHES_MAX {
+                if let Some((index, _)) = batches.pop_front() {
+                    feed.kept_after = index;
+                }
+            }
+            feed.applied_index = applied_index;
+            feed.image = image;
+        });
     }
 }
 
@@ -220,13 +291,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
+        let mut answers = Vec::new();
+        let mut batches = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
-            let applied = self.apply_entry(entry);
+            let applied = self.apply_entry(entry, &mut batches);
             if let Some(responder) = responder {
-                responder.send(applied);
+                answers.push((responder, applied));
             }
         }
-        self.published.send_replace(self.image.clone());
+        self.publish(batches);
+        // Answered only once the new image is published: a proposer that reads it next sees its change.
+        for (responder, applied) in answers {
+            responder.send(applied);
+        }
         Ok(())
     }
 
@@ -256,6 +333,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         self.published.send_replace(self.image.clone());
+        self.feed
+            .send_replace(Feed::at(self.applied_index(), self.image.clone()));
         Ok(())
     }
 

@@ -15,10 +15,12 @@
 //! - [`brokers`]: fencing and unfencing, with the leader elections they cause.
 //! - [`election`]: choosing a leader from an ISR, and the preferred leader rebalance.
 //! - [`registration`]: BrokerRegistration: a broker's new run, registered fenced.
+//! - [`changes`]: settings changes, and ISR changes asked for by partition leaders (AlterPartition).
 //! - [`liveness`]: heartbeats and sessions (in memory, active controller only), and the fence and unfence
 //!   records they lead to.
 
 pub mod brokers;
+pub mod changes;
 pub mod election;
 pub mod liveness;
 pub mod placement;
@@ -32,6 +34,7 @@ use crate::image::{BrokerId, ConfigResource, MetadataImage};
 use crate::proto::metadata::{MetadataRecord, metadata_record::Record};
 
 pub use brokers::{BrokerError, fence_broker, unfence_broker};
+pub use changes::{AlterPartition, AlterPartitionError, ConfigError, alter_partition, set_configs};
 pub use election::preferred_leader_elections;
 pub use placement::{PlacementError, place_replicas};
 pub use topics::{
