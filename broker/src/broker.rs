@@ -5,20 +5,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+use strata_controller::client::ControllerClient;
+use strata_controller::proto::controller::{self as pb, write_request::Command};
+use strata_controller::proto::metadata::ConfigResourceType;
 use strata_storage::TopicPartition;
-use tracing::{error, info};
+use tracing::info;
 use uuid::Uuid;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::fetcher::Fetchers;
 use crate::groups::Coordinator;
 use crate::groups::offsets::OffsetStore;
 use crate::http::Metrics;
-use crate::metadata::{NodeIdentity, Topic, TopicError, TopicStore};
+use crate::metadata::{MetadataView, NodeIdentity, Topic};
 use crate::producers::ProducerIds;
-use crate::replica::ReplicaManager;
+use crate::replica::{IsrChange, ReplicaManager};
 use crate::settings::{BrokerSettings, SettingError};
 
 /// Kafka's longest topic name: 249 characters, so `<topic>-<partition>` fits a 255-byte file name.
@@ -39,9 +44,16 @@ pub struct Broker {
     pub identity: NodeIdentity,
     pub advertised: Advertised,
     pub settings: BrokerSettings,
-    pub topics: TopicStore,
+    /// This run of the broker process, as registered with the controller.
+    pub incarnation: u64,
+    /// The cluster metadata, followed from the controllers.
+    pub metadata: MetadataView,
+    /// The active controller, for metadata changes.
+    pub controller: Arc<ControllerClient>,
     pub producer_ids: ProducerIds,
     pub replicas: ReplicaManager,
+    /// Fetchers of the partitions this broker follows.
+    pub fetchers: Fetchers,
     pub metrics: Metrics,
     pub groups: Arc<Coordinator>,
     pub offsets: OffsetStore,
@@ -84,13 +96,55 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// How long a metadata change may take: the controller's answer, and this broker seeing it applied.
+const METADATA_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Broker {
     pub fn node_id(&self) -> i32 {
         self.identity.node_id
     }
 
-    /// Checks and creates a topic (unless `validate_only`), hosting all its partitions before returning.
-    pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<Topic, TopicFailure> {
+    /// Sends a metadata change to the active controller and waits until this broker's image shows it, so
+    /// that the client that asked sees the change through this broker at once.
+    async fn change_metadata(&self, command: Command, validate_only: bool) -> Result<(), TopicFailure> {
+        let request = pb::WriteRequest {
+            command: Some(command),
+            validate_only,
+        };
+        let reply = self
+            .controller
+            .call_active(METADATA_CHANGE_TIMEOUT, |mut client| {
+                let request = request.clone();
+                async move { client.write(request).await }
+            })
+            .await
+            .map_err(|e| TopicFailure::new(ResponseError::RequestTimedOut, e.to_string()))?;
+        if reply.error_code != 0 {
+            let error = i16::try_from(reply.error_code)
+                .ok()
+                .and_then(ResponseError::try_from_code)
+                .unwrap_or(ResponseError::UnknownServerError);
+            return Err(TopicFailure::new(error, reply.message));
+        }
+        if !self
+            .metadata
+            .wait_for(reply.metadata_index, METADATA_CHANGE_TIMEOUT)
+            .await
+        {
+            return Err(TopicFailure::new(
+                ResponseError::RequestTimedOut,
+                format!(
+                    "the change was applied at metadata index {} but has not reached this broker",
+                    reply.metadata_index
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a new topic here (name, counts, settings), then has the controller create it (unless
+    /// `validate_only`) and waits until this broker knows it.
+    pub async fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<Topic, TopicFailure> {
         validate_topic_name(&new.name)?;
         let partitions = new.partitions.unwrap_or(self.settings.num_partitions);
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
@@ -102,94 +156,76 @@ impl Broker {
         let replication_factor = new
             .replication_factor
             .unwrap_or(self.settings.default_replication_factor);
-        let live_brokers = 1;
-        if replication_factor < 1 || i32::from(replication_factor) > live_brokers {
+        if replication_factor < 1 {
             return Err(TopicFailure::new(
                 ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {replication_factor} is not between 1 and the {live_brokers} live broker(s)"
-                ),
+                format!("replication factor {replication_factor} is below 1"),
             ));
         }
         for (key, value) in &new.configs {
             self.settings.validate_topic_setting(key, value)?;
         }
-        if self.topics.get(&new.name).is_some() {
+        if self.metadata.get(&new.name).is_some() {
             return Err(TopicFailure::new(
                 ResponseError::TopicAlreadyExists,
                 format!("topic `{}` already exists", new.name),
             ));
         }
-        let topic = Topic {
-            name: new.name,
-            id: Uuid::new_v4(),
+        let command = Command::CreateTopic(pb::CreateTopic {
+            name: new.name.clone(),
             partitions,
-            configs: new.configs,
-        };
+            replication_factor: i32::from(replication_factor),
+            configs: new.configs.clone().into_iter().collect(),
+        });
+        self.change_metadata(command, validate_only).await?;
         if validate_only {
-            return Ok(topic);
+            return Ok(Topic {
+                name: new.name,
+                id: Uuid::nil(),
+                partitions,
+                replication_factor,
+                configs: new.configs,
+            });
         }
-        match self.topics.create(topic.clone()) {
-            Ok(Ok(())) => {}
-            Ok(Err(TopicError::Exists(name))) => {
-                return Err(TopicFailure::new(
-                    ResponseError::TopicAlreadyExists,
-                    format!("topic `{name}` already exists"),
-                ));
-            }
-            Ok(Err(e)) => {
-                return Err(TopicFailure::new(ResponseError::UnknownServerError, e.to_string()));
-            }
-            Err(e) => return Err(storage_failure(e)),
-        }
-        self.host_partitions(&topic, 0)?;
-        info!(topic = %topic.name, partitions, "created topic");
-        Ok(topic)
+        info!(topic = %new.name, partitions, replication_factor, "created topic");
+        self.metadata
+            .get(&new.name)
+            .ok_or_else(|| TopicFailure::new(ResponseError::UnknownTopicOrPartition, "deleted again at once"))
     }
 
     /// Creates `name` with the broker defaults if it does not exist and auto-creation is on. Returns the
     /// topic if it exists afterwards.
-    pub fn auto_create(&self, name: &str) -> Result<Option<Topic>, TopicFailure> {
-        if let Some(topic) = self.topics.get(name) {
+    pub async fn auto_create(&self, name: &str) -> Result<Option<Topic>, TopicFailure> {
+        if let Some(topic) = self.metadata.get(name) {
             return Ok(Some(topic));
         }
         if !self.settings.auto_create_topics {
             return Ok(None);
         }
-        match self.create_topic(
-            NewTopic {
-                name: name.to_owned(),
-                ..NewTopic::default()
-            },
-            false,
-        ) {
+        let new = NewTopic {
+            name: name.to_owned(),
+            ..NewTopic::default()
+        };
+        match self.create_topic(new, false).await {
             Ok(topic) => Ok(Some(topic)),
-            // Another connection created it first.
-            Err(f) if f.error == ResponseError::TopicAlreadyExists => Ok(self.topics.get(name)),
+            // Another connection, or another broker, created it first.
+            Err(f) if f.error == ResponseError::TopicAlreadyExists => Ok(self.metadata.get(name)),
             Err(f) => Err(f),
         }
     }
 
-    /// Deletes a topic and its logs.
-    pub fn delete_topic(&self, name: &str) -> Result<Topic, TopicFailure> {
-        let topic = self.topics.delete(name).map_err(storage_failure)?.ok_or_else(|| {
-            TopicFailure::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            )
-        })?;
-        for partition in 0..topic.partitions {
-            if let Err(e) = self.replicas.remove(&TopicPartition::new(name, partition)) {
-                error!(topic = name, partition, error = %e, "deleting a partition's log failed");
-            }
-        }
+    /// Deletes a topic; every broker deletes its logs when the metadata reaches it.
+    pub async fn delete_topic(&self, name: &str) -> Result<Topic, TopicFailure> {
+        let topic = self.existing(name)?;
+        self.change_metadata(Command::DeleteTopic(pb::DeleteTopic { name: name.to_owned() }), false)
+            .await?;
         info!(topic = name, "deleted topic");
         Ok(topic)
     }
 
-    /// Replaces a topic's overrides with `configs` (each validated first) and applies them to its
-    /// partitions at once. Nothing changes if any setting is refused or with `validate_only`.
-    pub fn set_topic_configs(
+    /// Replaces a topic's overrides with `configs` (each validated first). Nothing changes if any setting is
+    /// refused or with `validate_only`. Brokers apply the new settings when the metadata reaches them.
+    pub async fn set_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
@@ -199,18 +235,28 @@ impl Broker {
         for (key, value) in &configs {
             self.settings.validate_topic_setting(key, value)?;
         }
+        let remove = topic
+            .configs
+            .keys()
+            .filter(|key| !configs.contains_key(*key))
+            .cloned()
+            .collect();
+        let command = Command::SetConfigs(pb::SetConfigs {
+            resource_type: ConfigResourceType::Topic.into(),
+            resource_name: name.to_owned(),
+            set: configs.clone().into_iter().collect(),
+            remove,
+        });
+        self.change_metadata(command, validate_only).await?;
         if validate_only {
             return Ok(Topic { configs, ..topic });
         }
-        let updated = self.update(name, |t| t.configs = configs)?;
-        // Live: retention, segment and size limits apply from the next append or upkeep round.
-        self.host_partitions(&updated, 0)?;
-        info!(topic = name, configs = ?updated.configs, "topic settings changed");
-        Ok(updated)
+        info!(topic = name, configs = ?configs, "topic settings changed");
+        self.existing(name)
     }
 
     /// Grows a topic to `count` partitions. Kafka never shrinks a topic.
-    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Topic, TopicFailure> {
+    pub async fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Topic, TopicFailure> {
         let topic = self.existing(name)?;
         if count <= topic.partitions || count > PARTITIONS_MAX {
             return Err(TopicFailure::new(
@@ -221,20 +267,23 @@ impl Broker {
                 ),
             ));
         }
+        let command = Command::CreatePartitions(pb::CreatePartitions {
+            name: name.to_owned(),
+            count,
+        });
+        self.change_metadata(command, validate_only).await?;
         if validate_only {
             return Ok(Topic {
                 partitions: count,
                 ..topic
             });
         }
-        let updated = self.update(name, |t| t.partitions = count)?;
-        self.host_partitions(&updated, topic.partitions)?;
         info!(topic = name, from = topic.partitions, to = count, "added partitions");
-        Ok(updated)
+        self.existing(name)
     }
 
     fn existing(&self, name: &str) -> Result<Topic, TopicFailure> {
-        self.topics.get(name).ok_or_else(|| {
+        self.metadata.get(name).ok_or_else(|| {
             TopicFailure::new(
                 ResponseError::UnknownTopicOrPartition,
                 format!("topic `{name}` does not exist"),
@@ -242,38 +291,20 @@ impl Broker {
         })
     }
 
-    fn update(&self, name: &str, change: impl FnOnce(&mut Topic)) -> Result<Topic, TopicFailure> {
-        match self.topics.update(name, change) {
-            Ok(Ok(topic)) => Ok(topic),
-            Ok(Err(e)) => Err(TopicFailure::new(ResponseError::UnknownTopicOrPartition, e.to_string())),
-            Err(e) => Err(storage_failure(e)),
-        }
+    /// Asks the controller for a partition's new ISR, as its leader (Kafka's AlterPartition). The outcome
+    /// arrives with the metadata.
+    pub async fn alter_isr(&self, tp: &TopicPartition, topic_id: Uuid, change: IsrChange) -> Result<(), TopicFailure> {
+        let command = Command::AlterPartition(pb::AlterPartition {
+            broker_id: self.node_id(),
+            incarnation: self.incarnation,
+            topic_id: topic_id.as_bytes().to_vec(),
+            partition: tp.partition,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            isr: change.isr,
+        });
+        self.change_metadata(command, false).await
     }
-
-    /// Hosts partitions `from..topic.partitions` with the topic's settings.
-    pub fn host_partitions(&self, topic: &Topic, from: i32) -> Result<(), TopicFailure> {
-        let config = self.settings.topic_log_config(&topic.configs);
-        for partition in from..topic.partitions {
-            self.replicas
-                .ensure(&TopicPartition::new(topic.name.clone(), partition), config.clone())
-                .map_err(|e| storage_failure(e.into()))?;
-        }
-        Ok(())
-    }
-
-    /// Hosts every partition of every known topic (at start), applying each topic's settings.
-    pub fn host_all(self: &Arc<Self>) -> anyhow::Result<()> {
-        for topic in self.topics.all() {
-            self.host_partitions(&topic, 0)
-                .map_err(|f| anyhow::anyhow!("hosting {}: {}", topic.name, f.message))?;
-        }
-        Ok(())
-    }
-}
-
-fn storage_failure(e: anyhow::Error) -> TopicFailure {
-    error!(error = %e, "metadata or storage failure");
-    TopicFailure::new(ResponseError::KafkaStorageError, e.to_string())
 }
 
 /// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.

@@ -5,6 +5,9 @@
 //!
 //! ```toml
 //! node-id = 1
+//! roles = "broker,controller"
+//! controller-voters = "1@ctl-1:9093,2@ctl-2:9093,3@ctl-3:9093"
+//! controller-listen = "0.0.0.0:9093"
 //! data-dir = "/var/lib/strata"
 //! listen = "0.0.0.0:9092"
 //! advertise = "broker1.example.com:9092"
@@ -34,9 +37,16 @@ pub struct ServerArgs {
     /// This node's id.
     #[arg(long, env = "STRATA_NODE_ID")]
     pub node_id: Option<i32>,
-    /// Roles of this node. A single node runs both; separate roles arrive with the controller quorum.
+    /// Roles of this node: `broker`, `controller`, or both (`broker,controller`, the default).
     #[arg(long, env = "STRATA_ROLES")]
     pub roles: Option<String>,
+    /// The metadata quorum: `ID@HOST:PORT` of every controller, comma-separated. Default: this node alone,
+    /// at its controller listener.
+    #[arg(long, env = "STRATA_CONTROLLER_VOTERS")]
+    pub controller_voters: Option<String>,
+    /// Where this node's controller serves the quorum and brokers (controller role only).
+    #[arg(long, env = "STRATA_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
     /// Where partition logs and metadata live.
     #[arg(long, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -63,6 +73,8 @@ pub struct ServerArgs {
 struct FileConfig {
     node_id: Option<i32>,
     roles: Option<String>,
+    controller_voters: Option<String>,
+    controller_listen: Option<String>,
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     advertise: Option<String>,
@@ -79,10 +91,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
 /// The resolved configuration of a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub node_id: i32,
+    pub roles: Roles,
+    /// The voters of the metadata quorum (id, HOST:PORT); `None`: this node alone, at the address its
+    /// controller listener is bound to.
+    pub controller_voters: Option<Vec<(u64, String)>>,
+    pub controller_listen: String,
     pub data_dir: PathBuf,
     pub listen: String,
     /// host and port for Metadata; `None`: the address the listener is bound to (known after binding,
@@ -103,11 +127,28 @@ impl ServerArgs {
             }
             None => FileConfig::default(),
         };
-        let roles = self.roles.or(file.roles).unwrap_or_else(|| "broker,controller".into());
-        let mut role_set: Vec<&str> = roles.split(',').map(str::trim).collect();
-        role_set.sort_unstable();
-        if role_set != ["broker", "controller"] {
-            bail!("--roles {roles}: this build runs single nodes with both roles (`broker,controller`)");
+        let node_id = self.node_id.or(file.node_id).unwrap_or(1);
+        if node_id < 0 {
+            bail!("--node-id {node_id}: a node id is not negative");
+        }
+        let roles = parse_roles(&self.roles.or(file.roles).unwrap_or_else(|| "broker,controller".into()))?;
+        let controller_voters = match self.controller_voters.or(file.controller_voters) {
+            Some(text) => Some(
+                text.split(',')
+                    .filter(|v| !v.trim().is_empty())
+                    .map(strata_controller::client::parse_voter)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        };
+        match &controller_voters {
+            None if !roles.controller => bail!("--roles broker needs --controller-voters: the quorum to join"),
+            Some(voters) if voters.is_empty() => bail!("--controller-voters names no voter"),
+            Some(voters) if roles.controller && !voters.iter().any(|(id, _)| *id == node_id as u64) => {
+                bail!("--controller-voters does not name this node ({node_id}), which has the controller role")
+            }
+            _ => {}
         }
         let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".into());
         let advertise = match self.advertise.or(file.advertise) {
@@ -138,7 +179,13 @@ impl ServerArgs {
                 .with_context(|| format!("--set {pair}"))?;
         }
         Ok(ServerConfig {
-            node_id: self.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
+            roles,
+            controller_voters,
+            controller_listen: self
+                .controller_listen
+                .or(file.controller_listen)
+                .unwrap_or_else(|| "127.0.0.1:9093".into()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
             listen,
             advertise,
@@ -150,6 +197,21 @@ impl ServerArgs {
             settings,
         })
     }
+}
+
+fn parse_roles(text: &str) -> anyhow::Result<Roles> {
+    let mut roles = Roles {
+        broker: false,
+        controller: false,
+    };
+    for role in text.split(',').map(str::trim) {
+        match role {
+            "broker" => roles.broker = true,
+            "controller" => roles.controller = true,
+            other => bail!("--roles {text}: unknown role `{other}` (expected `broker`, `controller` or both)"),
+        }
+    }
+    Ok(roles)
 }
 
 /// `host:port` that clients can connect to.
@@ -179,6 +241,21 @@ mod tests {
         assert_eq!((config.node_id, config.listen.as_str()), (1, "127.0.0.1:9092"));
         assert_eq!(config.advertise, None, "the bound address is advertised");
         assert_eq!(config.data_dir, PathBuf::from("data"));
+        assert_eq!(
+            (
+                config.roles,
+                config.controller_voters,
+                config.controller_listen.as_str()
+            ),
+            (
+                Roles {
+                    broker: true,
+                    controller: true
+                },
+                None,
+                "127.0.0.1:9093"
+            )
+        );
     }
 
     #[test]
@@ -228,7 +305,22 @@ mod tests {
                 roles: Some("broker".into()),
                 ..Default::default()
             })
-            .contains("roles")
+            .contains("--controller-voters")
+        );
+        assert!(
+            bad(ServerArgs {
+                roles: Some("broker,zookeeper".into()),
+                ..Default::default()
+            })
+            .contains("zookeeper")
+        );
+        assert!(
+            bad(ServerArgs {
+                node_id: Some(4),
+                controller_voters: Some("1@a:9093,2@b:9093,3@c:9093".into()),
+                ..Default::default()
+            })
+            .contains("does not name this node")
         );
     }
 }

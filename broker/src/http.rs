@@ -65,7 +65,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP strata_topics Topics.\n# TYPE strata_topics gauge\nstrata_topics {}",
-            broker.topics.all().len()
+            broker.metadata.image().topics().len()
         );
         let _ = writeln!(
             out,

@@ -1,5 +1,5 @@
-//! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume`, `group`
-//! and `bench` are clients of a running one (see the `cli` module and docs/cli.md).
+//! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume`, `group`,
+//! `cluster` and `bench` are clients of a running one (see the `cli` module and docs/cli.md).
 
 mod cli;
 
@@ -29,6 +29,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// List, describe and delete consumer groups, and reset their committed offsets.
     Group(cli::group::GroupArgs),
+    /// Show the controller quorum and the brokers.
+    Cluster(cli::cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Consume(args)) => cli::block_on(cli::consume::run(args)),
         Some(Command::Bench(args)) => cli::block_on(cli::bench::run(args)),
         Some(Command::Group(args)) => cli::block_on(cli::group::run(args)),
+        Some(Command::Cluster(args)) => cli::block_on(cli::cluster::run(args)),
     };
     // Client commands fail with one line (the causes joined by `: `), not anyhow's report.
     if let Err(e) = client_command {
@@ -66,7 +69,7 @@ fn serve(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,26 +1,26 @@
-//! The cluster metadata a single node keeps: node and cluster identity, and the topics with their settings.
+//! What a broker knows of the cluster: its own identity (`meta.properties`), and the metadata image it
+//! follows from the controller quorum ([`MetadataView`]).
 //!
-//! This is the single-node stand-in for the controller quorum (a later milestone moves topics into the
-//! Raft metadata log). Both files are replaced atomically (write temp, fsync, rename, fsync directory) and
-//! carry a CRC-32, so a torn write is detected rather than believed:
+//! `meta.properties` is replaced atomically (write temp, fsync, rename, fsync directory) and carries a
+//! CRC-32, so a torn write is detected rather than believed:
 //!
 //! ```text
 //! <data_dir>/meta.properties     node.id, cluster.id, version (Kafka's file, plus a crc32 line)
-//! <data_dir>/topics.toml         one [[topic]] table per topic: name, id, partitions, configs
 //! ```
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use strata_controller::client::Followed;
+use strata_controller::{ConfigResource, MetadataImage};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 const META_PROPERTIES: &str = "meta.properties";
-const TOPICS_FILE: &str = "topics.toml";
 const CRC_PREFIX: &str = "# crc32 ";
 
 /// Who this node is, from `meta.properties` (written on first start).
@@ -31,9 +31,11 @@ pub struct NodeIdentity {
 }
 
 impl NodeIdentity {
-    /// Reads `meta.properties`, or writes it with a fresh cluster id on first start. A data directory that
-    /// belongs to another node id is refused: mixing two nodes' data would be silent corruption.
-    pub fn load_or_create(data_dir: &Path, node_id: i32) -> anyhow::Result<Self> {
+    /// Reads `meta.properties`, or writes it on first start with a cluster id drawn at random or, given a
+    /// `cluster_seed` (the voters of a multi-node quorum, which every node is given alike), derived from it
+    /// so that every node names the same cluster. A data directory that belongs to another node id is
+    /// refused: mixing two nodes' data would be silent corruption.
+    pub fn load_or_create(data_dir: &Path, node_id: i32, cluster_seed: Option<&str>) -> anyhow::Result<Self> {
         let path = data_dir.join(META_PROPERTIES);
         match fs::read_to_string(&path) {
             Ok(text) => {
@@ -56,7 +58,7 @@ impl NodeIdentity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = Self {
                     node_id,
-                    cluster_id: new_cluster_id(),
+                    cluster_id: new_cluster_id(cluster_seed),
                 };
                 let body = format!("version=1\nnode.id={node_id}\ncluster.id={}\n", identity.cluster_id);
                 write_atomically(&path, &with_crc(body))?;
@@ -68,9 +70,19 @@ impl NodeIdentity {
 }
 
 /// Kafka's cluster ids are a UUID in URL-safe base64 without padding (22 characters).
-fn new_cluster_id() -> String {
+fn new_cluster_id(seed: Option<&str>) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = Uuid::new_v4().as_u128();
+    // FNV-1a, twice with different starting points, for 128 bits that only depend on the seed.
+    let fnv = |start: u64, text: &str| {
+        text.bytes()
+            .fold(start, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    };
+    let bits = match seed {
+        Some(seed) => {
+            (u128::from(fnv(0xcbf2_9ce4_8422_2325, seed)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142, seed))
+        }
+        None => Uuid::new_v4().as_u128(),
+    };
     (0..22u32)
         .map(|i| {
             // Six bits per character from the top; the 22nd character holds the last two bits, zero-padded.
@@ -85,111 +97,98 @@ fn new_cluster_id() -> String {
         .collect()
 }
 
-/// A topic as the metadata knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A topic as a request handler sees it: a summary of the metadata image's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
     pub partitions: i32,
+    /// Replicas of partition 0 (every partition is placed with the same count).
+    pub replication_factor: i16,
     /// Topic-level overrides, by Kafka name; validated before they get here.
-    #[serde(default)]
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct TopicsFile {
-    #[serde(default)]
-    topic: Vec<Topic>,
+impl Topic {
+    fn from_image(image: &MetadataImage, topic: &strata_controller::Topic) -> Self {
+        let configs = image
+            .configs(&ConfigResource::Topic(topic.name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        Self {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.len() as i32,
+            replication_factor: topic.partitions.get(&0).map_or(0, |p| p.replicas.len() as i16),
+            configs,
+        }
+    }
 }
 
-/// Why a topic change was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TopicError {
-    #[error("topic `{0}` already exists")]
-    Exists(String),
-    #[error("topic `{0}` does not exist")]
-    Unknown(String),
-}
-
-/// The topics of this node, persisted in `topics.toml`.
+/// The cluster metadata as this broker follows it from the controllers (see
+/// `strata_controller::client::follow`): read by request handlers, waited on after a change.
 #[derive(Debug)]
-pub struct TopicStore {
-    path: PathBuf,
-    topics: RwLock<BTreeMap<String, Topic>>,
+pub struct MetadataView {
+    followed: watch::Receiver<Followed>,
+    /// The index of the last image this broker has acted on (hosted, led, followed its partitions).
+    acted_on: watch::Sender<u64>,
 }
 
-impl TopicStore {
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(TOPICS_FILE);
-        let topics = match fs::read_to_string(&path) {
-            Ok(text) => {
-                let body = verify_crc(&text).with_context(|| format!("{} is corrupt", path.display()))?;
-                let file: TopicsFile = toml::from_str(body).with_context(|| format!("parsing {}", path.display()))?;
-                file.topic.into_iter().map(|t| (t.name.clone(), t)).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        Ok(Self {
-            path,
-            topics: RwLock::new(topics),
-        })
+impl MetadataView {
+    pub fn new(followed: watch::Receiver<Followed>) -> Self {
+        Self {
+            followed,
+            acted_on: watch::Sender::new(0),
+        }
+    }
+
+    /// Called once the image of `index` has been acted on.
+    pub fn acted_on(&self, index: u64) {
+        self.acted_on.send_replace(index);
+    }
+
+    /// The image and the metadata log index it reflects.
+    pub fn current(&self) -> Followed {
+        self.followed.borrow().clone()
+    }
+
+    pub fn image(&self) -> MetadataImage {
+        self.followed.borrow().image.clone()
+    }
+
+    pub fn index(&self) -> u64 {
+        self.followed.borrow().index
+    }
+
+    /// Waits until this broker has acted on the image of index `index` (a change the controller applied
+    /// there), or `timeout` passes. Returns whether it has.
+    pub async fn wait_for(&self, index: u64, timeout: Duration) -> bool {
+        let mut acted_on = self.acted_on.subscribe();
+        tokio::time::timeout(timeout, acted_on.wait_for(|&acted| acted >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A receiver that sees every new image.
+    pub fn subscribe(&self) -> watch::Receiver<Followed> {
+        self.followed.clone()
     }
 
     pub fn get(&self, name: &str) -> Option<Topic> {
-        self.read().get(name).cloned()
+        let image = self.image();
+        image.topic_by_name(name).map(|t| Topic::from_image(&image, t))
     }
 
     pub fn by_id(&self, id: Uuid) -> Option<Topic> {
-        self.read().values().find(|t| t.id == id).cloned()
+        let image = self.image();
+        image.topic(&id).map(|t| Topic::from_image(&image, t))
     }
 
     pub fn all(&self) -> Vec<Topic> {
-        self.read().values().cloned().collect()
-    }
-
-    /// Adds a topic and persists the change before returning.
-    pub fn create(&self, topic: Topic) -> anyhow::Result<Result<(), TopicError>> {
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        if topics.contains_key(&topic.name) {
-            return Ok(Err(TopicError::Exists(topic.name)));
-        }
-        topics.insert(topic.name.clone(), topic);
-        self.persist(&topics)?;
-        Ok(Ok(()))
-    }
-
-    /// Changes a topic and persists the change before returning the new state.
-    pub fn update(&self, name: &str, change: impl FnOnce(&mut Topic)) -> anyhow::Result<Result<Topic, TopicError>> {
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(topic) = topics.get_mut(name) else {
-            return Ok(Err(TopicError::Unknown(name.into())));
-        };
-        change(topic);
-        let updated = topic.clone();
-        self.persist(&topics)?;
-        Ok(Ok(updated))
-    }
-
-    /// Removes a topic and persists the change.
-    pub fn delete(&self, name: &str) -> anyhow::Result<Option<Topic>> {
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        let removed = topics.remove(name);
-        if removed.is_some() {
-            self.persist(&topics)?;
-        }
-        Ok(removed)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Topic>> {
-        self.topics.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn persist(&self, topics: &BTreeMap<String, Topic>) -> anyhow::Result<()> {
-        let file = TopicsFile {
-            topic: topics.values().cloned().collect(),
-        };
-        write_atomically(&self.path, &with_crc(toml::to_string(&file)?))
+        let image = self.image();
+        let mut topics: Vec<Topic> = image.topics().values().map(|t| Topic::from_image(&image, t)).collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
     }
 }
 
@@ -231,39 +230,27 @@ mod tests {
     #[test]
     fn identity_is_created_once_and_guards_the_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let first = NodeIdentity::load_or_create(dir.path(), 1).unwrap();
+        let first = NodeIdentity::load_or_create(dir.path(), 1, None).unwrap();
         assert_eq!(first.cluster_id.len(), 22);
-        assert_eq!(NodeIdentity::load_or_create(dir.path(), 1).unwrap(), first);
-        assert!(NodeIdentity::load_or_create(dir.path(), 2).is_err());
+        assert_eq!(NodeIdentity::load_or_create(dir.path(), 1, None).unwrap(), first);
+        assert!(NodeIdentity::load_or_create(dir.path(), 2, None).is_err());
         let path = dir.path().join(META_PROPERTIES);
         let torn = fs::read_to_string(&path).unwrap().replace("node.id=1", "node.id=7");
         fs::write(&path, torn).unwrap();
         assert!(
-            NodeIdentity::load_or_create(dir.path(), 7).is_err(),
+            NodeIdentity::load_or_create(dir.path(), 7, None).is_err(),
             "the CRC catches an edited file"
         );
     }
 
     #[test]
-    fn topics_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = TopicStore::open(dir.path()).unwrap();
-        let topic = Topic {
-            name: "orders".into(),
-            id: Uuid::new_v4(),
-            partitions: 3,
-            configs: [("retention.ms".into(), "1000".into())].into(),
-        };
-        store.create(topic.clone()).unwrap().unwrap();
-        assert_eq!(
-            store.create(topic.clone()).unwrap(),
-            Err(TopicError::Exists("orders".into()))
-        );
-        store.update("orders", |t| t.partitions = 5).unwrap().unwrap();
-        let reopened = TopicStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.get("orders").unwrap().partitions, 5);
-        assert_eq!(reopened.by_id(topic.id).unwrap().configs["retention.ms"], "1000");
-        assert!(reopened.delete("orders").unwrap().is_some());
-        assert!(TopicStore::open(dir.path()).unwrap().all().is_empty());
+    fn nodes_given_the_same_voters_name_the_same_cluster() {
+        let seed = Some("1@a:9093,2@b:9093,3@c:9093");
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let one = NodeIdentity::load_or_create(a.path(), 1, seed).unwrap();
+        let two = NodeIdentity::load_or_create(b.path(), 2, seed).unwrap();
+        assert_eq!(one.cluster_id, two.cluster_id);
+        assert_eq!(one.cluster_id.len(), 22);
+        assert_ne!(new_cluster_id(Some("1@a:9093")), one.cluster_id);
     }
 }

@@ -1,14 +1,20 @@
-//! The replica manager: the partitions this broker hosts, their logs, and waking fetches when data arrives.
+//! The replica manager: the partitions this broker hosts, their logs, their replication state, and waking
+//! fetches and produces that wait for data or for the high watermark.
 //!
-//! On a single node every hosted partition is led here and the high watermark is the log end offset (the
-//! only in-sync replica is this one). Replication, a later milestone, will keep the high watermark apart.
+//! Each hosted partition has a [`ReplicaState`] set from the metadata image (`crate::reconcile`): this broker
+//! leads it, follows another broker, or neither (offline). The **leader** tracks each follower's log end
+//! offset, as its fetches say, and when it was last caught up; the high watermark is the smallest log end
+//! offset over the ISR, and never moves back while this broker leads. A **follower** appends what it fetches
+//! from the leader (`crate::fetcher`) and takes the leader's high watermark, bounded by its own log end.
 //!
 //! Log calls are synchronous file I/O made from async tasks. An append or read is a page-cache copy of at
 //! most a request's size, so it is not worth a thread hop; `flush.messages=1` (an fsync per append) is the
 //! exception, and the benchmark records what it costs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use strata_storage::batch::BatchHeader;
 use strata_storage::{Log, LogConfig, LogManager, ReadLimits, SharedLog, TopicPartition};
@@ -17,11 +23,68 @@ use tracing::warn;
 
 use crate::producers::ProducerStates;
 
+/// What this broker is for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    /// Following the given broker.
+    Follower(i32),
+    /// No leader, or this broker is not a replica any more: serves nothing.
+    Offline,
+}
+
+/// What the leader knows of one follower.
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    /// The follower's log end offset: the offset its last fetch asked for.
+    log_end: u64,
+    /// When its log end last reached the leader's.
+    caught_up_at: Instant,
+}
+
+/// A partition's replication state: its metadata, and on the leader each follower's progress.
+#[derive(Debug)]
+pub struct ReplicaState {
+    pub role: Role,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    followers: HashMap<i32, FollowerProgress>,
+    /// An ISR change was sent to the controller and the metadata does not show its outcome yet.
+    pub isr_change_pending: bool,
+}
+
+impl Default for ReplicaState {
+    fn default() -> Self {
+        Self {
+            role: Role::Offline,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            followers: HashMap::new(),
+            isr_change_pending: false,
+        }
+    }
+}
+
+/// An ISR change a leader should ask the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
 /// One hosted partition.
 #[derive(Debug)]
 pub struct Partition {
     pub tp: TopicPartition,
     pub log: SharedLog,
+    /// The offset consumers may read up to (see the module documentation).
+    high_watermark: AtomicU64,
+    state: Mutex<ReplicaState>,
     /// Idempotent producers' sequences. Lock order: `log` first, then this, so that judging a batch and
     /// appending it are one step.
     pub producers: Mutex<ProducerStates>,
@@ -35,8 +98,179 @@ impl Partition {
         Self {
             tp,
             log,
+            high_watermark: AtomicU64::new(0),
+            state: Mutex::default(),
             producers: Mutex::new(producers),
             waiters: Mutex::default(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn log_end_offset(&self) -> u64 {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).log_end_offset()
+    }
+
+    /// The leader epoch, if this broker leads the partition.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        let state = self.state();
+        (state.role == Role::Leader).then_some(state.leader_epoch)
+    }
+
+    /// Takes the partition's state from the metadata. `me` is this broker. Returns the role before.
+    pub fn apply_metadata(&self, me: i32, metadata: &strata_controller::Partition) -> Role {
+        let role = match metadata.leader {
+            leader if leader == me => Role::Leader,
+            leader if leader >= 0 && metadata.replicas.contains(&me) => Role::Follower(leader),
+            _ => Role::Offline,
+        };
+        let mut state = self.state();
+        let before = state.role;
+        let new_term = role != before || metadata.leader_epoch != state.leader_epoch;
+        if new_term {
+            // A new leader term: followers are judged from now on (Kafka resets their caught-up times).
+            let now = Instant::now();
+            state.followers = metadata
+                .replicas
+                .iter()
+                .filter(|&&id| id != me)
+                .map(|&id| {
+                    let progress = FollowerProgress {
+                        log_end: 0,
+                        caught_up_at: now,
+                    };
+                    (id, progress)
+                })
+                .collect();
+        }
+        if metadata.partition_epoch != state.partition_epoch {
+            state.isr_change_pending = false;
+        }
+        state.role = role;
+        state.leader_epoch = metadata.leader_epoch;
+        state.partition_epoch = metadata.partition_epoch;
+        state.replicas = metadata.replicas.clone();
+        state.isr = metadata.isr.clone();
+        if role == Role::Leader {
+            self.advance_high_watermark(&state);
+        }
+        drop(state);
+        self.appended();
+        before
+    }
+
+    /// On the leader: recomputes the high watermark from the ISR's log end offsets. It only moves forward.
+    fn advance_high_watermark(&self, state: &ReplicaState) {
+        let own = self.log_end_offset();
+        let lowest = state
+            .isr
+            .iter()
+            .filter_map(|id| state.followers.get(id))
+            .map(|f| f.log_end)
+            .fold(own, u64::min);
+        let before = self.high_watermark.fetch_max(lowest, Ordering::AcqRel);
+        if lowest > before {
+            self.appended();
+        }
+    }
+
+    /// After an append on the leader: the high watermark moves if this is the only in-sync replica.
+    pub fn leader_appended(&self) {
+        let state = self.state();
+        if state.role == Role::Leader {
+            self.advance_high_watermark(&state);
+        }
+        drop(state);
+        self.appended();
+    }
+
+    /// On the leader: follower `replica` fetched from `fetch_offset`, so its log ends there. Moves the high
+    /// watermark. Answers the leader's log end offset at that time.
+    pub fn follower_fetched(&self, replica: i32, fetch_offset: u64) -> u64 {
+        let own = self.log_end_offset();
+        let mut state = self.state();
+        if let Some(progress) = state.followers.get_mut(&replica) {
+            progress.log_end = fetch_offset.min(own);
+            if fetch_offset >= own {
+                progress.caught_up_at = Instant::now();
+            }
+        }
+        self.advance_high_watermark(&state);
+        own
+    }
+
+    /// On a follower: the leader's high watermark, bounded by this log's end.
+    pub fn follower_high_watermark(&self, leader_high_watermark: u64) {
+        let bounded = leader_high_watermark.min(self.log_end_offset());
+        let before = self.high_watermark.swap(bounded, Ordering::AcqRel);
+        if bounded != before {
+            self.appended();
+        }
+    }
+
+    /// After truncation: a high watermark past the log end is brought back to it, and idempotent
+    /// producers' state is rebuilt from what the log still holds.
+    pub fn truncated(&self) {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        self.high_watermark.fetch_min(log.log_end_offset(), Ordering::AcqRel);
+        let producers = rebuild_producer_states(&log);
+        *self.producers.lock().unwrap_or_else(PoisonError::into_inner) = producers;
+    }
+
+    /// On the leader, with no change in flight: the ISR it should have. Followers not caught up for
+    /// `lag_max` leave; followers whose log reached the high watermark join.
+    pub fn wanted_isr(&self, me: i32, lag_max: Duration) -> Option<IsrChange> {
+        let state = self.state();
+        if state.role != Role::Leader || state.isr_change_pending || state.replicas.len() < 2 {
+            return None;
+        }
+        let high_watermark = self.high_watermark();
+        let now = Instant::now();
+        let isr: Vec<i32> = state
+            .replicas
+            .iter()
+            .copied()
+            .filter(|&id| {
+                id == me
+                    || state.followers.get(&id).is_some_and(|f| {
+                        let lagging = now.duration_since(f.caught_up_at) > lag_max;
+                        if state.isr.contains(&id) {
+                            !lagging
+                        } else {
+                            !lagging && f.log_end >= high_watermark
+                        }
+                    })
+            })
+            .collect();
+        (isr != state.isr).then(|| IsrChange {
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            isr,
+        })
+    }
+
+    /// Marks an ISR change as sent (or, with `false`, as failed: it may be asked again).
+    pub fn set_isr_change_pending(&self, pending: bool) {
+        self.state().isr_change_pending = pending;
+    }
+
+    /// Waits until the high watermark reaches `offset` or `timeout` passes; returns whether it did.
+    pub async fn wait_for_high_watermark(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let waiter = Arc::new(Notify::new());
+            self.watch(&waiter);
+            if self.high_watermark() >= offset {
+                return true;
+            }
+            if self.state().role != Role::Leader {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, waiter.notified()).await.is_err() {
+                return self.high_watermark() >= offset;
+            }
         }
     }
 
@@ -56,9 +290,9 @@ impl Partition {
         }
     }
 
-    /// The offset consumers may read up to. One replica: everything appended.
+    /// The offset consumers may read up to.
     pub fn high_watermark(&self) -> u64 {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner).log_end_offset()
+        self.high_watermark.load(Ordering::Acquire)
     }
 }
 
@@ -122,6 +356,16 @@ impl ReplicaManager {
         }
         self.logs.delete(tp)?;
         Ok(())
+    }
+
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every hosted partition of `topic`.

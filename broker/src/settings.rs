@@ -12,6 +12,7 @@ use thiserror::Error;
 
 /// Topic-level settings other than the storage ones, with the only values Strata supports so far.
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 /// A setting that could not be applied.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -64,6 +65,17 @@ pub struct BrokerSettings {
     pub min_insync_replicas: i32,
     /// `group.initial.rebalance.delay.ms`: how long a group starting from empty waits for more members.
     pub group_initial_rebalance_delay_ms: u64,
+    /// `broker.rack`: placement spreads each partition's replicas over racks.
+    pub rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`: how often the broker tells the active controller it is alive.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: how long the active controller waits for a heartbeat before fencing a
+    /// broker (a controller setting in Kafka; here the controller of this node uses it).
+    pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`: leadership returns to preferred replicas when their broker returns.
+    pub auto_leader_rebalance: bool,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
     /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
     pub log: LogConfig,
 }
@@ -78,6 +90,11 @@ impl Default for BrokerSettings {
             retention_check_interval_ms: 300_000,
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
+            rack: None,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
+            auto_leader_rebalance: true,
+            replica_lag_time_max_ms: 30_000,
             log: LogConfig::default(),
         }
     }
@@ -118,6 +135,13 @@ impl BrokerSettings {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
+            "broker.rack" => self.rack = Some(value.trim().to_owned()).filter(|rack| !rack.is_empty()),
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = int(1)? as u64,
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = int(1)? as u64,
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance = value.trim().parse().map_err(|_| invalid("not true or false"))?
+            }
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = int(1)? as u64,
             "log.retention.hours" => self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?,
             "log.retention.minutes" => self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?,
             "log.roll.hours" => self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?,
@@ -147,6 +171,14 @@ impl BrokerSettings {
                 }
                 Ok(())
             }
+            UNCLEAN_LEADER_ELECTION => match value {
+                "true" | "false" => Ok(()),
+                _ => Err(SettingError::Invalid {
+                    key: key.into(),
+                    value: value.into(),
+                    reason: "not true or false".into(),
+                }),
+            },
             _ => self
                 .log
                 .clone()
@@ -159,7 +191,8 @@ impl BrokerSettings {
     pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         let mut config = self.log.clone();
         for (key, value) in overrides {
-            // `min.insync.replicas` is not a storage setting; LogConfig refuses it.
+            // `min.insync.replicas` and `unclean.leader.election.enable` are not storage settings; LogConfig
+            // refuses them.
             let _ = config.set(key, value);
         }
         config
@@ -185,6 +218,14 @@ impl BrokerSettings {
                 .unwrap_or_else(|| self.min_insync_replicas.to_string()),
             overridden: overrides.contains_key(MIN_INSYNC_REPLICAS),
         });
+        out.push(TopicSetting {
+            name: UNCLEAN_LEADER_ELECTION,
+            value: overrides
+                .get(UNCLEAN_LEADER_ELECTION)
+                .cloned()
+                .unwrap_or_else(|| "false".into()),
+            overridden: overrides.contains_key(UNCLEAN_LEADER_ELECTION),
+        });
         out
     }
 
@@ -208,6 +249,14 @@ impl BrokerSettings {
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
+            ("broker.rack", self.rack.clone().unwrap_or_default()),
+            (
+                "broker.heartbeat.interval.ms",
+                self.broker_heartbeat_interval_ms.to_string(),
+            ),
+            ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
+            ("auto.leader.rebalance.enable", self.auto_leader_rebalance.to_string()),
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("log.segment.bytes", log("segment.bytes")),
             ("log.roll.ms", log("segment.ms")),
             ("log.index.size.max.bytes", log("segment.index.bytes")),

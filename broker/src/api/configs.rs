@@ -19,7 +19,7 @@ pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
 /// Applies new overrides to a topic resource, or says why not, as (error, message) for the response.
-pub fn alter_topic(
+pub async fn alter_topic(
     broker: &Broker,
     resource_type: i8,
     resource_name: &StrBytes,
@@ -27,18 +27,19 @@ pub fn alter_topic(
     validate_only: bool,
 ) -> (i16, Option<StrBytes>) {
     let result = match resource_type {
-        RESOURCE_TOPIC => broker
-            .topics
-            .get(resource_name)
-            .ok_or_else(|| TopicFailure {
+        RESOURCE_TOPIC => match broker.metadata.get(resource_name) {
+            None => Err(TopicFailure {
                 error: ResponseError::UnknownTopicOrPartition,
                 message: format!("topic `{resource_name}` does not exist"),
-            })
-            .and_then(|topic| {
-                let mut configs = topic.configs;
-                change(&mut configs)?;
-                broker.set_topic_configs(&topic.name, configs, validate_only)
             }),
+            Some(topic) => {
+                let mut configs = topic.configs;
+                match change(&mut configs) {
+                    Ok(()) => broker.set_topic_configs(&topic.name, configs, validate_only).await,
+                    Err(failure) => Err(failure),
+                }
+            }
+        },
         RESOURCE_BROKER => Err(TopicFailure {
             error: ResponseError::InvalidRequest,
             message: "broker settings are set at start (--set); they cannot be changed live".into(),

@@ -6,24 +6,26 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
-    let results = request
-        .groups_names
-        .into_iter()
-        .map(|group| {
-            let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();
-            let result = if !known {
-                Err(ResponseError::GroupIdNotFound)
-            } else {
-                broker.groups.delete(&group).and_then(|()| {
+pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group in request.groups_names {
+        let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();
+        let result = if !known {
+            Err(ResponseError::GroupIdNotFound)
+        } else {
+            match broker.groups.delete(&group) {
+                Ok(()) => {
                     let partitions = broker.offsets.of_group(&group).into_iter().map(|(tp, _)| tp).collect();
-                    broker.offsets.delete(broker, &group, partitions)
-                })
-            };
+                    broker.offsets.delete(broker, &group, partitions).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        results.push(
             DeletableGroupResult::default()
                 .with_group_id(group)
-                .with_error_code(result.err().map_or(0, |e| e.code()))
-        })
-        .collect();
+                .with_error_code(result.err().map_or(0, |e| e.code())),
+        );
+    }
     DeleteGroupsResponse::default().with_results(results)
 }

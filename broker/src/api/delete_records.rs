@@ -49,8 +49,10 @@ pub fn handle(broker: &Broker, request: DeleteRecordsRequest, _version: i16) -> 
 fn delete(broker: &Broker, topic: &str, partition: i32, offset: i64) -> Result<u64, ResponseError> {
     let tp = TopicPartition::new(topic, partition);
     let partition = broker.replicas.get(&tp).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    partition.leader_epoch().ok_or(ResponseError::NotLeaderOrFollower)?;
+    // Followers move their log start up when their fetches bring the leader's.
+    let high_watermark = partition.high_watermark();
     let mut log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let high_watermark = log.log_end_offset();
     let offset = match offset {
         HIGH_WATERMARK => high_watermark,
         o if o < 0 || o as u64 > high_watermark => return Err(ResponseError::OffsetOutOfRange),

@@ -1,4 +1,6 @@
-//! DescribeCluster: the cluster id, the controller, and the brokers (here, this node).
+//! DescribeCluster: the cluster id and the brokers, from the metadata image. Only live (unfenced) brokers,
+//! unless a v2 request sets `include_fenced_brokers` (KIP-1073): then the fenced ones too, marked
+//! `is_fenced`, so that an operator sees a broker that registered and is not serving.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -6,17 +8,32 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
-    let node = BrokerId(broker.node_id());
+pub fn handle(broker: &Broker, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+    // The flag decodes as false before v2, and `is_fenced` would not encode there; the version check keeps
+    // the two together.
+    let include_fenced = version >= 2 && request.include_fenced_brokers;
+    let image = broker.metadata.image();
+    let brokers = image
+        .brokers()
+        .values()
+        .filter(|b| include_fenced || !b.fenced)
+        .filter_map(|b| {
+            let listener = b.listeners.first()?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(listener.host.clone()))
+                    .with_port(listener.port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(b.fenced),
+            )
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(StrBytes::from_string(broker.identity.cluster_id.clone()))
-        .with_controller_id(node)
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(node)
-                .with_host(StrBytes::from_string(broker.advertised.host.clone()))
-                .with_port(broker.advertised.port),
-        ])
+        // As in Kafka (KRaft), a live broker, which forwards controller requests.
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -12,6 +12,7 @@ use crate::broker::Broker;
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_STRING: i8 = 2;
 const TYPE_LIST: i8 = 7;
 
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
@@ -23,7 +24,7 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let entries: Vec<(&str, String, i8)> = match resource.resource_type {
-                RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name) {
+                RESOURCE_TOPIC => match broker.metadata.get(&resource.resource_name) {
                     Some(topic) => broker
                         .settings
                         .describe_topic(&topic.configs)
@@ -84,7 +85,8 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
 fn config_type(name: &str) -> i8 {
     match name {
         "cleanup.policy" => TYPE_LIST,
-        "auto.create.topics.enable" => TYPE_BOOLEAN,
+        "auto.create.topics.enable" | "auto.leader.rebalance.enable" | "unclean.leader.election.enable" => TYPE_BOOLEAN,
+        "broker.rack" => TYPE_STRING,
         "segment.bytes"
         | "segment.index.bytes"
         | "index.interval.bytes"
@@ -95,7 +97,9 @@ fn config_type(name: &str) -> i8 {
         | "log.segment.bytes"
         | "log.index.size.max.bytes"
         | "log.index.interval.bytes"
-        | "socket.request.max.bytes" => TYPE_INT,
+        | "socket.request.max.bytes"
+        | "broker.heartbeat.interval.ms"
+        | "broker.session.timeout.ms" => TYPE_INT,
         "default.replication.factor" => 4, // SHORT
         _ => TYPE_LONG,
     }

@@ -3,6 +3,10 @@
 //! A fetch that finds fewer than `min_bytes` waits (a delayed fetch) until an append to one of its
 //! partitions wakes it or `max_wait_ms` passes; it is woken, never polling. The waiter is registered with
 //! every partition *before* the logs are read, so an append between the read and the wait is not missed.
+//!
+//! Only a partition's leader answers. Consumers read up to the high watermark; a follower (a fetch with a
+//! `replica_id`) reads up to the log end, and its fetch offset tells the leader how far its log reaches,
+//! which moves the high watermark (`crate::replica`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +32,25 @@ pub async fn handle(broker: &Broker, request: FetchRequest, _version: i16) -> Fe
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let waiter = Arc::new(Notify::new());
+    let follower = (request.replica_id.0 >= 0).then_some(request.replica_id.0);
+    if let Some(replica) = follower {
+        let partitions = resolve(broker, &request);
+        for (topic, hosted) in request.topics.iter().zip(&partitions) {
+            for (wanted, partition) in topic.partitions.iter().zip(hosted.iter().flatten()) {
+                if let Some(partition) = partition
+                    && partition.leader_epoch().is_some()
+                {
+                    partition.follower_fetched(replica, u64::try_from(wanted.fetch_offset).unwrap_or(0));
+                }
+            }
+        }
+    }
     loop {
         let partitions = resolve(broker, &request);
         for partition in partitions.iter().flatten().flatten().flatten() {
             partition.watch(&waiter);
         }
-        let (response, bytes, errors) = read(&request, &partitions);
+        let (response, bytes, errors) = read(&request, &partitions, follower.is_some());
         if bytes >= min_bytes || errors || Instant::now() >= deadline {
             return response;
         }
@@ -44,7 +61,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, _version: i16) -> Fe
             () = broker.shutdown.cancelled() => {}
         }
         if broker.shutdown.is_cancelled() {
-            return read(&request, &resolve(broker, &request)).0;
+            return read(&request, &resolve(broker, &request), follower.is_some()).0;
         }
     }
 }
@@ -55,7 +72,7 @@ fn resolve(broker: &Broker, request: &FetchRequest) -> Vec<Option<Vec<Option<Arc
         .topics
         .iter()
         .map(|topic| {
-            broker.topics.get(&topic.topic).map(|_| {
+            broker.metadata.get(&topic.topic).map(|_| {
                 topic
                     .partitions
                     .iter()
@@ -70,9 +87,14 @@ fn resolve(broker: &Broker, request: &FetchRequest) -> Vec<Option<Vec<Option<Arc
         .collect()
 }
 
-/// Reads every partition once. Returns the response, the record bytes in it, and whether any partition
-/// failed (which answers at once rather than waiting).
-fn read(request: &FetchRequest, partitions: &[Option<Vec<Option<Arc<Partition>>>>]) -> (FetchResponse, usize, bool) {
+/// Reads every partition once, up to the log end for a `follower`, else up to the high watermark. Returns
+/// the response, the record bytes in it, and whether any partition failed (which answers at once rather
+/// than waiting).
+fn read(
+    request: &FetchRequest,
+    partitions: &[Option<Vec<Option<Arc<Partition>>>>],
+    follower: bool,
+) -> (FetchResponse, usize, bool) {
     let mut budget = (request.max_bytes.max(0) as usize).min(FETCH_BYTES_MAX);
     let mut total = 0;
     let mut errors = false;
@@ -88,15 +110,20 @@ fn read(request: &FetchRequest, partitions: &[Option<Vec<Option<Arc<Partition>>>
                 out.push(data.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
+            if let Err(error) = check_leader(partition, wanted.current_leader_epoch) {
+                errors = true;
+                out.push(data.with_error_code(error.code()));
+                continue;
+            }
+            let high_watermark = partition.high_watermark();
             let log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let high_watermark = log.log_end_offset();
             let data = data
                 .with_high_watermark(high_watermark as i64)
                 .with_last_stable_offset(high_watermark as i64)
                 .with_log_start_offset(log.log_start_offset() as i64);
             let limits = ReadLimits {
                 max_bytes: (wanted.partition_max_bytes.max(0) as usize).min(budget),
-                max_offset: Some(high_watermark),
+                max_offset: (!follower).then_some(high_watermark),
                 // KIP-74: the first batch of a response is returned whole even past the limits, so that one
                 // oversized batch cannot stall a consumer forever.
                 min_one_batch: total == 0,
@@ -126,4 +153,15 @@ fn read(request: &FetchRequest, partitions: &[Option<Vec<Option<Arc<Partition>>>
         );
     }
     (FetchResponse::default().with_responses(responses), total, errors)
+}
+
+/// Only the leader serves fetches, and only at its leader epoch when the client names one (KIP-320):
+/// an older epoch is fenced, a newer one means this broker has not caught up with the metadata yet.
+pub fn check_leader(partition: &Partition, client_epoch: i32) -> Result<i32, ResponseError> {
+    let epoch = partition.leader_epoch().ok_or(ResponseError::NotLeaderOrFollower)?;
+    match client_epoch {
+        e if e < 0 || e == epoch => Ok(epoch),
+        e if e < epoch => Err(ResponseError::FencedLeaderEpoch),
+        _ => Err(ResponseError::UnknownLeaderEpoch),
+    }
 }

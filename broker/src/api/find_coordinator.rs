@@ -1,5 +1,6 @@
-//! FindCoordinator: on one node, this broker coordinates every group. Transaction coordinators are not
-//! offered (transactions are not built).
+//! FindCoordinator: the broker that coordinates a consumer group, which is the leader of the group's
+//! partition of `__consumer_offsets` (created here on first use, as Kafka does). Transaction coordinators
+//! are not offered.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -7,33 +8,53 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::groups::offsets::{OFFSETS_TOPIC, ensure_offsets_topic, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let node = BrokerId(broker.node_id());
-    let host = StrBytes::from_string(broker.advertised.host.clone());
-    let error = (request.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable);
-    let code = error.map_or(0, |e| e.code());
+/// The coordinator of `group`: (node id, host, port).
+async fn coordinator(broker: &Broker, key_type: i8, group: &str) -> Result<(i32, String, i32), ResponseError> {
+    if key_type != KEY_TYPE_GROUP {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    ensure_offsets_topic(broker).await?;
+    let image = broker.metadata.image();
+    let leader = image
+        .topic_by_name(OFFSETS_TOPIC)
+        .and_then(|topic| topic.partitions.get(&partition_for(group)))
+        .map(|partition| partition.leader)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let listener = image
+        .broker(leader)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.listeners.first())
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    Ok((leader, listener.host.clone(), listener.port as i32))
+}
+
+pub async fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     if version < 4 {
+        let found = coordinator(broker, request.key_type, &request.key).await;
+        let (node, host, port) = found.clone().unwrap_or((-1, String::new(), -1));
         return FindCoordinatorResponse::default()
-            .with_error_code(code)
-            .with_node_id(if error.is_some() { BrokerId(-1) } else { node })
-            .with_host(host)
-            .with_port(broker.advertised.port);
+            .with_error_code(found.err().map_or(0, |e| e.code()))
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port);
     }
     // v4+: one answer per key.
-    let coordinators = request
-        .coordinator_keys
-        .into_iter()
-        .map(|key| {
+    let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+    for key in request.coordinator_keys {
+        let found = coordinator(broker, request.key_type, &key).await;
+        let (node, host, port) = found.clone().unwrap_or((-1, String::new(), -1));
+        coordinators.push(
             Coordinator::default()
                 .with_key(key)
-                .with_error_code(code)
-                .with_node_id(if error.is_some() { BrokerId(-1) } else { node })
-                .with_host(host.clone())
-                .with_port(broker.advertised.port)
-        })
-        .collect();
+                .with_error_code(found.err().map_or(0, |e| e.code()))
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+        );
+    }
     FindCoordinatorResponse::default().with_coordinators(coordinators)
 }

@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs: sets or deletes individual topic overrides, leaving the others as they are.
 
+use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
@@ -11,15 +12,13 @@ use crate::broker::{Broker, TopicFailure};
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let validate_only = request.validate_only;
+    let responses = request.resources.into_iter().map(|resource| async move {
             let ops = resource.configs;
             let (error_code, error_message) = alter_topic(
                 broker,
@@ -45,14 +44,14 @@ pub fn handle(
                     }
                     Ok(())
                 },
-                request.validate_only,
-            );
+                validate_only,
+            )
+            .await;
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name)
                 .with_error_code(error_code)
                 .with_error_message(error_message)
-        })
-        .collect();
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
+    });
+    IncrementalAlterConfigsResponse::default().with_responses(join_all(responses).await)
 }

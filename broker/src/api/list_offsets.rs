@@ -49,17 +49,20 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, _version: i16) -> Li
 fn lookup(broker: &Broker, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), ResponseError> {
     let tp = TopicPartition::new(topic, partition);
     let partition = broker.replicas.get(&tp).ok_or(ResponseError::UnknownTopicOrPartition)?;
+    partition.leader_epoch().ok_or(ResponseError::NotLeaderOrFollower)?;
+    // Consumers see the log up to the high watermark.
+    let high_watermark = partition.high_watermark();
     let log = partition.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let found = match timestamp {
-        LATEST => return Ok((UNKNOWN, log.log_end_offset() as i64)),
+        LATEST => return Ok((UNKNOWN, high_watermark as i64)),
         EARLIEST => return Ok((UNKNOWN, log.log_start_offset() as i64)),
         MAX_TIMESTAMP => log.max_timestamp_offset(),
         t if t >= 0 => log.offset_for_timestamp(t),
         _ => return Err(ResponseError::InvalidRequest),
     };
     match found {
-        Ok(Some(found)) => Ok((found.timestamp, found.offset as i64)),
-        Ok(None) => Ok((UNKNOWN, UNKNOWN)),
+        Ok(Some(found)) if found.offset < high_watermark => Ok((found.timestamp, found.offset as i64)),
+        Ok(_) => Ok((UNKNOWN, UNKNOWN)),
         Err(e) => {
             error!(partition = %tp, error = %e, "offset lookup failed");
             Err(ResponseError::KafkaStorageError)

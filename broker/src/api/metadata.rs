@@ -1,5 +1,6 @@
-//! Metadata: brokers, and topics with their partitions and leaders. Creates requested topics that do not
-//! exist when `auto.create.topics.enable` is on (and, from v4, the client allows it), as Kafka does.
+//! Metadata: the live brokers, and topics with their partitions, leaders, replicas and ISRs, from this
+//! broker's metadata image. Creates requested topics that do not exist when `auto.create.topics.enable` is
+//! on (and, from v4, the client allows it), as Kafka does.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -7,52 +8,72 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use strata_controller::{MetadataImage, NO_LEADER};
 
 use crate::broker::{Broker, validate_topic_name};
-use crate::metadata::Topic;
 
 /// Authorized-operations fields when the client did not ask for them.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(broker.node_id());
-    let topics = match request.topics {
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let all = match &request.topics {
         // v0 sends an empty list for "all topics"; later versions send null.
-        None => broker.topics.all().iter().map(|t| describe(t, node)).collect(),
-        Some(requested) if requested.is_empty() && version == 0 => {
-            broker.topics.all().iter().map(|t| describe(t, node)).collect()
-        }
-        Some(requested) => {
-            let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
-            requested
-                .into_iter()
-                .map(|t| match t.name {
-                    Some(name) => lookup(broker, &name, allow_auto_create, node),
-                    // Lookup by topic id (v10+).
-                    None => match broker.topics.by_id(t.topic_id) {
-                        Some(topic) => describe(&topic, node),
+        None => true,
+        Some(requested) => requested.is_empty() && version == 0,
+    };
+    let topics = if all {
+        let image = broker.metadata.image();
+        image.topics().values().map(|t| describe(&image, t)).collect()
+    } else {
+        let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+        let mut topics = Vec::new();
+        for t in request.topics.unwrap_or_default() {
+            topics.push(match t.name {
+                Some(name) => lookup(broker, &name, allow_auto_create).await,
+                // Lookup by topic id (v10+).
+                None => {
+                    let image = broker.metadata.image();
+                    match image.topic(&t.topic_id) {
+                        Some(topic) => describe(&image, topic),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(t.topic_id)
                             .with_error_code(ResponseError::UnknownTopicId.code()),
-                    },
-                })
-                .collect()
+                    }
+                }
+            });
         }
+        topics
     };
+    let image = broker.metadata.image();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(node)
-                .with_host(StrBytes::from_string(broker.advertised.host.clone()))
-                .with_port(broker.advertised.port),
-        ])
+        .with_brokers(live_brokers(&image))
         .with_cluster_id(Some(StrBytes::from_string(broker.identity.cluster_id.clone())))
-        .with_controller_id(node)
+        // Kafka (KRaft) names a live broker here: clients send controller requests to it, and it forwards.
+        .with_controller_id(BrokerId(broker.node_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool, node: BrokerId) -> MetadataResponseTopic {
+/// Every broker that is registered and not fenced, at its first listener.
+pub fn live_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let listener = b.listeners.first()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(listener.host.clone()))
+                    .with_port(listener.port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect()
+}
+
+async fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
     let unknown = |error: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
@@ -62,26 +83,44 @@ fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool, node: Brok
         return unknown(failure.error);
     }
     let found = if allow_auto_create {
-        broker.auto_create(name)
+        broker.auto_create(name).await.map(|t| t.is_some())
     } else {
-        Ok(broker.topics.get(name))
+        Ok(broker.metadata.get(name).is_some())
     };
-    match found {
-        Ok(Some(topic)) => describe(&topic, node),
-        Ok(None) => unknown(ResponseError::UnknownTopicOrPartition),
-        Err(failure) => unknown(failure.error),
+    let image = broker.metadata.image();
+    match (found, image.topic_by_name(name)) {
+        (Ok(true), Some(topic)) => describe(&image, topic),
+        (Ok(_), _) => unknown(ResponseError::UnknownTopicOrPartition),
+        (Err(failure), _) => unknown(failure.error),
     }
 }
 
-fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions)
-        .map(|index| {
+fn describe(image: &MetadataImage, topic: &strata_controller::Topic) -> MetadataResponseTopic {
+    let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|(&index, p)| {
+            // Replicas on fenced brokers are listed as offline, as Kafka does.
+            let offline = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|&id| image.broker(id).is_none_or(|b| b.fenced))
+                .collect::<Vec<_>>();
+            let error = if p.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -5,7 +5,10 @@
 
 use std::net::SocketAddr;
 
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind, SyncGroupResponse,
+};
 use strata_protocol::request::Request;
 
 use crate::broker::Broker;
@@ -21,6 +24,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -34,6 +38,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -55,6 +60,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
@@ -67,6 +73,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -77,37 +84,66 @@ pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
         .map(|(_, min, max)| *min..=*max)
 }
 
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+
+/// Whether this broker coordinates `group` (leads its partition of `__consumer_offsets`).
+fn coordinates(broker: &Broker, group: &str) -> bool {
+    crate::groups::offsets::coordinator_partition(broker, group).is_ok()
+}
+
 /// Handles one request. `None` means no response is sent (a produce with `acks=0`).
 pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Option<ResponseKind> {
     let version = request.version();
     let client_id = request.header.client_id.as_deref().unwrap_or_default().to_owned();
     Some(match request.body {
         RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(body, version)),
-        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(broker, body, version)),
-        RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(create_topics::handle(broker, body, version)),
-        RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(delete_topics::handle(broker, body, version)),
-        RequestKind::Produce(body) => return produce::handle(broker, body, version).map(ResponseKind::Produce),
+        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(broker, body, version).await),
+        RequestKind::CreateTopics(body) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, body, version).await)
+        }
+        RequestKind::DeleteTopics(body) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, body, version).await)
+        }
+        RequestKind::Produce(body) => return produce::handle(broker, body, version).await.map(ResponseKind::Produce),
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, body, version).await),
         RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::handle(broker, body, version)),
         RequestKind::DeleteRecords(body) => ResponseKind::DeleteRecords(delete_records::handle(broker, body, version)),
         RequestKind::DescribeConfigs(body) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, body, version))
         }
-        RequestKind::AlterConfigs(body) => ResponseKind::AlterConfigs(alter_configs::handle(broker, body, version)),
+        RequestKind::AlterConfigs(body) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(broker, body, version).await)
+        }
         RequestKind::IncrementalAlterConfigs(body) => {
-            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, body, version))
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, body, version).await)
         }
         RequestKind::CreatePartitions(body) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, body, version))
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, body, version).await)
         }
         RequestKind::DescribeCluster(body) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, body, version))
+        }
+        RequestKind::DescribeQuorum(body) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, body, version).await)
         }
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, body, version))
         }
         RequestKind::FindCoordinator(body) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version).await)
+        }
+        // A group's requests go to its coordinator; elsewhere they get NOT_COORDINATOR and clients look again.
+        RequestKind::JoinGroup(body) if !coordinates(broker, &body.group_id) => {
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(NOT_COORDINATOR))
+        }
+        RequestKind::SyncGroup(body) if !coordinates(broker, &body.group_id) => {
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(NOT_COORDINATOR))
+        }
+        RequestKind::Heartbeat(body) if !coordinates(broker, &body.group_id) => {
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(NOT_COORDINATOR))
+        }
+        RequestKind::LeaveGroup(body) if !coordinates(broker, &body.group_id) => {
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR))
         }
         RequestKind::JoinGroup(body) => {
             ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)
@@ -115,14 +151,23 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
         RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(sync_group::handle(broker, body, version).await),
         RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(heartbeat::handle(broker, body, version)),
         RequestKind::LeaveGroup(body) => ResponseKind::LeaveGroup(leave_group::handle(broker, body, version)),
-        RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(offset_commit::handle(broker, body, version)),
+        RequestKind::OffsetCommit(body) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, body, version).await)
+        }
         RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, body, version)),
         RequestKind::ListGroups(body) => ResponseKind::ListGroups(list_groups::handle(broker, body, version)),
         RequestKind::DescribeGroups(body) => {
             ResponseKind::DescribeGroups(describe_groups::handle(broker, body, version))
         }
-        RequestKind::DeleteGroups(body) => ResponseKind::DeleteGroups(delete_groups::handle(broker, body, version)),
-        RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(offset_delete::handle(broker, body, version)),
+        RequestKind::DeleteGroups(body) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, body, version).await)
+        }
+        RequestKind::OffsetDelete(body) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, body, version).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(body) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, body, version))
+        }
         other => unreachable!("the decoder only accepts APIs in SUPPORTED, not {other:?}"),
     })
 }

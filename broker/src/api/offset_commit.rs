@@ -8,7 +8,7 @@ use strata_storage::TopicPartition;
 use crate::broker::Broker;
 use crate::groups::offsets::{Committed, METADATA_BYTES_MAX};
 
-pub fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
+pub async fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let allowed = broker
         .groups
@@ -17,7 +17,7 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16) -> O
     let mut to_write = Vec::new();
     let mut results: Vec<(usize, usize, ResponseError)> = Vec::new();
     for (t, topic) in request.topics.iter().enumerate() {
-        let known = broker.topics.get(&topic.name);
+        let known = broker.metadata.get(&topic.name);
         for (p, partition) in topic.partitions.iter().enumerate() {
             let error = match (&allowed, &known) {
                 (Err(error), _) => Some(*error),
@@ -55,7 +55,8 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16) -> O
     let positions: Vec<(usize, usize)> = to_write.iter().map(|(at, _, _)| *at).collect();
     let written = broker
         .offsets
-        .commit(broker, &group, to_write.into_iter().map(|(_, tp, c)| (tp, c)).collect());
+        .commit(broker, &group, to_write.into_iter().map(|(_, tp, c)| (tp, c)).collect())
+        .await;
     if let Err(error) = written {
         results.extend(positions.into_iter().map(|(t, p)| (t, p, error)));
     }

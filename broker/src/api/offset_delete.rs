@@ -8,7 +8,7 @@ use strata_storage::TopicPartition;
 
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
+pub async fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
     if broker.groups.describe(&group).is_none() && broker.offsets.of_group(&group).is_empty() {
         return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
@@ -24,7 +24,7 @@ pub fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16) -> O
                 .map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let written = broker.offsets.delete(broker, &group, deletable).err();
+    let written = broker.offsets.delete(broker, &group, deletable).await.err();
     let topics = request
         .topics
         .into_iter()

@@ -2,6 +2,11 @@
 //!
 //! Each partition stands alone, as in Kafka: a bad batch fails its partition with an error code and appends
 //! nothing there; other partitions of the same request go ahead. With `acks=0` no response is sent.
+//!
+//! Only the partition's leader appends, stamping its leader epoch into each batch. `acks=all` first checks
+//! that the ISR has at least `min.insync.replicas` members (else NOT_ENOUGH_REPLICAS, nothing appended), then
+//! answers once the high watermark has passed the appended batches, that is once every in-sync replica has
+//! them, or REQUEST_TIMED_OUT after the request's timeout.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -11,43 +16,104 @@ use strata_storage::batch::BatchError;
 use strata_storage::{AppendError, TopicPartition};
 use tracing::warn;
 
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use kafka_protocol::messages::TopicName;
 
 use crate::broker::Broker;
+use crate::metadata::Topic;
 use crate::producers::Verdict;
-use crate::replica::for_each_header;
+use crate::replica::{Partition, for_each_header};
 
-/// Leader epoch stamped into appended batches; one node never changes leader.
-const LEADER_EPOCH: i32 = 0;
+/// The longest `acks=all` waits, whatever the client asks.
+const ACKS_ALL_TIMEOUT_MAX_MS: i32 = 300_000;
 
-pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+type Refusal = (ResponseError, String);
+
+/// Batches appended to one partition as its leader.
+struct Written {
+    partition: Arc<Partition>,
+    base_offset: u64,
+    /// The offset after the last appended record: acks=all waits for the high watermark to reach it.
+    end_offset: u64,
+    log_start_offset: u64,
+}
+
+/// One partition of the request after the appends.
+struct Appended {
+    index: i32,
+    result: Result<Written, Refusal>,
+}
+
+pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, ACKS_ALL_TIMEOUT_MAX_MS) as u64);
+    // Appends first, for every partition; then, with acks=all, the waits, all running at once.
+    let mut appended: Vec<(TopicName, Vec<Appended>)> = Vec::new();
     for topic_data in request.topic_data {
-        let topic = broker.topics.get(&topic_data.name);
-        let partition_responses = topic_data
+        let topic = broker.metadata.get(&topic_data.name);
+        let partitions = topic_data
             .partition_data
             .into_iter()
             .map(|data| {
                 let index = data.index;
                 let result = match &topic {
                     None => Err((ResponseError::UnknownTopicOrPartition, "unknown topic".into())),
-                    Some(topic) if !matches!(acks, -1..=1) => {
-                        Err((ResponseError::InvalidRequiredAcks, format!("acks={acks} is not -1, 0 or 1 ({})", topic.name)))
-                    }
-                    Some(topic) if acks == -1 && broker.settings.min_insync_replicas(&topic.configs) > 1 => Err((
-                        ResponseError::NotEnoughReplicas,
-                        "min.insync.replicas is larger than the one in-sync replica".into(),
+                    Some(topic) if !matches!(acks, -1..=1) => Err((
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks={acks} is not -1, 0 or 1 ({})", topic.name),
                     )),
-                    Some(topic) => append(broker, &topic.name, index, data.records.as_deref().unwrap_or_default()),
+                    Some(topic) => append(broker, topic, index, acks, data.records.as_deref().unwrap_or_default()),
                 };
-                let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
-                match result {
-                    Ok((base_offset, log_start_offset)) => {
-                        response.with_base_offset(base_offset as i64).with_log_start_offset(log_start_offset as i64)
+                Appended { index, result }
+            })
+            .collect();
+        appended.push((topic_data.name, partitions));
+    }
+    if acks == 0 {
+        return None;
+    }
+    let mut responses = Vec::with_capacity(appended.len());
+    for (name, partitions) in appended {
+        let waits = partitions.into_iter().map(|Appended { index, result }| async move {
+            let result = match result {
+                Ok(written) if acks == -1 => {
+                    if written
+                        .partition
+                        .wait_for_high_watermark(written.end_offset, timeout)
+                        .await
+                    {
+                        Ok(written)
+                    } else if written.partition.leader_epoch().is_none() {
+                        Err((
+                            ResponseError::NotLeaderOrFollower,
+                            "leadership moved before the write was replicated".into(),
+                        ))
+                    } else {
+                        Err((
+                            ResponseError::RequestTimedOut,
+                            "the in-sync replicas did not all acknowledge in time".into(),
+                        ))
                     }
+                }
+                result => result,
+            };
+            (index, result)
+        });
+        let partition_responses = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .map(|(index, result)| {
+                let response = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_log_append_time_ms(-1);
+                match result {
+                    Ok(written) => response
+                        .with_base_offset(written.base_offset as i64)
+                        .with_log_start_offset(written.log_start_offset as i64),
                     Err((error, message)) => {
-                        warn!(topic = %topic_data.name.0, partition = index, error = ?error, %message, "produce refused");
+                        warn!(topic = %name.0, partition = index, error = ?error, %message, "produce refused");
                         response
                             .with_error_code(error.code())
                             .with_base_offset(-1)
@@ -59,21 +125,37 @@ pub fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option
             .collect();
         responses.push(
             TopicProduceResponse::default()
-                .with_name(topic_data.name)
+                .with_name(name)
                 .with_partition_responses(partition_responses),
         );
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// Appends to one partition; returns the base offset and the log start offset.
-fn append(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(u64, u64), (ResponseError, String)> {
-    let Some(partition) = broker.replicas.get(&TopicPartition::new(topic, index)) else {
+/// Appends to one partition as its leader.
+fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8]) -> Result<Written, Refusal> {
+    let Some(partition) = broker.replicas.get(&TopicPartition::new(topic.name.clone(), index)) else {
         return Err((
             ResponseError::UnknownTopicOrPartition,
-            format!("{topic} has no partition {index}"),
+            format!("{} has no partition {index} here", topic.name),
         ));
     };
+    let Some(leader_epoch) = partition.leader_epoch() else {
+        return Err((
+            ResponseError::NotLeaderOrFollower,
+            "this broker does not lead the partition".into(),
+        ));
+    };
+    if acks == -1 {
+        let min_insync = broker.settings.min_insync_replicas(&topic.configs);
+        let in_sync = partition.state().isr.len();
+        if (in_sync as i32) < min_insync {
+            return Err((
+                ResponseError::NotEnoughReplicas,
+                format!("{in_sync} in-sync replica(s), fewer than min.insync.replicas={min_insync}"),
+            ));
+        }
+    }
     // The log rewrites offsets in place; the request's bytes are shared with the whole frame.
     let mut batches = records.to_vec();
     let appended = {
@@ -88,22 +170,35 @@ fn append(broker: &Broker, topic: &str, index: i32, records: &[u8]) -> Result<(u
             }
         });
         match verdict {
-            Verdict::Duplicate(base_offset) => return Ok((base_offset, log.log_start_offset())),
+            Verdict::Duplicate(base_offset) => {
+                // Already appended: acks=all waits for what the log holds now, which includes it.
+                return Ok(Written {
+                    partition: partition.clone(),
+                    base_offset,
+                    end_offset: log.log_end_offset(),
+                    log_start_offset: log.log_start_offset(),
+                });
+            }
             Verdict::Refuse(error) => {
                 return Err((error, format!("refused by the idempotent producer checks: {error:?}")));
             }
             Verdict::Append => {}
         }
-        log.append(&mut batches, LEADER_EPOCH).map(|info| {
+        log.append(&mut batches, leader_epoch).map(|info| {
             // The headers now carry the offsets the log assigned.
             for_each_header(&batches, |header| producers.appended(header));
-            (info.first_offset, log.log_start_offset())
+            (info.first_offset, log.log_end_offset(), log.log_start_offset())
         })
     };
     match appended {
-        Ok(result) => {
-            partition.appended();
-            Ok(result)
+        Ok((base_offset, end_offset, log_start_offset)) => {
+            partition.leader_appended();
+            Ok(Written {
+                partition,
+                base_offset,
+                end_offset,
+                log_start_offset,
+            })
         }
         Err(e) => Err((error_code(&e), e.to_string())),
     }
@@ -118,6 +213,8 @@ fn error_code(e: &AppendError) -> ResponseError {
         } => ResponseError::UnsupportedForMessageFormat,
         AppendError::InvalidBatch { .. } | AppendError::Empty => ResponseError::CorruptMessage,
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        // This broker's view of the leadership is behind: a newer leader's batches are in the log.
+        AppendError::Storage(strata_storage::Error::StaleLeaderEpoch { .. }) => ResponseError::FencedLeaderEpoch,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -1,4 +1,5 @@
-//! How `consume` prints a record: a template or JSON, one record per line.
+//! How `consume` prints a record: a template or JSON, one record per line; and the tables of `group` and
+//! `cluster`.
 //!
 //! A template is parsed once into pieces, then each record is written piece by piece as raw bytes, so
 //! binary keys and values come out unchanged. Placeholders: `%k` key, `%v` value, `%o` offset,
@@ -160,6 +161,32 @@ fn json_bytes(out: &mut impl Write, bytes: Option<&[u8]>) -> io::Result<()> {
         }
     }
     out.write_all(b"\"")
+}
+
+/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut text = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        text
+    };
+    println!("{}", line(header.to_vec()));
+    for row in &rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use strata_protocol::client::admin::{ListedOffset, OffsetSpec, decode_consumer_a
 use strata_protocol::client::{Client, ClientError};
 
 use super::Bootstrap;
+use super::format::print_table;
 use super::time::parse_rfc3339;
 
 #[derive(Debug, Args)]
@@ -427,32 +428,6 @@ async fn reset_offsets(client: &mut Client, args: ResetArgs) -> anyhow::Result<(
 
 fn offsets_or_zero(listed: Vec<ListedOffset>) -> Vec<i64> {
     listed.iter().map(|l| l.offset.unwrap_or(0)).collect()
-}
-
-/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let last = cells.len().saturating_sub(1);
-        let mut text = String::new();
-        for (i, cell) in cells.into_iter().enumerate() {
-            if i == last {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        text
-    };
-    println!("{}", line(header.to_vec()));
-    for row in &rows {
-        println!("{}", line(row.iter().map(String::as_str).collect()));
-    }
 }
 
 #[cfg(test)]

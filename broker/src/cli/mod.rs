@@ -1,4 +1,4 @@
-//! The `strata` client commands: `topic`, `produce`, `consume` and `bench`, built on
+//! The `strata` client commands: `topic`, `produce`, `consume`, `bench`, `group` and `cluster`, built on
 //! `strata_protocol::client`.
 //!
 //! Every command talks to the one broker given by `--bootstrap` and fails with an error that `main` prints
@@ -7,11 +7,13 @@
 //!
 //! - this file: `--bootstrap` and connecting, parsing of `key=value`, acks and codecs, the runtime.
 //! - `producer`: batching records per partition and sending them pipelined (`produce`, `bench produce`).
-//! - `format`: how `consume` prints a record (a `%k %v…` template or JSON).
+//! - `format`: how `consume` prints a record (a `%k %v…` template or JSON), and the tables of `group` and
+//!   `cluster`.
 //! - `time`: RFC 3339 timestamps for `consume --from` and `group reset-offsets --to-datetime`.
-//! - `topic`, `produce`, `consume`, `bench`, `group`: one file per command.
+//! - `topic`, `produce`, `consume`, `bench`, `group`, `cluster`: one file per command.
 
 pub mod bench;
+pub mod cluster;
 pub mod consume;
 mod format;
 pub mod group;

@@ -2,7 +2,8 @@
 //!
 //! A commit appends one batch to the group's partition of the topic (Kafka's choice:
 //! `abs(javaHashCode(group)) % 50`) before it is acknowledged, and updates the in-memory map that
-//! OffsetFetch reads. At start the map is rebuilt by reading the topic from its start. Records use Kafka's
+//! OffsetFetch reads. The coordinator of a group is the leader of its partition: a broker that becomes
+//! leader of a partition rebuilds the map of its groups by reading the partition from its start. Records use Kafka's
 //! own layout, so Kafka's tools could read them:
 //!
 //! ```text
@@ -16,7 +17,8 @@
 //! tombstones of deleted groups after `delete.retention.ms`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
@@ -27,9 +29,14 @@ use strata_storage::{ReadLimits, TopicPartition};
 use tracing::{error, info};
 
 use crate::broker::{Broker, NewTopic};
+use crate::replica::Partition;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const OFFSETS_PARTITIONS: i32 = 50;
+/// Kafka's default `offsets.topic.replication.factor`.
+const OFFSETS_REPLICATION_FACTOR: usize = 3;
+/// How long a commit waits for the in-sync replicas (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kafka's `offset.metadata.max.bytes`.
 pub const METADATA_BYTES_MAX: usize = 4096;
 const KEY_VERSION: i16 = 1;
@@ -51,44 +58,33 @@ pub struct OffsetStore {
 }
 
 impl OffsetStore {
-    /// Reads every committed offset back from `__consumer_offsets`, if it exists (once, at start).
-    pub fn load(&self, broker: &Broker) -> anyhow::Result<()> {
-        let store = self;
-        if broker.topics.get(OFFSETS_TOPIC).is_none() {
-            return Ok(());
-        }
+    /// Reads the committed offsets of the groups that `partition` of `__consumer_offsets` holds, replacing
+    /// what was known of them: when this broker becomes their coordinator (it leads that partition).
+    pub fn load_partition(&self, partition: &Partition) -> anyhow::Result<()> {
+        let index = partition.tp.partition;
         let started = std::time::Instant::now();
+        self.lock().retain(|group, _| partition_for(group) != index);
         let mut commits = 0;
-        for partition in 0..OFFSETS_PARTITIONS {
-            let Some(hosted) = broker.replicas.get(&TopicPartition::new(OFFSETS_TOPIC, partition)) else {
-                continue;
-            };
-            let log = hosted.log.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut offset = log.log_start_offset();
-            while offset < log.log_end_offset() {
-                let read = log.read(offset, ReadLimits::bytes(LOAD_READ_BYTES))?;
-                if read.records.is_empty() {
-                    break;
-                }
-                let mut bytes = Bytes::from(read.records);
-                for set in RecordBatchDecoder::decode_all(&mut bytes)? {
-                    for record in set.records {
-                        if let Some((group, tp)) = record.key.as_ref().and_then(|k| decode_key(k.clone())) {
-                            store.apply(group, tp, record.value.and_then(decode_value));
-                            commits += 1;
-                        }
+        let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let read = log.read(offset, ReadLimits::bytes(LOAD_READ_BYTES))?;
+            if read.records.is_empty() {
+                break;
+            }
+            let mut bytes = Bytes::from(read.records);
+            for set in RecordBatchDecoder::decode_all(&mut bytes)? {
+                for record in set.records {
+                    if let Some((group, tp)) = record.key.as_ref().and_then(|k| decode_key(k.clone())) {
+                        self.apply(group, tp, record.value.and_then(decode_value));
+                        commits += 1;
                     }
                 }
-                offset = read.next_offset;
             }
+            offset = read.next_offset;
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        info!(
-            commits,
-            groups = store.lock().len(),
-            elapsed_ms,
-            "loaded committed offsets"
-        );
+        info!(partition = index, commits, elapsed_ms, "loaded committed offsets");
         Ok(())
     }
 
@@ -110,8 +106,9 @@ impl OffsetStore {
         }
     }
 
-    /// Makes `offsets` durable in `__consumer_offsets`, then visible to OffsetFetch.
-    pub fn commit(
+    /// Makes `offsets` durable in `__consumer_offsets` (on every in-sync replica), then visible to
+    /// OffsetFetch.
+    pub async fn commit(
         &self,
         broker: &Broker,
         group: &str,
@@ -121,16 +118,23 @@ impl OffsetStore {
             .into_iter()
             .map(|(tp, committed)| (tp, Some(committed)))
             .collect();
-        self.write(broker, group, changes)
+        self.write(broker, group, changes).await
     }
 
     /// Deletes committed offsets (tombstones in `__consumer_offsets`).
-    pub fn delete(&self, broker: &Broker, group: &str, partitions: Vec<TopicPartition>) -> Result<(), ResponseError> {
+    pub async fn delete(
+        &self,
+        broker: &Broker,
+        group: &str,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<(), ResponseError> {
         self.write(broker, group, partitions.into_iter().map(|tp| (tp, None)).collect())
+            .await
     }
 
-    /// Appends one batch with a record per change (a value, or a tombstone) and applies the changes.
-    fn write(
+    /// Appends one batch with a record per change (a value, or a tombstone), waits until every in-sync
+    /// replica has it (Kafka commits offsets with acks=all), and applies the changes.
+    async fn write(
         &self,
         broker: &Broker,
         group: &str,
@@ -139,7 +143,8 @@ impl OffsetStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let partition = ensure_partition(broker, group)?;
+        let partition = coordinator_partition(broker, group)?;
+        let leader_epoch = partition.leader_epoch().ok_or(ResponseError::NotCoordinator)?;
         let now = crate::now_ms();
         let records: Vec<Record> = changes
             .iter()
@@ -173,12 +178,22 @@ impl OffsetStore {
             .log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .append(&mut batch, 0);
-        if let Err(e) = appended {
-            error!(group, error = %e, "writing committed offsets failed");
-            return Err(ResponseError::KafkaStorageError);
+            .append(&mut batch, leader_epoch);
+        let end = match appended {
+            Ok(info) => info.log_end_offset,
+            Err(e) => {
+                error!(group, error = %e, "writing committed offsets failed");
+                return Err(ResponseError::KafkaStorageError);
+            }
+        };
+        partition.leader_appended();
+        if !partition.wait_for_high_watermark(end, COMMIT_TIMEOUT).await {
+            return Err(if partition.leader_epoch().is_some() {
+                ResponseError::RequestTimedOut
+            } else {
+                ResponseError::NotCoordinator
+            });
         }
-        partition.appended();
         for (tp, committed) in changes {
             self.apply(group.to_owned(), tp, committed);
         }
@@ -210,26 +225,40 @@ impl OffsetStore {
     }
 }
 
-/// The partition of `__consumer_offsets` that holds `group`, creating the topic on first use.
-fn ensure_partition(broker: &Broker, group: &str) -> Result<std::sync::Arc<crate::replica::Partition>, ResponseError> {
-    if broker.topics.get(OFFSETS_TOPIC).is_none() {
-        let new = NewTopic {
-            name: OFFSETS_TOPIC.into(),
-            partitions: Some(OFFSETS_PARTITIONS),
-            replication_factor: Some(1),
-            configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
-        };
-        if let Err(failure) = broker.create_topic(new, false)
-            && failure.error != ResponseError::TopicAlreadyExists
-        {
-            error!(error = %failure.message, "creating __consumer_offsets failed");
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-    }
-    broker
+/// The partition of `__consumer_offsets` that holds `group`, if this broker leads it (is the group's
+/// coordinator).
+pub fn coordinator_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, ResponseError> {
+    let partition = broker
         .replicas
         .get(&TopicPartition::new(OFFSETS_TOPIC, partition_for(group)))
-        .ok_or(ResponseError::CoordinatorNotAvailable)
+        .ok_or(ResponseError::NotCoordinator)?;
+    if partition.leader_epoch().is_none() {
+        return Err(ResponseError::NotCoordinator);
+    }
+    Ok(partition)
+}
+
+/// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, replicated to up to three
+/// brokers (Kafka's `offsets.topic.replication.factor`, bounded by the brokers there are).
+pub async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
+    if broker.metadata.get(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
+    let new = NewTopic {
+        name: OFFSETS_TOPIC.into(),
+        partitions: Some(OFFSETS_PARTITIONS),
+        replication_factor: Some(live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16),
+        configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+    };
+    match broker.create_topic(new, false).await {
+        Ok(_) => Ok(()),
+        Err(failure) if failure.error == ResponseError::TopicAlreadyExists => Ok(()),
+        Err(failure) => {
+            error!(error = %failure.message, "creating __consumer_offsets failed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
 }
 
 /// Kafka's `Utils.abs(groupId.hashCode()) % 50`, with Java's `String.hashCode` over UTF-16 code units.

@@ -40,6 +40,12 @@ impl Server {
     }
 
     fn start_at(data_dir: &Path, settings: Vec<String>, listen: &str, flags: Vec<String>) -> Server {
+        Self::spawn(data_dir, settings, listen, flags).wait()
+    }
+
+    /// Starts a server process without waiting for it to serve: nodes of a cluster must all be started
+    /// before any of them can serve. `flags` may hold `--controller-listen`; otherwise a free port is used.
+    pub fn spawn(data_dir: &Path, settings: Vec<String>, listen: &str, flags: Vec<String>) -> Starting {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
         command
             .arg("server")
@@ -51,11 +57,14 @@ impl Server {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
-            .env("STRATA_LOG", "info")
+            .env("STRATA_LOG", "info,openraft=warn")
             .env_remove("STRATA_SET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if !flags.iter().any(|f| f == "--controller-listen" || f == "--roles") {
+            command.args(["--controller-listen", "127.0.0.1:0"]);
+        }
         for setting in &settings {
             command.args(["--set", setting]);
         }
@@ -65,9 +74,13 @@ impl Server {
         // addresses it binds.
         let stderr = child.stderr.take().unwrap();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let name = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[strata] {line}");
+                eprintln!("[strata {name}] {line}");
                 for (marker, kind) in [("Kafka listener ready", "kafka"), ("HTTP endpoint ready", "http")] {
                     if line.contains(marker)
                         && let Some(addr) = logged_addr(&line)
@@ -77,29 +90,10 @@ impl Server {
                 }
             }
         });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let (mut addr, mut http_addr) = (None, None);
-        while addr.is_none() || http_addr.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ready_rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(("kafka", a)) => addr = Some(a),
-                Ok((_, a)) => http_addr = Some(a),
-                Err(_) => {
-                    if let Some(status) = child.try_wait().unwrap() {
-                        panic!("strata exited during start-up: {status}");
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "strata did not start serving within {START_TIMEOUT:?}"
-                    );
-                }
-            }
-        }
-        Server {
-            child,
+        Starting {
+            child: Some(child),
+            ready_rx,
             data_dir: data_dir.to_owned(),
-            addr: addr.unwrap(),
-            http_addr: http_addr.unwrap(),
             settings,
             flags,
         }
@@ -152,6 +146,57 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A server process started by [`Server::spawn`], not known to serve yet.
+pub struct Starting {
+    child: Option<Child>,
+    ready_rx: mpsc::Receiver<(&'static str, String)>,
+    data_dir: PathBuf,
+    settings: Vec<String>,
+    flags: Vec<String>,
+}
+
+impl Starting {
+    /// Waits until the server serves Kafka and HTTP.
+    pub fn wait(mut self) -> Server {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut addr, mut http_addr) = (None, None);
+        while addr.is_none() || http_addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.ready_rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(("kafka", a)) => addr = Some(a),
+                Ok((_, a)) => http_addr = Some(a),
+                Err(_) => {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        panic!("strata exited during start-up: {status}");
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "strata did not start serving within {START_TIMEOUT:?}"
+                    );
+                }
+            }
+        }
+        Server {
+            child,
+            data_dir: self.data_dir.clone(),
+            addr: addr.unwrap(),
+            http_addr: http_addr.unwrap(),
+            settings: std::mem::take(&mut self.settings),
+            flags: std::mem::take(&mut self.flags),
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

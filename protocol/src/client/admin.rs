@@ -11,6 +11,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_quorum_request;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -20,9 +21,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeQuorumRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use uuid::Uuid;
@@ -176,6 +177,65 @@ pub struct Cluster {
     pub controller_id: i32,
     pub brokers: Vec<BrokerMetadata>,
 }
+
+/// The cluster as DescribeCluster describes it, fenced brokers included where the broker can say
+/// ([`Client::describe_cluster_with_fenced`]).
+#[derive(Debug, Clone)]
+pub struct ClusterDescription {
+    pub cluster_id: String,
+    pub controller_id: i32,
+    pub brokers: Vec<ClusterBroker>,
+    /// Whether fenced brokers are listed: only brokers that speak DescribeCluster v2 (KIP-1073) list them;
+    /// older ones leave them out and `brokers` is then only the live ones.
+    pub fenced_listed: bool,
+}
+
+/// One broker of [`ClusterDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterBroker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// Registered but fenced: it leads no partition and is in no ISR (usually: starting, or stopped
+    /// without deregistering).
+    pub fenced: bool,
+}
+
+/// The controller quorum as DescribeQuorum describes it (the metadata log, `__cluster_metadata-0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// `None` when the answering controller knows no leader.
+    pub leader_id: Option<i32>,
+    /// The leader's epoch (for a Raft quorum, its term).
+    pub leader_epoch: i32,
+    /// The committed position of the metadata log; `None` when unknown.
+    pub high_watermark: Option<i64>,
+    pub voters: Vec<QuorumVoter>,
+    /// Replicas that follow the log without voting; Kafka lists its brokers here.
+    pub observers: Vec<QuorumVoter>,
+}
+
+/// A voter (or observer) of [`QuorumDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub id: i32,
+    /// How far its log is known to reach; `None` when the leader does not know.
+    pub log_end_offset: Option<i64>,
+    /// `HOST:PORT` of its first listener; only DescribeQuorum v2 (KIP-853) gives addresses.
+    pub address: Option<String>,
+}
+
+impl QuorumVoter {
+    /// How far the voter is behind the high watermark (0 for one at or past it); `None` when either is
+    /// unknown.
+    pub fn lag(&self, high_watermark: Option<i64>) -> Option<i64> {
+        Some((high_watermark? - self.log_end_offset?).max(0))
+    }
+}
+
+/// The topic Kafka names its metadata log by; DescribeQuorum asks about its one partition, 0.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 impl Client {
     /// Describes the cluster and `topics` (`None`: every topic). With `auto_create`, a named topic that
@@ -472,12 +532,9 @@ impl Client {
         Ok(low_watermarks)
     }
 
-    /// The cluster id, controller and brokers.
+    /// The cluster id, controller and live brokers.
     pub async fn describe_cluster(&mut self) -> Result<Cluster> {
-        let response = self.send(DescribeClusterRequest::default()).await?;
-        check(response.error_code, response.error_message.as_ref(), || {
-            "describing the cluster".into()
-        })?;
+        let response = self.send_describe_cluster(false).await?;
         Ok(Cluster {
             cluster_id: response.cluster_id.to_string(),
             controller_id: response.controller_id.0,
@@ -491,6 +548,96 @@ impl Client {
                     rack: b.rack.map(|r| r.to_string()),
                 })
                 .collect(),
+        })
+    }
+
+    /// The cluster id, controller and every registered broker with its rack and whether it is fenced.
+    /// Brokers older than DescribeCluster v2 list only the live ones ([`ClusterDescription::fenced_listed`]).
+    pub async fn describe_cluster_with_fenced(&mut self) -> Result<ClusterDescription> {
+        let fenced_listed = self.version::<DescribeClusterRequest>()? >= 2;
+        let response = self.send_describe_cluster(fenced_listed).await?;
+        Ok(ClusterDescription {
+            cluster_id: response.cluster_id.to_string(),
+            controller_id: response.controller_id.0,
+            brokers: response
+                .brokers
+                .into_iter()
+                .map(|b| ClusterBroker {
+                    node_id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|r| r.to_string()),
+                    fenced: b.is_fenced,
+                })
+                .collect(),
+            fenced_listed,
+        })
+    }
+
+    /// DescribeCluster, asking for fenced brokers too when `include_fenced` (which needs v2).
+    async fn send_describe_cluster(&mut self, include_fenced: bool) -> Result<DescribeClusterResponse> {
+        let request = DescribeClusterRequest::default().with_include_fenced_brokers(include_fenced);
+        let response = self.send(request).await?;
+        check(response.error_code, response.error_message.as_ref(), || {
+            "describing the cluster".into()
+        })?;
+        Ok(response)
+    }
+
+    /// The controller quorum: leader, epoch, high watermark and each voter's position (DescribeQuorum on
+    /// `__cluster_metadata-0`). A broker that cannot reach the controllers answers an error (Strata and
+    /// Kafka: RequestTimedOut), as does a quorum without a leader (NotLeaderOrFollower).
+    pub async fn describe_quorum(&mut self) -> Result<QuorumDescription> {
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(topic_name(METADATA_TOPIC))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(0),
+                ]),
+        ]);
+        let version = self.version::<DescribeQuorumRequest>()?;
+        let response = self.send_at(request, version).await?;
+        let context = || "describing the controller quorum".to_owned();
+        check(response.error_code, response.error_message.as_ref(), context)?;
+        let partition = response
+            .topics
+            .into_iter()
+            .filter(|t| t.topic_name.0.as_str() == METADATA_TOPIC)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == 0)
+            .ok_or_else(|| ClientError::Protocol {
+                api_key: ApiKey::DescribeQuorum,
+                version,
+                reason: format!("{METADATA_TOPIC}-0 is not in the response"),
+            })?;
+        check(partition.error_code, partition.error_message.as_ref(), context)?;
+        // v2 gives each node's listeners; the first is where it is reached.
+        let address = |id: i32| {
+            let node = response.nodes.iter().find(|n| n.node_id.0 == id)?;
+            let listener = node.listeners.first()?;
+            let host = listener.host.as_str();
+            Some(if host.contains(':') {
+                format!("[{host}]:{}", listener.port)
+            } else {
+                format!("{host}:{}", listener.port)
+            })
+        };
+        let replicas = |states: Vec<kafka_protocol::messages::describe_quorum_response::ReplicaState>| {
+            states
+                .into_iter()
+                .map(|r| QuorumVoter {
+                    id: r.replica_id.0,
+                    log_end_offset: (r.log_end_offset >= 0).then_some(r.log_end_offset),
+                    address: address(r.replica_id.0),
+                })
+                .collect()
+        };
+        Ok(QuorumDescription {
+            leader_id: (partition.leader_id.0 >= 0).then_some(partition.leader_id.0),
+            leader_epoch: partition.leader_epoch,
+            high_watermark: (partition.high_watermark >= 0).then_some(partition.high_watermark),
+            voters: replicas(partition.current_voters),
+            observers: replicas(partition.observers),
         })
     }
 }

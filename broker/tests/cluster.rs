@@ -1,0 +1,360 @@
+//! Three `strata server` processes on loopback, each a broker and a controller of one metadata quorum:
+//! topics created through any node exist on all of them; replicated records survive their leader's SIGKILL;
+//! losing the active controller or a broker is handled by the quorum; a restarted node rejoins.
+//!
+//! Every wait is a condition with a deadline. The only deadline that is a promise rather than a bound for a
+//! slow machine is the issue's: a killed broker's partitions have new leaders within the session timeout
+//! plus a second.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{Server, Starting};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use strata_protocol::client::Client;
+use strata_protocol::client::admin::{NewTopic, TopicMetadata};
+use tempfile::TempDir;
+
+const NODES: usize = 3;
+const SESSION_TIMEOUT: Duration = Duration::from_millis(2_000);
+/// Bound for things a slow, loaded machine takes a while to do (start, elect, replicate).
+const SLOW: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    _dir: TempDir,
+    /// By node id - 1. A killed node is kept, so that a restart reuses its directory, ports and flags.
+    nodes: Vec<Server>,
+    down: Vec<bool>,
+}
+
+/// A free loopback port (the listener is dropped, so another process may take it first; unlikely here).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let kafka: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+        let controllers: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+        let voters = (0..NODES)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, controllers[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let settings: Vec<String> = [
+            format!("broker.session.timeout.ms={}", SESSION_TIMEOUT.as_millis()),
+            "broker.heartbeat.interval.ms=200".into(),
+            "replica.lag.time.max.ms=2000".into(),
+            "group.initial.rebalance.delay.ms=0".into(),
+        ]
+        .into();
+        let starting: Vec<Starting> = (0..NODES)
+            .map(|i| {
+                let data = dir.path().join(format!("node-{}", i + 1));
+                std::fs::create_dir_all(&data).unwrap();
+                let flags = vec![
+                    "--node-id".to_owned(),
+                    (i + 1).to_string(),
+                    "--roles".into(),
+                    "broker,controller".into(),
+                    "--controller-voters".into(),
+                    voters.clone(),
+                    "--controller-listen".into(),
+                    format!("127.0.0.1:{}", controllers[i]),
+                ];
+                Server::spawn(&data, settings.clone(), &format!("127.0.0.1:{}", kafka[i]), flags)
+            })
+            .collect();
+        let nodes = starting.into_iter().map(Starting::wait).collect();
+        Cluster {
+            _dir: dir,
+            nodes,
+            down: vec![false; NODES],
+        }
+    }
+
+    fn node(&self, id: i32) -> &Server {
+        assert!(!self.down[id as usize - 1], "node {id} is down");
+        &self.nodes[id as usize - 1]
+    }
+
+    fn live(&self) -> impl Iterator<Item = (i32, &Server)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.down[*i])
+            .map(|(i, n)| (i as i32 + 1, n))
+    }
+
+    fn bootstrap(&self) -> String {
+        self.live().map(|(_, n)| n.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    fn kill(&mut self, id: i32) {
+        self.nodes[id as usize - 1].kill();
+        self.down[id as usize - 1] = true;
+    }
+
+    fn restart(&mut self, id: i32) {
+        self.nodes[id as usize - 1].restart();
+        self.down[id as usize - 1] = false;
+    }
+}
+
+async fn client(server: &Server) -> Client {
+    Client::connect(&server.addr).await.expect("connecting")
+}
+
+/// The topic as `server` describes it, if it knows it.
+async fn topic(server: &Server, name: &str) -> Option<TopicMetadata> {
+    let mut client = Client::connect(&server.addr).await.ok()?;
+    let metadata = client.metadata(Some(&[name]), false).await.ok()?;
+    metadata
+        .topics
+        .into_iter()
+        .find(|t| t.name == name && t.error.is_none())
+}
+
+/// Waits until `check` holds, asking again every 50 ms, for at most `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every partition has a leader, other than `not`, and all three replicas.
+fn led_without(topic: &TopicMetadata, not: i32) -> bool {
+    topic
+        .partitions
+        .iter()
+        .all(|p| p.leader >= 0 && p.leader != not && p.replicas.len() == NODES)
+}
+
+fn new_topic(name: &str, partitions: i32) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: NODES as i16,
+        configs: vec![],
+    }
+}
+
+fn producer(cluster: &Cluster) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("broker.address.family", "v4")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap()
+}
+
+/// Produces `count` records `{prefix}-{i}` to partition 0 with acks=all; returns once all are acknowledged.
+async fn produce(producer: &FutureProducer, topic: &str, prefix: &str, count: usize) {
+    let mut deliveries = Vec::with_capacity(count);
+    for i in 0..count {
+        let value = format!("{prefix}-{i}");
+        let record = FutureRecord::<(), _>::to(topic).partition(0).payload(&value);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().expect("acknowledged");
+    }
+}
+
+/// Reads partition 0 of `topic` from the start until `count` records arrived; returns their values.
+fn consume(cluster: &Cluster, topic: &str, count: usize) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("broker.address.family", "v4")
+        .set("group.id", "cluster-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + SLOW;
+    let mut values = Vec::new();
+    while values.len() < count {
+        assert!(Instant::now() < deadline, "consumed {} of {count}", values.len());
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    values
+}
+
+fn expected(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// The active controller, as DescribeQuorum through any live node tells.
+async fn active_controller(cluster: &Cluster) -> i32 {
+    let deadline = Instant::now() + SLOW;
+    loop {
+        for (_, node) in cluster.live() {
+            if let Ok(mut client) = Client::connect(&node.addr).await
+                && let Ok(quorum) = client.describe_quorum().await
+                && let Some(id) = quorum.leader_id
+            {
+                return id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no quorum leader within {SLOW:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_created_through_any_node_exist_on_every_node() {
+    let cluster = Cluster::start();
+    for id in 1..=NODES as i32 {
+        let mut client = client(cluster.node(id)).await;
+        client.create_topic(&new_topic(&format!("via-{id}"), 3)).await.unwrap();
+    }
+    for (_, node) in cluster.live() {
+        for id in 1..=NODES as i32 {
+            let name = format!("via-{id}");
+            // CreateTopics answers once the node that took it knows the topic; the others follow.
+            eventually(&format!("{name} on {}", node.addr), SLOW, || async {
+                topic(node, &name)
+                    .await
+                    .is_some_and(|t| t.partitions.len() == 3 && led_without(&t, -1))
+            })
+            .await;
+        }
+    }
+    // Leadership is spread: each node leads one partition of a three-partition topic.
+    let spread = topic(cluster.node(1), "via-1").await.unwrap();
+    let mut leaders: Vec<i32> = spread.partitions.iter().map(|p| p.leader).collect();
+    leaders.sort_unstable();
+    assert_eq!(leaders, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_active_controller_is_replaced_and_acknowledged_records_survive() {
+    let mut cluster = Cluster::start();
+    client(cluster.node(1))
+        .await
+        .create_topic(&new_topic("orders", 1))
+        .await
+        .unwrap();
+    eventually("orders fully in sync", SLOW, || async {
+        topic(cluster.node(1), "orders")
+            .await
+            .is_some_and(|t| t.partitions[0].isr.len() == NODES)
+    })
+    .await;
+    produce(&producer(&cluster), "orders", "before", 500).await;
+
+    let controller = active_controller(&cluster).await;
+    cluster.kill(controller);
+    let survivor = cluster.live().find(|(id, _)| *id != controller).unwrap().1;
+    // A new controller takes over: creating a topic through a surviving node works again.
+    eventually("a topic created after the failover", SLOW, || async {
+        match Client::connect(&survivor.addr).await {
+            Ok(mut client) => client.create_topic(&new_topic("after-failover", 1)).await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let new_controller = active_controller(&cluster).await;
+    assert_ne!(new_controller, controller);
+
+    // The brokers keep serving: every acknowledged record is there, and new ones are taken.
+    eventually("orders led by a live broker", SLOW, || async {
+        topic(survivor, "orders")
+            .await
+            .is_some_and(|t| led_without(&t, controller))
+    })
+    .await;
+    produce(&producer(&cluster), "orders", "after", 100).await;
+    let mut all = expected("before", 500);
+    all.extend(expected("after", 100));
+    assert_eq!(consume(&cluster, "orders", 600), all);
+
+    // The killed node comes back, catches up and is in sync again.
+    cluster.restart(controller);
+    eventually("the restarted node back in the ISR", SLOW, || async {
+        topic(cluster.node(controller), "orders")
+            .await
+            .is_some_and(|t| t.partitions[0].isr.contains(&controller))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_broker_loses_its_leaderships_within_the_session_and_rejoins() {
+    let mut cluster = Cluster::start();
+    client(cluster.node(1))
+        .await
+        .create_topic(&new_topic("events", 6))
+        .await
+        .unwrap();
+    eventually("events fully in sync", SLOW, || async {
+        topic(cluster.node(1), "events")
+            .await
+            .is_some_and(|t| t.partitions.iter().all(|p| p.isr.len() == NODES))
+    })
+    .await;
+    produce(&producer(&cluster), "events", "acked", 300).await;
+
+    // A broker that is not the active controller, and leads partition 0.
+    let controller = active_controller(&cluster).await;
+    let leader = topic(cluster.node(1), "events").await.unwrap().partitions[0].leader;
+    let victim = if leader != controller {
+        leader
+    } else {
+        (1..=NODES as i32).find(|&id| id != controller).unwrap()
+    };
+    let led_before = topic(cluster.node(1), "events")
+        .await
+        .unwrap()
+        .partitions
+        .iter()
+        .filter(|p| p.leader == victim)
+        .count();
+    assert!(led_before > 0, "placement gives every broker leaderships");
+    let killed_at = Instant::now();
+    cluster.kill(victim);
+    let observer = cluster.node(controller);
+    eventually(
+        "new leaders for the killed broker's partitions",
+        SESSION_TIMEOUT + Duration::from_secs(1),
+        || async { topic(observer, "events").await.is_some_and(|t| led_without(&t, victim)) },
+    )
+    .await;
+    eprintln!("new leaders {:?} after the SIGKILL", killed_at.elapsed());
+    // Nothing acknowledged was lost with the leader of partition 0.
+    assert_eq!(consume(&cluster, "events", 300), expected("acked", 300));
+
+    cluster.restart(victim);
+    let observer = cluster.node(controller);
+    eventually(
+        "the restarted broker leading again (preferred leaders restored)",
+        SLOW,
+        || async {
+            topic(observer, "events")
+                .await
+                .is_some_and(|t| t.partitions.iter().filter(|p| p.leader == victim).count() == led_before)
+        },
+    )
+    .await;
+}
