@@ -1,17 +1,20 @@
-//! Strata's broker: serves Kafka clients and stores their partitions.
+//! Strata's node: a broker that serves Kafka clients and stores and replicates their partitions, a
+//! controller of the metadata quorum (the `strata_controller` crate), or both.
 //!
 //! # Layout
 //!
 //! - [`server`]: the Kafka listener: connections, frames, requests in, responses out, clean drain.
 //! - `api`: one file per Kafka API and the one dispatch `match`; `api::SUPPORTED` is what ApiVersions
 //!   advertises.
-//! - `broker`: the state every request sees, and topic operations shared by several APIs; Kafka error
-//!   codes for topic failures are decided there.
-//! - `replica`: hosted partitions, their logs, and waking fetches that wait for data.
+//! - `broker`: the state every request sees, and metadata changes shared by several APIs (sent to the active
+//!   controller); Kafka error codes for topic failures are decided there.
+//! - `replica`: hosted partitions, their logs, their replication state (role, ISR, high watermark), and
+//!   waking fetches and produces that wait.
+//! - `reconcile`: acting on each new metadata image: hosting, leading, following, deleting partitions.
+//! - `fetcher`: replica fetchers, pulling followed partitions from their leaders.
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
 //! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets.
-//! - `metadata`: node identity and the topic list, persisted in the data directory (a single node's
-//!   stand-in for the controller quorum).
+//! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
 //! - [`config`]: `strata server` flags, environment and config file.
 //! - `http`: `/health` and `/metrics`.
@@ -139,7 +142,7 @@ async fn run_broker(
     voters: &[(u64, String)],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let producer_ids = ProducerIds::open(&config.data_dir)?;
+    let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
     let (data_dir, log_defaults) = (config.data_dir.clone(), config.settings.log.clone());
     let (logs, report) =
         tokio::task::spawn_blocking(move || LogManager::open(data_dir, log_defaults, ManagerConfig::default()))

@@ -15,7 +15,8 @@
 //! The state is rebuilt when a partition is hosted, from the batches of its active segment (producers that
 //! last wrote before that are forgotten and get `UNKNOWN_PRODUCER_ID`, which clients handle). Producer ids
 //! are handed out in blocks whose end is persisted before any id of the block is used, so an id is never
-//! given twice, restarts included.
+//! given twice, restarts included. Each node gives ids from its own range (node id × 2^40 onwards), so no two
+//! brokers of a cluster give the same id; Kafka has its controller hand out the blocks instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub const BATCHES_KEPT: usize = 5;
 /// Producer ids reserved (and persisted) at a time.
 const ID_BLOCK: i64 = 1000;
 const PRODUCER_IDS_FILE: &str = "producer-ids";
+/// Bits of a producer id below the node id: 2^40 ids per node.
+const NODE_ID_SHIFT: u32 = 40;
 
 /// What to do with a batch from an idempotent producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +137,9 @@ pub struct ProducerIds {
 }
 
 impl ProducerIds {
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    /// The ids of node `node_id`, continuing after the block persisted in `data_dir`.
+    pub fn open(data_dir: &Path, node_id: i32) -> anyhow::Result<Self> {
+        let first = i64::from(node_id) << NODE_ID_SHIFT;
         let path = data_dir.join(PRODUCER_IDS_FILE);
         let next = match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -145,9 +150,10 @@ impl ProducerIds {
                     .and_then(|n| n.parse().ok())
                     .context("producer-ids has no next=")?
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => first,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        let next = i64::max(next, first);
         // Nothing of the persisted block is known to be unused: start after it.
         Ok(Self {
             path,
@@ -248,16 +254,19 @@ mod tests {
     }
 
     #[test]
-    fn producer_ids_are_never_reused_across_restarts() {
+    fn producer_ids_are_never_reused_across_restarts_or_nodes() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(dir.path()).unwrap();
+        let ids = ProducerIds::open(dir.path(), 0).unwrap();
         let first: Vec<i64> = (0..3).map(|_| ids.allocate().unwrap()).collect();
         assert_eq!(first, vec![0, 1, 2]);
         drop(ids);
-        let ids = ProducerIds::open(dir.path()).unwrap();
+        let ids = ProducerIds::open(dir.path(), 0).unwrap();
         assert!(
             ids.allocate().unwrap() >= ID_BLOCK,
             "a restart starts after the persisted block"
         );
+        let other = tempfile::tempdir().unwrap();
+        let node_2 = ProducerIds::open(other.path(), 2).unwrap().allocate().unwrap();
+        assert_eq!(node_2, 2 << NODE_ID_SHIFT, "node 2 gives ids from its own range");
     }
 }

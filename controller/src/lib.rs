@@ -28,8 +28,9 @@
 //! - [`service`]: the gRPC `RaftService` handing requests to the local Raft, and [`start`], which runs a
 //!   controller ([`Controller`]) on a given listener ([`start_on`]: on any stream of connections).
 //!
-//! Not here yet: ISR changes requested by leaders, scheduling the liveness checks, request forwarding, and the
-//! broker's side.
+//! - [`quorum`]: the service brokers use (registration, heartbeats, metadata writes on the active controller,
+//!   the metadata stream, DescribeQuorum), served beside the Raft RPCs.
+//! - [`client`]: the broker's side of it: finding the active controller, and following the metadata log.
 //!
 //! # Errors
 //!

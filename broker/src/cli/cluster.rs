@@ -120,7 +120,6 @@ fn broker_rows(cluster: &ClusterDescription) -> Vec<Vec<String>> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use strata_protocol::client::admin::{ClusterBroker, QuorumVoter};
