@@ -157,3 +157,83 @@ async fn three_controllers_elect_commit_and_fail_over() {
         node.shutdown().await;
     }
 }
+
+/// A controller that was down while the others compacted their logs into snapshots catches up through
+/// `InstallSnapshot` over gRPC: its log lacks entries the leader no longer has, so only the snapshot can
+/// bring it up to date; afterwards its image is the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_far_behind_installs_a_snapshot_over_grpc() {
+    let config = || openraft::Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..raft_config()
+    };
+    let ids: [NodeId; 3] = [1, 2, 3];
+    let dirs: Vec<TempDir> = ids.iter().map(|_| TempDir::new().unwrap()).collect();
+    let mut listeners = Vec::new();
+    for _ in ids {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    let members: BTreeMap<NodeId, ControllerNode> = ids
+        .iter()
+        .zip(&addrs)
+        .map(|(id, addr)| (*id, ControllerNode::new(addr.clone())))
+        .collect();
+    let mut nodes: Vec<Option<Controller>> = Vec::new();
+    for ((id, dir), listener) in ids.iter().zip(&dirs).zip(listeners) {
+        nodes.push(Some(
+            strata_controller::start(*id, dir.path(), listener, config())
+                .await
+                .unwrap(),
+        ));
+    }
+    nodes[0].as_ref().unwrap().raft().initialize(members).await.unwrap();
+    let all: Vec<&Controller> = nodes.iter().map(|n| n.as_ref().unwrap()).collect();
+    let leader = agreed_leader(&all).await;
+    let leader_at = ids.iter().position(|id| *id == leader).unwrap();
+    let behind_at = (leader_at + 1) % ids.len();
+
+    // One follower stops; the other two commit enough to snapshot and purge their logs past it.
+    nodes[behind_at].take().unwrap().shutdown().await;
+    let leader_node = nodes[leader_at].as_ref().unwrap();
+    for i in 0..30u8 {
+        propose(leader_node, topic_batch(&format!("topic-{i}"), i + 1)).await;
+    }
+    let mut metrics = leader_node.raft().metrics();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let purged = metrics.borrow_watched().purged.map(|p| p.index);
+            if purged.is_some_and(|p| p >= 20) {
+                return;
+            }
+            metrics.changed().await.expect("leader's Raft stopped");
+        }
+    })
+    .await
+    .expect("the leader purged its log within the deadline");
+
+    // Back on its old directory and address: the leader can only send it the snapshot.
+    let listener = TcpListener::bind(&addrs[behind_at]).await.unwrap();
+    let back = strata_controller::start(ids[behind_at], dirs[behind_at].path(), listener, config())
+        .await
+        .unwrap();
+    let mut images = back.images();
+    wait_for_topic(ids[behind_at], &mut images, "topic-29").await;
+    let leader_image = nodes[leader_at].as_ref().unwrap().images().borrow().clone();
+    tokio::time::timeout(DEADLINE, images.wait_for(|image| *image == leader_image))
+        .await
+        .expect("the caught-up image equals the leader's")
+        .unwrap();
+    let installed = back.raft().metrics().borrow_watched().snapshot;
+    assert!(
+        installed.is_some_and(|s| s.index >= 20),
+        "caught up through a snapshot, not the log: {installed:?}"
+    );
+
+    back.shutdown().await;
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await;
+    }
+}
