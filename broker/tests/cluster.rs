@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{Server, Starting};
+use common::Server;
+use common::cluster::{self, Cluster};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -19,93 +19,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use strata_protocol::client::Client;
 use strata_protocol::client::admin::{NewTopic, TopicMetadata};
-use tempfile::TempDir;
 
-const NODES: usize = 3;
-const SESSION_TIMEOUT: Duration = Duration::from_millis(2_000);
+const NODES: usize = cluster::NODES;
+const SESSION_TIMEOUT: Duration = cluster::SESSION_TIMEOUT;
 /// Bound for things a slow, loaded machine takes a while to do (start, elect, replicate).
 const SLOW: Duration = Duration::from_secs(60);
-
-struct Cluster {
-    _dir: TempDir,
-    /// By node id - 1. A killed node is kept, so that a restart reuses its directory, ports and flags.
-    nodes: Vec<Server>,
-    down: Vec<bool>,
-}
-
-/// A free loopback port (the listener is dropped, so another process may take it first; unlikely here).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let kafka: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-        let controllers: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-        let voters = (0..NODES)
-            .map(|i| format!("{}@127.0.0.1:{}", i + 1, controllers[i]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let settings: Vec<String> = [
-            format!("broker.session.timeout.ms={}", SESSION_TIMEOUT.as_millis()),
-            "broker.heartbeat.interval.ms=200".into(),
-            "replica.lag.time.max.ms=2000".into(),
-            "group.initial.rebalance.delay.ms=0".into(),
-        ]
-        .into();
-        let starting: Vec<Starting> = (0..NODES)
-            .map(|i| {
-                let data = dir.path().join(format!("node-{}", i + 1));
-                std::fs::create_dir_all(&data).unwrap();
-                let flags = vec![
-                    "--node-id".to_owned(),
-                    (i + 1).to_string(),
-                    "--roles".into(),
-                    "broker,controller".into(),
-                    "--controller-voters".into(),
-                    voters.clone(),
-                    "--controller-listen".into(),
-                    format!("127.0.0.1:{}", controllers[i]),
-                ];
-                Server::spawn(&data, settings.clone(), &format!("127.0.0.1:{}", kafka[i]), flags)
-            })
-            .collect();
-        let nodes = starting.into_iter().map(Starting::wait).collect();
-        Cluster {
-            _dir: dir,
-            nodes,
-            down: vec![false; NODES],
-        }
-    }
-
-    fn node(&self, id: i32) -> &Server {
-        assert!(!self.down[id as usize - 1], "node {id} is down");
-        &self.nodes[id as usize - 1]
-    }
-
-    fn live(&self) -> impl Iterator<Item = (i32, &Server)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !self.down[*i])
-            .map(|(i, n)| (i as i32 + 1, n))
-    }
-
-    fn bootstrap(&self) -> String {
-        self.live().map(|(_, n)| n.addr.clone()).collect::<Vec<_>>().join(",")
-    }
-
-    fn kill(&mut self, id: i32) {
-        self.nodes[id as usize - 1].kill();
-        self.down[id as usize - 1] = true;
-    }
-
-    fn restart(&mut self, id: i32) {
-        self.nodes[id as usize - 1].restart();
-        self.down[id as usize - 1] = false;
-    }
-}
 
 async fn client(server: &Server) -> Client {
     Client::connect(&server.addr).await.expect("connecting")
