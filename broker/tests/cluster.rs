@@ -276,3 +276,80 @@ async fn a_killed_broker_loses_its_leaderships_within_the_session_and_rejoins() 
     )
     .await;
 }
+
+/// Kafka's `abs(javaHashCode(group)) % 50`: the partition of `__consumer_offsets` that holds a group.
+fn offsets_partition(group: &str) -> i32 {
+    let hash = group
+        .encode_utf16()
+        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    (hash & 0x7fff_ffff) % 50
+}
+
+fn group_consumer(cluster: &Cluster, group: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("broker.address.family", "v4")
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["jobs"]).unwrap();
+    consumer
+}
+
+/// Polls until `count` records arrived; returns their offsets.
+fn poll_offsets(consumer: &BaseConsumer, count: usize) -> Vec<i64> {
+    let deadline = Instant::now() + SLOW;
+    let mut offsets = Vec::new();
+    while offsets.len() < count {
+        assert!(Instant::now() < deadline, "consumed {} of {count}", offsets.len());
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            offsets.push(message.offset());
+        }
+    }
+    offsets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    use rdkafka::consumer::CommitMode;
+
+    let mut cluster = Cluster::start();
+    client(cluster.node(1))
+        .await
+        .create_topic(&new_topic("jobs", 1))
+        .await
+        .unwrap();
+    produce(&producer(&cluster), "jobs", "job", 200).await;
+
+    // The first member reads half and commits where it stopped, then leaves.
+    let first = group_consumer(&cluster, "workers");
+    let offsets = poll_offsets(&first, 100);
+    assert_eq!(offsets, (0..100).collect::<Vec<i64>>());
+    let mut position = TopicPartitionList::new();
+    position.add_partition_offset("jobs", 0, Offset::Offset(100)).unwrap();
+    first.commit(&position, CommitMode::Sync).unwrap();
+    drop(first);
+
+    // The coordinator is the leader of the group's partition of __consumer_offsets: kill it.
+    let offsets_topic = topic(cluster.node(1), "__consumer_offsets")
+        .await
+        .expect("created for the group");
+    let coordinator = offsets_topic.partitions[offsets_partition("workers") as usize].leader;
+    assert_eq!(
+        offsets_topic.partitions[0].replicas.len(),
+        NODES,
+        "offsets are replicated to every broker of a three-broker cluster"
+    );
+    cluster.kill(coordinator);
+
+    // A new member of the group, through the survivors, resumes exactly after the commit.
+    let second = group_consumer(&cluster, "workers");
+    let resumed = poll_offsets(&second, 100);
+    assert_eq!(
+        resumed,
+        (100..200).collect::<Vec<i64>>(),
+        "no record read twice or skipped"
+    );
+}
