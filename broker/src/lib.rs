@@ -12,6 +12,7 @@
 //!   waking fetches and produces that wait.
 //! - `reconcile`: acting on each new metadata image: hosting, leading, following, deleting partitions.
 //! - `fetcher`: replica fetchers, pulling followed partitions from their leaders.
+//! - `membership`: registration with the active controller, heartbeats, readiness, controlled shutdown.
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
 //! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets.
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
@@ -29,6 +30,7 @@ pub mod config;
 mod fetcher;
 mod groups;
 mod http;
+mod membership;
 mod metadata;
 mod producers;
 mod reconcile;
@@ -42,13 +44,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_controller::client::{self as controller_client, ControllerClient};
-use strata_controller::proto::controller as pb;
-use strata_controller::proto::metadata::Listener;
 use strata_controller::proto::raft::ControllerNode;
 use strata_controller::{Controller, QuorumSettings};
 use strata_storage::{LogManager, ManagerConfig};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::broker::{Advertised, Broker};
 use crate::config::ServerConfig;
@@ -56,8 +56,6 @@ use crate::metadata::{MetadataView, NodeIdentity};
 use crate::producers::ProducerIds;
 use crate::replica::ReplicaManager;
 
-/// How long a stopping broker waits for the controller to move its leaderships away.
-const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The Raft timings of the metadata quorum: a leader that stops is replaced within about a second.
 const RAFT_HEARTBEAT_MS: u64 = 100;
 const RAFT_ELECTION_TIMEOUT_MS: (u64, u64) = (500, 1000);
@@ -181,15 +179,15 @@ async fn run_broker(
         offsets: Default::default(),
         shutdown: shutdown.clone(),
     });
-    let Some(registered_at) = register(&broker, &shutdown).await else {
+    let Some(registered_at) = membership::register(&broker, &shutdown).await else {
         return stop_broker(&broker, &logs, None).await;
     };
     reconcile::start(broker.clone(), shutdown.clone());
-    let heartbeats = tokio::spawn(heartbeat(broker.clone(), shutdown.clone()));
-    let isr_checks = tokio::spawn(check_isrs(broker.clone(), shutdown.clone()));
+    let heartbeats = tokio::spawn(membership::heartbeat(broker.clone(), shutdown.clone()));
+    let isr_checks = tokio::spawn(replica::maintain_isrs(broker.clone(), shutdown.clone()));
     // Serve once this broker is unfenced and has acted on the metadata that unfenced it (and so leads
     // what it should).
-    if !wait_until_ready(&broker, registered_at, &shutdown).await {
+    if !membership::wait_until_ready(&broker, registered_at, &shutdown).await {
         heartbeats.abort();
         isr_checks.abort();
         return stop_broker(&broker, &logs, None).await;
@@ -209,7 +207,7 @@ async fn run_broker(
     server::run(kafka, broker.clone(), shutdown).await;
 
     info!("stopping: moving leaderships away, then flushing logs");
-    controlled_shutdown(&broker).await;
+    membership::controlled_shutdown(&broker).await;
     heartbeats.abort();
     isr_checks.abort();
     let _ = http_task.await;
@@ -232,156 +230,6 @@ async fn stop_broker(
         .context("closing the logs")?;
     info!("stopped cleanly");
     Ok(())
-}
-
-/// Registers this run of the broker with the active controller, retrying until it answers. Returns the
-/// metadata index of the registration, or `None` if the node stops first.
-async fn register(broker: &Broker, shutdown: &CancellationToken) -> Option<u64> {
-    let request = pb::RegisterBrokerRequest {
-        broker_id: broker.node_id(),
-        incarnation: broker.incarnation,
-        listeners: vec![Listener {
-            name: "PLAINTEXT".into(),
-            host: broker.advertised.host.clone(),
-            port: broker.advertised.port as u32,
-            security_protocol: "PLAINTEXT".into(),
-        }],
-        rack: broker.settings.rack.clone(),
-    };
-    loop {
-        let call = broker.controller.call_active(Duration::from_secs(10), |mut client| {
-            let request = request.clone();
-            async move { client.register_broker(request).await }
-        });
-        let reply = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            reply = call => reply,
-        };
-        match reply {
-            Ok(reply) if reply.error_code == 0 => {
-                info!(
-                    broker = broker.node_id(),
-                    incarnation = broker.incarnation,
-                    "registered with the controller"
-                );
-                return Some(reply.metadata_index);
-            }
-            Ok(reply) => error!(code = reply.error_code, error = %reply.message, "registration refused; retrying"),
-            Err(e) => warn!(error = %e, "no active controller yet; retrying registration"),
-        }
-    }
-}
-
-/// Waits until the metadata shows this broker unfenced and the reconciler has acted on it.
-async fn wait_until_ready(broker: &Broker, registered_at: u64, shutdown: &CancellationToken) -> bool {
-    let mut followed = broker.metadata.subscribe();
-    let me = broker.node_id();
-    let unfenced_at = followed.wait_for(|f| {
-        f.index >= registered_at
-            && f.image
-                .broker(me)
-                .is_some_and(|b| !b.fenced && b.incarnation == broker.incarnation)
-    });
-    let index = tokio::select! {
-        () = shutdown.cancelled() => return false,
-        followed = unfenced_at => match followed {
-            Ok(followed) => followed.index,
-            Err(_) => return false,
-        },
-    };
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        done = broker.metadata.wait_for(index, Duration::MAX) => done,
-    }
-}
-
-/// Tells the active controller this broker is alive every `broker.heartbeat.interval.ms`, with the
-/// metadata index it has applied (which is how it gets unfenced).
-async fn heartbeat(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let interval = Duration::from_millis(broker.settings.broker_heartbeat_interval_ms);
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut followed = broker.metadata.subscribe();
-    loop {
-        // A new image may be what unfences this broker: tell the controller at once rather than a tick
-        // later, while still fenced.
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-            _ = followed.changed(), if broker.metadata.image().broker(broker.node_id()).is_none_or(|b| b.fenced) => {}
-        }
-        let request = pb::BrokerHeartbeatRequest {
-            broker_id: broker.node_id(),
-            incarnation: broker.incarnation,
-            applied_index: broker.metadata.index(),
-            shutting_down: false,
-        };
-        let reply = broker
-            .controller
-            .call_active(
-                interval,
-                |mut client| async move { client.broker_heartbeat(request).await },
-            )
-            .await;
-        match reply {
-            Ok(reply) if reply.error_code != 0 => {
-                warn!(code = reply.error_code, error = %reply.message, "heartbeat refused")
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "heartbeat not answered"),
-        }
-    }
-}
-
-/// Kafka's controlled shutdown: the controller fences this broker now and moves its leaderships, so
-/// clients fail over at once rather than after a session timeout.
-async fn controlled_shutdown(broker: &Broker) {
-    let request = pb::BrokerHeartbeatRequest {
-        broker_id: broker.node_id(),
-        incarnation: broker.incarnation,
-        applied_index: broker.metadata.index(),
-        shutting_down: true,
-    };
-    let reply = broker
-        .controller
-        .call_active(CONTROLLED_SHUTDOWN_TIMEOUT, |mut client| async move {
-            client.broker_heartbeat(request).await
-        })
-        .await;
-    if let Err(e) = reply {
-        warn!(error = %e, "controlled shutdown not acknowledged; the session timeout will fence this broker");
-    }
-}
-
-/// On each partition this broker leads: asks the controller to shrink the ISR when followers lag past
-/// `replica.lag.time.max.ms`, and to grow it when they catch up.
-async fn check_isrs(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let lag_max = Duration::from_millis(broker.settings.replica_lag_time_max_ms);
-    let mut ticks = tokio::time::interval((lag_max / 4).clamp(Duration::from_millis(50), Duration::from_millis(500)));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let image = broker.metadata.image();
-        for partition in broker.replicas.all() {
-            let Some(change) = partition.wanted_isr(broker.node_id(), lag_max) else {
-                continue;
-            };
-            let Some(topic_id) = image.topic_by_name(&partition.tp.topic).map(|t| t.id) else {
-                continue;
-            };
-            partition.set_isr_change_pending(true);
-            info!(partition = %partition.tp, isr = ?change.isr, "asking the controller to change the ISR");
-            let broker = broker.clone();
-            tokio::spawn(async move {
-                if let Err(failure) = broker.alter_isr(&partition.tp, topic_id, change).await {
-                    warn!(partition = %partition.tp, error = %failure.message, "ISR change refused");
-                    partition.set_isr_change_pending(false);
-                }
-            });
-        }
-    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use strata_storage::batch::BatchHeader;
 use strata_storage::{Log, LogConfig, LogManager, ReadLimits, SharedLog, TopicPartition};
 use tokio::sync::Notify;
-use tracing::warn;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
+use crate::broker::Broker;
 use crate::producers::ProducerStates;
 
 /// What this broker is for one partition.
@@ -413,5 +415,36 @@ pub fn for_each_header(bytes: &[u8], mut f: impl FnMut(&BatchHeader)) {
         }
         f(&header);
         rest = &rest[size..];
+    }
+}
+
+/// On each partition this broker leads: asks the controller to shrink the ISR when followers lag past
+/// `replica.lag.time.max.ms`, and to grow it when they catch up.
+pub async fn maintain_isrs(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let lag_max = Duration::from_millis(broker.settings.replica_lag_time_max_ms);
+    let mut ticks = tokio::time::interval((lag_max / 4).clamp(Duration::from_millis(50), Duration::from_millis(500)));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let image = broker.metadata.image();
+        for partition in broker.replicas.all() {
+            let Some(change) = partition.wanted_isr(broker.node_id(), lag_max) else {
+                continue;
+            };
+            let Some(topic_id) = image.topic_by_name(&partition.tp.topic).map(|t| t.id) else {
+                continue;
+            };
+            partition.set_isr_change_pending(true);
+            info!(partition = %partition.tp, isr = ?change.isr, "asking the controller to change the ISR");
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                if let Err(failure) = broker.alter_isr(&partition.tp, topic_id, change).await {
+                    warn!(partition = %partition.tp, error = %failure.message, "ISR change refused");
+                    partition.set_isr_change_pending(false);
+                }
+            });
+        }
     }
 }
