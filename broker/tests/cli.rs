@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::cli::strata;
 use common::{Server, wait_for};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{FetchRequest, MetadataRequest, ProduceRequest, TopicName};
@@ -340,70 +339,6 @@ async fn failures_are_typed() {
     assert!(matches!(busy, ClientError::Usage(_)), "{busy}");
     client.receive::<MetadataRequest>().await.unwrap();
     client.metadata(None, false).await.unwrap();
-}
-
-/// What a finished `strata` command left.
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn ok(self) -> String {
-        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
-        self.stdout
-    }
-
-    /// Checks the command failed with exactly one line on stderr, and returns it.
-    fn failed(self) -> String {
-        assert!(
-            self.code.is_some_and(|c| c != 0),
-            "expected a failure, got {:?}",
-            self.code
-        );
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one line: {:?}", self.stderr);
-        lines[0].to_owned()
-    }
-}
-
-/// Runs `strata ARGS --bootstrap ADDR` with `stdin`, within [`TIMEOUT`].
-fn strata(bootstrap: &str, args: &[&str], stdin: &[u8]) -> Ran {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .args(["--bootstrap", bootstrap])
-        .env_remove("STRATA_BOOTSTRAP")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text).unwrap();
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let mut status = None;
-    wait_for(&format!("strata {args:?} to exit"), TIMEOUT, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    writer.join().unwrap();
-    Ran {
-        code: status.unwrap().code(),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
 }
 
 #[test]

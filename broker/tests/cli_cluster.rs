@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::cli::{strata, table};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
@@ -18,58 +18,11 @@ use strata_protocol::client::admin::{ClusterDescription, METADATA_TOPIC};
 /// The longest the command may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `strata ARGS --bootstrap ADDR` to completion.
-fn strata(server: &Server, args: &[&str]) -> Ran {
-    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .args(["--bootstrap", &server.addr])
-        .env_remove("STRATA_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
-    });
-    let output = match done_rx.recv_timeout(TIMEOUT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            panic!("strata {args:?} did not exit within {TIMEOUT:?}");
-        }
-    };
-    Ran {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-/// The rows of the table whose header line starts with `first_column`, split on whitespace.
-fn table(stdout: &str, first_column: &str) -> Vec<Vec<String>> {
-    stdout
-        .lines()
-        .skip_while(|line| !line.starts_with(first_column))
-        .skip(1)
-        .take_while(|line| !line.trim().is_empty())
-        .map(|line| line.split_whitespace().map(str::to_owned).collect())
-        .collect()
-}
-
 #[test]
 fn cluster_describe_shows_the_quorum_of_one_and_the_live_broker() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let ran = strata(&server, &["cluster", "describe"]);
+    let ran = strata(&server.addr, &["cluster", "describe"], b"");
     assert_eq!(ran.code, Some(0), "stdout:\n{}\nstderr:\n{}", ran.stdout, ran.stderr);
     eprintln!("{}", ran.stdout);
 
@@ -199,7 +152,7 @@ async fn a_stopped_broker_is_listed_fenced_when_asked_for() {
         .collect();
     assert_eq!(live, [1]);
 
-    let ran = strata(&first, &["cluster", "describe"]);
+    let ran = strata(&first.addr, &["cluster", "describe"], b"");
     eprintln!("{}", ran.stdout);
     assert_eq!(ran.code, Some(0), "stdout:\n{}\nstderr:\n{}", ran.stdout, ran.stderr);
     let brokers: Vec<(String, String)> = table(&ran.stdout, "BROKER")
@@ -239,7 +192,7 @@ async fn without_a_controller_the_quorum_is_unavailable_and_the_brokers_still_pr
     let error = client.describe_quorum().await.unwrap_err();
     assert_eq!(error.kafka_error(), Some(ResponseError::RequestTimedOut), "{error}");
 
-    let ran = strata(&second, &["cluster", "describe"]);
+    let ran = strata(&second.addr, &["cluster", "describe"], b"");
     eprintln!("{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(ran.code, Some(1), "stdout:\n{}\nstderr:\n{}", ran.stdout, ran.stderr);
     assert!(

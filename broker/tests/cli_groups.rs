@@ -4,10 +4,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::cli::{strata, table};
 use common::{Server, wait_for};
 use kafka_protocol::ResponseError;
 use rdkafka::config::ClientConfig;
@@ -24,67 +24,14 @@ const PARTITIONS: i32 = 2;
 /// Records per partition; record `i` has timestamp `base + i` seconds and value `p-i`.
 const RECORDS: i64 = 10;
 
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `strata ARGS --bootstrap ADDR` to completion.
-fn strata(server: &Server, args: &[&str]) -> Ran {
-    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .args(["--bootstrap", &server.addr])
-        .env_remove("STRATA_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
-    });
-    let output = match done_rx.recv_timeout(TIMEOUT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            panic!("strata {args:?} did not exit within {TIMEOUT:?}");
-        }
-    };
-    Ran {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
 /// Runs a command that must succeed and returns its output.
 fn ok(server: &Server, args: &[&str]) -> String {
-    let ran = strata(server, args);
-    assert_eq!(ran.code, Some(0), "strata {args:?} failed: {}", ran.stderr);
-    ran.stdout
+    strata(&server.addr, args, b"").ok()
 }
 
 /// Runs a command that must fail and returns its one-line error.
 fn fails(server: &Server, args: &[&str]) -> String {
-    let ran = strata(server, args);
-    assert_eq!(ran.code, Some(1), "strata {args:?}: {}{}", ran.stdout, ran.stderr);
-    assert_eq!(ran.stderr.lines().count(), 1, "one line: {}", ran.stderr);
-    ran.stderr.trim_end().to_owned()
-}
-
-/// The rows of the table whose header starts with `first_column`: each row's cells, split on whitespace.
-fn table(output: &str, first_column: &str) -> Vec<Vec<String>> {
-    output
-        .lines()
-        .skip_while(|line| !line.starts_with(first_column))
-        .skip(1)
-        .take_while(|line| !line.trim().is_empty())
-        .filter(|line| !line.starts_with("Dry run") && !line.starts_with("Committed"))
-        .map(|line| line.split_whitespace().map(str::to_owned).collect())
-        .collect()
+    strata(&server.addr, args, b"").failed()
 }
 
 /// `describe`'s partitions: (partition) -> (committed, log end, lag), as printed.
@@ -211,8 +158,9 @@ fn groups_are_listed_described_reset_replayed_and_deleted() {
     assert_eq!(committed(&server, "replay"), ["10", "7"]);
     // Exactly one mode is required.
     let neither = strata(
-        &server,
+        &server.addr,
         &["group", "reset-offsets", "replay", "--topic", TOPIC, "--to-earliest"],
+        b"",
     );
     assert_eq!(neither.code, Some(2), "{}", neither.stderr);
 

@@ -10,26 +10,32 @@
 //! queue of outstanding requests is all the bookkeeping needed. [`ProducePipeline`] builds on that to keep
 //! several Produce requests in flight, which is what makes a single connection fast.
 //!
-//! What it does not do: find partition leaders on other brokers, retry, or reconnect. After an error other
+//! A [`Client`] does not find partition leaders on other brokers, retry, or reconnect. After an error other
 //! than a Kafka error code ([`ClientError::Kafka`]) the connection is in an unknown state and every further
-//! call fails with [`ClientError::Broken`]; connect again.
+//! call fails with [`ClientError::Broken`]; connect again. [`Router`] does the rest for a cluster: one
+//! client per broker, leaders and group coordinators looked up, and retries when they move.
 //!
 //! # Layout
 //!
 //! - this file: the connection, version negotiation, sending and receiving, [`ClientError`].
 //! - [`admin`]: typed helpers for topics, partitions, configs, offsets and the cluster.
 //! - [`records`]: records to v2 record batches ([`BatchBuilder`]) and fetched bytes back to records.
-//! - [`produce`]: one-shot produce and the pipelined [`ProducePipeline`].
+//! - [`produce`]: one-shot produce, the pipelined [`ProducePipeline`] and its connection-less
+//!   [`ProduceQueue`].
 //! - [`fetch`]: fetch and decode records.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner, so keys land where Java clients put them.
+//! - [`router`]: a cluster through its bootstrap broker: a connection per broker, partition leaders, group
+//!   coordinators, and retries when they move.
 
 pub mod admin;
 pub mod fetch;
 pub mod partitioner;
 pub mod produce;
 pub mod records;
+pub mod router;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -44,8 +50,9 @@ use tokio_util::codec::Framed;
 use crate::frame::{FrameCodec, FrameError};
 
 pub use fetch::{FetchOptions, FetchedPartition};
-pub use produce::{Acked, Acks, ProducePipeline};
+pub use produce::{Acked, Acks, Answered, ProducePipeline, ProduceQueue};
 pub use records::{BatchBuilder, Compression, Headers, Record};
+pub use router::Router;
 
 /// How long connecting may take, by default.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
@@ -207,6 +214,17 @@ impl Client {
     /// The address this client was given.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The address the connection reached.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.framed.get_ref().peer_addr().ok()
+    }
+
+    /// Whether requests can still be sent: false after an error that left the connection in an unknown
+    /// state (see the module documentation).
+    pub fn is_usable(&self) -> bool {
+        !self.broken
     }
 
     /// The broker's supported version range for `api_key`, if it supports the API at all.

@@ -7,8 +7,9 @@
 //! - [`request`]: decodes a frame into a request header and a typed body (message codecs come from the
 //!   `kafka-protocol` crate), checking the API key and version against what the broker supports first.
 //! - [`response`]: encodes a typed response body with the header its version needs.
-//! - [`client`]: a small async client for one broker: version negotiation, any request, pipelined produce,
-//!   typed admin helpers; used by the `strata` CLI and the tests.
+//! - [`client`]: a small async client: one broker's connection (version negotiation, any request, pipelined
+//!   produce, typed admin helpers), and a router over a cluster's brokers that finds partition leaders and
+//!   group coordinators; used by the `strata` CLI and the tests.
 //!
 //! # Errors
 //!

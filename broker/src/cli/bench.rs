@@ -9,6 +9,8 @@
 //!
 //! `consume` reads every partition from the earliest offset until `--records` have arrived (by default:
 //! until the end offsets seen at start); its latency is that of each fetch request.
+//!
+//! Both send each partition's requests to its leader, as `produce` and `consume` do.
 
 use std::time::{Duration, Instant};
 
@@ -17,10 +19,11 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use kafka_protocol::ResponseError;
-use strata_protocol::client::admin::NewTopic;
-use strata_protocol::client::{Client, FetchOptions, Headers};
+use strata_protocol::client::admin::{NewTopic, OffsetSpec};
+use strata_protocol::client::{FetchOptions, Headers, Router};
 
 use super::consume::{end_offsets, partitions};
+use super::fetcher::Fetcher;
 use super::produce::now_ms;
 use super::producer::{OnAck, Producer};
 use super::{Bootstrap, ProducerArgs};
@@ -231,14 +234,14 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
     if common.records.is_none() && common.duration.is_none() {
         bail!("give --records N or --duration SECS");
     }
-    let mut client = common.bootstrap.connect().await?;
-    ensure_topic(&mut client, &common.topic, args.partitions).await?;
+    let mut router = common.bootstrap.router().await?;
+    ensure_topic(&mut router, &common.topic, args.partitions).await?;
     let payload = random_payload(args.record_size);
     let meter = ProduceMeter {
         meter: Meter::new("sent", "latency"),
         record_size: args.record_size as u64,
     };
-    let mut producer = Producer::new(&mut client, &common.topic, None, &args.producer, meter).await?;
+    let mut producer = Producer::new(&mut router, &common.topic, None, &args.producer, meter).await?;
     // The clock starts now, after connecting and looking up the topic.
     producer.on_ack_mut().meter = Meter::new("sent", "latency");
     let start = producer.on_ack().meter.started;
@@ -274,8 +277,11 @@ async fn produce(args: ProduceBench) -> anyhow::Result<()> {
 }
 
 /// Creates the topic unless it exists.
-async fn ensure_topic(client: &mut Client, topic: &str, partitions: Option<i32>) -> anyhow::Result<()> {
-    match client.topic_metadata(topic, false).await {
+async fn ensure_topic(router: &mut Router, topic: &str, partitions: Option<i32>) -> anyhow::Result<()> {
+    let existing = router
+        .on_any(async |client| client.topic_metadata(topic, false).await)
+        .await;
+    match existing {
         Ok(existing) => {
             if let Some(wanted) = partitions
                 && wanted != existing.partitions.len() as i32
@@ -288,13 +294,14 @@ async fn ensure_topic(client: &mut Client, topic: &str, partitions: Option<i32>)
             Ok(())
         }
         Err(e) if e.kafka_error() == Some(ResponseError::UnknownTopicOrPartition) => {
-            let created = client
-                .create_topic(&NewTopic {
-                    name: topic.into(),
-                    partitions: partitions.unwrap_or(1),
-                    replication_factor: -1,
-                    configs: Vec::new(),
-                })
+            let new_topic = NewTopic {
+                name: topic.into(),
+                partitions: partitions.unwrap_or(1),
+                replication_factor: -1,
+                configs: Vec::new(),
+            };
+            let created = router
+                .on_any(async |client| client.create_topic(&new_topic).await)
                 .await;
             match created {
                 // Someone else created it meanwhile: as good.
@@ -323,17 +330,15 @@ fn random_payload(size: usize) -> Bytes {
 
 async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
     let common = &args.common;
-    let mut client = common.bootstrap.connect().await?;
+    let mut router = common.bootstrap.router().await?;
     let topic = &common.topic;
-    let partitions = partitions(&mut client, topic, None).await?;
-    let starts = client
-        .list_offsets(topic, &partitions, strata_protocol::client::admin::OffsetSpec::Earliest)
-        .await?;
-    let mut positions: Vec<(i32, i64)> = starts.iter().map(|s| (s.partition, s.offset.unwrap_or(0))).collect();
+    let partitions = partitions(&mut router, topic, None).await?;
+    let starts = router.list_offsets(topic, &partitions, OffsetSpec::Earliest).await?;
+    let positions: Vec<(i32, i64)> = starts.iter().map(|s| (s.partition, s.offset.unwrap_or(0))).collect();
     let target = match common.records {
         Some(records) => records,
         None => {
-            let ends = end_offsets(&mut client, topic, &partitions).await?;
+            let ends = end_offsets(&mut router, topic, &partitions).await?;
             positions
                 .iter()
                 .zip(ends)
@@ -345,6 +350,7 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
         partition_max_bytes: FETCH_PARTITION_BYTES_MAX,
         ..FetchOptions::default()
     };
+    let mut fetcher = Fetcher::new(&mut router, topic, positions, options)?;
     let mut meter = Meter::new("consumed", "fetch latency");
     let deadline = common.deadline(meter.started);
     let mut last_record_at = Instant::now();
@@ -359,10 +365,10 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
                 meter.total.records
             );
         }
-        let fetched = client.fetch(topic, &positions, &options).await?;
+        let fetched = fetcher.next().await?;
         let now = Instant::now();
-        meter.latency(now - asked);
-        for partition in fetched {
+        meter.latency(fetched.latency);
+        for partition in fetched.partitions {
             // Count no further than the target, so that the summary is of exactly --records.
             let wanted = (target - meter.total.records).min(partition.records.len() as u64);
             let counted = &partition.records[..wanted as usize];
@@ -370,9 +376,6 @@ async fn consume(args: ConsumeBench) -> anyhow::Result<()> {
             meter.add(wanted, bytes as u64);
             if !partition.records.is_empty() {
                 last_record_at = now;
-            }
-            if let Some(position) = positions.iter_mut().find(|(p, _)| *p == partition.partition) {
-                position.1 = partition.next_offset;
             }
         }
         meter.tick(now);

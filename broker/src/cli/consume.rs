@@ -1,9 +1,9 @@
 //! `strata consume TOPIC`: prints records, one a line.
 //!
-//! Where to start (`--from`) is resolved per partition with ListOffsets. Without `--follow` the end is the
-//! log end offset of each partition when the command starts, so the command prints what was there and
-//! exits; with it, fetches keep waiting for new records until `--count` is reached or the command is
-//! stopped.
+//! Where to start (`--from`) is resolved per partition with ListOffsets, asked of each partition's leader.
+//! Without `--follow` the end is the log end offset of each partition when the command starts, so the
+//! command prints what was there and exits; with it, fetches keep waiting for new records until `--count` is
+//! reached or the command is stopped. The fetches go to the partitions' leaders (`fetcher`).
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, ErrorKind, Write};
@@ -11,9 +11,10 @@ use std::io::{BufWriter, ErrorKind, Write};
 use anyhow::{Context, bail};
 use clap::Args;
 use strata_protocol::client::admin::OffsetSpec;
-use strata_protocol::client::{Client, FetchOptions};
+use strata_protocol::client::{FetchOptions, Router};
 
 use super::Bootstrap;
+use super::fetcher::Fetcher;
 use super::format::Format;
 use super::time::parse_rfc3339;
 
@@ -70,7 +71,7 @@ impl StartAt {
 
 /// The offset each of `partitions` starts at.
 async fn start_offsets(
-    client: &mut Client,
+    router: &mut Router,
     topic: &str,
     partitions: &[i32],
     from: StartAt,
@@ -81,10 +82,10 @@ async fn start_offsets(
         StartAt::Latest => OffsetSpec::Latest,
         StartAt::Time(ms) => OffsetSpec::Timestamp(ms),
     };
-    let found = client.list_offsets(topic, partitions, spec).await?;
+    let found = router.list_offsets(topic, partitions, spec).await?;
     // No record at or after the time: start at the end, where the next record will be.
     let latest = if found.iter().any(|f| f.offset.is_none()) {
-        client.list_offsets(topic, partitions, OffsetSpec::Latest).await?
+        router.list_offsets(topic, partitions, OffsetSpec::Latest).await?
     } else {
         Vec::new()
     };
@@ -96,9 +97,9 @@ async fn start_offsets(
 }
 
 /// The partitions to read: all of the topic's, or the one asked for if it exists.
-pub async fn partitions(client: &mut Client, topic: &str, only: Option<i32>) -> anyhow::Result<Vec<i32>> {
-    let all: Vec<i32> = client
-        .topic_metadata(topic, false)
+pub async fn partitions(router: &mut Router, topic: &str, only: Option<i32>) -> anyhow::Result<Vec<i32>> {
+    let all: Vec<i32> = router
+        .topic(topic, false)
         .await?
         .partitions
         .iter()
@@ -112,40 +113,40 @@ pub async fn partitions(client: &mut Client, topic: &str, only: Option<i32>) -> 
 }
 
 /// Log end offsets now, per partition.
-pub async fn end_offsets(client: &mut Client, topic: &str, partitions: &[i32]) -> anyhow::Result<Vec<i64>> {
-    let ends = client.list_offsets(topic, partitions, OffsetSpec::Latest).await?;
+pub async fn end_offsets(router: &mut Router, topic: &str, partitions: &[i32]) -> anyhow::Result<Vec<i64>> {
+    let ends = router.list_offsets(topic, partitions, OffsetSpec::Latest).await?;
     Ok(ends.iter().map(|e| e.offset.unwrap_or(0)).collect())
 }
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut client = args.bootstrap.connect().await?;
+    let mut router = args.bootstrap.router().await?;
     let topic = &args.topic;
-    let partitions = partitions(&mut client, topic, args.partition).await?;
-    let starts = start_offsets(&mut client, topic, &partitions, args.from).await?;
-    // partition -> (next offset, end offset to stop at)
-    let mut reading: BTreeMap<i32, (i64, Option<i64>)> = if args.follow {
-        partitions
-            .iter()
-            .zip(&starts)
-            .map(|(&p, &start)| (p, (start, None)))
-            .collect()
+    let partitions = partitions(&mut router, topic, args.partition).await?;
+    let starts = start_offsets(&mut router, topic, &partitions, args.from).await?;
+    // partition -> end offset to stop at
+    let mut reading: BTreeMap<i32, Option<i64>> = BTreeMap::new();
+    let mut positions = Vec::with_capacity(partitions.len());
+    if args.follow {
+        for (&p, &start) in partitions.iter().zip(&starts) {
+            reading.insert(p, None);
+            positions.push((p, start));
+        }
     } else {
-        let ends = end_offsets(&mut client, topic, &partitions).await?;
-        partitions
-            .iter()
-            .zip(starts.iter().zip(ends))
-            .filter(|(_, (start, end))| **start < *end)
-            .map(|(&p, (&start, end))| (p, (start, Some(end))))
-            .collect()
-    };
-    let options = FetchOptions::default();
+        let ends = end_offsets(&mut router, topic, &partitions).await?;
+        for ((&p, &start), end) in partitions.iter().zip(&starts).zip(ends) {
+            if start < end {
+                reading.insert(p, Some(end));
+                positions.push((p, start));
+            }
+        }
+    }
+    let mut fetcher = Fetcher::new(&mut router, topic, positions, FetchOptions::default())?;
     let mut out = BufWriter::with_capacity(STDOUT_BUFFER_BYTES, std::io::stdout().lock());
     let mut printed = 0u64;
     let count = args.count.unwrap_or(u64::MAX);
     while !reading.is_empty() && printed < count {
-        let positions: Vec<(i32, i64)> = reading.iter().map(|(&p, &(next, _))| (p, next)).collect();
-        for fetched in client.fetch(topic, &positions, &options).await? {
-            let Some((next, end)) = reading.get_mut(&fetched.partition) else {
+        for fetched in fetcher.next().await?.partitions {
+            let Some(end) = reading.get(&fetched.partition).copied() else {
                 continue;
             };
             for record in &fetched.records {
@@ -159,9 +160,9 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     Err(e) => return Err(e).context("writing to standard output"),
                 }
             }
-            *next = fetched.next_offset;
-            if end.is_some_and(|end| *next >= end) {
+            if end.is_some_and(|end| fetched.next_offset >= end) {
                 reading.remove(&fetched.partition);
+                fetcher.stop(fetched.partition);
             }
         }
         match out.flush() {

@@ -4,6 +4,9 @@
 //! `reset-offsets` computes a new committed offset per partition (from ListOffsets, the current commits and
 //! the flag given), prints the plan, and with `--execute` commits it the way an admin tool does: outside any
 //! generation, which the coordinator accepts only while the group has no members.
+//!
+//! On a cluster, a group's requests go to its coordinator (FindCoordinator, through the [`Router`]),
+//! ListOffsets to each partition's leader, and `list` asks every broker for the groups it coordinates.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use kafka_protocol::ResponseError;
 use strata_protocol::client::admin::{ListedOffset, OffsetSpec, decode_consumer_assignment};
-use strata_protocol::client::{Client, ClientError};
+use strata_protocol::client::{ClientError, Router};
 
 use super::Bootstrap;
 use super::format::print_table;
@@ -135,16 +138,19 @@ impl ResetArgs {
 }
 
 pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
-    let mut client = args.bootstrap.connect().await?;
+    let mut router = args.bootstrap.router().await?;
     match args.command {
-        GroupCommand::List => list(&mut client).await,
-        GroupCommand::Describe { group } => describe(&mut client, &group).await,
+        GroupCommand::List => list(&mut router).await,
+        GroupCommand::Describe { group } => describe(&mut router, &group).await,
         GroupCommand::Delete { group } => {
-            client.delete_group(&group).await.map_err(|e| group_error(&group, e))?;
+            router
+                .with_coordinator(&group, async |coordinator| coordinator.delete_group(&group).await)
+                .await
+                .map_err(|e| group_error(&group, e))?;
             println!("Deleted group {group}.");
             Ok(())
         }
-        GroupCommand::ResetOffsets(reset) => reset_offsets(&mut client, reset).await,
+        GroupCommand::ResetOffsets(reset) => reset_offsets(&mut router, reset).await,
     }
 }
 
@@ -159,8 +165,8 @@ fn group_error(group: &str, error: ClientError) -> anyhow::Error {
     }
 }
 
-async fn list(client: &mut Client) -> anyhow::Result<()> {
-    let mut groups = client.list_groups().await?;
+async fn list(router: &mut Router) -> anyhow::Result<()> {
+    let mut groups = router.list_groups().await?;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     if groups.is_empty() {
         return Ok(());
@@ -180,9 +186,16 @@ struct PartitionRow {
     member: Option<String>,
 }
 
-async fn describe(client: &mut Client, group: &str) -> anyhow::Result<()> {
-    let description = client.describe_group(group).await.map_err(|e| group_error(group, e))?;
-    let committed = client.fetch_committed_offsets(group, None).await?;
+async fn describe(router: &mut Router, group: &str) -> anyhow::Result<()> {
+    let description = router
+        .with_coordinator(group, async |coordinator| coordinator.describe_group(group).await)
+        .await
+        .map_err(|e| group_error(group, e))?;
+    let committed = router
+        .with_coordinator(group, async |coordinator| {
+            coordinator.fetch_committed_offsets(group, None).await
+        })
+        .await?;
     if description.state == "Dead" && description.members.is_empty() && committed.is_empty() {
         bail!("group {group} does not exist");
     }
@@ -255,7 +268,7 @@ async fn describe(client: &mut Client, group: &str) -> anyhow::Result<()> {
             .filter(|(t, _)| *t == topic)
             .map(|(_, p)| *p)
             .collect();
-        match client.list_offsets(&topic, &ps, OffsetSpec::Latest).await {
+        match router.list_offsets(&topic, &ps, OffsetSpec::Latest).await {
             Ok(listed) => {
                 for l in listed {
                     if let Some(end) = l.offset {
@@ -325,10 +338,13 @@ struct Planned {
     new: i64,
 }
 
-async fn reset_offsets(client: &mut Client, args: ResetArgs) -> anyhow::Result<()> {
+async fn reset_offsets(router: &mut Router, args: ResetArgs) -> anyhow::Result<()> {
     let group = args.group.as_str();
     // Kafka's tool refuses a group with members before computing anything: their commits would race ours.
-    let description = client.describe_group(group).await.map_err(|e| group_error(group, e))?;
+    let description = router
+        .with_coordinator(group, async |coordinator| coordinator.describe_group(group).await)
+        .await
+        .map_err(|e| group_error(group, e))?;
     if !description.members.is_empty() {
         bail!("group {group} has active members; stop them first");
     }
@@ -336,8 +352,8 @@ async fn reset_offsets(client: &mut Client, args: ResetArgs) -> anyhow::Result<(
     let mut plan: Vec<Planned> = Vec::new();
     for spec in &args.topics {
         let topic = spec.topic.as_str();
-        let all: Vec<i32> = client
-            .topic_metadata(topic, false)
+        let all: Vec<i32> = router
+            .topic(topic, false)
             .await?
             .partitions
             .iter()
@@ -355,8 +371,12 @@ async fn reset_offsets(client: &mut Client, args: ResetArgs) -> anyhow::Result<(
                 wanted
             }
         };
-        let committed = client
-            .fetch_committed_offsets(group, Some(&[(topic, &partitions)]))
+        let committed = router
+            .with_coordinator(group, async |coordinator| {
+                coordinator
+                    .fetch_committed_offsets(group, Some(&[(topic, &partitions)]))
+                    .await
+            })
             .await?;
         let current = |p: i32| {
             committed
@@ -364,11 +384,11 @@ async fn reset_offsets(client: &mut Client, args: ResetArgs) -> anyhow::Result<(
                 .find(|c| c.topic == topic && c.partition == p)
                 .and_then(|c| c.offset)
         };
-        let earliest = offsets_or_zero(client.list_offsets(topic, &partitions, OffsetSpec::Earliest).await?);
-        let latest = offsets_or_zero(client.list_offsets(topic, &partitions, OffsetSpec::Latest).await?);
+        let earliest = offsets_or_zero(router.list_offsets(topic, &partitions, OffsetSpec::Earliest).await?);
+        let latest = offsets_or_zero(router.list_offsets(topic, &partitions, OffsetSpec::Latest).await?);
         let by_time = match target {
             Target::Time(ms) => Some(
-                client
+                router
                     .list_offsets(topic, &partitions, OffsetSpec::Timestamp(ms))
                     .await?,
             ),
@@ -418,8 +438,10 @@ async fn reset_offsets(client: &mut Client, args: ResetArgs) -> anyhow::Result<(
         .iter()
         .map(|planned| (planned.topic.as_str(), planned.partition, planned.new))
         .collect();
-    client
-        .commit_group_offsets(group, &offsets)
+    router
+        .with_coordinator(group, async |coordinator| {
+            coordinator.commit_group_offsets(group, &offsets).await
+        })
         .await
         .map_err(|e| group_error(group, e))?;
     println!("Committed the new offsets of group {group}.");

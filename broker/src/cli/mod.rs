@@ -1,12 +1,17 @@
 //! The `strata` client commands: `topic`, `produce`, `consume`, `bench`, `group` and `cluster`, built on
 //! `strata_protocol::client`.
 //!
-//! Every command talks to the one broker given by `--bootstrap` and fails with an error that `main` prints
-//! as one line. Things several commands need live here or in a module of their own, so that commands do not
-//! copy one another:
+//! Every command starts at the broker given by `--bootstrap` and fails with an error that `main` prints as
+//! one line. Commands that only administer (`topic`, `cluster`) talk to that broker alone; those that need a
+//! partition's leader or a group's coordinator go through a [`Router`], which finds them on whichever
+//! broker of the cluster they are and follows them when they move. Things several commands need live here or
+//! in a module of their own, so that commands do not copy one another:
 //!
 //! - this file: `--bootstrap` and connecting, parsing of `key=value`, acks and codecs, the runtime.
-//! - `producer`: batching records per partition and sending them pipelined (`produce`, `bench produce`).
+//! - `producer`: batching records per partition and sending them pipelined to each partition's leader
+//!   (`produce`, `bench produce`).
+//! - `fetcher`: fetching from each partition's leader, a fetch in flight per leader (`consume`,
+//!   `bench consume`).
 //! - `format`: how `consume` prints a record (a `%k %v…` template or JSON), and the tables of `group` and
 //!   `cluster`.
 //! - `time`: RFC 3339 timestamps for `consume --from` and `group reset-offsets --to-datetime`.
@@ -15,6 +20,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod consume;
+mod fetcher;
 mod format;
 pub mod group;
 pub mod produce;
@@ -28,12 +34,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use strata_protocol::client::records::parse_compression;
-use strata_protocol::client::{Acks, Client, ClientOptions, Compression};
+use strata_protocol::client::router::connect_bootstrap;
+use strata_protocol::client::{Acks, Client, ClientOptions, Compression, Router};
 
 /// Where the commands find the cluster.
 #[derive(Debug, Clone, Args)]
 pub struct Bootstrap {
-    /// A broker to talk to, as HOST:PORT.
+    /// A broker to start from, as HOST:PORT (or several, separated by commas: the first that answers).
     #[arg(
         long,
         global = true,
@@ -45,18 +52,28 @@ pub struct Bootstrap {
 }
 
 impl Bootstrap {
-    /// Connects and negotiates API versions.
-    pub async fn connect(&self) -> anyhow::Result<Client> {
-        let options = ClientOptions {
+    fn options() -> ClientOptions {
+        ClientOptions {
             client_id: "strata-cli".into(),
             ..ClientOptions::default()
-        };
-        Ok(Client::connect_with(&self.bootstrap, options).await?)
+        }
+    }
+
+    /// Connects to the bootstrap broker and negotiates API versions.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(connect_bootstrap(&self.bootstrap, &Self::options()).await?)
+    }
+
+    /// Connects to the bootstrap broker and learns the cluster's brokers, for commands that talk to
+    /// leaders and coordinators.
+    pub async fn router(&self) -> anyhow::Result<Router> {
+        Ok(Router::connect(&self.bootstrap, Self::options()).await?)
     }
 }
 
-/// Runs a command's future on a single-threaded runtime: each command is one sequential conversation with
-/// one broker, and a second thread would only compete with a broker on the same machine.
+/// Runs a command's future on a single-threaded runtime: a command's conversations with brokers are
+/// requests pipelined on a few connections, which one thread keeps busy, and a second thread would only
+/// compete with a broker on the same machine.
 pub fn block_on<F: Future<Output = anyhow::Result<()>>>(command: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -97,7 +114,7 @@ pub struct ProducerArgs {
     /// How long a batch that is not full may wait for more records before it is sent.
     #[arg(long, default_value_t = 5, value_name = "MS")]
     pub linger_ms: u64,
-    /// Produce requests sent and not yet acknowledged, at most.
+    /// Produce requests sent and not yet acknowledged, at most, on each leader's connection.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_in_flight: usize,
 }

@@ -55,8 +55,8 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     if args.key_separator.as_deref() == Some("") {
         bail!("--key-separator must not be empty");
     }
-    let mut client = args.bootstrap.connect().await?;
-    let mut producer = Producer::new(&mut client, &args.topic, args.partition, &args.producer, Count(0)).await?;
+    let mut router = args.bootstrap.router().await?;
+    let mut producer = Producer::new(&mut router, &args.topic, args.partition, &args.producer, Count(0)).await?;
     let headers: Headers = args
         .headers
         .iter()

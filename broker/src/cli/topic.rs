@@ -1,8 +1,11 @@
 //! `strata topic create | list | describe | alter | delete`.
+//!
+//! Every broker answers for topics, so these talk to the bootstrap broker alone, but for the log start and
+//! end offsets of `describe`, which each partition's leader gives (ListOffsets, through the [`Router`]).
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use strata_protocol::client::Client;
+use strata_protocol::client::Router;
 use strata_protocol::client::admin::{ConfigChange, ConfigSource, NewTopic, OffsetSpec, TopicMetadata};
 
 use super::{Bootstrap, parse_key_value};
@@ -53,6 +56,9 @@ enum TopicCommand {
 }
 
 pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
+    if let TopicCommand::Describe { name } = &args.command {
+        return describe(&mut args.bootstrap.router().await?, name).await;
+    }
     let mut client = args.bootstrap.connect().await?;
     match args.command {
         TopicCommand::Create {
@@ -83,7 +89,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 println!("{name}");
             }
         }
-        TopicCommand::Describe { name } => describe(&mut client, &name).await?,
+        TopicCommand::Describe { .. } => unreachable!("described above"),
         TopicCommand::Alter {
             name,
             partitions,
@@ -120,14 +126,14 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
 /// Topic: orders  TopicId: 5f0c…  PartitionCount: 2  ReplicationFactor: 1  Configs: retention.ms=60000
 ///     Partition: 0  Leader: 1  Replicas: 1  Isr: 1  LogStartOffset: 0  LogEndOffset: 42
 /// ```
-async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
-    let topic = client.topic_metadata(name, false).await?;
+async fn describe(router: &mut Router, name: &str) -> anyhow::Result<()> {
+    let topic = router.topic(name, false).await?;
     let partitions: Vec<i32> = topic.partitions.iter().map(|p| p.index).collect();
-    let starts = client.list_offsets(name, &partitions, OffsetSpec::Earliest).await?;
-    let ends = client.list_offsets(name, &partitions, OffsetSpec::Latest).await?;
+    let starts = router.list_offsets(name, &partitions, OffsetSpec::Earliest).await?;
+    let ends = router.list_offsets(name, &partitions, OffsetSpec::Latest).await?;
     // The topic's own overrides: what `topic create --config` and `topic alter --config` set.
-    let overrides: Vec<String> = client
-        .describe_topic_configs(name)
+    let overrides: Vec<String> = router
+        .on_any(async |client| client.describe_topic_configs(name).await)
         .await?
         .into_iter()
         .filter(|c| c.source == ConfigSource::Topic)

@@ -22,8 +22,8 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeQuorumRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    DescribeGroupsRequest, DescribeQuorumRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use uuid::Uuid;
@@ -34,6 +34,8 @@ use super::{Client, ClientError, Result, check};
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
 /// Kafka's `ConfigResource.Type` for topics.
 const RESOURCE_TOPIC: i8 = 2;
+/// FindCoordinator's key type for consumer groups (1 is transactions).
+const KEY_TYPE_GROUP: i8 = 0;
 /// Kafka's `AlterConfigOp.OpType` codes.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -82,6 +84,40 @@ pub struct PartitionMetadata {
     pub isr: Vec<i32>,
     pub offline_replicas: Vec<i32>,
     pub error: Option<ResponseError>,
+}
+
+impl Metadata {
+    /// The description of `topic`, which must be in it without an error. Partitions come sorted by index.
+    pub fn topic(&self, topic: &str) -> Result<TopicMetadata> {
+        let found = self
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| ClientError::Kafka {
+                context: format!("topic {topic}"),
+                error: ResponseError::UnknownTopicOrPartition,
+                message: Some("the broker did not describe it".into()),
+            })?;
+        found.check()?;
+        let mut topic_metadata = found.clone();
+        topic_metadata.partitions.sort_by_key(|p| p.index);
+        Ok(topic_metadata)
+    }
+}
+
+impl TopicMetadata {
+    /// The error the broker answered for the topic, if any, as [`ClientError::Kafka`].
+    pub fn check(&self) -> Result<()> {
+        let Some(error) = self.error else {
+            return Ok(());
+        };
+        let message = (error == ResponseError::UnknownTopicOrPartition).then(|| "it does not exist".into());
+        Err(ClientError::Kafka {
+            context: format!("topic {}", self.name),
+            error,
+            message,
+        })
+    }
 }
 
 /// A topic to create.
@@ -302,27 +338,7 @@ impl Client {
     /// Describes one topic, which must exist unless `auto_create` (see [`metadata`](Self::metadata)) makes
     /// it. Partitions come sorted by index.
     pub async fn topic_metadata(&mut self, topic: &str, auto_create: bool) -> Result<TopicMetadata> {
-        let mut metadata = self.metadata(Some(&[topic]), auto_create).await?;
-        let found = metadata
-            .topics
-            .iter()
-            .position(|t| t.name == topic)
-            .ok_or_else(|| ClientError::Kafka {
-                context: format!("topic {topic}"),
-                error: ResponseError::UnknownTopicOrPartition,
-                message: Some("the broker did not describe it".into()),
-            })?;
-        let mut topic_metadata = metadata.topics.swap_remove(found);
-        if let Some(error) = topic_metadata.error {
-            let message = (error == ResponseError::UnknownTopicOrPartition).then(|| "it does not exist".into());
-            return Err(ClientError::Kafka {
-                context: format!("topic {topic}"),
-                error,
-                message,
-            });
-        }
-        topic_metadata.partitions.sort_by_key(|p| p.index);
-        Ok(topic_metadata)
+        self.metadata(Some(&[topic]), auto_create).await?.topic(topic)
     }
 
     /// Creates a topic.
@@ -716,6 +732,41 @@ pub fn decode_consumer_assignment(bytes: &Bytes) -> Result<Vec<(String, Vec<i32>
 }
 
 impl Client {
+    /// The coordinator of a consumer group (FindCoordinator, key type 0), at the address it is reached.
+    /// While the group's coordinator is not known (being elected, or `__consumer_offsets` being created)
+    /// the broker answers CoordinatorNotAvailable.
+    pub async fn find_coordinator(&mut self, group: &str) -> Result<BrokerMetadata> {
+        let version = self.version::<FindCoordinatorRequest>()?;
+        let request = FindCoordinatorRequest::default().with_key_type(KEY_TYPE_GROUP);
+        let context = || format!("finding the coordinator of group {group}");
+        // v4 asks for a list of keys; earlier versions for one.
+        let (node_id, host, port) = if version >= 4 {
+            let request = request.with_coordinator_keys(vec![str_bytes(group)]);
+            let response = self.send_at(request, version).await?;
+            let found = response
+                .coordinators
+                .into_iter()
+                .find(|c| c.key.as_str() == group)
+                .ok_or_else(|| ClientError::Protocol {
+                    api_key: ApiKey::FindCoordinator,
+                    version,
+                    reason: format!("group {group} is not in the response"),
+                })?;
+            check(found.error_code, found.error_message.as_ref(), context)?;
+            (found.node_id, found.host, found.port)
+        } else {
+            let response = self.send_at(request.with_key(str_bytes(group)), version).await?;
+            check(response.error_code, response.error_message.as_ref(), context)?;
+            (response.node_id, response.host, response.port)
+        };
+        Ok(BrokerMetadata {
+            node_id: node_id.0,
+            host: host.to_string(),
+            port,
+            rack: None,
+        })
+    }
+
     /// Every group the broker coordinates, with its state where the broker says it (ListGroups v4+).
     pub async fn list_groups(&mut self) -> Result<Vec<ListedGroup>> {
         let version = self.version::<ListGroupsRequest>()?;

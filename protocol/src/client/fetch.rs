@@ -55,6 +55,22 @@ impl Client {
         positions: &[(i32, i64)],
         options: &FetchOptions,
     ) -> Result<Vec<FetchedPartition>> {
+        self.fetch_partitions(topic, positions, options)
+            .await?
+            .into_iter()
+            .map(|(_, fetched)| fetched)
+            .collect()
+    }
+
+    /// Like [`fetch`](Self::fetch), answering partition by partition: each partition's records, or the error
+    /// the broker answered for it (a partition whose leader moved, for one). What fails the whole request
+    /// (an error for all of it, a broken connection) fails the call.
+    pub async fn fetch_partitions(
+        &mut self,
+        topic: &str,
+        positions: &[(i32, i64)],
+        options: &FetchOptions,
+    ) -> Result<Vec<(i32, Result<FetchedPartition>)>> {
         let partitions = positions
             .iter()
             .map(|&(partition, offset)| {
@@ -84,7 +100,6 @@ impl Client {
         for topic_response in response.responses {
             for data in topic_response.partitions {
                 let index = data.partition_index;
-                check(data.error_code, None, || format!("fetching from {topic}-{index}"))?;
                 let from = positions
                     .iter()
                     .find(|(p, _)| *p == index)
@@ -92,14 +107,18 @@ impl Client {
                     .ok_or_else(|| {
                         ClientError::Records(format!("the broker answered for unrequested partition {index}"))
                     })?;
-                let decoded = decode_batches(data.records.unwrap_or_default(), from)?;
-                fetched.push(FetchedPartition {
-                    partition: index,
-                    high_watermark: data.high_watermark,
-                    log_start_offset: data.log_start_offset,
-                    records: decoded.records,
-                    next_offset: decoded.next_offset.map_or(from, |next| next.max(from)),
-                });
+                let partition =
+                    check(data.error_code, None, || format!("fetching from {topic}-{index}")).and_then(|()| {
+                        let decoded = decode_batches(data.records.unwrap_or_default(), from)?;
+                        Ok(FetchedPartition {
+                            partition: index,
+                            high_watermark: data.high_watermark,
+                            log_start_offset: data.log_start_offset,
+                            records: decoded.records,
+                            next_offset: decoded.next_offset.map_or(from, |next| next.max(from)),
+                        })
+                    });
+                fetched.push((index, partition));
             }
         }
         Ok(fetched)
