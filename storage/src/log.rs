@@ -171,6 +171,11 @@ pub struct Log {
     /// Set when an append failed in a way that left the active segment damaged; appends are refused until
     /// the log is reopened and recovered, as Kafka takes a failed log directory offline.
     offline: bool,
+    /// A new log's directory, and its entry in the data directory, are not fsynced yet: that waits for the
+    /// log's first flush or roll (as Kafka defers it), so that creating thousands of empty partitions costs
+    /// no fsyncs. A crash before then loses only an empty directory, or records never flushed, which the
+    /// recovery point did not vouch for.
+    dirs_unsynced: bool,
     /// The first offset of each leader epoch in the log, persisted as `leader-epoch-checkpoint`.
     epochs: LeaderEpochCache,
 }
@@ -269,10 +274,14 @@ impl Log {
             rolled_syncs: VecDeque::new(),
             compacted_up_to: 0,
             offline: false,
+            dirs_unsynced: false,
             epochs,
         };
         match log.segments.keys().next().copied() {
-            None => log.start_fresh_at(state.log_start_offset)?,
+            None => {
+                log.create_first_segment(state.log_start_offset)?;
+                log.dirs_unsynced = true;
+            }
             Some(_) if state.log_start_offset > log.log_end_offset() => {
                 // The checkpoint says records were deleted up to an offset the (recovered) log never reached.
                 warn!(dir = %log.dir.display(), log_start_offset = state.log_start_offset,
@@ -300,16 +309,34 @@ impl Log {
         for (_, segment) in std::mem::take(&mut self.segments) {
             segment.delete().context("delete segment", &self.dir)?;
         }
+        self.create_first_segment(offset)?;
+        self.sync_dirs()?;
+        // After the segments: a crash in between leaves entries that opening drops (they are past the end).
+        self.epochs.clear();
+        self.epochs.persist()
+    }
+
+    /// The segment of an empty log starting at `offset`. Not fsynced: see `dirs_unsynced`.
+    fn create_first_segment(&mut self, offset: u64) -> Result<(), Error> {
         let segment =
             Segment::create(&self.dir, offset, &self.handles, &self.config).context("create segment", &self.dir)?;
         self.segments.insert(offset, segment);
         self.log_start_offset = offset;
         self.recovery_point = self.recovery_point.min(offset);
         self.clamp_rolled_syncs(offset);
+        Ok(())
+    }
+
+    /// fsyncs this log's directory, and the first time also the data directory's entry for it.
+    fn sync_dirs(&mut self) -> Result<(), Error> {
         sync_dir(&self.dir)?;
-        // After the segments: a crash in between leaves entries that opening drops (they are past the end).
-        self.epochs.clear();
-        self.epochs.persist()
+        if self.dirs_unsynced {
+            if let Some(parent) = self.dir.parent() {
+                sync_dir(parent)?;
+            }
+            self.dirs_unsynced = false;
+        }
+        Ok(())
     }
 
     /// Loads the leader-epoch cache on open, after recovery: reads the checkpoint, or rebuilds it from the
@@ -721,7 +748,7 @@ impl Log {
         self.last_flush = Instant::now();
         let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
         self.segments.insert(next, segment);
-        sync_dir(&dir)
+        self.sync_dirs()
     }
 
     /// Reads whole batches from `offset` (which may fall inside a batch: the batch holding it is returned).
@@ -1143,6 +1170,9 @@ impl Log {
         self.wait_rolled_syncs();
         let active = self.active();
         active.flush().context("flush", active.log_path())?;
+        if self.dirs_unsynced {
+            self.sync_dirs()?;
+        }
         self.recovery_point = self.log_end_offset();
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
@@ -1182,6 +1212,9 @@ impl Log {
         active.seal().context("seal segment", active.log_path())?;
         for segment in self.segments.values() {
             segment.close_handles();
+        }
+        if self.dirs_unsynced {
+            self.sync_dirs()?;
         }
         // Only after a failed write is there anything to write here.
         self.epochs.persist()?;

@@ -255,7 +255,7 @@ impl LogManager {
             self.handles.clone(),
             OpenState::default(),
         )?;
-        sync_dir(&self.dir)?;
+        // The new directory is fsynced with the log's first flush (see `Log`).
         let log = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), log.clone());
         Ok(log)
