@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::image::MetadataImage;
-use crate::network::RPC_MESSAGE_BYTES_MAX;
+use crate::network::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, RPC_MESSAGE_BYTES_MAX};
 use crate::proto::controller as pb;
 use crate::proto::controller::controller_service_client::ControllerServiceClient;
 use crate::quorum::NOT_CONTROLLER;
@@ -29,7 +29,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pauses between rounds of attempts, doubling up to the last.
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Short: a request waiting out a failover should land soon after the new controller is elected.
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// Why a request to the controllers did not get an answer.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +87,14 @@ impl ControllerClient {
                         addr: addr.clone(),
                         reason: e.to_string(),
                     })?;
+                // Keep-alive pings notice a controller that vanished without closing the connection (its host
+                // gone, a partition), so that a metadata stream from it moves to another controller.
                 let channel = endpoint
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
                     .connect_lazy();
                 let client = ControllerServiceClient::new(channel)
                     .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)

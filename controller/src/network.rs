@@ -5,6 +5,12 @@
 //! lost connection is re-established by the channel on the next one. Every RPC is bounded by openraft's
 //! time-to-live for it ([`RPCOption::hard_ttl`]), and connecting by [`CONNECT_TIMEOUT`].
 //!
+//! A connection that goes silent (the peer's host vanished, a partition dropped its packets) is noticed by
+//! HTTP/2 keep-alive pings ([`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`]), and the channel reconnects. Without
+//! them nothing would notice: RPCs on it only time out, the channel keeps it, and the kernel gives up on it
+//! only after its retransmissions do (about 15 minutes on Linux); openraft keeps one client per peer for a
+//! whole term, so its replication to that peer would stall that long.
+//!
 //! How a channel reaches the peer is a [`Connect`]: by default the OS's TCP ([`Endpoint::connect_lazy`]);
 //! [`Network::with_connect`] substitutes another transport, such as the simulated network of
 //! `tests/simulation.rs`, without changing anything else (address, timeouts, message limits, errors).
@@ -33,6 +39,13 @@ use crate::types::{
 
 /// How long connecting to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a connection to a peer may go without receiving anything before the client pings the peer. A
+/// leader's connections carry heartbeats far more often, so only idle or dead connections are pinged.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the answer to a keep-alive ping may take before the connection counts as dead.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The largest gRPC message a controller sends or accepts: bounds an AppendEntries batch and a whole snapshot
 /// (a snapshot of 100,000 partitions is about 4 MB).
@@ -86,7 +99,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 fn peer_endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        // Also between RPCs: an RPC that timed out leaves no stream open, and the next may come too late.
+        .keep_alive_while_idle(true))
 }
 
 /// The RPCs from one controller to one peer.
