@@ -98,6 +98,8 @@ pub struct NewTopic {
 
 /// How long a metadata change may take: the controller's answer, and this broker seeing it applied.
 const METADATA_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the answer to a metadata change waits for this broker to act on it (host its new partitions).
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 impl Broker {
     pub fn node_id(&self) -> i32 {
@@ -126,18 +128,18 @@ impl Broker {
                 .unwrap_or(ResponseError::UnknownServerError);
             return Err(TopicFailure::new(error, reply.message));
         }
-        if !self
-            .metadata
-            .wait_for(reply.metadata_index, METADATA_CHANGE_TIMEOUT)
-            .await
-        {
+        let index = reply.metadata_index;
+        if !self.metadata.wait_to_know(index, METADATA_CHANGE_TIMEOUT).await {
             return Err(TopicFailure::new(
                 ResponseError::RequestTimedOut,
-                format!(
-                    "the change was applied at metadata index {} but has not reached this broker",
-                    reply.metadata_index
-                ),
+                format!("the change was applied at metadata index {index} but has not reached this broker"),
             ));
+        }
+        // Usually the partitions this broker hosts for the change exist a moment later, and the client can
+        // use them as soon as it has the answer. Creating thousands of logs takes longer: then the answer
+        // does not wait (the change is made), and the client retries what it sends meanwhile, as with Kafka.
+        if !self.metadata.wait_for(index, LOCAL_APPLY_WAIT).await {
+            info!(index, "answering before this broker has acted on the change");
         }
         Ok(())
     }

@@ -169,6 +169,14 @@ impl MetadataView {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Waits until this broker's image includes index `index`, acted on or not, or `timeout` passes.
+    pub async fn wait_to_know(&self, index: u64, timeout: Duration) -> bool {
+        let mut followed = self.followed.clone();
+        tokio::time::timeout(timeout, followed.wait_for(|f| f.index >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// A receiver that sees every new image.
     pub fn subscribe(&self) -> watch::Receiver<Followed> {
         self.followed.clone()

@@ -27,7 +27,12 @@ pub fn start(broker: Arc<Broker>, shutdown: CancellationToken) {
         loop {
             let current = followed.borrow_and_update().clone();
             if current.index > 0 {
-                apply(&broker, &previous, &current.image);
+                // Hosting partitions is file I/O (thousands of files for a large topic): off the async
+                // workers.
+                let (worker, before, image) = (broker.clone(), previous.clone(), current.image.clone());
+                if let Err(e) = tokio::task::spawn_blocking(move || apply(&worker, &before, &image)).await {
+                    error!(error = %e, "acting on the metadata failed");
+                }
                 previous = current.image;
                 broker.metadata.acted_on(current.index);
             }
