@@ -188,12 +188,8 @@ async fn fetch_round(
     from: &FromLeader,
     followed: &[(TopicPartition, Followed)],
 ) -> anyhow::Result<bool> {
-    let mut progress = false;
     let untruncated: Vec<_> = followed.iter().filter(|(_, f)| !f.truncated).collect();
-    if !untruncated.is_empty() {
-        truncate(broker, client, from, &untruncated).await?;
-        progress = true;
-    }
+    let mut progress = !untruncated.is_empty() && truncate(broker, client, from, &untruncated).await? > 0;
     let mut request = FetchRequest::default()
         .with_replica_id(BrokerId(broker.node_id()))
         .with_max_wait_ms(FETCH_MAX_WAIT_MS)
@@ -326,13 +322,15 @@ fn mark_untruncated(from: &FromLeader, tp: &TopicPartition) {
 }
 
 /// Asks the leader where each partition's latest local epoch ends, and truncates there (Kafka's
-/// OffsetsForLeaderEpoch): records past that point were never committed under the new leader.
+/// OffsetsForLeaderEpoch): records past that point were never committed under the new leader. Returns how
+/// many partitions are ready to fetch (a leader that has not taken the leadership yet refuses; those wait).
 async fn truncate(
     broker: &Broker,
     client: &mut Client,
     from: &FromLeader,
     partitions: &[&(TopicPartition, Followed)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
+    let mut ready = 0;
     let mut topics: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
     let mut asked = Vec::new();
     for (tp, f) in partitions {
@@ -347,6 +345,7 @@ async fn truncate(
         let Some(latest) = latest else {
             // An empty log (or one without epochs) has nothing to truncate.
             set_truncated(from, tp, f.leader_epoch);
+            ready += 1;
             continue;
         };
         topics.entry(tp.topic.clone()).or_default().push(
@@ -358,7 +357,7 @@ async fn truncate(
         asked.push((tp.clone(), f.leader_epoch, partition));
     }
     if asked.is_empty() {
-        return Ok(());
+        return Ok(ready);
     }
     let request = OffsetForLeaderEpochRequest::default()
         .with_replica_id(BrokerId(broker.node_id()))
@@ -404,9 +403,10 @@ async fn truncate(
                 partition.truncated();
             }
             set_truncated(from, &tp, *epoch);
+            ready += 1;
         }
     }
-    Ok(())
+    Ok(ready)
 }
 
 fn set_truncated(from: &FromLeader, tp: &TopicPartition, leader_epoch: i32) {

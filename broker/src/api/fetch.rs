@@ -37,8 +37,11 @@ pub async fn handle(broker: &Broker, request: FetchRequest, _version: i16) -> Fe
         let partitions = resolve(broker, &request);
         for (topic, hosted) in request.topics.iter().zip(&partitions) {
             for (wanted, partition) in topic.partitions.iter().zip(hosted.iter().flatten()) {
+                // Only a follower at this leader's epoch has truncated its log to agree with this one, so only
+                // its fetch offset tells how far the two logs agree.
                 if let Some(partition) = partition
-                    && partition.leader_epoch().is_some()
+                    && wanted.current_leader_epoch >= 0
+                    && check_leader(partition, wanted.current_leader_epoch).is_ok()
                 {
                     partition.follower_fetched(replica, u64::try_from(wanted.fetch_offset).unwrap_or(0));
                 }
