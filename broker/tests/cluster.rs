@@ -353,3 +353,106 @@ async fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
         "no record read twice or skipped"
     );
 }
+
+/// The bytes of partition 0's first segment of `topic` in `server`'s data directory.
+fn segment_bytes(server: &Server, topic: &str) -> Vec<u8> {
+    std::fs::read(
+        server
+            .data_dir
+            .join(format!("{topic}-0"))
+            .join("00000000000000000000.log"),
+    )
+    .unwrap_or_default()
+}
+
+/// A leader that takes acks=1 writes while its followers are silent, and is then cut off and replaced,
+/// comes back as a follower: it truncates whatever the new leader does not have (OffsetForLeaderEpoch) and
+/// copies the rest, so the three logs end byte for byte the same. (Whether the followers got some of those
+/// writes before falling silent depends on timing; the logs must agree either way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() {
+    let cluster = Cluster::start();
+    client(cluster.node(1))
+        .await
+        .create_topic(&new_topic("diverge", 1))
+        .await
+        .unwrap();
+    eventually("diverge fully in sync", SLOW, || async {
+        topic(cluster.node(1), "diverge")
+            .await
+            .is_some_and(|t| t.partitions[0].isr.len() == NODES)
+    })
+    .await;
+    produce(&producer(&cluster), "diverge", "base", 10).await;
+    let leader = topic(cluster.node(1), "diverge").await.unwrap().partitions[0].leader;
+    let followers: Vec<i32> = (1..=NODES as i32).filter(|&id| id != leader).collect();
+
+    // The followers fall silent (briefly: two of three controllers silent is no quorum); the leader takes
+    // acks=1 writes.
+    for &id in &followers {
+        cluster.node(id).pause();
+    }
+    let only_leader: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &cluster.node(leader).addr)
+        .set("broker.address.family", "v4")
+        .set("acks", "1")
+        .create()
+        .unwrap();
+    produce(&only_leader, "diverge", "acks1", 5).await;
+    // Then the leader falls silent, the followers come back, and one of them is elected.
+    cluster.node(leader).pause();
+    for &id in &followers {
+        cluster.node(id).resume();
+    }
+    let observer = cluster.node(followers[0]);
+    eventually("a new leader", SLOW, || async {
+        topic(observer, "diverge")
+            .await
+            .is_some_and(|t| t.partitions[0].leader >= 0 && t.partitions[0].leader != leader)
+    })
+    .await;
+    let survivors = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            format!("{},{}", observer.addr, cluster.node(followers[1]).addr),
+        )
+        .set("broker.address.family", "v4")
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .create::<FutureProducer>()
+        .unwrap();
+    produce(&survivors, "diverge", "after", 7).await;
+
+    // The old leader returns: once it is in the ISR again, every replica's log is the same bytes.
+    cluster.node(leader).resume();
+    eventually("the old leader in sync again, with identical logs", SLOW, || async {
+        let in_sync = topic(observer, "diverge")
+            .await
+            .is_some_and(|t| t.partitions[0].isr.len() == NODES);
+        let logs: Vec<Vec<u8>> = (1..=NODES as i32)
+            .map(|id| segment_bytes(cluster.node(id), "diverge"))
+            .collect();
+        in_sync && logs.iter().all(|log| log == &logs[0])
+    })
+    .await;
+    // What consumers read: the base records, those acks=1 writes the new leader had (a prefix, in order),
+    // and everything it acknowledged afterwards.
+    let count = {
+        let mut client = client(observer).await;
+        let metadata = client.metadata(Some(&["diverge"]), false).await.unwrap();
+        let leader = metadata.topics[0].partitions[0].leader;
+        let at = metadata.brokers.iter().find(|b| b.node_id == leader).unwrap();
+        let mut client = Client::connect(&format!("{}:{}", at.host, at.port)).await.unwrap();
+        let listed = client
+            .list_offsets("diverge", &[0], strata_protocol::client::admin::OffsetSpec::Latest)
+            .await
+            .unwrap();
+        listed[0].offset.unwrap() as usize
+    };
+    let values = consume(&cluster, "diverge", count);
+    let kept = count - 17;
+    let mut want = expected("base", 10);
+    want.extend(expected("acks1", 5).into_iter().take(kept));
+    want.extend(expected("after", 7));
+    assert_eq!(values, want);
+}

@@ -131,6 +131,16 @@ impl Server {
         *self = Self::start_at(&self.data_dir.clone(), settings, &addr, self.flags.clone());
     }
 
+    /// SIGSTOP: the process stays, silent (no heartbeats, no answers), until [`Server::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
