@@ -456,3 +456,92 @@ async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() 
     want.extend(expected("after", 7));
     assert_eq!(values, want);
 }
+
+/// With `unclean.leader.election.enable`, a partition whose only in-sync replica is lost is led by an
+/// out-of-sync replica, and what only the old leader had is lost. When the old leader returns, as a
+/// follower, it truncates those records (OffsetForLeaderEpoch) and copies the new leader's log: the logs end
+/// byte for byte the same, and consumers read exactly what the new leader acknowledged. Five nodes, so that
+/// the quorum survives three of them falling silent in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unclean_election_the_old_leader_truncates_what_it_alone_had() {
+    const FIVE: usize = 5;
+    let cluster = Cluster::start_nodes(FIVE);
+    let unclean = NewTopic {
+        configs: vec![("unclean.leader.election.enable".into(), "true".into())],
+        ..new_topic("unclean", 1)
+    };
+    client(cluster.node(1)).await.create_topic(&unclean).await.unwrap();
+    eventually("unclean fully in sync", SLOW, || async {
+        topic(cluster.node(1), "unclean")
+            .await
+            .is_some_and(|t| t.partitions[0].isr.len() == NODES)
+    })
+    .await;
+    let replicas = topic(cluster.node(1), "unclean").await.unwrap().partitions[0]
+        .replicas
+        .clone();
+    let leader = topic(cluster.node(1), "unclean").await.unwrap().partitions[0].leader;
+    let followers: Vec<i32> = replicas.iter().copied().filter(|&id| id != leader).collect();
+    let bystander = (1..=FIVE as i32).find(|id| !replicas.contains(id)).unwrap();
+    let observer = cluster.node(bystander);
+    produce(&producer(&cluster), "unclean", "base", 10).await;
+
+    // The followers fall silent and are fenced; the leader alone acknowledges more records.
+    for &id in &followers {
+        cluster.node(id).pause();
+    }
+    eventually("the leader alone in the ISR", SLOW, || async {
+        topic(observer, "unclean")
+            .await
+            .is_some_and(|t| t.partitions[0].isr == [leader])
+    })
+    .await;
+    let alone: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &cluster.node(leader).addr)
+        .set("broker.address.family", "v4")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    produce(&alone, "unclean", "lost", 5).await;
+
+    // The leader falls silent before they return: one of them is elected, out of sync.
+    cluster.node(leader).pause();
+    for &id in &followers {
+        cluster.node(id).resume();
+    }
+    eventually("an unclean leader", SLOW, || async {
+        topic(observer, "unclean")
+            .await
+            .is_some_and(|t| followers.contains(&t.partitions[0].leader))
+    })
+    .await;
+    let after = ClientConfig::new()
+        .set("bootstrap.servers", &observer.addr)
+        .set("broker.address.family", "v4")
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .create::<FutureProducer>()
+        .unwrap();
+    produce(&after, "unclean", "after", 7).await;
+
+    // The old leader returns, truncates the five records only it had, and copies the new leader's.
+    cluster.node(leader).resume();
+    eventually("the old leader in sync again, with identical logs", SLOW, || async {
+        let in_sync = topic(observer, "unclean")
+            .await
+            .is_some_and(|t| t.partitions[0].isr.len() == NODES);
+        let logs: Vec<Vec<u8>> = replicas
+            .iter()
+            .map(|&id| segment_bytes(cluster.node(id), "unclean"))
+            .collect();
+        in_sync && logs.iter().all(|log| log == &logs[0])
+    })
+    .await;
+    let mut all = expected("base", 10);
+    all.extend(expected("after", 7));
+    assert_eq!(
+        consume(&cluster, "unclean", 17),
+        all,
+        "the records only the old leader had are gone"
+    );
+}

@@ -1,5 +1,6 @@
-//! Three `strata server` nodes on loopback, each a broker and a controller of one quorum, for tests that
-//! need a cluster: start them together, SIGKILL one, restart it on its directory, ports and flags.
+//! `strata server` nodes on loopback (three by default), each a broker and a controller of one quorum, for
+//! tests that need a cluster: start them together, SIGKILL or SIGSTOP one, restart it on its directory, ports
+//! and flags.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use tempfile::TempDir;
 
 use super::{Server, Starting};
 
+/// The nodes of [`Cluster::start`].
 pub const NODES: usize = 3;
 /// Short, so that tests of fencing are quick: brokers heartbeat every 200 ms.
 pub const SESSION_TIMEOUT: Duration = Duration::from_millis(2_000);
@@ -26,10 +28,15 @@ fn free_port() -> u16 {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_nodes(NODES)
+    }
+
+    /// A cluster of `nodes` nodes, every one a voter.
+    pub fn start_nodes(nodes: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let kafka: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-        let controllers: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-        let voters = (0..NODES)
+        let kafka: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let controllers: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let voters = (0..nodes)
             .map(|i| format!("{}@127.0.0.1:{}", i + 1, controllers[i]))
             .collect::<Vec<_>>()
             .join(",");
@@ -40,7 +47,7 @@ impl Cluster {
             "group.initial.rebalance.delay.ms=0".into(),
         ]
         .into();
-        let starting: Vec<Starting> = (0..NODES)
+        let starting: Vec<Starting> = (0..nodes)
             .map(|i| {
                 let data = dir.path().join(format!("node-{}", i + 1));
                 std::fs::create_dir_all(&data).unwrap();
@@ -57,11 +64,10 @@ impl Cluster {
                 Server::spawn(&data, settings.clone(), &format!("127.0.0.1:{}", kafka[i]), flags)
             })
             .collect();
-        let nodes = starting.into_iter().map(Starting::wait).collect();
         Cluster {
             _dir: dir,
-            nodes,
-            down: vec![false; NODES],
+            nodes: starting.into_iter().map(Starting::wait).collect(),
+            down: vec![false; nodes],
         }
     }
 
