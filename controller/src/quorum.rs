@@ -499,6 +499,13 @@ impl ControllerService for QuorumGrpc {
                     // A follower ahead of this controller (which is behind the quorum) waits for it.
                     if current.applied_index > sent {
                         pending = updates(&current, sent);
+                        if pending.front().is_some_and(|u| u.snapshot) {
+                            tracing::info!(
+                                after = sent,
+                                index = current.applied_index,
+                                "a metadata follower is behind the kept batches: sending it the image"
+                            );
+                        }
                         sent = current.applied_index;
                         continue;
                     }

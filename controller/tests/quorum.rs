@@ -237,3 +237,85 @@ async fn a_controller_far_behind_installs_a_snapshot_over_grpc() {
         node.shutdown().await;
     }
 }
+
+/// A broker far behind the metadata log gets the whole image first, then the batches after it: here a
+/// follower starting from index 0 against a controller restarted from a snapshot, which no longer keeps the
+/// batches before it. The follower ends with the controller's image, at its applied index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_gets_the_image_then_the_batches() {
+    use std::sync::Arc;
+    use strata_controller::client::{ControllerClient, follow};
+
+    let config = || openraft::Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..raft_config()
+    };
+    let dir = TempDir::new().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let node = strata_controller::start(1, dir.path(), listener, config())
+        .await
+        .unwrap();
+    let members = BTreeMap::from([(1, ControllerNode::new(addr.clone()))]);
+    node.raft().initialize(members).await.unwrap();
+    agreed_leader(&[&node]).await;
+    for i in 0..12u8 {
+        propose(&node, topic_batch(&format!("before-{i}"), i + 1)).await;
+    }
+    let mut metrics = node.raft().metrics();
+    tokio::time::timeout(DEADLINE, async {
+        while metrics.borrow_watched().snapshot.is_none_or(|s| s.index < 5) {
+            metrics.changed().await.expect("Raft stopped");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no snapshot at index 5 or later: {:?}",
+            node.raft().metrics().borrow_watched().snapshot
+        )
+    });
+    node.shutdown().await;
+
+    // Restarted: the snapshot and the log after it; batches from now on are kept for followers.
+    let listener = TcpListener::bind(&addr).await.unwrap();
+    let node = strata_controller::start(1, dir.path(), listener, config())
+        .await
+        .unwrap();
+    agreed_leader(&[&node]).await;
+    for i in 0..3u8 {
+        propose(&node, topic_batch(&format!("after-{i}"), 100 + i)).await;
+    }
+
+    // On the wire: the first update after index 0 is the image, marked as a snapshot.
+    let mut raw = strata_controller::proto::controller::controller_service_client::ControllerServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .unwrap();
+    let request = strata_controller::proto::controller::FetchMetadataRequest { after_index: 0 };
+    let mut stream = raw.fetch_metadata(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().expect("an update");
+    assert!(first.snapshot, "a follower at 0 gets the image first");
+    drop(stream);
+
+    let client = Arc::new(ControllerClient::new(&[(1, addr)]).unwrap());
+    let (_stop, stopped) = watch::channel(false);
+    let mut followed = follow(client, None, stopped);
+    let image = node.images().borrow().clone();
+    let caught_up = tokio::time::timeout(DEADLINE, followed.wait_for(|f| f.image == image))
+        .await
+        .expect("the follower has the controller's image within the deadline")
+        .unwrap()
+        .clone();
+    assert!(caught_up.image.topic_by_name("before-0").is_some() && caught_up.image.topic_by_name("after-2").is_some());
+    let applied = node.raft().metrics().borrow_watched().last_applied.map(|id| id.index);
+    assert_eq!(
+        Some(caught_up.index),
+        applied,
+        "the follower is at the controller's applied index"
+    );
+    node.shutdown().await;
+}
