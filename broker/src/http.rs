@@ -71,6 +71,22 @@ impl Metrics {
             out,
             "# HELP strata_log_bytes Bytes in partition logs.\n# TYPE strata_log_bytes gauge\nstrata_log_bytes {bytes}"
         );
+        let (mut leading, mut under_replicated) = (0, 0);
+        for partition in broker.replicas.all() {
+            let state = partition.state();
+            if state.role == crate::replica::Role::Leader {
+                leading += 1;
+                under_replicated += usize::from(state.isr.len() < state.replicas.len());
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP strata_leader_partitions Partitions this broker leads.\n# TYPE strata_leader_partitions gauge\nstrata_leader_partitions {leading}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strata_under_replicated_partitions Led partitions whose ISR lacks some replica.\n# TYPE strata_under_replicated_partitions gauge\nstrata_under_replicated_partitions {under_replicated}"
+        );
         let handles = broker.replicas.log_manager().handles();
         let _ = writeln!(
             out,

@@ -10,8 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::cluster::{self, Cluster};
+use common::{Server, gauge, http_get};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -262,6 +262,11 @@ async fn a_killed_broker_loses_its_leaderships_within_the_session_and_rejoins() 
     eprintln!("new leaders {:?} after the SIGKILL", killed_at.elapsed());
     // Nothing acknowledged was lost with the leader of partition 0.
     assert_eq!(consume(&cluster, "events", 300), expected("acked", 300));
+    // The survivors report the partitions they lead without the dead replica in sync.
+    eventually("every partition under-replicated", SLOW, || async {
+        under_replicated(&cluster) == 6
+    })
+    .await;
 
     cluster.restart(victim);
     let observer = cluster.node(controller);
@@ -275,6 +280,24 @@ async fn a_killed_broker_loses_its_leaderships_within_the_session_and_rejoins() 
         },
     )
     .await;
+    eventually("no partition under-replicated", SLOW, || async {
+        under_replicated(&cluster) == 0
+    })
+    .await;
+}
+
+/// Led partitions whose ISR lacks a replica, summed over the live nodes' `/metrics`.
+fn under_replicated(cluster: &Cluster) -> usize {
+    cluster
+        .live()
+        .map(|(_, node)| {
+            gauge(
+                &http_get(&node.http_addr, "/metrics").1,
+                "strata_under_replicated_partitions",
+            )
+        })
+        .map(|value| value.expect("the gauge is served") as usize)
+        .sum()
 }
 
 /// Kafka's `abs(javaHashCode(group)) % 50`: the partition of `__consumer_offsets` that holds a group.
