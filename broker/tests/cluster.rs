@@ -22,6 +22,10 @@ use strata_protocol::client::admin::{NewTopic, TopicMetadata};
 
 const NODES: usize = cluster::NODES;
 const SESSION_TIMEOUT: Duration = cluster::SESSION_TIMEOUT;
+/// One cluster at a time: the tests hold deadlines (sessions of 2 s, leaders within a session plus a second)
+/// that a machine running several debug clusters at once could miss.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Bound for things a slow, loaded machine takes a while to do (start, elect, replicate).
 const SLOW: Duration = Duration::from_secs(60);
 
@@ -142,6 +146,7 @@ async fn active_controller(cluster: &Cluster) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_created_through_any_node_exist_on_every_node() {
+    let _serial = SERIAL.lock().await;
     let cluster = Cluster::start();
     for id in 1..=NODES as i32 {
         let mut client = client(cluster.node(id)).await;
@@ -168,6 +173,7 @@ async fn topics_created_through_any_node_exist_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_active_controller_is_replaced_and_acknowledged_records_survive() {
+    let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start();
     client(cluster.node(1))
         .await
@@ -220,6 +226,7 @@ async fn a_killed_active_controller_is_replaced_and_acknowledged_records_survive
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_broker_loses_its_leaderships_within_the_session_and_rejoins() {
+    let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start();
     client(cluster.node(1))
         .await
@@ -336,6 +343,7 @@ fn poll_offsets(consumer: &BaseConsumer, count: usize) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    let _serial = SERIAL.lock().await;
     use rdkafka::consumer::CommitMode;
 
     let mut cluster = Cluster::start();
@@ -394,6 +402,7 @@ fn segment_bytes(server: &Server, topic: &str) -> Vec<u8> {
 /// writes before falling silent depends on timing; the logs must agree either way.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() {
+    let _serial = SERIAL.lock().await;
     let cluster = Cluster::start();
     client(cluster.node(1))
         .await
@@ -487,6 +496,7 @@ async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() 
 /// the quorum survives three of them falling silent in turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_unclean_election_the_old_leader_truncates_what_it_alone_had() {
+    let _serial = SERIAL.lock().await;
     const FIVE: usize = 5;
     let cluster = Cluster::start_nodes(FIVE);
     let unclean = NewTopic {
