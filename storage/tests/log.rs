@@ -1,8 +1,11 @@
 //! Behaviour of a partition log through its public API: what a broker (and so a Kafka client) would see.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::{now_ms, records};
 use strata_storage::batch::build::{Record, batch, encode};
 use strata_storage::batch::{self, BatchHeader, Compression};
 use strata_storage::{
@@ -10,31 +13,6 @@ use strata_storage::{
 };
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A batch of `n` records with timestamps `first_timestamp`, `first_timestamp + 1`, ...
-fn records(n: usize, first_timestamp: i64) -> Vec<u8> {
-    // Fixed-width values, so every batch of `n` records has the same size.
-    let values: Vec<Vec<u8>> = (0..n)
-        .map(|i| format!("value {i:04} at {first_timestamp:020}").into_bytes())
-        .collect();
-    let recs: Vec<Record<'_>> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            value: Some(v),
-            timestamp: first_timestamp + i as i64,
-            ..Default::default()
-        })
-        .collect();
-    batch(&recs)
-}
 
 /// Kafka's defaults, except `segment.ms`: most tests use timestamps near the epoch, which the default
 /// (7 days, counted from the first batch's timestamp) would take as ancient and roll on every append.

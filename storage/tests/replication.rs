@@ -1,39 +1,18 @@
 //! The storage side of replication: a follower's append of batches fetched from its leader, and the
 //! leader-epoch cache (`leader-epoch-checkpoint`) that both keep in step with their batches.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use strata_storage::batch::build::{Record, assign_offsets, batch, encode};
+use common::{now_ms, records};
+use strata_storage::batch::build::{Record, assign_offsets, encode};
 use strata_storage::batch::{BatchError, BatchHeader, Compression};
 use strata_storage::epochs::{LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
 use strata_storage::{
     AppendError, EpochEntry, Error, HANDLES_MAX_DEFAULT, HandleCache, Log, LogConfig, OpenState, ReadLimits,
     RecoveryReport, ReplicaAppendError,
 };
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A client batch of `n` records with timestamps from `first_timestamp` (fixed-width values).
-fn records(n: usize, first_timestamp: i64) -> Vec<u8> {
-    let values: Vec<Vec<u8>> = (0..n)
-        .map(|i| format!("value {i:04} at {first_timestamp:020}").into_bytes())
-        .collect();
-    let recs: Vec<Record<'_>> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            value: Some(v),
-            timestamp: first_timestamp + i as i64,
-            ..Default::default()
-        })
-        .collect();
-    batch(&recs)
-}
 
 /// A batch as a leader stored it: `n` records from `base_offset`, written in `epoch`.
 fn stored(n: usize, base_offset: u64, epoch: i32) -> Vec<u8> {
