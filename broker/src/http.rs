@@ -1,4 +1,5 @@
-//! The HTTP endpoint: `GET /health` (200 once serving) and `GET /metrics` (Prometheus text format).
+//! The HTTP endpoint: `GET /health` (200 once serving) and `GET /metrics` (Prometheus text format): the
+//! broker's figures on a node with the broker role, the controller's on a node with the controller role.
 //!
 //! Two fixed routes do not need an HTTP framework: this reads one request head (bounded), answers, and
 //! closes the connection.
@@ -15,6 +16,8 @@ use tracing::{debug, info};
 
 use crate::api::SUPPORTED;
 use crate::broker::Broker;
+use openraft::async_runtime::WatchReceiver;
+use strata_controller::types::Raft;
 
 /// The most bytes of a request head read before answering 400.
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
@@ -40,7 +43,7 @@ impl Metrics {
         }
     }
 
-    fn render(&self, broker: &Broker) -> String {
+    pub fn render(&self, broker: &Broker) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP strata_requests_total Kafka requests handled, by API.\n# TYPE strata_requests_total counter\n",
@@ -97,8 +100,26 @@ impl Metrics {
     }
 }
 
+/// What `/metrics` shows, rendered at each request.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The controller's figures: whether it is the active controller, its Raft term, and the metadata log
+/// index it has applied.
+pub fn controller_metrics(raft: &Raft, id: u64) -> String {
+    let metrics = raft.metrics().borrow_watched().clone();
+    let active = metrics.current_leader == Some(id);
+    let applied = metrics.last_applied.map_or(0, |id| id.index);
+    format!(
+        "# HELP strata_controller_active 1 on the active controller (the Raft leader).\n# TYPE strata_controller_active gauge\nstrata_controller_active {}\n\
+         # HELP strata_controller_term The Raft term.\n# TYPE strata_controller_term gauge\nstrata_controller_term {}\n\
+         # HELP strata_metadata_applied_index The metadata log index applied.\n# TYPE strata_metadata_applied_index gauge\nstrata_metadata_applied_index {applied}\n",
+        u8::from(active),
+        metrics.current_term,
+    )
+}
+
 /// Serves `/health` and `/metrics` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn run(listener: TcpListener, render: Render, shutdown: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "HTTP endpoint ready (/health, /metrics)");
     }
@@ -110,7 +131,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
             },
             () = shutdown.cancelled() => return,
         };
-        let broker = broker.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let mut head = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -124,7 +145,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
             let (status, content_type, body) = match line {
                 b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_owned()),
                 b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
-                    ("200 OK", "text/plain; version=0.0.4", broker.metrics.render(&broker))
+                    ("200 OK", "text/plain; version=0.0.4", render())
                 }
                 _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
             };

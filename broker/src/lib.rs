@@ -82,12 +82,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         (None, Some(controller)) => vec![(controller.id(), controller.addr().to_string())],
         (None, None) => unreachable!("a broker-only node is configured with voters"),
     };
+    let quorum_view = controller.as_ref().map(|c| (c.raft().clone(), c.id()));
     let result = if config.roles.broker {
-        run_broker(&config, identity, &voters, shutdown).await
+        run_broker(&config, identity, &voters, quorum_view, shutdown).await
     } else {
-        info!(node_id = config.node_id, "controller-only node is serving");
-        shutdown.cancelled().await;
-        Ok(())
+        serve_controller_only(&config, quorum_view, shutdown).await
     };
     if let Some(controller) = controller {
         controller.shutdown().await;
@@ -136,10 +135,31 @@ async fn start_controller(config: &ServerConfig) -> anyhow::Result<Controller> {
     Ok(controller)
 }
 
+/// A node with only the controller role: its HTTP endpoint, with the controller's figures, until `shutdown`.
+async fn serve_controller_only(
+    config: &ServerConfig,
+    quorum_view: Option<(strata_controller::types::Raft, u64)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (raft, id) = quorum_view.expect("a controller-only node runs a controller");
+    let http = bind_http(config).await?;
+    let render: http::Render = Arc::new(move || http::controller_metrics(&raft, id));
+    info!(node_id = config.node_id, "controller-only node is serving");
+    http::run(http, render, shutdown).await;
+    Ok(())
+}
+
+async fn bind_http(config: &ServerConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(&config.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http_listen))
+}
+
 async fn run_broker(
     config: &ServerConfig,
     identity: NodeIdentity,
     voters: &[(u64, String)],
+    quorum_view: Option<(strata_controller::types::Raft, u64)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
@@ -201,10 +221,16 @@ async fn run_broker(
     }
     let upkeep = logs.start_background(Duration::from_millis(config.settings.retention_check_interval_ms));
     tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
-    let http = tokio::net::TcpListener::bind(&config.http_listen)
-        .await
-        .with_context(|| format!("binding the HTTP listener on {}", config.http_listen))?;
-    let http_task = tokio::spawn(http::run(http, broker.clone(), shutdown.clone()));
+    let http = bind_http(config).await?;
+    let shown = broker.clone();
+    let render: http::Render = Arc::new(move || {
+        let mut page = shown.metrics.render(&shown);
+        if let Some((raft, id)) = &quorum_view {
+            page.push_str(&http::controller_metrics(raft, *id));
+        }
+        page
+    });
+    let http_task = tokio::spawn(http::run(http, render, shutdown.clone()));
     info!(node_id = broker.node_id(), cluster_id = %broker.identity.cluster_id, "Strata is serving");
     server::run(kafka, broker.clone(), shutdown).await;
 

@@ -578,3 +578,63 @@ async fn after_an_unclean_election_the_old_leader_truncates_what_it_alone_had() 
         "the records only the old leader had are gone"
     );
 }
+
+/// The larger shape: three controller-only nodes (the quorum, serving no clients) and three broker-only
+/// nodes. Topics live on the brokers; losing the active controller or a broker is handled as on combined
+/// nodes; the controllers' `/metrics` name exactly one active controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_only_and_broker_only_nodes_make_a_cluster() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start_shape(0, 3, 3);
+    let brokers = [4, 5, 6];
+    client(cluster.node(4))
+        .await
+        .create_topic(&new_topic("split", 3))
+        .await
+        .unwrap();
+    for id in brokers {
+        eventually(&format!("split on broker {id}"), SLOW, || async {
+            topic(cluster.node(id), "split").await.is_some_and(|t| {
+                t.partitions
+                    .iter()
+                    .all(|p| brokers.contains(&p.leader) && p.isr.len() == 3)
+            })
+        })
+        .await;
+    }
+    produce(&producer(&cluster), "split", "v", 100).await;
+    let active = |cluster: &Cluster| {
+        (1..=3)
+            .filter(|&id| cluster.live().any(|(live, _)| live == id))
+            .map(|id| {
+                gauge(
+                    &http_get(&cluster.node(id).http_addr, "/metrics").1,
+                    "strata_controller_active",
+                )
+            })
+            .map(|value| value.expect("controllers serve /metrics") as usize)
+            .sum::<usize>()
+    };
+    eventually("one active controller", SLOW, || async { active(&cluster) == 1 }).await;
+
+    let controller = active_controller(&cluster).await;
+    assert!((1..=3).contains(&controller), "a controller-only node leads the quorum");
+    cluster.kill(controller);
+    eventually("a topic created after the failover", SLOW, || async {
+        match Client::connect(&cluster.node(5).addr).await {
+            Ok(mut client) => client.create_topic(&new_topic("after", 1)).await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    eventually("one active controller again", SLOW, || async { active(&cluster) == 1 }).await;
+
+    cluster.kill(6);
+    eventually("split led by the two brokers left", SLOW, || async {
+        topic(cluster.node(4), "split")
+            .await
+            .is_some_and(|t| t.partitions.iter().all(|p| p.leader == 4 || p.leader == 5))
+    })
+    .await;
+    assert_eq!(consume(&cluster, "split", 100).len(), 100);
+}

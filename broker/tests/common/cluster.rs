@@ -31,13 +31,21 @@ impl Cluster {
         Self::start_nodes(NODES)
     }
 
-    /// A cluster of `nodes` nodes, every one a voter.
+    /// A cluster of `nodes` nodes, every one a broker and a voter.
     pub fn start_nodes(nodes: usize) -> Cluster {
+        Self::start_shape(nodes, 0, 0)
+    }
+
+    /// Nodes `1..=combined` are brokers and voters, the next `controllers` voters only, and the next
+    /// `brokers` brokers only.
+    pub fn start_shape(combined: usize, controllers: usize, brokers: usize) -> Cluster {
+        let nodes = combined + controllers + brokers;
+        let voters_n = combined + controllers;
         let dir = tempfile::tempdir().unwrap();
         let kafka: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-        let controllers: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-        let voters = (0..nodes)
-            .map(|i| format!("{}@127.0.0.1:{}", i + 1, controllers[i]))
+        let controller_ports: Vec<u16> = (0..voters_n).map(|_| free_port()).collect();
+        let voters = (0..voters_n)
+            .map(|i| format!("{}@127.0.0.1:{}", i + 1, controller_ports[i]))
             .collect::<Vec<_>>()
             .join(",");
         let settings: Vec<String> = [
@@ -51,16 +59,25 @@ impl Cluster {
             .map(|i| {
                 let data = dir.path().join(format!("node-{}", i + 1));
                 std::fs::create_dir_all(&data).unwrap();
-                let flags = vec![
+                let roles = match i {
+                    i if i < combined => "broker,controller",
+                    i if i < voters_n => "controller",
+                    _ => "broker",
+                };
+                let mut flags = vec![
                     "--node-id".to_owned(),
                     (i + 1).to_string(),
                     "--roles".into(),
-                    "broker,controller".into(),
+                    roles.into(),
                     "--controller-voters".into(),
                     voters.clone(),
-                    "--controller-listen".into(),
-                    format!("127.0.0.1:{}", controllers[i]),
                 ];
+                if i < voters_n {
+                    flags.extend([
+                        "--controller-listen".into(),
+                        format!("127.0.0.1:{}", controller_ports[i]),
+                    ]);
+                }
                 Server::spawn(&data, settings.clone(), &format!("127.0.0.1:{}", kafka[i]), flags)
             })
             .collect();
@@ -85,7 +102,11 @@ impl Cluster {
     }
 
     pub fn bootstrap(&self) -> String {
-        self.live().map(|(_, n)| n.addr.clone()).collect::<Vec<_>>().join(",")
+        self.live()
+            .map(|(_, n)| n.addr.clone())
+            .filter(|addr| !addr.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn kill(&mut self, id: i32) {

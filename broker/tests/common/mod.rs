@@ -94,9 +94,16 @@ impl Server {
                 }
             }
         });
+        // A controller-only node serves no Kafka listener.
+        let kafka = flags
+            .iter()
+            .position(|f| f == "--roles")
+            .and_then(|at| flags.get(at + 1))
+            .is_none_or(|roles| roles.contains("broker"));
         Starting {
             child: Some(child),
             ready_rx,
+            kafka,
             data_dir: data_dir.to_owned(),
             settings,
             flags,
@@ -167,6 +174,8 @@ impl Drop for Server {
 pub struct Starting {
     child: Option<Child>,
     ready_rx: mpsc::Receiver<(&'static str, String)>,
+    /// Whether the node has the broker role, and so a Kafka listener to wait for.
+    kafka: bool,
     data_dir: PathBuf,
     settings: Vec<String>,
     flags: Vec<String>,
@@ -178,6 +187,9 @@ impl Starting {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut addr, mut http_addr) = (None, None);
+        if !self.kafka {
+            addr = Some(String::new());
+        }
         while addr.is_none() || http_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.ready_rx.recv_timeout(left.min(Duration::from_millis(200))) {
