@@ -99,6 +99,7 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
                 info!(partition = %tp, ?role, leader_epoch = partition.leader_epoch, "replica role changed");
             }
             if topic.name == OFFSETS_TOPIC && role == Role::Leader && role_before != Role::Leader {
+                broker.offsets.start_loading(index);
                 let (broker, hosted) = (broker.clone(), hosted.clone());
                 // Reading a partition from its start: off the async workers.
                 tokio::task::spawn_blocking(move || {

@@ -5,12 +5,15 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::broker::Broker;
+use crate::groups::offsets::check_coordinator;
 
 pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
         let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();
-        let result = if !known {
+        let result = if let Err(error) = check_coordinator(broker, &group) {
+            Err(error)
+        } else if !known {
             Err(ResponseError::GroupIdNotFound)
         } else {
             match broker.groups.delete(&group) {

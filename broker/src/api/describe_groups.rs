@@ -6,6 +6,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::groups::offsets::check_coordinator;
 
 pub fn handle(broker: &Broker, request: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
     let groups = request
@@ -15,6 +16,9 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest, _version: i16) ->
             let described = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if let Err(error) = check_coordinator(broker, &id) {
+                return described.with_error_code(error.code());
+            }
             let Some(view) = broker.groups.describe(&id) else {
                 let state = if broker.offsets.of_group(&id).is_empty() {
                     "Dead"

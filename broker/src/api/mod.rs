@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind, SyncGroupResponse,
 };
@@ -84,11 +83,10 @@ pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
         .map(|(_, min, max)| *min..=*max)
 }
 
-const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
-
-/// Whether this broker coordinates `group` (leads its partition of `__consumer_offsets`).
-fn coordinates(broker: &Broker, group: &str) -> bool {
-    crate::groups::offsets::coordinator_partition(broker, group).is_ok()
+/// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS when this broker cannot answer for `group` now; 0 when
+/// it can.
+fn coordinator_error(broker: &Broker, group: &str) -> i16 {
+    crate::groups::offsets::check_coordinator(broker, group).map_or_else(|e| e.code(), |()| 0)
 }
 
 /// Handles one request. `None` means no response is sent (a produce with `acks=0`).
@@ -132,19 +130,20 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
         RequestKind::FindCoordinator(body) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version).await)
         }
-        // A group's requests go to its coordinator; elsewhere they get NOT_COORDINATOR and clients look again.
-        RequestKind::JoinGroup(body) if !coordinates(broker, &body.group_id) => {
-            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(NOT_COORDINATOR))
-        }
-        RequestKind::SyncGroup(body) if !coordinates(broker, &body.group_id) => {
-            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(NOT_COORDINATOR))
-        }
-        RequestKind::Heartbeat(body) if !coordinates(broker, &body.group_id) => {
-            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(NOT_COORDINATOR))
-        }
-        RequestKind::LeaveGroup(body) if !coordinates(broker, &body.group_id) => {
-            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR))
-        }
+        // A group's requests go to its coordinator; elsewhere they get NOT_COORDINATOR and clients look again
+        // (or COORDINATOR_LOAD_IN_PROGRESS while it reads the group's offsets back, and clients retry).
+        RequestKind::JoinGroup(body) if coordinator_error(broker, &body.group_id) != 0 => ResponseKind::JoinGroup(
+            JoinGroupResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+        ),
+        RequestKind::SyncGroup(body) if coordinator_error(broker, &body.group_id) != 0 => ResponseKind::SyncGroup(
+            SyncGroupResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+        ),
+        RequestKind::Heartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => ResponseKind::Heartbeat(
+            HeartbeatResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+        ),
+        RequestKind::LeaveGroup(body) if coordinator_error(broker, &body.group_id) != 0 => ResponseKind::LeaveGroup(
+            LeaveGroupResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+        ),
         RequestKind::JoinGroup(body) => {
             ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)
         }

@@ -7,9 +7,13 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use strata_storage::TopicPartition;
 
 use crate::broker::Broker;
+use crate::groups::offsets::check_coordinator;
 
 pub async fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
+    if let Err(error) = check_coordinator(broker, &group) {
+        return OffsetDeleteResponse::default().with_error_code(error.code());
+    }
     if broker.groups.describe(&group).is_none() && broker.offsets.of_group(&group).is_empty() {
         return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
     }

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use strata_storage::TopicPartition;
 
 use crate::broker::Broker;
-use crate::groups::offsets::Committed;
+use crate::groups::offsets::{Committed, check_coordinator};
 
 /// Per topic, each partition's committed offset (offset -1 where none).
 type Answers = Vec<(TopicName, Vec<(i32, Committed)>)>;
@@ -52,6 +52,37 @@ fn answers(broker: &Broker, group: &str, wanted: Option<Vec<(TopicName, Vec<i32>
 }
 
 pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    // Only the coordinator knows a group's offsets: elsewhere the client must look again, not read nothing
+    // and reset its position.
+    if version < 8
+        && let Err(error) = check_coordinator(broker, &request.group_id)
+    {
+        if version >= 2 {
+            return OffsetFetchResponse::default().with_error_code(error.code());
+        }
+        // v1 has only per-partition errors.
+        let topics = request
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partition_indexes
+                    .iter()
+                    .map(|&p| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(-1)
+                            .with_error_code(error.code())
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
     if version < 8 {
         let wanted = request
             .topics
@@ -80,6 +111,11 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
         .groups
         .into_iter()
         .map(|group| {
+            if let Err(error) = check_coordinator(broker, &group.group_id) {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_error_code(error.code());
+            }
             let wanted = group
                 .topics
                 .map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect());

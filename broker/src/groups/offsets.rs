@@ -16,7 +16,7 @@
 //! `cleanup.policy=compact`: compaction keeps the newest commit of each group and partition, and drops the
 //! tombstones of deleted groups after `delete.retention.ms`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -55,12 +55,40 @@ pub struct Committed {
 #[derive(Debug, Default)]
 pub struct OffsetStore {
     committed: Mutex<HashMap<String, HashMap<TopicPartition, Committed>>>,
+    /// Partitions of `__consumer_offsets` being read back after this broker became their leader: their
+    /// groups' requests wait (COORDINATOR_LOAD_IN_PROGRESS) rather than see offsets not loaded yet.
+    loading: Mutex<HashSet<i32>>,
 }
 
 impl OffsetStore {
     /// Reads the committed offsets of the groups that `partition` of `__consumer_offsets` holds, replacing
     /// what was known of them: when this broker becomes their coordinator (it leads that partition).
     pub fn load_partition(&self, partition: &Partition) -> anyhow::Result<()> {
+        let index = partition.tp.partition;
+        let result = self.read_partition(partition);
+        self.loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&index);
+        result
+    }
+
+    /// Marks partition `index` as about to be read back ([`Self::load_partition`] ends it).
+    pub fn start_loading(&self, index: i32) {
+        self.loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index);
+    }
+
+    fn is_loading(&self, index: i32) -> bool {
+        self.loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&index)
+    }
+
+    fn read_partition(&self, partition: &Partition) -> anyhow::Result<()> {
         let index = partition.tp.partition;
         let started = std::time::Instant::now();
         self.lock().retain(|group, _| partition_for(group) != index);
@@ -226,16 +254,25 @@ impl OffsetStore {
 }
 
 /// The partition of `__consumer_offsets` that holds `group`, if this broker leads it (is the group's
-/// coordinator).
+/// coordinator) and has read it back: else NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while reading.
 pub fn coordinator_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, ResponseError> {
+    let index = partition_for(group);
     let partition = broker
         .replicas
-        .get(&TopicPartition::new(OFFSETS_TOPIC, partition_for(group)))
+        .get(&TopicPartition::new(OFFSETS_TOPIC, index))
         .ok_or(ResponseError::NotCoordinator)?;
     if partition.leader_epoch().is_none() {
         return Err(ResponseError::NotCoordinator);
     }
+    if broker.offsets.is_loading(index) {
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
     Ok(partition)
+}
+
+/// Whether this broker may answer for `group` now (see [`coordinator_partition`]).
+pub fn check_coordinator(broker: &Broker, group: &str) -> Result<(), ResponseError> {
+    coordinator_partition(broker, group).map(|_| ())
 }
 
 /// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, replicated to up to three
