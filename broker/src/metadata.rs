@@ -147,11 +147,6 @@ impl MetadataView {
         self.acted_on.send_replace(index);
     }
 
-    /// The image and the metadata log index it reflects.
-    pub fn current(&self) -> Followed {
-        self.followed.borrow().clone()
-    }
-
     pub fn image(&self) -> MetadataImage {
         self.followed.borrow().image.clone()
     }

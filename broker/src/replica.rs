@@ -369,17 +369,6 @@ impl ReplicaManager {
             .cloned()
             .collect()
     }
-
-    /// Every hosted partition of `topic`.
-    pub fn partitions_of(&self, topic: &str) -> Vec<Arc<Partition>> {
-        self.partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|p| p.tp.topic == topic)
-            .cloned()
-            .collect()
-    }
 }
 
 /// Bytes read at a time while rebuilding producer state.

@@ -77,14 +77,28 @@ fn new_topic(name: &str, partitions: i32) -> NewTopic {
 }
 
 fn producer(cluster: &Cluster) -> FutureProducer {
+    producer_to(&cluster.bootstrap(), "all")
+}
+
+/// A producer bootstrapped from `bootstrap` alone, with `acks`.
+fn producer_to(bootstrap: &str, acks: &str) -> FutureProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4")
-        .set("acks", "all")
+        .set("acks", acks)
         .set("linger.ms", "2")
         .set("message.timeout.ms", "60000")
         .create()
         .unwrap()
+}
+
+/// Whether every replica in `replicas` holds the same bytes for partition 0 of `topic`.
+fn logs_agree(cluster: &Cluster, replicas: &[i32], topic: &str) -> bool {
+    let logs: Vec<Vec<u8>> = replicas
+        .iter()
+        .map(|&id| segment_bytes(cluster.node(id), topic))
+        .collect();
+    logs.iter().all(|log| log == &logs[0])
 }
 
 /// Produces `count` records `{prefix}-{i}` to partition 0 with acks=all; returns once all are acknowledged.
@@ -424,12 +438,7 @@ async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() 
     for &id in &followers {
         cluster.node(id).pause();
     }
-    let only_leader: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &cluster.node(leader).addr)
-        .set("broker.address.family", "v4")
-        .set("acks", "1")
-        .create()
-        .unwrap();
+    let only_leader: FutureProducer = producer_to(&cluster.node(leader).addr, "1");
     produce(&only_leader, "diverge", "acks1", 5).await;
     // Then the leader falls silent, the followers come back, and one of them is elected.
     cluster.node(leader).pause();
@@ -443,16 +452,7 @@ async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() 
             .is_some_and(|t| t.partitions[0].leader >= 0 && t.partitions[0].leader != leader)
     })
     .await;
-    let survivors = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            format!("{},{}", observer.addr, cluster.node(followers[1]).addr),
-        )
-        .set("broker.address.family", "v4")
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .create::<FutureProducer>()
-        .unwrap();
+    let survivors = producer_to(&format!("{},{}", observer.addr, cluster.node(followers[1]).addr), "all");
     produce(&survivors, "diverge", "after", 7).await;
 
     // The old leader returns: once it is in the ISR again, every replica's log is the same bytes.
@@ -461,10 +461,7 @@ async fn a_replaced_leader_comes_back_with_a_log_identical_to_the_new_leaders() 
         let in_sync = topic(observer, "diverge")
             .await
             .is_some_and(|t| t.partitions[0].isr.len() == NODES);
-        let logs: Vec<Vec<u8>> = (1..=NODES as i32)
-            .map(|id| segment_bytes(cluster.node(id), "diverge"))
-            .collect();
-        in_sync && logs.iter().all(|log| log == &logs[0])
+        in_sync && logs_agree(&cluster, &[1, 2, 3], "diverge")
     })
     .await;
     // What consumers read: the base records, those acks=1 writes the new leader had (a prefix, in order),
@@ -529,12 +526,7 @@ async fn after_an_unclean_election_the_old_leader_truncates_what_it_alone_had() 
             .is_some_and(|t| t.partitions[0].isr == [leader])
     })
     .await;
-    let alone: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &cluster.node(leader).addr)
-        .set("broker.address.family", "v4")
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let alone: FutureProducer = producer_to(&cluster.node(leader).addr, "all");
     produce(&alone, "unclean", "lost", 5).await;
 
     // The leader falls silent before they return: one of them is elected, out of sync.
@@ -548,13 +540,7 @@ async fn after_an_unclean_election_the_old_leader_truncates_what_it_alone_had() 
             .is_some_and(|t| followers.contains(&t.partitions[0].leader))
     })
     .await;
-    let after = ClientConfig::new()
-        .set("bootstrap.servers", &observer.addr)
-        .set("broker.address.family", "v4")
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .create::<FutureProducer>()
-        .unwrap();
+    let after = producer_to(&observer.addr, "all");
     produce(&after, "unclean", "after", 7).await;
 
     // The old leader returns, truncates the five records only it had, and copies the new leader's.
@@ -563,11 +549,7 @@ async fn after_an_unclean_election_the_old_leader_truncates_what_it_alone_had() 
         let in_sync = topic(observer, "unclean")
             .await
             .is_some_and(|t| t.partitions[0].isr.len() == NODES);
-        let logs: Vec<Vec<u8>> = replicas
-            .iter()
-            .map(|&id| segment_bytes(cluster.node(id), "unclean"))
-            .collect();
-        in_sync && logs.iter().all(|log| log == &logs[0])
+        in_sync && logs_agree(&cluster, &replicas, "unclean")
     })
     .await;
     let mut all = expected("base", 10);

@@ -123,7 +123,6 @@ pub struct Controller {
     addr: SocketAddr,
     raft: Raft,
     images: watch::Receiver<MetadataImage>,
-    quorum: Arc<Quorum>,
     session_checks: JoinHandle<()>,
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
@@ -202,7 +201,6 @@ where
         addr,
         raft,
         images,
-        quorum,
         session_checks,
         stop_server: Some(stop_server),
         server: Some(server),
@@ -226,11 +224,6 @@ impl Controller {
     /// A receiver of the state machine's image after each applied run of entries.
     pub fn images(&self) -> watch::Receiver<MetadataImage> {
         self.images.clone()
-    }
-
-    /// The brokers' service: what this controller answers them.
-    pub fn quorum(&self) -> &Arc<Quorum> {
-        &self.quorum
     }
 
     /// Stops serving, then stops the Raft. Open RPC connections are given [`SERVER_DRAIN_TIMEOUT`] to close.

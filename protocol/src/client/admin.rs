@@ -21,9 +21,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeQuorumRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeQuorumRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use uuid::Uuid;
@@ -550,18 +550,19 @@ impl Client {
 
     /// The cluster id, controller and live brokers.
     pub async fn describe_cluster(&mut self) -> Result<Cluster> {
-        let response = self.send_describe_cluster(false).await?;
+        let described = self.describe_cluster_with_fenced().await?;
         Ok(Cluster {
-            cluster_id: response.cluster_id.to_string(),
-            controller_id: response.controller_id.0,
-            brokers: response
+            cluster_id: described.cluster_id,
+            controller_id: described.controller_id,
+            brokers: described
                 .brokers
                 .into_iter()
+                .filter(|b| !b.fenced)
                 .map(|b| BrokerMetadata {
-                    node_id: b.broker_id.0,
-                    host: b.host.to_string(),
+                    node_id: b.node_id,
+                    host: b.host,
                     port: b.port,
-                    rack: b.rack.map(|r| r.to_string()),
+                    rack: b.rack,
                 })
                 .collect(),
         })
@@ -571,7 +572,11 @@ impl Client {
     /// Brokers older than DescribeCluster v2 list only the live ones ([`ClusterDescription::fenced_listed`]).
     pub async fn describe_cluster_with_fenced(&mut self) -> Result<ClusterDescription> {
         let fenced_listed = self.version::<DescribeClusterRequest>()? >= 2;
-        let response = self.send_describe_cluster(fenced_listed).await?;
+        let request = DescribeClusterRequest::default().with_include_fenced_brokers(fenced_listed);
+        let response = self.send(request).await?;
+        check(response.error_code, response.error_message.as_ref(), || {
+            "describing the cluster".into()
+        })?;
         Ok(ClusterDescription {
             cluster_id: response.cluster_id.to_string(),
             controller_id: response.controller_id.0,
@@ -591,15 +596,6 @@ impl Client {
     }
 
     /// DescribeCluster, asking for fenced brokers too when `include_fenced` (which needs v2).
-    async fn send_describe_cluster(&mut self, include_fenced: bool) -> Result<DescribeClusterResponse> {
-        let request = DescribeClusterRequest::default().with_include_fenced_brokers(include_fenced);
-        let response = self.send(request).await?;
-        check(response.error_code, response.error_message.as_ref(), || {
-            "describing the cluster".into()
-        })?;
-        Ok(response)
-    }
-
     /// The controller quorum: leader, epoch, high watermark and each voter's position (DescribeQuorum on
     /// `__cluster_metadata-0`). A broker that cannot reach the controllers answers an error (Strata and
     /// Kafka: RequestTimedOut), as does a quorum without a leader (NotLeaderOrFollower).
