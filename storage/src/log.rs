@@ -178,6 +178,8 @@ pub struct Log {
     dirs_unsynced: bool,
     /// The first offset of each leader epoch in the log, persisted as `leader-epoch-checkpoint`.
     epochs: LeaderEpochCache,
+    /// When the active segment was created or, for one found on disk, opened (ms since the Unix epoch).
+    active_since_ms: i64,
 }
 
 /// Where appended batches come from, which decides how they are checked.
@@ -276,6 +278,7 @@ impl Log {
             offline: false,
             dirs_unsynced: false,
             epochs,
+            active_since_ms: now_ms(),
         };
         match log.segments.keys().next().copied() {
             None => {
@@ -716,9 +719,12 @@ impl Log {
         }
         let now_ms = now_ms();
         let full = active.size() + bytes > self.config.segment_bytes.min(SEGMENT_POSITION_MAX);
+        // Kafka's `segment.ms` counts from the first batch's timestamp, which the producer chose: one with
+        // an ancient timestamp would roll a segment at every append (thousands of files and maps from one
+        // client). Counting from the segment's creation too bounds the rolls to one per `segment.ms`.
         let old = active
             .first_batch_timestamp()
-            .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms as i64);
+            .is_some_and(|t| now_ms.saturating_sub(t.max(self.active_since_ms)) > self.config.segment_ms as i64);
         let offsets_overflow = last_offset - active.base_offset() > RELATIVE_OFFSET_MAX;
         if full || old || offsets_overflow || active.indexes_full() {
             self.roll()?;
@@ -748,6 +754,7 @@ impl Log {
         self.last_flush = Instant::now();
         let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
         self.segments.insert(next, segment);
+        self.active_since_ms = now_ms();
         self.sync_dirs()
     }
 

@@ -263,16 +263,27 @@ fn segments_roll_at_the_size_limit_and_reads_cross_them() {
 #[test]
 fn segments_roll_by_age_and_when_an_index_fills() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path(), config(&[("segment.ms", &HOUR_MS.to_string())]));
-    log.append(&mut records(1, now_ms() - 2 * HOUR_MS), 0).unwrap();
+    let segment_ms = 50;
+    let mut log = open(dir.path(), config(&[("segment.ms", &segment_ms.to_string())]));
+    // A producer's ancient timestamp alone does not roll: otherwise each of its batches would start a
+    // segment (files, maps and descriptors without end, from one client).
+    for _ in 0..100 {
+        log.append(&mut records(1, now_ms() - 2 * HOUR_MS), 0).unwrap();
+    }
+    assert_eq!(log.segment_count(), 1, "a segment created moments ago is not old");
+    // Once the segment is older than segment.ms by the clock as well, the next append rolls it.
+    let created = std::time::Instant::now();
+    let deadline = created + std::time::Duration::from_secs(10);
+    while log.segment_count() == 1 {
+        assert!(std::time::Instant::now() < deadline, "the segment never rolled");
+        std::thread::sleep(std::time::Duration::from_millis(segment_ms));
+        log.append(&mut records(1, now_ms()), 0).unwrap();
+    }
+    assert!(created.elapsed().as_millis() >= u128::from(segment_ms));
+    assert_eq!(log.segment_base_offsets()[0], 0);
+    let rolled = log.segment_count();
     log.append(&mut records(1, now_ms()), 0).unwrap();
-    assert_eq!(
-        log.segment_base_offsets(),
-        vec![0, 1],
-        "the first batch was older than segment.ms"
-    );
-    log.append(&mut records(1, now_ms()), 0).unwrap();
-    assert_eq!(log.segment_count(), 2);
+    assert_eq!(log.segment_count(), rolled, "a young segment with young batches stays");
 
     let dir = tempfile::tempdir().unwrap();
     // 24 bytes hold three offset index entries but only two time index entries (12 bytes each); with an
