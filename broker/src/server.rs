@@ -18,7 +18,8 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use strata_protocol::frame::{FrameCodec, FrameError};
 use strata_protocol::request::{self, RequestError};
 use strata_protocol::response;
-use tokio::net::{TcpListener, TcpStream};
+use strata_protocol::transport::{BoxIo, Listener};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,7 @@ const CONNECTIONS_MAX: usize = 10_000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves Kafka clients on `listener` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let connections = TaskTracker::new();
     loop {
@@ -72,8 +73,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
 }
 
 /// Serves one connection until the client closes it, it sends something that closes it, or shutdown.
-async fn serve(stream: TcpStream, peer: SocketAddr, broker: &Broker, shutdown: &CancellationToken) {
-    let _ = stream.set_nodelay(true);
+async fn serve(stream: BoxIo, peer: SocketAddr, broker: &Broker, shutdown: &CancellationToken) {
     let mut framed = Framed::new(stream, FrameCodec::new(broker.settings.socket_request_max_bytes));
     debug!(%peer, "connection opened");
     loop {

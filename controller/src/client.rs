@@ -9,8 +9,8 @@
 //! [`follow`] streams committed metadata from any controller (the preferred one first: on a combined node,
 //! its own) and replays it into a [`MetadataImage`], published on a `watch` with the index it reflects.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::image::MetadataImage;
-use crate::network::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, RPC_MESSAGE_BYTES_MAX};
+use crate::network::{Connect, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, RPC_MESSAGE_BYTES_MAX};
 use crate::proto::controller as pb;
 use crate::proto::controller::controller_service_client::ControllerServiceClient;
 use crate::quorum::NOT_CONTROLLER;
@@ -77,8 +77,13 @@ pub struct ControllerClient {
 }
 
 impl ControllerClient {
-    /// A client of `voters` (id, HOST:PORT). Connections are made on first use.
+    /// A client of `voters` (id, HOST:PORT) over the OS's TCP. Connections are made on first use.
     pub fn new(voters: &[(NodeId, String)]) -> Result<Self, ClientError> {
+        Self::with_connect(voters, Arc::new(Endpoint::connect_lazy))
+    }
+
+    /// A client of `voters` whose channels `connect` makes (lazily), as [`crate::network::Network::with_connect`].
+    pub fn with_connect(voters: &[(NodeId, String)], connect: Connect) -> Result<Self, ClientError> {
         let voters = voters
             .iter()
             .map(|(id, addr)| {
@@ -94,8 +99,8 @@ impl ControllerClient {
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                     .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
+                    .keep_alive_while_idle(true);
+                let channel = connect(&channel);
                 let client = ControllerServiceClient::new(channel)
                     .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX);

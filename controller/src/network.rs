@@ -22,11 +22,16 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
@@ -57,6 +62,38 @@ pub const RPC_MESSAGE_BYTES_MAX: usize = 256 << 20;
 /// The channel must connect lazily (on its first RPC, and again after losing its connection): it is made
 /// when openraft first needs the peer, which may well be down then.
 pub type Connect = Arc<dyn Fn(&Endpoint) -> Channel + Send + Sync>;
+
+/// A connection accepted by any transport, with what tonic's server asks of one (its connect info, of which
+/// nothing is used). [`crate::start_on`] serves connections of this shape from a simulated network as well
+/// as from the OS's.
+#[derive(Debug)]
+pub struct Accepted<T>(pub T);
+
+impl<T> Connected for Accepted<T> {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Accepted<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Accepted<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
 
 /// openraft's network factory for node `id`: makes a [`PeerClient`] per peer.
 #[derive(Clone)]

@@ -15,12 +15,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::Stream;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -86,6 +87,8 @@ pub struct Quorum {
     feed: watch::Receiver<Feed>,
     settings: QuorumSettings,
     active: Mutex<Option<Active>>,
+    /// Sessions are timed on tokio's clock, which a simulation (turmoil) drives: a broker's session then
+    /// ends in simulated time, as it would in real time.
     clock: Instant,
 }
 

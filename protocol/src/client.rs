@@ -44,10 +44,10 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::frame::{FrameCodec, FrameError};
+use crate::transport::{BoxIo, Connector};
 
 pub use fetch::{FetchOptions, FetchedPartition};
 pub use produce::{Acked, Acks, Answered, ProducePipeline, ProduceQueue};
@@ -147,6 +147,8 @@ pub struct ClientOptions {
     pub client_id: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// How connections are opened: the OS's TCP unless a simulation gives its own.
+    pub connector: Connector,
 }
 
 impl Default for ClientOptions {
@@ -155,6 +157,7 @@ impl Default for ClientOptions {
             client_id: "strata-client".into(),
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            connector: Connector::tcp(),
         }
     }
 }
@@ -170,8 +173,9 @@ struct Outstanding {
 /// A connection to one broker. See the module documentation.
 #[derive(Debug)]
 pub struct Client {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<BoxIo, FrameCodec>,
     addr: String,
+    peer: SocketAddr,
     options: ClientOptions,
     client_id: StrBytes,
     /// The broker's version range per API key, from ApiVersions.
@@ -189,17 +193,20 @@ impl Client {
 
     /// Connects to `addr`, trying each address the name resolves to, and negotiates versions.
     pub async fn connect_with(addr: &str, options: ClientOptions) -> Result<Client> {
-        let stream = tokio::time::timeout(options.connect_timeout, open(addr))
+        let (stream, peer) = tokio::time::timeout(options.connect_timeout, options.connector.connect(addr))
             .await
             .map_err(|_| ClientError::Connect {
                 addr: addr.into(),
                 reason: format!("timed out after {:?}", options.connect_timeout),
-            })??;
-        // Requests are written whole; Nagle would only delay the small ones.
-        let _ = stream.set_nodelay(true);
+            })?
+            .map_err(|e| ClientError::Connect {
+                addr: addr.into(),
+                reason: e.to_string(),
+            })?;
         let mut client = Client {
             framed: Framed::new(stream, FrameCodec::default()),
             addr: addr.into(),
+            peer,
             client_id: StrBytes::from_string(options.client_id.clone()),
             options,
             broker_versions: HashMap::new(),
@@ -218,7 +225,7 @@ impl Client {
 
     /// The address the connection reached.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.framed.get_ref().peer_addr().ok()
+        Some(self.peer)
     }
 
     /// Whether requests can still be sent: false after an error that left the connection in an unknown
@@ -474,27 +481,6 @@ impl Client {
 
 fn api_key_of<R: Request>() -> ApiKey {
     ApiKey::try_from(R::KEY).expect("every kafka-protocol request has a known API key")
-}
-
-/// Opens a TCP connection to the first address of `addr` that accepts one.
-async fn open(addr: &str) -> Result<TcpStream> {
-    let failed = |reason: String| ClientError::Connect {
-        addr: addr.into(),
-        reason,
-    };
-    let resolved = tokio::net::lookup_host(addr)
-        .await
-        .map_err(|e| failed(format!("resolving: {e}")))?;
-    let mut last_error = None;
-    for socket_addr in resolved {
-        match TcpStream::connect(socket_addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last_error = Some(format!("{socket_addr}: {e}")),
-        }
-    }
-    Err(failed(
-        last_error.unwrap_or_else(|| "the name resolves to no address".into()),
-    ))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`client`]: a small async client: one broker's connection (version negotiation, any request, pipelined
 //!   produce, typed admin helpers), and a router over a cluster's brokers that finds partition leaders and
 //!   group coordinators; used by the `strata` CLI and the tests.
+//! - [`transport`]: what connections run over: the OS's TCP, or a simulation's.
 //!
 //! # Errors
 //!
@@ -20,5 +21,6 @@ pub mod client;
 pub mod frame;
 pub mod request;
 pub mod response;
+pub mod transport;
 
 pub use kafka_protocol;
