@@ -7,23 +7,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use kafka_protocol::ResponseError;
 use strata_controller::client::ControllerClient;
 use strata_controller::proto::controller::{self as pb, write_request::Command};
 use strata_controller::proto::metadata::ConfigResourceType;
 use strata_storage::TopicPartition;
-use tracing::info;
+use tracing::{debug, info};
 use uuid::Uuid;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::fetcher::Fetchers;
 use crate::groups::Coordinator;
 use crate::groups::offsets::OffsetStore;
 use crate::http::Metrics;
 use crate::metadata::{MetadataView, NodeIdentity, Topic};
 use crate::producers::ProducerIds;
-use crate::replica::{IsrChange, ReplicaManager};
+use crate::replica::{ControllerChannel, ControllerRefusal, IsrChange, ReplicaManager};
 use crate::settings::{BrokerSettings, SettingError};
 
 /// Kafka's longest topic name: 249 characters, so `<topic>-<partition>` fits a 255-byte file name.
@@ -47,13 +47,13 @@ pub struct Broker {
     /// This run of the broker process, as registered with the controller.
     pub incarnation: u64,
     /// The cluster metadata, followed from the controllers.
-    pub metadata: MetadataView,
-    /// The active controller, for metadata changes.
+    pub metadata: Arc<MetadataView>,
+    /// The active controller, for registration and heartbeats.
     pub controller: Arc<ControllerClient>,
+    /// Metadata changes sent to the active controller.
+    pub changes: Arc<MetadataChanges>,
     pub producer_ids: ProducerIds,
-    pub replicas: ReplicaManager,
-    /// Fetchers of the partitions this broker follows.
-    pub fetchers: Fetchers,
+    pub replicas: Arc<ReplicaManager>,
     pub metrics: Metrics,
     pub groups: Arc<Coordinator>,
     pub offsets: OffsetStore,
@@ -101,14 +101,20 @@ const METADATA_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the answer to a metadata change waits for this broker to act on it (host its new partitions).
 const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(2);
 
-impl Broker {
-    pub fn node_id(&self) -> i32 {
-        self.identity.node_id
-    }
+/// Sends metadata changes to the active controller and waits until this broker's metadata shows them, so
+/// that whoever asked sees the change through this broker at once. Topic operations and the replica
+/// manager's ISR changes ([`ControllerChannel`]) go through it.
+#[derive(Debug)]
+pub struct MetadataChanges {
+    pub controller: Arc<ControllerClient>,
+    pub metadata: Arc<MetadataView>,
+    pub node_id: i32,
+    /// This run of the broker, which ISR changes carry.
+    pub incarnation: u64,
+}
 
-    /// Sends a metadata change to the active controller and waits until this broker's image shows it, so
-    /// that the client that asked sees the change through this broker at once.
-    async fn change_metadata(&self, command: Command, validate_only: bool) -> Result<(), TopicFailure> {
+impl MetadataChanges {
+    async fn change(&self, command: Command, validate_only: bool) -> Result<(), TopicFailure> {
         let request = pb::WriteRequest {
             command: Some(command),
             validate_only,
@@ -129,6 +135,7 @@ impl Broker {
             return Err(TopicFailure::new(error, reply.message));
         }
         let index = reply.metadata_index;
+        debug!(index, "metadata change made; waiting to know it");
         if !self.metadata.wait_to_know(index, METADATA_CHANGE_TIMEOUT).await {
             return Err(TopicFailure::new(
                 ResponseError::RequestTimedOut,
@@ -142,6 +149,41 @@ impl Broker {
             info!(index, "answering before this broker has acted on the change");
         }
         Ok(())
+    }
+}
+
+impl ControllerChannel for MetadataChanges {
+    fn alter_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        change: IsrChange,
+    ) -> BoxFuture<'_, Result<(), ControllerRefusal>> {
+        let command = Command::AlterPartition(pb::AlterPartition {
+            broker_id: self.node_id,
+            incarnation: self.incarnation,
+            topic_id: topic_id.as_bytes().to_vec(),
+            partition: tp.partition,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            isr: change.isr,
+        });
+        Box::pin(async move {
+            self.change(command, false).await.map_err(|f| ControllerRefusal {
+                error: f.error,
+                message: f.message,
+            })
+        })
+    }
+}
+
+impl Broker {
+    pub fn node_id(&self) -> i32 {
+        self.identity.node_id
+    }
+
+    async fn change_metadata(&self, command: Command, validate_only: bool) -> Result<(), TopicFailure> {
+        self.changes.change(command, validate_only).await
     }
 
     /// Checks a new topic here (name, counts, settings), then has the controller create it (unless
@@ -291,21 +333,6 @@ impl Broker {
                 format!("topic `{name}` does not exist"),
             )
         })
-    }
-
-    /// Asks the controller for a partition's new ISR, as its leader (Kafka's AlterPartition). The outcome
-    /// arrives with the metadata.
-    pub async fn alter_isr(&self, tp: &TopicPartition, topic_id: Uuid, change: IsrChange) -> Result<(), TopicFailure> {
-        let command = Command::AlterPartition(pb::AlterPartition {
-            broker_id: self.node_id(),
-            incarnation: self.incarnation,
-            topic_id: topic_id.as_bytes().to_vec(),
-            partition: tp.partition,
-            leader_epoch: change.leader_epoch,
-            partition_epoch: change.partition_epoch,
-            isr: change.isr,
-        });
-        self.change_metadata(command, false).await
     }
 }
 

@@ -21,19 +21,22 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderP
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strata_protocol::client::{Client, ClientOptions};
+use strata_protocol::transport::Connector;
 use strata_storage::{ReplicaAppendError, TopicPartition};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
-use crate::replica::{Partition, for_each_header};
+use crate::replica::{Partition, ReplicaManager, for_each_header};
 
 /// How long the leader may hold a fetch that finds nothing new.
 const FETCH_MAX_WAIT_MS: i32 = 500;
 const FETCH_BYTES_MAX: i32 = 16 << 20;
 const PARTITION_FETCH_BYTES_MAX: i32 = 1 << 20;
-/// A request that takes longer than this is abandoned and the connection made again.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request that takes longer than this is abandoned and the connection made again. A fetch is answered
+/// within [`FETCH_MAX_WAIT_MS`] when the leader is there, so anything much longer means the connection is
+/// dead (its packets dropped by a partition, say): waiting Kafka's 30 s `replica.socket.timeout.ms` there
+/// would hold acks=all for as long after the network heals.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(FETCH_MAX_WAIT_MS as u64 + 2_500);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -59,15 +62,24 @@ impl FromLeader {
 }
 
 /// Every fetcher of this broker, by leader.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Fetchers {
     by_leader: Mutex<HashMap<i32, Arc<FromLeader>>>,
+    /// How connections to leaders are made.
+    connector: Connector,
 }
 
 impl Fetchers {
-    /// Follows `tp` from `leader` at `leader_epoch` (from any other leader no more). A new epoch truncates
-    /// first.
-    pub fn follow(&self, broker: &Arc<Broker>, tp: TopicPartition, leader: i32, leader_epoch: i32) {
+    pub fn new(connector: Connector) -> Self {
+        Self {
+            by_leader: Mutex::default(),
+            connector,
+        }
+    }
+
+    /// Follows `tp` from `leader` at `leader_epoch` (from any other leader no more), for `manager`. A new
+    /// epoch truncates first.
+    pub fn follow(&self, manager: &Arc<ReplicaManager>, tp: TopicPartition, leader: i32, leader_epoch: i32) {
         let mut by_leader = self.by_leader.lock().unwrap_or_else(PoisonError::into_inner);
         for (id, from) in by_leader.iter() {
             if *id != leader {
@@ -87,7 +99,8 @@ impl Fetchers {
             }
         }
         if !from.running.swap(true, Ordering::AcqRel) {
-            tokio::spawn(run(broker.clone(), leader, from.clone()));
+            debug!(leader, "starting a fetcher");
+            tokio::spawn(run(manager.clone(), leader, from.clone()));
         }
         from.wake.notify_one();
     }
@@ -108,11 +121,11 @@ impl Fetchers {
 }
 
 /// The task fetching from `leader` while it has partitions to fetch.
-async fn run(broker: Arc<Broker>, leader: i32, from: Arc<FromLeader>) {
+async fn run(manager: Arc<ReplicaManager>, leader: i32, from: Arc<FromLeader>) {
     let mut client: Option<Client> = None;
     let mut backoff = BACKOFF_MIN;
     loop {
-        if broker.shutdown.is_cancelled() {
+        if manager.shutdown().is_cancelled() {
             from.running.store(false, Ordering::Release);
             return;
         }
@@ -123,58 +136,59 @@ async fn run(broker: Arc<Broker>, leader: i32, from: Arc<FromLeader>) {
             // A partition added after the check above but before the store would have found the task
             // running and not started another: look once more.
             if from.partitions().is_empty() || from.running.swap(true, Ordering::AcqRel) {
+                debug!(leader, "fetcher stopped: nothing left to follow from this leader");
                 return;
             }
             continue;
         }
         let connection = match client.as_mut() {
             Some(connection) => connection,
-            None => match connect(&broker, leader).await {
+            None => match connect(&manager, leader).await {
                 Ok(connection) => client.insert(connection),
                 Err(e) => {
                     debug!(leader, error = %e, "cannot reach the leader yet");
-                    pause(&broker, &from, &mut backoff).await;
+                    pause(&manager, &from, &mut backoff).await;
                     continue;
                 }
             },
         };
-        let result = fetch_round(&broker, connection, &from, &followed).await;
+        tracing::trace!(node = manager.node_id(), leader, followed = ?followed, "fetch round");
+        let result = fetch_round(&manager, connection, &from, &followed).await;
         match result {
             Ok(progress) => {
                 if progress {
                     backoff = BACKOFF_MIN;
                 } else {
-                    pause(&broker, &from, &mut backoff).await;
+                    pause(&manager, &from, &mut backoff).await;
                 }
             }
             Err(e) => {
                 debug!(leader, error = %e, "fetching from the leader failed; reconnecting");
                 client = None;
-                pause(&broker, &from, &mut backoff).await;
+                pause(&manager, &from, &mut backoff).await;
             }
         }
     }
 }
 
-async fn pause(broker: &Broker, from: &FromLeader, backoff: &mut Duration) {
+async fn pause(manager: &ReplicaManager, from: &FromLeader, backoff: &mut Duration) {
     tokio::select! {
         () = tokio::time::sleep(*backoff) => {}
         () = from.wake.notified() => {}
-        () = broker.shutdown.cancelled() => {}
+        () = manager.shutdown().cancelled() => {}
     }
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
 }
 
-async fn connect(broker: &Broker, leader: i32) -> anyhow::Result<Client> {
-    let image = broker.metadata.image();
-    let listener = image
-        .broker(leader)
-        .and_then(|b| b.listeners.first())
+async fn connect(manager: &ReplicaManager, leader: i32) -> anyhow::Result<Client> {
+    let addr = manager
+        .cluster()
+        .broker_address(leader)
         .ok_or_else(|| anyhow::anyhow!("broker {leader} has no listener in the metadata"))?;
-    let addr = format!("{}:{}", listener.host, listener.port);
     let options = ClientOptions {
-        client_id: format!("strata-replica-{}", broker.node_id()),
+        client_id: format!("strata-replica-{}", manager.node_id()),
         request_timeout: REQUEST_TIMEOUT,
+        connector: manager.fetchers().connector.clone(),
         ..ClientOptions::default()
     };
     Ok(Client::connect_with(&addr, options).await?)
@@ -183,15 +197,15 @@ async fn connect(broker: &Broker, leader: i32) -> anyhow::Result<Client> {
 /// Truncates what needs it, then fetches once. Returns whether any partition made progress (records or
 /// truncation), so that a round of errors only backs off.
 async fn fetch_round(
-    broker: &Broker,
+    manager: &ReplicaManager,
     client: &mut Client,
     from: &FromLeader,
     followed: &[(TopicPartition, Followed)],
 ) -> anyhow::Result<bool> {
     let untruncated: Vec<_> = followed.iter().filter(|(_, f)| !f.truncated).collect();
-    let mut progress = !untruncated.is_empty() && truncate(broker, client, from, &untruncated).await? > 0;
+    let mut progress = !untruncated.is_empty() && truncate(manager, client, from, &untruncated).await? > 0;
     let mut request = FetchRequest::default()
-        .with_replica_id(BrokerId(broker.node_id()))
+        .with_replica_id(BrokerId(manager.node_id()))
         .with_max_wait_ms(FETCH_MAX_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(FETCH_BYTES_MAX)
@@ -199,7 +213,7 @@ async fn fetch_round(
     let mut wanted: HashMap<TopicPartition, Arc<Partition>> = HashMap::new();
     let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
     for (tp, f) in followed {
-        let Some(partition) = broker.replicas.get(tp) else {
+        let Some(partition) = manager.get(tp) else {
             continue;
         };
         if !from
@@ -325,7 +339,7 @@ fn mark_untruncated(from: &FromLeader, tp: &TopicPartition) {
 /// OffsetsForLeaderEpoch): records past that point were never committed under the new leader. Returns how
 /// many partitions are ready to fetch (a leader that has not taken the leadership yet refuses; those wait).
 async fn truncate(
-    broker: &Broker,
+    manager: &ReplicaManager,
     client: &mut Client,
     from: &FromLeader,
     partitions: &[&(TopicPartition, Followed)],
@@ -334,7 +348,7 @@ async fn truncate(
     let mut topics: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
     let mut asked = Vec::new();
     for (tp, f) in partitions {
-        let Some(partition) = broker.replicas.get(tp) else {
+        let Some(partition) = manager.get(tp) else {
             continue;
         };
         let latest = partition
@@ -360,7 +374,7 @@ async fn truncate(
         return Ok(ready);
     }
     let request = OffsetForLeaderEpochRequest::default()
-        .with_replica_id(BrokerId(broker.node_id()))
+        .with_replica_id(BrokerId(manager.node_id()))
         .with_topics(
             topics
                 .into_iter()

@@ -44,17 +44,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_controller::client::{self as controller_client, ControllerClient};
+use strata_controller::network::{Accepted, Connect, Network};
 use strata_controller::proto::raft::ControllerNode;
 use strata_controller::{Controller, QuorumSettings};
+use strata_protocol::transport::{Connector, Listener};
 use strata_storage::{LogManager, ManagerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::broker::{Advertised, Broker};
+use crate::broker::{Advertised, Broker, MetadataChanges};
 use crate::config::ServerConfig;
 use crate::metadata::{MetadataView, NodeIdentity};
 use crate::producers::ProducerIds;
-use crate::replica::ReplicaManager;
+use crate::replica::{ReplicaManager, ReplicaSettings};
 
 /// The Raft timings of the metadata quorum. A follower campaigns once it has heard nothing for the leader's
 /// lease (openraft's: the longest election timeout) plus its own random election timeout, so a leader that
@@ -66,6 +68,63 @@ const RAFT_ELECTION_TIMEOUT_MS: (u64, u64) = (300, 600);
 /// broker, as `config.roles` says. Stopping drains connections, moves this broker's leaderships away,
 /// flushes every log and writes the checkpoints and the clean-shutdown marker.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let transport = Transport::bind(&config).await?;
+    run_on(config, transport, shutdown).await
+}
+
+/// What a node's connections run over (see [`strata_protocol::transport`]): the OS's TCP in `strata server`,
+/// a simulated network in the simulation of whole clusters (`tests/`).
+pub struct Transport {
+    /// Where Kafka clients, and other brokers' replica fetchers, connect, on a node with the broker role.
+    pub kafka: Option<Box<dyn Listener>>,
+    /// The controller's Raft and service RPCs, on a node with the controller role.
+    pub controller: Option<Box<dyn Listener>>,
+    /// `/health` and `/metrics`; a simulation has none.
+    pub http: Option<tokio::net::TcpListener>,
+    /// Outgoing Kafka connections: this broker's replica fetchers.
+    pub kafka_connect: Connector,
+    /// Outgoing controller channels: Raft peers, and this broker's client of the quorum.
+    pub controller_connect: Connect,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// The OS's TCP, with the listeners `config`'s roles need bound where it says.
+    pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
+        let controller: Option<Box<dyn Listener>> = match config.roles.controller {
+            true => {
+                let listener = tokio::net::TcpListener::bind(&config.controller_listen)
+                    .await
+                    .with_context(|| format!("binding the controller listener on {}", config.controller_listen))?;
+                info!(addr = %listener.local_addr()?, "controller listener ready");
+                Some(Box::new(listener))
+            }
+            false => None,
+        };
+        let kafka: Option<Box<dyn Listener>> = match config.roles.broker {
+            true => Some(Box::new(server::bind(&config.listen).await?)),
+            false => None,
+        };
+        let http = tokio::net::TcpListener::bind(&config.http_listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {}", config.http_listen))?;
+        Ok(Self {
+            kafka,
+            controller,
+            http: Some(http),
+            kafka_connect: Connector::tcp(),
+            controller_connect: Arc::new(tonic::transport::Endpoint::connect_lazy),
+        })
+    }
+}
+
+/// [`run`] over `transport`.
+pub async fn run_on(config: ServerConfig, transport: Transport, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let seed = config.controller_voters.as_ref().map(|voters| {
         let mut named: Vec<String> = voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect();
@@ -73,9 +132,16 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         named.join(",")
     });
     let identity = NodeIdentity::load_or_create(&config.data_dir, config.node_id, seed.as_deref())?;
-    let controller = match config.roles.controller {
-        true => Some(start_controller(&config).await?),
-        false => None,
+    let Transport {
+        kafka,
+        controller: controller_listener,
+        http,
+        kafka_connect,
+        controller_connect,
+    } = transport;
+    let controller = match controller_listener {
+        Some(listener) => Some(start_controller(&config, listener, controller_connect.clone()).await?),
+        None => None,
     };
     let voters = match (&config.controller_voters, &controller) {
         (Some(voters), _) => voters.clone(),
@@ -83,10 +149,17 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         (None, None) => unreachable!("a broker-only node is configured with voters"),
     };
     let quorum_view = controller.as_ref().map(|c| (c.raft().clone(), c.id()));
-    let result = if config.roles.broker {
-        run_broker(&config, identity, &voters, quorum_view, shutdown).await
-    } else {
-        serve_controller_only(&config, quorum_view, shutdown).await
+    let result = match kafka {
+        Some(kafka) => {
+            let transport = BrokerTransport {
+                kafka,
+                http,
+                kafka_connect,
+                controller_connect,
+            };
+            run_broker(&config, identity, &voters, quorum_view, transport, shutdown).await
+        }
+        None => serve_controller_only(config.node_id, quorum_view, http, shutdown).await,
     };
     if let Some(controller) = controller {
         controller.shutdown().await;
@@ -96,12 +169,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 
 /// Starts this node's controller on `--controller-listen`, and on a quorum's first start writes the
 /// voters as its first membership.
-async fn start_controller(config: &ServerConfig) -> anyhow::Result<Controller> {
-    let listener = tokio::net::TcpListener::bind(&config.controller_listen)
-        .await
-        .with_context(|| format!("binding the controller listener on {}", config.controller_listen))?;
+async fn start_controller(
+    config: &ServerConfig,
+    listener: Box<dyn Listener>,
+    connect: Connect,
+) -> anyhow::Result<Controller> {
     let addr = listener.local_addr()?;
-    info!(%addr, "controller listener ready");
     let id = config.node_id as u64;
     let raft_config = openraft::Config {
         cluster_name: "strata".into(),
@@ -114,7 +187,13 @@ async fn start_controller(config: &ServerConfig) -> anyhow::Result<Controller> {
         session_timeout_ms: config.settings.broker_session_timeout_ms,
         auto_leader_rebalance: config.settings.auto_leader_rebalance,
     };
-    let controller = strata_controller::start_with(id, &config.data_dir, listener, raft_config, settings)
+    // A failed accept is skipped by tonic's server; it stops when this stream ends, which it never does.
+    let incoming = futures_util::stream::unfold(listener, |mut listener| async move {
+        let accepted = listener.accept().await.map(|(io, _)| Accepted(io));
+        Some((accepted, listener))
+    });
+    let network = Network::with_connect(id, move |endpoint| connect(endpoint));
+    let controller = strata_controller::start_on(id, &config.data_dir, addr, incoming, network, raft_config, settings)
         .await
         .context("starting the controller")?;
     let voters: BTreeMap<u64, ControllerNode> = match &config.controller_voters {
@@ -137,22 +216,29 @@ async fn start_controller(config: &ServerConfig) -> anyhow::Result<Controller> {
 
 /// A node with only the controller role: its HTTP endpoint, with the controller's figures, until `shutdown`.
 async fn serve_controller_only(
-    config: &ServerConfig,
+    node_id: i32,
     quorum_view: Option<(strata_controller::types::Raft, u64)>,
+    http: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (raft, id) = quorum_view.expect("a controller-only node runs a controller");
-    let http = bind_http(config).await?;
-    let render: http::Render = Arc::new(move || http::controller_metrics(&raft, id));
-    info!(node_id = config.node_id, "controller-only node is serving");
-    http::run(http, render, shutdown).await;
+    info!(node_id, "controller-only node is serving");
+    match http {
+        Some(http) => {
+            let render: http::Render = Arc::new(move || http::controller_metrics(&raft, id));
+            http::run(http, render, shutdown).await;
+        }
+        None => shutdown.cancelled().await,
+    }
     Ok(())
 }
 
-async fn bind_http(config: &ServerConfig) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(&config.http_listen)
-        .await
-        .with_context(|| format!("binding the HTTP listener on {}", config.http_listen))
+/// What the broker role's connections run over: [`Transport`] less the controller's listener.
+struct BrokerTransport {
+    kafka: Box<dyn Listener>,
+    http: Option<tokio::net::TcpListener>,
+    kafka_connect: Connector,
+    controller_connect: Connect,
 }
 
 async fn run_broker(
@@ -160,8 +246,15 @@ async fn run_broker(
     identity: NodeIdentity,
     voters: &[(u64, String)],
     quorum_view: Option<(strata_controller::types::Raft, u64)>,
+    transport: BrokerTransport,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let BrokerTransport {
+        kafka,
+        http,
+        kafka_connect,
+        controller_connect,
+    } = transport;
     let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
     let (data_dir, log_defaults) = (config.data_dir.clone(), config.settings.log.clone());
     let (logs, report) =
@@ -175,27 +268,46 @@ async fn run_broker(
         "storage ready"
     );
     let logs = Arc::new(logs);
-    let kafka = server::bind(&config.listen).await?;
     let (host, port) = match config.advertise.clone() {
         Some(advertise) => advertise,
         None => config::parse_advertise(&kafka.local_addr()?.to_string())
             .context("the listener is on a wildcard address; set --advertise")?,
     };
-    let client = Arc::new(ControllerClient::new(voters)?);
+    let client = Arc::new(ControllerClient::with_connect(voters, controller_connect)?);
     let (stop_following, following) = tokio::sync::watch::channel(false);
     let local_controller = config.roles.controller.then_some(config.node_id as u64);
     let followed = controller_client::follow(client.clone(), local_controller, following);
+    let metadata = Arc::new(MetadataView::new(followed));
+    let incarnation = next_incarnation();
+    let changes = Arc::new(MetadataChanges {
+        controller: client.clone(),
+        metadata: metadata.clone(),
+        node_id: config.node_id,
+        incarnation,
+    });
+    let replica_settings = ReplicaSettings {
+        node_id: config.node_id,
+        lag_max: Duration::from_millis(config.settings.replica_lag_time_max_ms),
+        session_timeout: Duration::from_millis(config.settings.broker_session_timeout_ms),
+    };
+    let replicas = Arc::new(ReplicaManager::new(
+        replica_settings,
+        logs.clone(),
+        metadata.clone(),
+        changes.clone(),
+        kafka_connect,
+        shutdown.clone(),
+    ));
     let broker = Arc::new(Broker {
         identity,
         advertised: Advertised { host, port },
         settings: config.settings.clone(),
-        // Each run registers anew; a later run has a larger incarnation (the clock moves on between runs).
-        incarnation: now_ms().max(1) as u64 * 1000,
-        metadata: MetadataView::new(followed),
+        incarnation,
+        metadata,
         controller: client,
+        changes,
         producer_ids,
-        replicas: ReplicaManager::new(logs.clone()),
-        fetchers: Default::default(),
+        replicas,
         metrics: Default::default(),
         groups: groups::Coordinator::new(Duration::from_millis(config.settings.group_initial_rebalance_delay_ms)),
         offsets: Default::default(),
@@ -206,7 +318,7 @@ async fn run_broker(
     };
     reconcile::start(broker.clone(), shutdown.clone());
     let heartbeats = tokio::spawn(membership::heartbeat(broker.clone(), shutdown.clone()));
-    let isr_checks = tokio::spawn(replica::maintain_isrs(broker.clone(), shutdown.clone()));
+    let isr_checks = tokio::spawn(replica::maintain_isrs(broker.replicas.clone()));
     // Serve once this broker is unfenced and has acted on the metadata that unfenced it (and so leads
     // what it should).
     if !membership::wait_until_ready(&broker, registered_at, &shutdown).await {
@@ -221,16 +333,17 @@ async fn run_broker(
     }
     let upkeep = logs.start_background(Duration::from_millis(config.settings.retention_check_interval_ms));
     tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
-    let http = bind_http(config).await?;
-    let shown = broker.clone();
-    let render: http::Render = Arc::new(move || {
-        let mut page = shown.metrics.render(&shown);
-        if let Some((raft, id)) = &quorum_view {
-            page.push_str(&http::controller_metrics(raft, *id));
-        }
-        page
+    let http_task = http.map(|http| {
+        let shown = broker.clone();
+        let render: http::Render = Arc::new(move || {
+            let mut page = shown.metrics.render(&shown);
+            if let Some((raft, id)) = &quorum_view {
+                page.push_str(&http::controller_metrics(raft, *id));
+            }
+            page
+        });
+        tokio::spawn(http::run(http, render, shutdown.clone()))
     });
-    let http_task = tokio::spawn(http::run(http, render, shutdown.clone()));
     info!(node_id = broker.node_id(), cluster_id = %broker.identity.cluster_id, "Strata is serving");
     server::run(kafka, broker.clone(), shutdown).await;
 
@@ -238,7 +351,9 @@ async fn run_broker(
     membership::controlled_shutdown(&broker).await;
     heartbeats.abort();
     isr_checks.abort();
-    let _ = http_task.await;
+    if let Some(http_task) = http_task {
+        let _ = http_task.await;
+    }
     drop(stop_following);
     stop_broker(&broker, &logs, Some(upkeep)).await
 }
@@ -248,7 +363,7 @@ async fn stop_broker(
     logs: &Arc<LogManager>,
     upkeep: Option<strata_storage::manager::Background>,
 ) -> anyhow::Result<()> {
-    broker.fetchers.wake_all();
+    broker.replicas.wake_fetchers();
     if let Some(upkeep) = upkeep {
         upkeep.stop();
     }
@@ -258,6 +373,17 @@ async fn stop_broker(
         .context("closing the logs")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Runs of a broker started in this process so far.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// This run's incarnation. Each run registers anew, and a later run must have a larger incarnation: the
+/// clock moves on between runs of a process, and runs within one process (a simulation restarting its
+/// nodes within a millisecond) are told apart by a counter below the milliseconds.
+fn next_incarnation() -> u64 {
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000;
+    now_ms().max(1) as u64 * 1000 + run
 }
 
 /// Milliseconds since the Unix epoch.

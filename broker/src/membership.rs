@@ -8,6 +8,7 @@ use std::time::Duration;
 use strata_controller::client::ClientError;
 use strata_controller::proto::controller as pb;
 use strata_controller::proto::metadata::Listener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -31,6 +32,7 @@ pub async fn register(broker: &Broker, shutdown: &CancellationToken) -> Option<u
         rack: broker.settings.rack.clone(),
     };
     loop {
+        let sent = Instant::now();
         let call = broker.controller.call_active(Duration::from_secs(10), |mut client| {
             let request = request.clone();
             async move { client.register_broker(request).await }
@@ -41,6 +43,7 @@ pub async fn register(broker: &Broker, shutdown: &CancellationToken) -> Option<u
         };
         match reply {
             Ok(reply) if reply.error_code == 0 => {
+                broker.replicas.lease().renewed(sent);
                 info!(
                     broker = broker.node_id(),
                     incarnation = broker.incarnation,
@@ -84,6 +87,7 @@ pub async fn heartbeat(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut followed = broker.metadata.subscribe();
+    let mut lease_held = true;
     loop {
         // A new image may be what unfences this broker: tell the controller at once rather than a tick
         // later, while still fenced.
@@ -92,12 +96,23 @@ pub async fn heartbeat(broker: Arc<Broker>, shutdown: CancellationToken) {
             _ = ticks.tick() => {}
             _ = followed.changed(), if broker.metadata.image().broker(broker.node_id()).is_none_or(|b| b.fenced) => {}
         }
+        let sent = Instant::now();
         match send_heartbeat(&broker, false, interval).await {
             Ok(reply) if reply.error_code != 0 => {
                 warn!(code = reply.error_code, error = %reply.message, "heartbeat refused")
             }
-            Ok(_) => {}
+            Ok(_) => broker.replicas.lease().renewed(sent),
             Err(e) => warn!(error = %e, "heartbeat not answered"),
+        }
+        let holds = broker.replicas.lease().holds();
+        if holds != lease_held {
+            lease_held = holds;
+            match holds {
+                true => info!("session with the controller renewed: leading again where the metadata says"),
+                false => warn!(
+                    "session with the controller not renewed within broker.session.timeout.ms: not acting as a leader until it is"
+                ),
+            }
         }
     }
 }

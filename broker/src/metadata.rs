@@ -20,6 +20,8 @@ use strata_controller::{ConfigResource, MetadataImage};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::replica::ClusterView;
+
 const META_PROPERTIES: &str = "meta.properties";
 const CRC_PREFIX: &str = "# crc32 ";
 
@@ -192,6 +194,18 @@ impl MetadataView {
         let mut topics: Vec<Topic> = image.topics().values().map(|t| Topic::from_image(&image, t)).collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         topics
+    }
+}
+
+impl ClusterView for MetadataView {
+    fn broker_address(&self, id: i32) -> Option<String> {
+        let image = self.image();
+        let listener = image.broker(id)?.listeners.first()?;
+        Some(format!("{}:{}", listener.host, listener.port))
+    }
+
+    fn topic_id(&self, name: &str) -> Option<Uuid> {
+        self.image().topic_by_name(name).map(|t| t.id)
     }
 }
 

@@ -90,10 +90,8 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
             let role_before = hosted.apply_metadata(me, partition);
             let role = hosted.state().role;
             match role {
-                Role::Follower(leader) => broker
-                    .fetchers
-                    .follow(broker, tp.clone(), leader, partition.leader_epoch),
-                Role::Leader | Role::Offline => broker.fetchers.unfollow(&tp),
+                Role::Follower(leader) => broker.replicas.follow(tp.clone(), leader, partition.leader_epoch),
+                Role::Leader | Role::Offline => broker.replicas.unfollow(&tp),
             }
             if role != role_before {
                 info!(partition = %tp, ?role, leader_epoch = partition.leader_epoch, "replica role changed");
@@ -113,7 +111,7 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
 }
 
 fn remove(broker: &Broker, tp: &TopicPartition) {
-    broker.fetchers.unfollow(tp);
+    broker.replicas.unfollow(tp);
     if let Err(e) = broker.replicas.remove(tp) {
         error!(partition = %tp, error = %e, "deleting a partition's log failed");
     }

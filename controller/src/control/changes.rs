@@ -96,7 +96,7 @@ pub enum AlterPartitionError {
     /// Kafka's NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH: the requester does not lead at this epoch.
     #[error("broker {broker_id} does not lead at epoch {leader_epoch}")]
     NotLeader { broker_id: BrokerId, leader_epoch: i32 },
-    /// Kafka's INVALID_UPDATE_VERSION: the partition changed since the leader looked.
+    /// Kafka's INVALID_UPDATE_VERSION (95): the partition changed since the leader looked.
     #[error("partition epoch {requested} is not the current {current}")]
     StalePartitionEpoch { requested: i32, current: i32 },
     /// Kafka's INVALID_REQUEST / INELIGIBLE_REPLICA: members outside the replicas, fenced, or no leader.
@@ -111,7 +111,7 @@ impl AlterPartitionError {
             Self::UnknownPartition => 3,
             Self::StaleBroker(_) => 77,
             Self::NotLeader { .. } => 74,
-            Self::StalePartitionEpoch { .. } => 108,
+            Self::StalePartitionEpoch { .. } => 95,
             Self::InvalidIsr(_) => 107,
         }
     }
