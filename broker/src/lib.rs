@@ -8,13 +8,16 @@
 //!   advertises.
 //! - `broker`: the state every request sees, and metadata changes shared by several APIs (sent to the active
 //!   controller); Kafka error codes for topic failures are decided there.
-//! - `replica`: hosted partitions, their logs, their replication state (role, ISR, high watermark), and
-//!   waking fetches and produces that wait.
+//! - `replica`: the replica manager: hosted partitions, their logs, their replication state (role, ISR,
+//!   high watermark, lease), the fetchers and the ISR upkeep, and waking fetches and produces that wait. It
+//!   depends on the node only through the `ClusterView` and `ControllerChannel` traits and a `Connector`.
+//! - `fetcher`: replica fetchers, pulling followed partitions from their leaders (owned by the replica
+//!   manager).
 //! - `reconcile`: acting on each new metadata image: hosting, leading, following, deleting partitions.
-//! - `fetcher`: replica fetchers, pulling followed partitions from their leaders.
 //! - `membership`: registration with the active controller, heartbeats, readiness, controlled shutdown.
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
-//! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets.
+//! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets, which live in
+//!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use).
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
 //! - [`config`]: `strata server` flags, environment and config file.

@@ -4,8 +4,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use super::check_coordinator;
 use crate::broker::Broker;
-use crate::groups::offsets::check_coordinator;
 
 pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
@@ -19,7 +19,7 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16
             match broker.groups.delete(&group) {
                 Ok(()) => {
                     let partitions = broker.offsets.of_group(&group).into_iter().map(|(tp, _)| tp).collect();
-                    broker.offsets.delete(broker, &group, partitions).await
+                    broker.offsets.delete(&broker.replicas, &group, partitions).await
                 }
                 Err(e) => Err(e),
             }

@@ -5,8 +5,8 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::check_coordinator;
 use crate::broker::Broker;
-use crate::groups::offsets::check_coordinator;
 
 pub fn handle(broker: &Broker, request: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
     let groups = request

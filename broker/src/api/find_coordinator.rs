@@ -7,10 +7,35 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Broker;
-use crate::groups::offsets::{OFFSETS_TOPIC, ensure_offsets_topic, partition_for};
+use tracing::error;
+
+use crate::broker::{Broker, NewTopic};
+use crate::groups::offsets::{OFFSETS_PARTITIONS, OFFSETS_REPLICATION_FACTOR, OFFSETS_TOPIC, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
+
+/// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, replicated to up to three
+/// brokers (Kafka's `offsets.topic.replication.factor`, bounded by the brokers there are).
+async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
+    if broker.metadata.get(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
+    let new = NewTopic {
+        name: OFFSETS_TOPIC.into(),
+        partitions: Some(OFFSETS_PARTITIONS),
+        replication_factor: Some(live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16),
+        configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+    };
+    match broker.create_topic(new, false).await {
+        Ok(_) => Ok(()),
+        Err(failure) if failure.error == ResponseError::TopicAlreadyExists => Ok(()),
+        Err(failure) => {
+            error!(error = %failure.message, "creating __consumer_offsets failed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
 
 /// The coordinator of `group`: (node id, host, port).
 async fn coordinator(broker: &Broker, key_type: i8, group: &str) -> Result<(i32, String, i32), ResponseError> {

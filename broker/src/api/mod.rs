@@ -83,10 +83,18 @@ pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
         .map(|(_, min, max)| *min..=*max)
 }
 
-/// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS when this broker cannot answer for `group` now; 0 when
-/// it can.
+/// Whether this broker may answer for `group` now: NOT_COORDINATOR unless it leads the group's partition of
+/// `__consumer_offsets`, COORDINATOR_LOAD_IN_PROGRESS while it reads that partition back.
+fn check_coordinator(broker: &Broker, group: &str) -> Result<(), kafka_protocol::ResponseError> {
+    broker
+        .offsets
+        .coordinator_partition(&broker.replicas, group)
+        .map(|_| ())
+}
+
+/// [`check_coordinator`] as an error code (0 when this broker can answer).
 fn coordinator_error(broker: &Broker, group: &str) -> i16 {
-    crate::groups::offsets::check_coordinator(broker, group).map_or_else(|e| e.code(), |()| 0)
+    check_coordinator(broker, group).map_or_else(|e| e.code(), |()| 0)
 }
 
 /// Handles one request. `None` means no response is sent (a produce with `acks=0`).

@@ -55,7 +55,11 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16
     let positions: Vec<(usize, usize)> = to_write.iter().map(|(at, _, _)| *at).collect();
     let written = broker
         .offsets
-        .commit(broker, &group, to_write.into_iter().map(|(_, tp, c)| (tp, c)).collect())
+        .commit(
+            &broker.replicas,
+            &group,
+            to_write.into_iter().map(|(_, tp, c)| (tp, c)).collect(),
+        )
         .await;
     if let Err(error) = written {
         results.extend(positions.into_iter().map(|(t, p)| (t, p, error)));

@@ -6,8 +6,8 @@ use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponseParti
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use strata_storage::TopicPartition;
 
+use super::check_coordinator;
 use crate::broker::Broker;
-use crate::groups::offsets::check_coordinator;
 
 pub async fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
@@ -28,7 +28,7 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest, _version: i16
                 .map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let written = broker.offsets.delete(broker, &group, deletable).await.err();
+    let written = broker.offsets.delete(&broker.replicas, &group, deletable).await.err();
     let topics = request
         .topics
         .into_iter()

@@ -9,8 +9,9 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use strata_storage::TopicPartition;
 
+use super::check_coordinator;
 use crate::broker::Broker;
-use crate::groups::offsets::{Committed, check_coordinator};
+use crate::groups::offsets::Committed;
 
 /// Per topic, each partition's committed offset (offset -1 where none).
 type Answers = Vec<(TopicName, Vec<(i32, Committed)>)>;

@@ -28,13 +28,12 @@ use kafka_protocol::records::{
 use strata_storage::{ReadLimits, TopicPartition};
 use tracing::{error, info};
 
-use crate::broker::{Broker, NewTopic};
-use crate::replica::Partition;
+use crate::replica::{Partition, ReplicaManager};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-const OFFSETS_PARTITIONS: i32 = 50;
+pub const OFFSETS_PARTITIONS: i32 = 50;
 /// Kafka's default `offsets.topic.replication.factor`.
-const OFFSETS_REPLICATION_FACTOR: usize = 3;
+pub const OFFSETS_REPLICATION_FACTOR: usize = 3;
 /// How long a commit waits for the in-sync replicas (Kafka's `offsets.commit.timeout.ms`).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kafka's `offset.metadata.max.bytes`.
@@ -138,7 +137,7 @@ impl OffsetStore {
     /// OffsetFetch.
     pub async fn commit(
         &self,
-        broker: &Broker,
+        replicas: &ReplicaManager,
         group: &str,
         offsets: Vec<(TopicPartition, Committed)>,
     ) -> Result<(), ResponseError> {
@@ -146,17 +145,17 @@ impl OffsetStore {
             .into_iter()
             .map(|(tp, committed)| (tp, Some(committed)))
             .collect();
-        self.write(broker, group, changes).await
+        self.write(replicas, group, changes).await
     }
 
     /// Deletes committed offsets (tombstones in `__consumer_offsets`).
     pub async fn delete(
         &self,
-        broker: &Broker,
+        replicas: &ReplicaManager,
         group: &str,
         partitions: Vec<TopicPartition>,
     ) -> Result<(), ResponseError> {
-        self.write(broker, group, partitions.into_iter().map(|tp| (tp, None)).collect())
+        self.write(replicas, group, partitions.into_iter().map(|tp| (tp, None)).collect())
             .await
     }
 
@@ -164,14 +163,14 @@ impl OffsetStore {
     /// replica has it (Kafka commits offsets with acks=all), and applies the changes.
     async fn write(
         &self,
-        broker: &Broker,
+        replicas: &ReplicaManager,
         group: &str,
         changes: Vec<(TopicPartition, Option<Committed>)>,
     ) -> Result<(), ResponseError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let partition = coordinator_partition(broker, group)?;
+        let partition = self.coordinator_partition(replicas, group)?;
         let leader_epoch = partition.leader_epoch().ok_or(ResponseError::NotCoordinator)?;
         let now = crate::now_ms();
         let records: Vec<Record> = changes
@@ -253,48 +252,26 @@ impl OffsetStore {
     }
 }
 
-/// The partition of `__consumer_offsets` that holds `group`, if this broker leads it (is the group's
-/// coordinator) and has read it back: else NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while reading.
-pub fn coordinator_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, ResponseError> {
-    let index = partition_for(group);
-    let partition = broker
-        .replicas
-        .get(&TopicPartition::new(OFFSETS_TOPIC, index))
-        .ok_or(ResponseError::NotCoordinator)?;
-    if partition.leader_epoch().is_none() {
-        return Err(ResponseError::NotCoordinator);
-    }
-    if broker.offsets.is_loading(index) {
-        return Err(ResponseError::CoordinatorLoadInProgress);
-    }
-    Ok(partition)
-}
-
-/// Whether this broker may answer for `group` now (see [`coordinator_partition`]).
-pub fn check_coordinator(broker: &Broker, group: &str) -> Result<(), ResponseError> {
-    coordinator_partition(broker, group).map(|_| ())
-}
-
-/// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, replicated to up to three
-/// brokers (Kafka's `offsets.topic.replication.factor`, bounded by the brokers there are).
-pub async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
-    if broker.metadata.get(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
-    let new = NewTopic {
-        name: OFFSETS_TOPIC.into(),
-        partitions: Some(OFFSETS_PARTITIONS),
-        replication_factor: Some(live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16),
-        configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
-    };
-    match broker.create_topic(new, false).await {
-        Ok(_) => Ok(()),
-        Err(failure) if failure.error == ResponseError::TopicAlreadyExists => Ok(()),
-        Err(failure) => {
-            error!(error = %failure.message, "creating __consumer_offsets failed");
-            Err(ResponseError::CoordinatorNotAvailable)
+impl OffsetStore {
+    /// The partition of `__consumer_offsets` that holds `group`, if this broker leads it (is the group's
+    /// coordinator) and has read it back: else NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while
+    /// reading.
+    pub fn coordinator_partition(
+        &self,
+        replicas: &ReplicaManager,
+        group: &str,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        let index = partition_for(group);
+        let partition = replicas
+            .get(&TopicPartition::new(OFFSETS_TOPIC, index))
+            .ok_or(ResponseError::NotCoordinator)?;
+        if partition.leader_epoch().is_none() {
+            return Err(ResponseError::NotCoordinator);
         }
+        if self.is_loading(index) {
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        Ok(partition)
     }
 }
 
