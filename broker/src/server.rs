@@ -8,35 +8,46 @@
 //! Bad input affects only its own connection: an oversized or malformed frame, an unknown API or an
 //! unsupported version (other than ApiVersions, which is answered as Kafka does) is logged with the reason
 //! and that connection is closed.
+//!
+//! What clients can hold is bounded, with Kafka's settings: `max.connections` connections are served at once
+//! (more wait in the accept backlog), `max.connections.per.ip` from one address (more are closed at once),
+//! and every request holds its size from `queued.max.request.bytes` from the moment its size is read until
+//! it is answered, so the memory requests take is bounded however many connections send at once: a
+//! connection whose request does not fit is not read until memory comes back (a request larger than the
+//! whole pool waits for all of it). `connections.max.idle.ms` closes a connection that sends nothing, and
+//! one whose request takes longer than that to arrive: half a frame does not hold memory forever.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use strata_protocol::frame::{FrameCodec, FrameError};
 use strata_protocol::request::{self, RequestError};
 use strata_protocol::response;
 use strata_protocol::transport::{BoxIo, Listener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::codec::Framed;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::api;
 use crate::broker::Broker;
+use crate::settings::BrokerSettings;
 
-/// The most client connections served at once; further ones wait in the accept backlog.
-const CONNECTIONS_MAX: usize = 10_000;
 /// How long a stop waits for connections to finish their in-flight request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const SIZE_PREFIX_BYTES: usize = 4;
 
 /// Serves Kafka clients on `listener` until `shutdown` is cancelled.
 pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let settings = &broker.settings;
+    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let per_ip = Arc::new(PerIp::new(settings.max_connections_per_ip));
+    let memory = Arc::new(RequestMemory::new(settings.queued_max_request_bytes));
     let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -55,10 +66,14 @@ pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: Can
             },
             () = shutdown.cancelled() => break,
         };
-        let broker = broker.clone();
-        let shutdown = shutdown.clone();
+        let Some(counted) = per_ip.open(peer.ip()) else {
+            warn!(%peer, max = per_ip.max, "closing connection: max.connections.per.ip reached for its address");
+            continue;
+        };
+        let (broker, shutdown, memory) = (broker.clone(), shutdown.clone(), memory.clone());
         connections.spawn(async move {
-            serve(stream, peer, &broker, &shutdown).await;
+            serve(stream, peer, &broker, &memory, &shutdown).await;
+            drop(counted);
             drop(permit);
         });
     }
@@ -72,25 +87,171 @@ pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: Can
     }
 }
 
+/// Open connections per client address, at most `max` each. An address has an entry only while it has a
+/// connection open, so the map is bounded by `max.connections`.
+struct PerIp {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its address; uncounted when dropped.
+struct Counted {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn new(max: usize) -> Self {
+        PerIp {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a new connection from `ip`, unless the address already has `max` open.
+    fn open(self: &Arc<Self>, ip: IpAddr) -> Option<Counted> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_default();
+        if *count >= self.max {
+            if *count == 0 {
+                open.remove(&ip);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// `queued.max.request.bytes` as a semaphore of bytes: a request holds its size from the moment its size
+/// prefix is read until it is answered.
+struct RequestMemory {
+    bytes: Arc<Semaphore>,
+    /// The whole pool; the most one request can hold (a larger one takes all of it).
+    bytes_max: u32,
+}
+
+impl RequestMemory {
+    fn new(bytes_max: usize) -> Self {
+        let bytes_max = u32::try_from(bytes_max).unwrap_or(u32::MAX);
+        RequestMemory {
+            bytes: Arc::new(Semaphore::new(bytes_max as usize)),
+            bytes_max,
+        }
+    }
+
+    async fn take(&self, size: usize) -> OwnedSemaphorePermit {
+        let wanted = u32::try_from(size).unwrap_or(u32::MAX).min(self.bytes_max);
+        self.bytes
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
+/// Why a connection stops being read.
+enum Closed {
+    /// The client closed it, or went away.
+    Gone,
+    /// Shutdown.
+    Stopping,
+    /// Something to log: the client misbehaved.
+    Refused(String),
+}
+
+/// Reads the next request frame, holding its size in `memory`: `Closed` when there is none.
+async fn read_frame(
+    stream: &mut BufReader<BoxIo>,
+    settings: &BrokerSettings,
+    memory: &RequestMemory,
+    shutdown: &CancellationToken,
+) -> Result<(Bytes, OwnedSemaphorePermit), Closed> {
+    let idle = Duration::from_millis(settings.connections_max_idle_ms);
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    // The first byte: EOF here is the client closing between requests.
+    let first = tokio::select! {
+        read = tokio::time::timeout(idle, stream.read(&mut prefix)) => read,
+        () = shutdown.cancelled() => return Err(Closed::Stopping),
+    };
+    match first {
+        Err(_) => return Err(Closed::Refused(format!("idle for connections.max.idle.ms ({idle:?})"))),
+        Ok(Ok(0)) => return Err(Closed::Gone),
+        Ok(Ok(read)) => read_rest(stream, &mut prefix[read..], idle, shutdown, "its size").await?,
+        Ok(Err(e)) => {
+            debug!(error = %e, "connection lost");
+            return Err(Closed::Gone);
+        }
+    }
+    let size = i32::from_be_bytes(prefix);
+    let Ok(size) = usize::try_from(size) else {
+        return Err(Closed::Refused(format!("bad frame: size {size} is negative")));
+    };
+    if size > settings.socket_request_max_bytes {
+        return Err(Closed::Refused(format!(
+            "bad frame: {size} bytes exceed socket.request.max.bytes ({})",
+            settings.socket_request_max_bytes
+        )));
+    }
+    // Memory first, then the allocation: a connection whose request does not fit is not read.
+    let permit = tokio::select! {
+        permit = memory.take(size) => permit,
+        () = shutdown.cancelled() => return Err(Closed::Stopping),
+    };
+    let mut frame = BytesMut::zeroed(size);
+    read_rest(stream, &mut frame, idle, shutdown, "the request").await?;
+    Ok((frame.freeze(), permit))
+}
+
+/// Fills `buf`, within `idle` for the whole of it.
+async fn read_rest(
+    stream: &mut BufReader<BoxIo>,
+    buf: &mut [u8],
+    idle: Duration,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Result<(), Closed> {
+    let read = tokio::select! {
+        read = tokio::time::timeout(idle, stream.read_exact(buf)) => read,
+        () = shutdown.cancelled() => return Err(Closed::Stopping),
+    };
+    match read {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            debug!(error = %e, "connection lost mid-request");
+            Err(Closed::Gone)
+        }
+        Err(_) => Err(Closed::Refused(format!(
+            "{what} did not arrive within connections.max.idle.ms ({idle:?})"
+        ))),
+    }
+}
+
 /// Serves one connection until the client closes it, it sends something that closes it, or shutdown.
-async fn serve(stream: BoxIo, peer: SocketAddr, broker: &Broker, shutdown: &CancellationToken) {
-    let mut framed = Framed::new(stream, FrameCodec::new(broker.settings.socket_request_max_bytes));
+async fn serve(stream: BoxIo, peer: SocketAddr, broker: &Broker, memory: &RequestMemory, shutdown: &CancellationToken) {
+    let mut stream = BufReader::new(stream);
     debug!(%peer, "connection opened");
     loop {
-        let frame = tokio::select! {
-            frame = framed.next() => frame,
-            () = shutdown.cancelled() => break,
-        };
-        let frame = match frame {
-            None => break,
-            Some(Ok(frame)) => frame.freeze(),
-            // A client going away mid-read is not bad input.
-            Some(Err(FrameError::Io(e))) => {
-                debug!(%peer, error = %e, "connection lost");
-                break;
-            }
-            Some(Err(e)) => {
-                warn!(%peer, error = %e, "closing connection: bad frame");
+        let (frame, _memory) = match read_frame(&mut stream, &broker.settings, memory, shutdown).await {
+            Ok(read) => read,
+            Err(Closed::Gone | Closed::Stopping) => break,
+            Err(Closed::Refused(why)) => {
+                warn!(%peer, "closing connection: {why}");
                 break;
             }
         };
@@ -126,12 +287,22 @@ async fn serve(stream: BoxIo, peer: SocketAddr, broker: &Broker, shutdown: &Canc
                 break;
             }
         };
-        if let Err(e) = framed.send(bytes).await {
+        if let Err(e) = write_frame(stream.get_mut(), &bytes).await {
             debug!(%peer, error = %e, "connection lost while answering");
             break;
         }
     }
     debug!(%peer, "connection closed");
+}
+
+/// Writes one size-prefixed frame, in one write (two small ones would meet Nagle's algorithm).
+async fn write_frame(stream: &mut BoxIo, body: &[u8]) -> std::io::Result<()> {
+    let size = i32::try_from(body.len()).map_err(|_| std::io::Error::other("a response over 2 GiB"))?;
+    let mut frame = Vec::with_capacity(SIZE_PREFIX_BYTES + body.len());
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).await?;
+    stream.flush().await
 }
 
 /// Binds the Kafka listener, logging where.

@@ -48,6 +48,10 @@ impl SettingError {
     }
 }
 
+/// The largest `max.connections`: tokio's semaphore holds at most `usize::MAX >> 3` permits, and a broker
+/// does not get near a million open connections on one listener anyway.
+const MAX_CONNECTIONS_MAX: usize = 1_000_000;
+
 /// Settings of the whole broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -59,6 +63,16 @@ pub struct BrokerSettings {
     pub auto_create_topics: bool,
     /// `socket.request.max.bytes`: the largest request frame.
     pub socket_request_max_bytes: usize,
+    /// `max.connections`: client connections served at once; further ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: client connections from one address at once; further ones are closed.
+    pub max_connections_per_ip: usize,
+    /// `queued.max.request.bytes`: the memory all requests being read or handled may hold together; a
+    /// connection whose next request does not fit waits, unread, until memory is returned.
+    pub queued_max_request_bytes: usize,
+    /// `connections.max.idle.ms`: a connection that sends nothing for this long is closed, and so is one
+    /// whose request takes longer than this to arrive.
+    pub connections_max_idle_ms: u64,
     /// `log.retention.check.interval.ms`: how often retention, time flushes and checkpoints run.
     pub retention_check_interval_ms: u64,
     /// `min.insync.replicas` default.
@@ -87,6 +101,10 @@ impl Default for BrokerSettings {
             default_replication_factor: 1,
             auto_create_topics: true,
             socket_request_max_bytes: strata_protocol::frame::FRAME_BYTES_MAX_DEFAULT,
+            max_connections: 10_000,
+            max_connections_per_ip: 10_000,
+            queued_max_request_bytes: 512 * 1024 * 1024,
+            connections_max_idle_ms: 600_000,
             retention_check_interval_ms: 300_000,
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
@@ -131,7 +149,12 @@ impl BrokerSettings {
             "auto.create.topics.enable" => {
                 self.auto_create_topics = value.trim().parse().map_err(|_| invalid("not true or false"))?
             }
-            "socket.request.max.bytes" => self.socket_request_max_bytes = int(1)? as usize,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = int(1)?.min(i64::from(i32::MAX)) as usize,
+            "max.connections" => self.max_connections = int(1)?.min(MAX_CONNECTIONS_MAX as i64) as usize,
+            "max.connections.per.ip" => self.max_connections_per_ip = int(1)? as usize,
+            // Held as semaphore permits, whose count tops out at u32::MAX per request.
+            "queued.max.request.bytes" => self.queued_max_request_bytes = int(1)?.min(i64::from(u32::MAX)) as usize,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = int(1)? as u64,
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
@@ -240,6 +263,10 @@ impl BrokerSettings {
             ),
             ("auto.create.topics.enable", self.auto_create_topics.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("max.connections", self.max_connections.to_string()),
+            ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
+            ("queued.max.request.bytes", self.queued_max_request_bytes.to_string()),
+            ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
             (
                 "log.retention.check.interval.ms",
                 self.retention_check_interval_ms.to_string(),
