@@ -300,15 +300,13 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
         }
         ApiKey::DeleteRecords => {
             use delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
-            RequestKind::DeleteRecords(
-                DeleteRecordsRequest::default().with_timeout_ms(5_000).with_topics(vec![
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_timeout_ms(5_000).with_topics(vec![
                     DeleteRecordsTopic::default()
                         .with_name(topic_name())
                         .with_partitions(vec![
                             DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
                         ]),
-                ]),
-            )
+                ]))
         }
         ApiKey::DescribeConfigs => {
             let topic = describe_configs_request::DescribeConfigsResource::default()

@@ -362,7 +362,9 @@ pub fn records(batch: &[u8]) -> Result<Vec<StoredRecord>, BatchError> {
         }
     };
     let malformed = || BatchError::MalformedRecords("record fields do not decode");
-    let mut out = Vec::with_capacity(header.record_count as usize);
+    // Never sized by the header's count alone: a stored count is only as good as the batch that carried it.
+    // Every record takes at least its fixed fields, so the bytes present bound how many there can be.
+    let mut out = Vec::with_capacity((header.record_count as usize).min(records.len() / RECORD_BYTES_MIN));
     let mut pos = 0;
     while pos < records.len() && out.len() < header.record_count as usize {
         let (len, used) = read_varint(&records[pos..]).ok_or_else(malformed)?;
@@ -462,6 +464,11 @@ fn decompress_snappy(payload: &[u8]) -> Result<Vec<u8>, String> {
     const XERIAL_HEADER_BYTES: usize = 16;
     let mut decoder = snap::raw::Decoder::new();
     if !payload.starts_with(XERIAL_MAGIC) {
+        // The block states its own decompressed length; check it before anything is allocated for it.
+        let block_len = snap::raw::decompress_len(payload).map_err(|e| e.to_string())?;
+        if block_len as u64 > DECOMPRESSED_BYTES_MAX {
+            return Err(format!("the snappy block claims {block_len} bytes decompressed"));
+        }
         return decoder.decompress_vec(payload).map_err(|e| e.to_string());
     }
     let mut out = Vec::new();
@@ -793,5 +800,39 @@ mod tests {
             }
         }
         assert_eq!(read_varint(&[0x80, 0x80]), None, "truncated varint");
+    }
+
+    /// Makes `batch` claim `count` records over as many offsets, with a CRC that agrees: a header that lies
+    /// but passes every check a stored batch gets.
+    fn claim(batch: &mut [u8], count: i32) {
+        batch[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+        batch[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
+        let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+        batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn a_stored_count_of_i32_max_allocates_nothing_for_it() {
+        // The cleaner once asked for ~150 GB here (`Vec::with_capacity(record_count)`) and the process aborted.
+        for codec in [Compression::None, Compression::Gzip] {
+            let mut batch = batch_of(&records(3, 1000), 1000, codec);
+            claim(&mut batch, i32::MAX);
+            let read = super::records(&batch).unwrap();
+            assert_eq!(read.len(), 3, "{codec:?}: the records present, not the count claimed");
+        }
+    }
+
+    #[test]
+    fn a_raw_snappy_block_claiming_gigabytes_is_refused_before_allocating() {
+        let mut batch = batch_of(&records(1, 1000), 1000, Compression::Snappy);
+        // A raw snappy block starts with its decompressed length as a varint: claim 4 GiB - 1.
+        let mut payload = vec![0xff, 0xff, 0xff, 0xff, 0x0f];
+        payload.extend_from_slice(&[0u8; 16]);
+        batch.truncate(BATCH_HEADER_BYTES);
+        batch.extend_from_slice(&payload);
+        let length = (batch.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+        batch[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+        claim(&mut batch, 1);
+        assert!(matches!(super::records(&batch), Err(BatchError::Decompression { .. })));
     }
 }
