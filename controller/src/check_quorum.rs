@@ -68,7 +68,7 @@ struct Leading {
 }
 
 /// Runs check-quorum for controller `id` until the task is aborted or its Raft stops.
-pub fn spawn(id: NodeId, raft: Raft, config: &openraft::Config) -> JoinHandle<()> {
+pub(crate) fn spawn(id: NodeId, raft: Raft, config: &openraft::Config) -> JoinHandle<()> {
     let limit = step_down_after(config);
     let interval = check_interval(config);
     tokio::spawn(async move {
