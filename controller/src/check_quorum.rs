@@ -52,10 +52,10 @@ pub fn step_down_after(config: &openraft::Config) -> Duration {
     Duration::from_millis(config.election_timeout_max + config.election_timeout_min)
 }
 
-/// How often the task looks at the leader's metrics: once per heartbeat interval, which bounds how late
-/// after [`step_down_after`] the step-down comes.
+/// How often the task looks at the leader's metrics: four times per heartbeat interval, which bounds how late
+/// after [`step_down_after`] the step-down comes. A look is a read of a watch channel: cheap.
 fn check_interval(config: &openraft::Config) -> Duration {
-    Duration::from_millis(config.heartbeat_interval.max(1))
+    Duration::from_millis((config.heartbeat_interval / 4).max(1))
 }
 
 /// The leadership the task is watching: one term of this controller's.

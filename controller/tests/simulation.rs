@@ -120,7 +120,7 @@ const ELECTION_TIMEOUT_MAX_MS: u64 = 800;
 const FOLLOWER_CUT_OFF: Duration = Duration::from_secs(20);
 /// How long after being cut off from both peers an active controller must have stepped down: check-quorum's
 /// `election_timeout_max + election_timeout_min` since the last acknowledgement (sent before the cut), one
-/// check interval (a heartbeat) late at most, and the driver's polling.
+/// check interval (a quarter heartbeat) late at most, and the driver's polling; a heartbeat of slack.
 const STEP_DOWN_BOUND: Duration =
     Duration::from_millis(ELECTION_TIMEOUT_MAX_MS + ELECTION_TIMEOUT_MIN_MS + HEARTBEAT_MS + 100);
 /// How long a scripted scenario watches that nothing changes where nothing should.
