@@ -7,8 +7,12 @@
 //! `StateMachine`, each on its own temporary directory
 //! (on tmpfs where there is one, so fsync costs nothing), and the real tonic `RaftService` and client
 //! (`Network::with_connect`) over turmoil's simulated TCP. Time is simulated: every host's clock is a paused
-//! tokio clock advanced by turmoil in steps of [`TICK`], so seconds of Raft timeouts pass in milliseconds,
-//! and file I/O (run on tokio's blocking pool) takes no simulated time.
+//! tokio clock advanced by turmoil in steps of [`TICK`], so seconds of Raft timeouts pass in milliseconds.
+//! File I/O runs on tokio's blocking pool, in real time: usually well within a step, but turmoil keeps
+//! stepping while it runs, so on a heavily loaded machine a file operation that waits long for a core takes
+//! simulated time too (a few real milliseconds can be a simulated second). A scripted scenario that finds a
+//! leader change it did not cause may have met such a slow disk (seen once in 128 seeds while a build ran
+//! beside them).
 //!
 //! Per seed, the network gets a latency range and, on half the seeds, a rate of random message loss
 //! (turmoil's `fail_rate`; on turmoil's TCP a lost segment stalls its connection for good, so this exercises
