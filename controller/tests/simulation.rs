@@ -22,8 +22,8 @@
 //! 1. the cluster is initialized, a leader elected, and batches are committed;
 //! 2. the leader is cut off from the other two (turmoil `hold`: messages wait, as TCP retransmits; or
 //!    `partition`: messages are lost, as on a dead connection): a write proposed to it then never commits,
-//!    the other two elect a leader and commit, and once the link is back the old leader steps down and
-//!    catches up;
+//!    the other two elect a leader and commit, the old leader steps down in its own term while still cut
+//!    off (check-quorum), and once the link is back it follows and catches up;
 //! 3. one follower, the leader, two nodes (quorum lost) or all three crash and restart from their files
 //!    (turmoil `crash` then `bounce`; a crash drops the host's runtime, so every task stops at an await
 //!    point and every started file operation completes: no torn writes here, `tests/durability.rs` covers
@@ -902,7 +902,8 @@ impl Driver {
     }
 
     /// Phase 2: the leader loses both links. A write proposed to it never commits; the others elect a leader
-    /// and commit; after the links return, the old leader steps down and catches up.
+    /// and commit; the old leader steps down while still cut off, and after the links return it follows and
+    /// catches up.
     async fn isolate_leader(&self) -> Result<(), String> {
         let old = self.agreed_leader(&NODES).await?;
         let old_term = self.metrics(old).map(|m| m.current_term).unwrap_or_default();
@@ -949,6 +950,13 @@ impl Driver {
             }
             outcome => self.log.note(format!("write {n} to cut-off leader {old}: {outcome:?}")),
         }
+
+        // Check-quorum: cut off from both, it stops leading before the links return, in its own term.
+        self.wait_until("the cut-off leader steps down while cut off", || {
+            self.metrics(old)
+                .is_some_and(|m| m.state != ServerState::Leader && m.current_term == old_term)
+        })
+        .await?;
 
         heal(&[how]);
         self.log.note("links healed");
