@@ -26,7 +26,9 @@
 //! - [`network`]: openraft's network over gRPC (tonic): [`Network`] makes a client per peer, over TCP or a
 //!   transport given as a [`network::Connect`].
 //! - [`service`]: the gRPC `RaftService` handing requests to the local Raft, and [`start`], which runs a
-//!   controller ([`Controller`]) on a given listener ([`start_on`]: on any stream of connections).
+//!   controller ([`Controller`]) on a given listener ([`start_on`]: on any stream of connections), with
+//!   openraft's pre-vote on.
+//! - [`check_quorum`]: the task that makes an active controller cut off from a majority step down.
 //!
 //! - [`quorum`]: the service brokers use (registration, heartbeats, metadata writes on the active controller,
 //!   the metadata stream, DescribeQuorum), served beside the Raft RPCs.
@@ -40,6 +42,7 @@
 //! of them as fatal for the node. Replay has [`ReplayError`]: a refused batch is not a storage failure but an
 //! answer to the proposer, in [`Applied`].
 
+pub mod check_quorum;
 mod checked_file;
 pub mod client;
 mod codec;

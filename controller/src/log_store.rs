@@ -15,9 +15,10 @@
 //! a purge records the purged log id durably before deleting segment files, so a crash between the two leaves
 //! extra entries that reopening ignores, never a gap.
 //!
-//! File I/O runs on openraft's blocking pool (`spawn_blocking`), not on the async workers, so an fsync does
-//! not stall other tasks. Only the [`LogStore`] writes; it is owned by openraft's core, which calls it one
-//! operation at a time. [`LogReader`]s (replication tasks) read the in-memory copy concurrently.
+//! File I/O runs on tokio's blocking pool (`blocking`), not on the async workers, so an fsync does not
+//! stall other tasks (heartbeats among them). Only the [`LogStore`] writes; it is owned by openraft's core,
+//! which calls it one operation at a time. [`LogReader`]s (replication tasks) read the in-memory copy
+//! concurrently.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -27,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
-use openraft::type_config::TypeConfigExt;
 use openraft::{OptionalSend, RaftLogReader};
 use prost::Message;
 
@@ -290,9 +290,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Runs blocking file I/O on openraft's runtime's blocking pool.
-async fn blocking<T: Send + 'static>(op: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    TypeConfig::spawn_blocking(op).await?
+/// Runs blocking file I/O (writes, fsyncs, reads) on tokio's blocking pool, so that a slow disk stalls only
+/// the storage operation waiting for it, never the async workers that send heartbeats and answer RPCs.
+///
+/// tokio's pool, not openraft's `AsyncRuntime::spawn_blocking`: openraft's tokio runtime does not override
+/// that method, whose default starts a new OS thread for every call (every append, every vote).
+pub(crate) async fn blocking<T: Send + 'static>(op: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(result) => result,
+        Err(e) => Err(io::Error::other(format!(
+            "metadata file operation did not complete: {e}"
+        ))),
+    }
 }
 
 fn state_to_pb(state: &DurableState) -> pb::LogState {

@@ -4,6 +4,10 @@
 //! [`start`] serves on a TCP listener and reaches peers over TCP. [`start_on`] takes the accepted connections
 //! and the [`Network`] instead, so that the same controller runs over another transport: the simulated
 //! network of `tests/simulation.rs`.
+//!
+//! Whatever the transport, a controller runs openraft's pre-vote (unless the given config turns it off), so
+//! that a controller that cannot win an election does not raise its term, and check-quorum
+//! ([`crate::check_quorum`]), so that an active controller cut off from a majority steps down.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,6 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::{Connected, TcpIncoming};
 use tonic::{Request, Response, Status};
 
-use crate::codec;
 use crate::image::MetadataImage;
 use crate::log_store::{LogStore, OpenError};
 use crate::network::{Network, RPC_MESSAGE_BYTES_MAX};
@@ -27,7 +30,7 @@ use crate::proto::raft::raft_service_server::{RaftService, RaftServiceServer};
 use crate::quorum::{Quorum, QuorumGrpc, QuorumSettings};
 use crate::state_machine::{SnapshotError, StateMachine};
 use crate::types::{NodeId, Raft};
-use crate::{DecodeError, METADATA_LOG_DIR};
+use crate::{DecodeError, METADATA_LOG_DIR, check_quorum, codec};
 
 /// How long [`Controller::shutdown`] waits for open RPC connections to close before dropping them.
 const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,6 +127,8 @@ pub struct Controller {
     raft: Raft,
     images: watch::Receiver<MetadataImage>,
     session_checks: JoinHandle<()>,
+    /// Steps this controller down when it is active but cut off from a majority ([`crate::check_quorum`]).
+    check_quorum: JoinHandle<()>,
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -159,6 +164,8 @@ pub async fn start_with(
 /// they are accepted, reported by [`Controller::addr`]) and reaches the peers through `network`.
 ///
 /// A failed accept is skipped (tonic's rule); the server stops accepting when `incoming` ends.
+///
+/// `config.enable_pre_vote` left at `None` means on here (openraft's own default is off).
 pub async fn start_on<I, IO, IE>(
     id: NodeId,
     data_dir: &Path,
@@ -173,17 +180,24 @@ where
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
     IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
+    let mut config = config;
+    // Pre-vote, unless the caller chose: a controller that cannot win an election (cut off, or behind) first
+    // asks whether it would win, and raises its term only if a majority would vote for it. Without it, a
+    // controller cut off from its peers raises its term at every election timeout, and when it returns the
+    // higher term makes the healthy active controller step down and the quorum elect again.
+    config.enable_pre_vote = Some(config.enable_pre_vote.unwrap_or(true));
     let config = Arc::new(config.validate()?);
     let dir: PathBuf = data_dir.join(METADATA_LOG_DIR);
     let log = LogStore::open(&dir)?;
     let state_machine = StateMachine::open(&dir)?;
     let images = state_machine.subscribe();
     let feed = state_machine.feed();
-    let raft = Raft::new(id, config, network, log, state_machine)
+    let raft = Raft::new(id, Arc::clone(&config), network, log, state_machine)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let quorum = Quorum::new(id, raft.clone(), feed, settings);
     let session_checks = quorum.spawn_session_checks(SESSION_CHECK_INTERVAL);
+    let check_quorum = check_quorum::spawn(id, raft.clone(), &config);
 
     let (stop_server, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -202,6 +216,7 @@ where
         raft,
         images,
         session_checks,
+        check_quorum,
         stop_server: Some(stop_server),
         server: Some(server),
     })
@@ -229,6 +244,7 @@ impl Controller {
     /// Stops serving, then stops the Raft. Open RPC connections are given [`SERVER_DRAIN_TIMEOUT`] to close.
     pub async fn shutdown(mut self) {
         self.session_checks.abort();
+        self.check_quorum.abort();
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
@@ -250,6 +266,7 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         self.session_checks.abort();
+        self.check_quorum.abort();
         if let Some(server) = &self.server {
             server.abort();
         }

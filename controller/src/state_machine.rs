@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use futures_util::{Stream, TryStreamExt};
 use openraft::OptionalSend;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
-use openraft::type_config::TypeConfigExt;
 use prost::Message;
 use tokio::sync::watch;
 
@@ -30,6 +29,7 @@ use crate::checked_file::{self, CheckedFileError};
 use crate::codec::{self, DecodeError};
 use crate::delta::ReplayError;
 use crate::image::MetadataImage;
+use crate::log_store::blocking;
 use crate::proto::metadata::MetadataBatch;
 use crate::proto::raft as pb;
 use crate::types::{Applied, Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -327,7 +327,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let file = Arc::clone(&self.snapshot);
         let stored_meta = meta.clone();
-        TypeConfig::spawn_blocking(move || file.replace(&stored_meta, &snapshot)).await??;
+        blocking(move || file.replace(&stored_meta, &snapshot)).await?;
         tracing::info!(snapshot = %meta, "metadata snapshot installed");
         self.image = loaded.image;
         self.last_applied = meta.last_log_id;
@@ -340,7 +340,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let file = Arc::clone(&self.snapshot);
-        TypeConfig::spawn_blocking(move || file.read()).await?
+        blocking(move || file.read()).await
     }
 }
 
@@ -356,11 +356,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = Arc::clone(&self.snapshot);
         let stored_meta = meta.clone();
         // Encoding a large image takes a while too: all of it off the async workers.
-        let bytes = TypeConfig::spawn_blocking(move || {
+        let bytes = blocking(move || {
             let bytes = encode_snapshot(&stored_meta, &image);
             file.replace_unless_older(&stored_meta, &bytes).map(|()| bytes)
         })
-        .await??;
+        .await?;
         tracing::info!(snapshot = %meta, bytes = bytes.len(), "metadata snapshot written");
         Ok(Snapshot { meta, snapshot: bytes })
     }

@@ -1,18 +1,21 @@
 //! Three controllers on loopback, talking openraft over gRPC: a leader is elected, a metadata batch commits
-//! and reaches every image; the leader stops, the other two elect a new one and keep committing.
+//! and reaches every image; the leader stops, the other two elect a new one and keep committing; a leader
+//! whose peers stop steps down without raising its term.
 //!
 //! Every wait is a condition with a deadline: nothing sleeps hoping something happened meanwhile.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use openraft::RaftMetrics;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, RaftError};
+use openraft::type_config::alias::WatchReceiverOf;
 
 use strata_controller::proto::metadata::{MetadataBatch, MetadataRecord, TopicRecord, metadata_record::Record};
 use strata_controller::proto::raft::ControllerNode;
 use strata_controller::types::NodeId;
-use strata_controller::{Controller, MetadataImage};
+use strata_controller::{Controller, MetadataImage, TypeConfig};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -94,6 +97,20 @@ async fn propose(leader: &Controller, batch: MetadataBatch) {
     assert_eq!(written.response().outcome, Ok(()));
 }
 
+/// Waits until a controller's metrics satisfy `condition`, and answers them.
+async fn wait_for_metrics(
+    metrics: &mut WatchReceiverOf<TypeConfig, RaftMetrics<TypeConfig>>,
+    condition: impl Fn(&RaftMetrics<TypeConfig>) -> bool,
+) -> RaftMetrics<TypeConfig> {
+    loop {
+        let current = metrics.borrow_watched().clone();
+        if condition(&current) {
+            return current;
+        }
+        metrics.changed().await.expect("a controller's Raft stopped");
+    }
+}
+
 /// Waits until the image seen through `images` has a topic named `name`.
 async fn wait_for_topic(id: NodeId, images: &mut watch::Receiver<MetadataImage>, name: &str) {
     tokio::time::timeout(DEADLINE, images.wait_for(|image| image.topic_by_name(name).is_some()))
@@ -161,6 +178,73 @@ async fn three_controllers_elect_commit_and_fail_over() {
 /// A controller that was down while the others compacted their logs into snapshots catches up through
 /// `InstallSnapshot` over gRPC: its log lacks entries the leader no longer has, so only the snapshot can
 /// bring it up to date; afterwards its image is the leader's.
+/// Check-quorum and pre-vote in real time over gRPC: the active controller whose two peers stop steps down
+/// (no longer leader, no leader named) within `election_timeout_max + election_timeout_min` of its last
+/// acknowledgement, plus a heartbeat and a second of slack for a loaded machine, in the same term; alone, it
+/// then keeps that term, its pre-votes finding no one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_controller_left_alone_steps_down_in_its_term() {
+    let ids: [NodeId; 3] = [1, 2, 3];
+    let mut dirs = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in ids {
+        dirs.push(TempDir::new().unwrap());
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let members: BTreeMap<NodeId, ControllerNode> = ids
+        .iter()
+        .zip(&listeners)
+        .map(|(id, listener)| (*id, ControllerNode::new(listener.local_addr().unwrap().to_string())))
+        .collect();
+    let mut nodes: Vec<Controller> = Vec::new();
+    for ((id, dir), listener) in ids.iter().zip(&dirs).zip(listeners) {
+        nodes.push(
+            strata_controller::start(*id, dir.path(), listener, raft_config())
+                .await
+                .unwrap(),
+        );
+    }
+    nodes[0].raft().initialize(members).await.unwrap();
+    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>()).await;
+    let leader_at = ids.iter().position(|id| *id == leader).unwrap();
+    let alone = nodes.remove(leader_at);
+    let term = alone.raft().metrics().borrow_watched().current_term;
+
+    let stopped_at = tokio::time::Instant::now();
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let config = raft_config();
+    let bound = strata_controller::check_quorum::step_down_after(&config)
+        + Duration::from_millis(config.heartbeat_interval)
+        + Duration::from_secs(1);
+    let mut metrics = alone.raft().metrics();
+    let stepped_down = tokio::time::timeout(
+        bound,
+        wait_for_metrics(&mut metrics, |m| {
+            m.state != openraft::ServerState::Leader && m.current_leader.is_none()
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("controller {leader}, alone, still leads {bound:?} after its peers stopped"));
+    assert_eq!(stepped_down.current_term, term, "stepping down raised the term");
+    eprintln!(
+        "controller {leader} stepped down {:?} after its peers stopped",
+        stopped_at.elapsed()
+    );
+
+    // Several election timeouts alone: pre-vote keeps the term where it was.
+    let alone_for = Duration::from_millis(4 * config.election_timeout_max);
+    let raised = tokio::time::timeout(alone_for, wait_for_metrics(&mut metrics, |m| m.current_term != term)).await;
+    if let Ok(m) = raised {
+        panic!(
+            "controller {leader}, alone, raised its term from {term} to {}",
+            m.current_term
+        );
+    }
+    alone.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_controller_far_behind_installs_a_snapshot_over_grpc() {
     let config = || openraft::Config {

@@ -7,8 +7,12 @@
 //! `StateMachine`, each on its own temporary directory
 //! (on tmpfs where there is one, so fsync costs nothing), and the real tonic `RaftService` and client
 //! (`Network::with_connect`) over turmoil's simulated TCP. Time is simulated: every host's clock is a paused
-//! tokio clock advanced by turmoil in steps of [`TICK`], so seconds of Raft timeouts pass in milliseconds,
-//! and file I/O (run on tokio's blocking pool) takes no simulated time.
+//! tokio clock advanced by turmoil in steps of [`TICK`], so seconds of Raft timeouts pass in milliseconds.
+//! File I/O runs on tokio's blocking pool, in real time: usually well within a step, but turmoil keeps
+//! stepping while it runs, so on a heavily loaded machine a file operation that waits long for a core takes
+//! simulated time too (a few real milliseconds can be a simulated second). A scripted scenario that finds a
+//! leader change it did not cause may have met such a slow disk (seen once in 128 seeds while a build ran
+//! beside them).
 //!
 //! Per seed, the network gets a latency range and, on half the seeds, a rate of random message loss
 //! (turmoil's `fail_rate`; on turmoil's TCP a lost segment stalls its connection for good, so this exercises
@@ -18,14 +22,19 @@
 //! 1. the cluster is initialized, a leader elected, and batches are committed;
 //! 2. the leader is cut off from the other two (turmoil `hold`: messages wait, as TCP retransmits; or
 //!    `partition`: messages are lost, as on a dead connection): a write proposed to it then never commits,
-//!    the other two elect a leader and commit, and once the link is back the old leader steps down and
-//!    catches up;
+//!    the other two elect a leader and commit, the old leader steps down in its own term while still cut
+//!    off (check-quorum), and once the link is back it follows and catches up;
 //! 3. one follower, the leader, two nodes (quorum lost) or all three crash and restart from their files
 //!    (turmoil `crash` then `bounce`; a crash drops the host's runtime, so every task stops at an await
 //!    point and every started file operation completes: no torn writes here, `tests/durability.rs` covers
 //!    those);
 //! 4. a random run of isolations, heals, crashes and restarts, with a writer proposing all along;
 //! 5. everything is healed and restarted, the cluster must converge and commit again.
+//!
+//! Two scripted scenarios ([`Script`]) each put one fault in isolation, on seeds without random message loss:
+//! a follower cut off for 20 s must not change the active controller or the term (pre-vote), and an active
+//! controller cut off from both peers must step down within a bound, without raising its term, while the
+//! other two elect a leader that stays the only one after healing (check-quorum).
 //!
 //! Write `n` is one batch: topic `w-n`, broker `n` registered, and broker 0 registered with incarnation `n`
 //! (so broker 0 names the last write applied). Writes are proposed one at a time, each after the previous
@@ -47,7 +56,8 @@
 //!
 //! # Seeds
 //!
-//! [`SEEDS_DEFAULT`] seeds run by default; `STRATA_SIM_SEEDS=N` runs N, `STRATA_SIM_SEED=S` only seed S.
+//! [`SEEDS_DEFAULT`] seeds run by default ([`SCRIPTED_SEEDS_DEFAULT`] for each scripted scenario);
+//! `STRATA_SIM_SEEDS=N` runs N, `STRATA_SIM_SEED=S` only seed S.
 //! A failure names its seed and prints the scenario's event log. The seed fixes the fault schedule and
 //! turmoil's network randomness; openraft draws its election timeouts from an OS-seeded thread RNG and
 //! tokio's `select!` picks branches at random, so a rerun replays the same scenario but not necessarily
@@ -86,6 +96,8 @@ use strata_controller::{MetadataImage, QuorumSettings, TypeConfig};
 
 /// Seeds run when neither `STRATA_SIM_SEEDS` nor `STRATA_SIM_SEED` is set.
 const SEEDS_DEFAULT: u64 = 200;
+/// The same for each scripted scenario (one fault, timed), which is cheaper to vary less.
+const SCRIPTED_SEEDS_DEFAULT: u64 = 16;
 /// Simulated time per turmoil step. Message delivery happens at step boundaries, so a round trip takes at
 /// least two steps; within a step each host's timers fire at their exact instants.
 const TICK: Duration = Duration::from_millis(4);
@@ -107,6 +119,16 @@ const PORT: u16 = 9093;
 const HEARTBEAT_MS: u64 = 150;
 const ELECTION_TIMEOUT_MIN_MS: u64 = 400;
 const ELECTION_TIMEOUT_MAX_MS: u64 = 800;
+/// How long the scripted follower stays cut off: as long as in the report of the term inflation (term 1 to
+/// 131 in 20 s with openraft's default timeouts; with this simulation's, pre-vote off, term 1 to about 32).
+const FOLLOWER_CUT_OFF: Duration = Duration::from_secs(20);
+/// How long after being cut off from both peers an active controller must have stepped down: check-quorum's
+/// `election_timeout_max + election_timeout_min` since the last acknowledgement (sent before the cut), one
+/// check interval (a quarter heartbeat) late at most, and the driver's polling; a heartbeat of slack.
+const STEP_DOWN_BOUND: Duration =
+    Duration::from_millis(ELECTION_TIMEOUT_MAX_MS + ELECTION_TIMEOUT_MIN_MS + HEARTBEAT_MS + 100);
+/// How long a scripted scenario watches that nothing changes where nothing should.
+const STEADY_WATCH: Duration = Duration::from_secs(3);
 /// Largest one-way message latency a seed may draw.
 const LATENCY_MAX_MS: u64 = 25;
 /// Largest chance that a message is lost, in millionths, on the seeds that lose messages.
@@ -139,12 +161,36 @@ fn host_name(id: NodeId) -> String {
 
 #[test]
 fn controllers_under_partitions_and_crashes() {
+    run_seeds("controllers_under_partitions_and_crashes", Script::Chaos, SEEDS_DEFAULT);
+}
+
+#[test]
+fn a_cut_off_follower_does_not_disturb_the_quorum() {
+    run_seeds(
+        "a_cut_off_follower_does_not_disturb_the_quorum",
+        Script::FollowerCutOff,
+        SCRIPTED_SEEDS_DEFAULT,
+    );
+}
+
+#[test]
+fn a_cut_off_active_controller_steps_down() {
+    run_seeds(
+        "a_cut_off_active_controller_steps_down",
+        Script::ActiveControllerCutOff,
+        SCRIPTED_SEEDS_DEFAULT,
+    );
+}
+
+/// Runs `script` on the seeds the environment asks for (`default_count` of them when it asks nothing), on
+/// as many threads as there are cores, and fails naming the first failing seed.
+fn run_seeds(test: &str, script: Script, default_count: u64) {
     let seeds: Vec<u64> = match std::env::var("STRATA_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("STRATA_SIM_SEED is a u64")],
         Err(_) => {
             let count = std::env::var("STRATA_SIM_SEEDS")
                 .map(|count| count.parse().expect("STRATA_SIM_SEEDS is a count"))
-                .unwrap_or(SEEDS_DEFAULT);
+                .unwrap_or(default_count);
             (0..count).collect()
         }
     };
@@ -164,7 +210,7 @@ fn controllers_under_partitions_and_crashes() {
                         return;
                     }
                     let seed = seeds[at];
-                    let outcome = std::panic::catch_unwind(|| run_seed(seed))
+                    let outcome = std::panic::catch_unwind(|| run_seed(seed, script))
                         .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
                     match outcome {
                         Ok(seed_stats) => stats.lock().unwrap().push(seed_stats),
@@ -178,8 +224,8 @@ fn controllers_under_partitions_and_crashes() {
     failures.sort_by_key(|(seed, _)| *seed);
     if let Some((seed, message)) = failures.first() {
         panic!(
-            "controller simulation failed for seed {seed} ({} failing seed(s): {:?})\n{message}\n\
-             rerun this seed with: STRATA_SIM_SEED={seed} cargo test -p strata-controller --test simulation",
+            "controller simulation {test} failed for seed {seed} ({} failing seed(s): {:?})\n{message}\n\
+             rerun this seed with: STRATA_SIM_SEED={seed} cargo test -p strata-controller --test simulation {test}",
             failures.len(),
             failures.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
         );
@@ -187,8 +233,9 @@ fn controllers_under_partitions_and_crashes() {
     let stats = stats.into_inner().unwrap();
     let total = SeedStats::sum(&stats);
     eprintln!(
-        "{} seeds in {:.1?} ({workers} threads): {} writes acknowledged, {} unknown, {} to a cut-off leader, \
-         {} crashes, {} snapshots installed from a leader; {:.0?} simulated",
+        "{test}: {} seeds in {:.1?} ({workers} threads): {} writes acknowledged, {} unknown, {} to a cut-off \
+         leader, {} crashes, {} snapshots installed from a leader; {:.0?} simulated; check-quorum step-downs \
+         after {:?} (longest)",
         stats.len(),
         started.elapsed(),
         total.acked,
@@ -197,6 +244,7 @@ fn controllers_under_partitions_and_crashes() {
         total.crashes,
         total.snapshots_installed,
         total.simulated,
+        total.step_down_max,
     );
 }
 
@@ -218,6 +266,8 @@ struct SeedStats {
     /// Snapshots a controller received from the leader (InstallSnapshot over the simulated network).
     snapshots_installed: usize,
     simulated: Duration,
+    /// The longest a cut-off active controller took to step down (scripted step-down seeds only).
+    step_down_max: Option<Duration>,
 }
 
 impl SeedStats {
@@ -229,6 +279,7 @@ impl SeedStats {
             crashes: sum.crashes + s.crashes,
             snapshots_installed: sum.snapshots_installed + s.snapshots_installed,
             simulated: sum.simulated + s.simulated,
+            step_down_max: sum.step_down_max.max(s.step_down_max),
         })
     }
 }
@@ -270,6 +321,19 @@ impl Rng {
 
 // ---------------------------------------------------------------------------------------------------------
 // One seed: the simulation, its hosts and the driver.
+
+/// The scenario a seed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    /// Every phase listed in the module documentation, with seeded random faults.
+    Chaos,
+    /// One follower cut off from both peers for [`FOLLOWER_CUT_OFF`], then healed: the active controller and
+    /// the term must not change (pre-vote).
+    FollowerCutOff,
+    /// The active controller cut off from both peers: it steps down within [`STEP_DOWN_BOUND`] without
+    /// raising its term (check-quorum), the other two elect one, and after healing that one stays.
+    ActiveControllerCutOff,
+}
 
 /// A fault only the simulation itself can apply (`Sim::crash` and `Sim::bounce` need it mutably): the driver
 /// asks, the step loop applies after the current step.
@@ -372,10 +436,13 @@ fn write_batch(n: u64) -> MetadataBatch {
     }
 }
 
-fn run_seed(seed: u64) -> Result<SeedStats, String> {
+fn run_seed(seed: u64, script: Script) -> Result<SeedStats, String> {
     let mut rng = Rng::new(seed);
     let latency_max = rng.millis(1, LATENCY_MAX_MS);
-    let fail_rate = if rng.chance(50) {
+    // No random loss in the scripted scenarios: a lost segment stalls a simulated TCP connection until
+    // keep-alive replaces it (about 2 s), which on the only link a leader has left is a real loss of quorum
+    // and a legitimate election, not the fault under test.
+    let fail_rate = if script == Script::Chaos && rng.chance(50) {
         rng.between(1, FAIL_RATE_MAX_PPM) as f64 / 1e6
     } else {
         0.0
@@ -406,6 +473,7 @@ fn run_seed(seed: u64) -> Result<SeedStats, String> {
     let result: Rc<RefCell<Option<Result<SeedStats, String>>>> = Rc::default();
     {
         let driver = Driver {
+            script,
             shared: Rc::clone(&shared),
             rng: RefCell::new(rng),
             log: Rc::clone(&log),
@@ -743,6 +811,7 @@ async fn background_writer(
 
 /// The scenario of one seed, run as turmoil's client.
 struct Driver {
+    script: Script,
     shared: Rc<Shared>,
     rng: RefCell<Rng>,
     log: Rc<EventLog>,
@@ -752,7 +821,17 @@ struct Driver {
 
 impl Driver {
     async fn run(self) -> Result<SeedStats, String> {
-        self.scenario().await?;
+        let step_down = match self.script {
+            Script::Chaos => {
+                self.scenario().await?;
+                None
+            }
+            Script::FollowerCutOff => {
+                self.follower_cut_off().await?;
+                None
+            }
+            Script::ActiveControllerCutOff => Some(self.active_controller_cut_off().await?),
+        };
         self.check()?;
         let writes = self.writes.borrow();
         Ok(SeedStats {
@@ -762,6 +841,7 @@ impl Driver {
             crashes: self.crashes.get(),
             snapshots_installed: 0,
             simulated: Duration::ZERO,
+            step_down_max: step_down,
         })
     }
 
@@ -775,22 +855,7 @@ impl Driver {
 
     async fn scenario(&self) -> Result<(), String> {
         // 1. Start, initialize, elect, commit.
-        self.wait_until("all controllers started", || self.shared.running().len() == NODES.len())
-            .await?;
-        let first = self.rng().pick(&NODES);
-        let members: BTreeMap<NodeId, ControllerNode> = NODES
-            .iter()
-            .map(|id| (*id, ControllerNode::new(format!("{}:{PORT}", host_name(*id)))))
-            .collect();
-        let raft = self.shared.raft(first).ok_or("not running")?;
-        raft.initialize(members)
-            .await
-            .map_err(|e| format!("initialize on {first}: {e}"))?;
-        self.log.note(format!("initialized on {first}"));
-        let leader = self.agreed_leader(&NODES).await?;
-        self.log.note(format!("leader {leader}"));
-        let count = self.rng().between(2, 6);
-        self.write_acked(count, &NODES).await?;
+        self.start_cluster().await?;
 
         // 2. Cut the leader off from the other two.
         self.isolate_leader().await?;
@@ -815,8 +880,30 @@ impl Driver {
         self.converged().await
     }
 
+    /// Phase 1: every controller started, the cluster initialized on one of them, a leader agreed and a few
+    /// writes committed.
+    async fn start_cluster(&self) -> Result<(), String> {
+        self.wait_until("all controllers started", || self.shared.running().len() == NODES.len())
+            .await?;
+        let first = self.rng().pick(&NODES);
+        let members: BTreeMap<NodeId, ControllerNode> = NODES
+            .iter()
+            .map(|id| (*id, ControllerNode::new(format!("{}:{PORT}", host_name(*id)))))
+            .collect();
+        let raft = self.shared.raft(first).ok_or("not running")?;
+        raft.initialize(members)
+            .await
+            .map_err(|e| format!("initialize on {first}: {e}"))?;
+        self.log.note(format!("initialized on {first}"));
+        let leader = self.agreed_leader(&NODES).await?;
+        self.log.note(format!("leader {leader}"));
+        let count = self.rng().between(2, 6);
+        self.write_acked(count, &NODES).await
+    }
+
     /// Phase 2: the leader loses both links. A write proposed to it never commits; the others elect a leader
-    /// and commit; after the links return, the old leader steps down and catches up.
+    /// and commit; the old leader steps down while still cut off, and after the links return it follows and
+    /// catches up.
     async fn isolate_leader(&self) -> Result<(), String> {
         let old = self.agreed_leader(&NODES).await?;
         let old_term = self.metrics(old).map(|m| m.current_term).unwrap_or_default();
@@ -864,6 +951,13 @@ impl Driver {
             outcome => self.log.note(format!("write {n} to cut-off leader {old}: {outcome:?}")),
         }
 
+        // Check-quorum: cut off from both, it stops leading before the links return, in its own term.
+        self.wait_until("the cut-off leader steps down while cut off", || {
+            self.metrics(old)
+                .is_some_and(|m| m.state != ServerState::Leader && m.current_term == old_term)
+        })
+        .await?;
+
         heal(&[how]);
         self.log.note("links healed");
         self.wait_until("the old leader steps down", || {
@@ -875,6 +969,167 @@ impl Driver {
         // Its first write's entry was discarded when it took the new leader's log: it has answered by now.
         self.wait_until("the cut-off leader answers its first write", || stranded.is_finished())
             .await
+    }
+
+    /// Scripted: one follower cut off from both peers for [`FOLLOWER_CUT_OFF`]. Its election timer fires
+    /// over and over, but its pre-votes find no majority, so it never raises its term. The other two keep
+    /// their active controller and term and take writes all along; after healing the follower follows the
+    /// same controller in the same term, and nothing is re-elected.
+    async fn follower_cut_off(&self) -> Result<(), String> {
+        self.start_cluster().await?;
+        let leader = self.agreed_leader(&NODES).await?;
+        let term = self.term(leader)?;
+        let followers: Vec<NodeId> = NODES.into_iter().filter(|id| *id != leader).collect();
+        let cut_off = self.rng().pick(&followers);
+        let quorum: Vec<NodeId> = NODES.into_iter().filter(|id| *id != cut_off).collect();
+        let how = self.cut_kind();
+        for other in &quorum {
+            cut(cut_off, *other, how);
+        }
+        self.log.note(format!(
+            "follower {cut_off} cut off ({how:?}) from leader {leader} (term {term})"
+        ));
+
+        let steady = || self.leads_in(leader, term, &quorum);
+        let until = tokio::time::Instant::now() + FOLLOWER_CUT_OFF;
+        while tokio::time::Instant::now() < until {
+            self.holds_for(
+                &format!("leader {leader} in term {term} over {quorum:?}"),
+                Duration::from_secs(2),
+                steady,
+            )
+            .await?;
+            self.write_acked(1, &quorum).await?;
+        }
+        let cut_off_term = self.term(cut_off)?;
+        if cut_off_term != term {
+            return Err(format!(
+                "cut-off follower {cut_off} raised its term from {term} to {cut_off_term}"
+            ));
+        }
+
+        heal(&[how]);
+        self.log.note(format!("follower {cut_off} back"));
+        self.converged().await?;
+        let all_steady = || self.leads_in(leader, term, &NODES);
+        if !all_steady() {
+            return Err(format!(
+                "after follower {cut_off} returned, leader {leader} in term {term} is not what all three see\n{}",
+                self.status()
+            ));
+        }
+        self.holds_for(
+            &format!("leader {leader} in term {term} over all three"),
+            STEADY_WATCH,
+            all_steady,
+        )
+        .await?;
+        self.write_acked(1, &NODES).await?;
+        self.converged().await
+    }
+
+    /// Scripted: the active controller cut off from both peers. Within [`STEP_DOWN_BOUND`] it is no longer
+    /// leader, in the same term (check-quorum); the other two elect a leader and commit; the cut-off one
+    /// stays a follower without raising its term (pre-vote); after healing it follows the new leader, which
+    /// stays the only leader, in its term. Answers how long the step-down took.
+    async fn active_controller_cut_off(&self) -> Result<Duration, String> {
+        self.start_cluster().await?;
+        let old = self.agreed_leader(&NODES).await?;
+        let old_term = self.term(old)?;
+        let others: Vec<NodeId> = NODES.into_iter().filter(|id| *id != old).collect();
+        let how = self.cut_kind();
+        for other in &others {
+            cut(old, *other, how);
+        }
+        let cut_at = tokio::time::Instant::now();
+        self.log.note(format!(
+            "active controller {old} (term {old_term}) cut off from {others:?} ({how:?})"
+        ));
+
+        self.wait_within(&format!("cut-off controller {old} steps down"), STEP_DOWN_BOUND, || {
+            self.metrics(old)
+                .is_some_and(|m| m.state != ServerState::Leader && m.current_leader != Some(old))
+        })
+        .await?;
+        let step_down = cut_at.elapsed();
+        let term = self.term(old)?;
+        self.log.note(format!(
+            "controller {old} stepped down after {step_down:?}, in term {term}"
+        ));
+        if term != old_term {
+            return Err(format!(
+                "controller {old} stepped down from term {old_term} into term {term}"
+            ));
+        }
+
+        let new = self.agreed_leader(&others).await?;
+        let new_term = self.term(new)?;
+        self.log
+            .note(format!("new leader {new} (term {new_term}) among {others:?}"));
+        let count = self.rng().between(1, 3);
+        self.write_acked(count, &others).await?;
+        self.holds_for(
+            &format!("cut-off controller {old} stays a follower in term {old_term}"),
+            STEADY_WATCH,
+            || {
+                self.metrics(old)
+                    .is_some_and(|m| m.state != ServerState::Leader && m.current_term == old_term)
+            },
+        )
+        .await?;
+
+        heal(&[how]);
+        self.log.note(format!("controller {old} back"));
+        self.converged().await?;
+        let all_steady = || self.leads_in(new, new_term, &NODES) && self.leaders() == [new];
+        if !all_steady() {
+            return Err(format!(
+                "after controller {old} returned, leader {new} in term {new_term} is not the only one all three see\n{}",
+                self.status()
+            ));
+        }
+        self.holds_for(
+            &format!("leader {new} in term {new_term}, the only one"),
+            STEADY_WATCH,
+            all_steady,
+        )
+        .await?;
+        self.write_acked(1, &NODES).await?;
+        self.converged().await?;
+        Ok(step_down)
+    }
+
+    fn cut_kind(&self) -> Cut {
+        if self.rng().chance(50) {
+            Cut::Hold
+        } else {
+            Cut::Partition
+        }
+    }
+
+    fn term(&self, id: NodeId) -> Result<u64, String> {
+        self.metrics(id)
+            .map(|m| m.current_term)
+            .ok_or_else(|| format!("controller {id} is not running"))
+    }
+
+    /// Whether `leader` leads in `term` and every one of `nodes` follows it in that term.
+    fn leads_in(&self, leader: NodeId, term: u64, nodes: &[NodeId]) -> bool {
+        nodes.iter().all(|id| {
+            self.metrics(*id).is_some_and(|m| {
+                m.current_term == term
+                    && m.current_leader == Some(leader)
+                    && (m.state == ServerState::Leader) == (*id == leader)
+            })
+        })
+    }
+
+    /// The controllers that are Raft leaders now.
+    fn leaders(&self) -> Vec<NodeId> {
+        NODES
+            .into_iter()
+            .filter(|id| self.metrics(*id).is_some_and(|m| m.state == ServerState::Leader))
+            .collect()
     }
 
     fn take_isolated(&self) -> u64 {
@@ -1099,14 +1354,37 @@ impl Driver {
     }
 
     /// Polls `condition` every 10 ms of simulated time until it holds, or fails at the liveness deadline.
-    async fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + LIVENESS_DEADLINE;
+    async fn wait_until(&self, what: &str, condition: impl FnMut() -> bool) -> Result<(), String> {
+        self.wait_within(what, LIVENESS_DEADLINE, condition).await
+    }
+
+    /// Polls `condition` every 10 ms of simulated time until it holds, or fails once `within` has passed.
+    async fn wait_within(
+        &self,
+        what: &str,
+        within: Duration,
+        mut condition: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
         while !condition() {
             if tokio::time::Instant::now() > deadline {
                 return Err(format!(
-                    "liveness: {what}: not within {LIVENESS_DEADLINE:?} (simulated)\n{}",
+                    "liveness: {what}: not within {within:?} (simulated)\n{}",
                     self.status()
                 ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Checks `condition` every 10 ms of simulated time for `during`, failing at the first time it does not
+    /// hold.
+    async fn holds_for(&self, what: &str, during: Duration, mut condition: impl FnMut() -> bool) -> Result<(), String> {
+        let until = tokio::time::Instant::now() + during;
+        while tokio::time::Instant::now() < until {
+            if !condition() {
+                return Err(format!("{what}: no longer holds\n{}", self.status()));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
