@@ -13,7 +13,7 @@
 //!
 //! How a channel reaches the peer is a [`Connect`]: by default the OS's TCP ([`Endpoint::connect_lazy`]);
 //! [`Network::with_connect`] substitutes another transport, such as the simulated network of
-//! `tests/simulation.rs`, without changing anything else (address, timeouts, message limits, errors).
+//! the fault suite's `tests/tests/controller_quorum.rs`, without changing anything else (address, timeouts, message limits, errors).
 //!
 //! Errors map onto openraft's: a peer that cannot be reached (connection refused, reset, or the peer shutting
 //! down: gRPC `UNAVAILABLE`) is [`Unreachable`], so openraft backs off before retrying; a timeout is

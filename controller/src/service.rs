@@ -3,7 +3,7 @@
 //!
 //! [`start`] serves on a TCP listener and reaches peers over TCP. [`start_on`] takes the accepted connections
 //! and the [`Network`] instead, so that the same controller runs over another transport: the simulated
-//! network of `tests/simulation.rs`.
+//! network of the fault suite's `tests/tests/controller_quorum.rs`.
 //!
 //! Whatever the transport, a controller runs openraft's pre-vote (unless the given config turns it off), so
 //! that a controller that cannot win an election does not raise its term, and check-quorum

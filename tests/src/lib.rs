@@ -1,3 +1,12 @@
-//! Cluster tests: real `strata` processes on loopback ports, real Kafka clients, real faults.
+//! Strata's fault suite: the whole system, or the controller quorum alone, under crashes, partitions and
+//! paused links, checked against invariants over what its clients saw and what its nodes hold.
 //!
-//! Empty until the broker exists; storage-level tests live in `storage/tests/`.
+//! # Layout
+//!
+//! - `tests/controller_quorum.rs`: three controllers (openraft, their log stores and state machines on disk,
+//!   their gRPC network) on simulated hosts, under seeded partitions, message loss, crashes and restarts.
+//! - `tests/replication.rs`: three whole nodes (controller, broker, storage) with Kafka clients producing
+//!   and consuming, under seeded crashes, partitions and held links.
+//!
+//! Storage-level crash tests live in `storage/tests/`, the controller's real-process tests in
+//! `controller/tests/`.

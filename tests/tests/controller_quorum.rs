@@ -26,7 +26,7 @@
 //!    off (check-quorum), and once the link is back it follows and catches up;
 //! 3. one follower, the leader, two nodes (quorum lost) or all three crash and restart from their files
 //!    (turmoil `crash` then `bounce`; a crash drops the host's runtime, so every task stops at an await
-//!    point and every started file operation completes: no torn writes here, `tests/durability.rs` covers
+//!    point and every started file operation completes: no torn writes here, `controller/tests/durability.rs` covers
 //!    those);
 //! 4. a random run of isolations, heals, crashes and restarts, with a writer proposing all along;
 //! 5. everything is healed and restarted, the cluster must converge and commit again.
@@ -225,7 +225,7 @@ fn run_seeds(test: &str, script: Script, default_count: u64) {
     if let Some((seed, message)) = failures.first() {
         panic!(
             "controller simulation {test} failed for seed {seed} ({} failing seed(s): {:?})\n{message}\n\
-             rerun this seed with: STRATA_SIM_SEED={seed} cargo test -p strata-controller --test simulation {test}",
+             rerun this seed with: STRATA_SIM_SEED={seed} cargo test -p strata-tests --test controller_quorum {test}",
             failures.len(),
             failures.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
         );
