@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - `sim`: the harness the turmoil simulations share (seeds, seeded choices, event log, faults applied
+//!   between steps, tonic over simulated TCP).
 //! - `tests/controller_quorum.rs`: three controllers (openraft, their log stores and state machines on disk,
 //!   their gRPC network) on simulated hosts, under seeded partitions, message loss, crashes and restarts.
 //! - `tests/replication.rs`: three whole nodes (controller, broker, storage) with Kafka clients producing
@@ -10,3 +12,5 @@
 //!
 //! Storage-level crash tests live in `storage/tests/`, the controller's real-process tests in
 //! `controller/tests/`.
+
+pub mod sim;

@@ -65,26 +65,16 @@
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::Stream;
-use hyper_util::rt::TokioIo;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
-use tempfile::TempDir;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::codegen::http::Uri;
-use tonic::transport::server::Connected;
-use tonic::transport::{Channel, Endpoint};
 
 use strata_controller::network::Network;
 use strata_controller::proto::metadata::{
@@ -93,6 +83,9 @@ use strata_controller::proto::metadata::{
 use strata_controller::proto::raft::ControllerNode;
 use strata_controller::types::{NodeId, Raft};
 use strata_controller::{MetadataImage, QuorumSettings, TypeConfig};
+use strata_tests::sim::{
+    EventLog, Fault, Faults, Rng, accept, builder, one_seed_asked, seeds, simulated_channel, step_until_done, temp_dirs,
+};
 
 /// Seeds run when neither `STRATA_SIM_SEEDS` nor `STRATA_SIM_SEED` is set.
 const SEEDS_DEFAULT: u64 = 200;
@@ -185,15 +178,7 @@ fn a_cut_off_active_controller_steps_down() {
 /// Runs `script` on the seeds the environment asks for (`default_count` of them when it asks nothing), on
 /// as many threads as there are cores, and fails naming the first failing seed.
 fn run_seeds(test: &str, script: Script, default_count: u64) {
-    let seeds: Vec<u64> = match std::env::var("STRATA_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("STRATA_SIM_SEED is a u64")],
-        Err(_) => {
-            let count = std::env::var("STRATA_SIM_SEEDS")
-                .map(|count| count.parse().expect("STRATA_SIM_SEEDS is a count"))
-                .unwrap_or(default_count);
-            (0..count).collect()
-        }
-    };
+    let seeds = seeds(&[], default_count);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(seeds.len().max(1));
@@ -284,41 +269,6 @@ impl SeedStats {
     }
 }
 
-/// SplitMix64: the scenario's own seeded choices (turmoil has its own generator, seeded with the same seed).
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5eed_5eed_5eed_5eed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `range` (inclusive).
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next_u64() % (high - low + 1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next_u64() % items.len() as u64) as usize]
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(self.between(low, high))
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // One seed: the simulation, its hosts and the driver.
 
@@ -335,21 +285,11 @@ enum Script {
     ActiveControllerCutOff,
 }
 
-/// A fault only the simulation itself can apply (`Sim::crash` and `Sim::bounce` need it mutably): the driver
-/// asks, the step loop applies after the current step.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Crash(NodeId),
-    Restart(NodeId),
-}
-
 /// What the hosts and the driver of one simulation share. Everything runs on the simulation's thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     nodes: BTreeMap<NodeId, NodeSlot>,
-    faults: RefCell<Vec<Fault>>,
-    faults_applied: Cell<usize>,
-    faults_asked: Cell<usize>,
+    faults: Faults<NodeId>,
 }
 
 /// One controller as the driver sees it.
@@ -447,19 +387,14 @@ fn run_seed(seed: u64, script: Script) -> Result<SeedStats, String> {
     } else {
         0.0
     };
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .tick_duration(TICK)
-        .simulation_duration(SIM_DURATION_MAX)
-        .min_message_latency(Duration::ZERO)
-        .max_message_latency(latency_max)
+    let mut sim = builder(seed, TICK, SIM_DURATION_MAX, latency_max)
         .fail_rate(fail_rate)
         .build();
 
-    let dirs: Vec<TempDir> = NODES.iter().map(|_| temp_dir()).collect::<Result<_, _>>()?;
+    let dirs = temp_dirs("strata-sim-", NODES.len())?;
     let shared = Rc::new(Shared {
         nodes: NODES.iter().map(|id| (*id, NodeSlot::default())).collect(),
-        ..Default::default()
+        faults: Faults::new(TICK),
     });
     for (id, dir) in NODES.into_iter().zip(&dirs) {
         let shared = Rc::clone(&shared);
@@ -490,26 +425,9 @@ fn run_seed(seed: u64, script: Script) -> Result<SeedStats, String> {
 
     let installs = SnapshotInstalls::default();
     let _counting = tracing::subscriber::set_default(installs.clone());
-    let stepped = loop {
-        match sim.step() {
-            Ok(done) => {
-                for fault in shared.faults.take() {
-                    match fault {
-                        Fault::Crash(id) => {
-                            sim.crash(host_name(id));
-                            shared.node(id).raft.replace(None);
-                        }
-                        Fault::Restart(id) => sim.bounce(host_name(id)),
-                    }
-                    shared.faults_applied.set(shared.faults_applied.get() + 1);
-                }
-                if done {
-                    break Ok(());
-                }
-            }
-            Err(e) => break Err(format!("simulation stopped: {e}")),
-        }
-    };
+    let stepped = step_until_done(&mut sim, &shared.faults, host_name, |id| {
+        shared.node(id).raft.replace(None);
+    });
     let simulated = sim.elapsed();
     // Stop every host (and its files) before the directories go.
     drop(sim);
@@ -518,7 +436,7 @@ fn run_seed(seed: u64, script: Script) -> Result<SeedStats, String> {
         (Ok(()), None) => Err("the driver ended without an outcome".into()),
         (Err(e), _) => Err(e),
     };
-    if std::env::var("STRATA_SIM_SEED").is_ok() {
+    if one_seed_asked() {
         eprintln!(
             "seed {seed}, latency 0..={latency_max:?}, fail rate {fail_rate}; events:\n{}",
             log.render()
@@ -536,18 +454,6 @@ fn run_seed(seed: u64, script: Script) -> Result<SeedStats, String> {
                 log.render()
             )
         })
-}
-
-/// A directory for one controller's files, on tmpfs where there is one: the log store fsyncs on every
-/// append, which costs milliseconds on a disk and nothing on tmpfs.
-fn temp_dir() -> Result<TempDir, String> {
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::Builder::new().prefix("strata-sim-").tempdir_in(shm)
-    } else {
-        tempfile::Builder::new().prefix("strata-sim-").tempdir()
-    };
-    dir.map_err(|e| format!("temporary directory: {e}"))
 }
 
 /// The software of one controller host: started at the beginning and again at each restart (bounce).
@@ -584,76 +490,7 @@ async fn run_controller(id: NodeId, dir: PathBuf, shared: Rc<Shared>) -> turmoil
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// tonic over turmoil's TCP.
-
-/// A peer's channel over simulated TCP: tonic's own connection handling (lazy connect, connect timeout,
-/// reconnect) over a turmoil stream instead of a socket.
-fn simulated_channel(endpoint: &Endpoint) -> Channel {
-    endpoint.connect_with_connector_lazy(tower::service_fn(|uri: Uri| async move {
-        let authority = uri
-            .authority()
-            .ok_or_else(|| io::Error::other("peer URI has no authority"))?;
-        let stream = turmoil::net::TcpStream::connect(authority.as_str()).await?;
-        Ok::<_, io::Error>(TokioIo::new(stream))
-    }))
-}
-
-/// The connections a simulated listener accepts, as tonic's server takes them.
-fn accept(listener: turmoil::net::TcpListener) -> impl Stream<Item = io::Result<SimStream>> + Send + 'static {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| SimStream(stream));
-        Some((accepted, listener))
-    })
-}
-
-/// A simulated TCP stream with what tonic's server asks of a connection.
-struct SimStream(turmoil::net::TcpStream);
-
-impl Connected for SimStream {
-    type ConnectInfo = ();
-
-    fn connect_info(&self) {}
-}
-
-impl AsyncRead for SimStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for SimStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // The driver: the scenario, the writes, and the checks.
-
-/// The scenario's events with their simulated times, printed when a seed fails.
-#[derive(Debug, Default)]
-struct EventLog(RefCell<Vec<String>>);
-
-impl EventLog {
-    fn note(&self, event: impl Into<String>) {
-        let at = turmoil::sim_elapsed().unwrap_or_default();
-        self.0
-            .borrow_mut()
-            .push(format!("{:>8.3}s  {}", at.as_secs_f64(), event.into()));
-    }
-
-    fn render(&self) -> String {
-        self.0.borrow().join("\n")
-    }
-}
 
 /// What the driver knows of the writes.
 #[derive(Debug, Default)]
@@ -1281,24 +1118,15 @@ impl Driver {
         }
     }
 
-    async fn apply_fault(&self, fault: Fault) {
-        self.shared.faults.borrow_mut().push(fault);
-        let asked = self.shared.faults_asked.get() + 1;
-        self.shared.faults_asked.set(asked);
-        while self.shared.faults_applied.get() < asked {
-            tokio::time::sleep(TICK).await;
-        }
-    }
-
     async fn crash(&self, id: NodeId) {
-        self.apply_fault(Fault::Crash(id)).await;
+        self.shared.faults.apply(Fault::Crash(id)).await;
         self.crashes.set(self.crashes.get() + 1);
         self.log.note(format!("crashed {id}"));
     }
 
     async fn restart(&self, id: NodeId) -> Result<(), String> {
         let runs = self.shared.node(id).runs.get();
-        self.apply_fault(Fault::Restart(id)).await;
+        self.shared.faults.apply(Fault::Restart(id)).await;
         self.wait_until("a restarted controller runs", || self.shared.node(id).runs.get() > runs)
             .await?;
         let last_log = self.metrics(id).and_then(|m| m.last_log_index);

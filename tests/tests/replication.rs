@@ -52,11 +52,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use hyper_util::rt::TokioIo;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
-use tonic::codegen::http::Uri;
-use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
 use strata_broker::Transport;
@@ -66,6 +63,9 @@ use strata_protocol::client::records::decode_batches;
 use strata_protocol::client::{Acks, BatchBuilder, Client, ClientOptions, Compression, FetchOptions};
 use strata_protocol::transport::{BoxIo, Connector, Listener};
 use strata_storage::{LogConfig, LogManager, ManagerConfig, ReadLimits, TopicPartition};
+use strata_tests::sim::{
+    EventLog, Fault, Faults, Rng, builder, one_seed_asked, seeds, simulated_channel, step_until_done, temp_dirs,
+};
 
 /// Seeds run when neither `STRATA_SIM_SEEDS` nor `STRATA_SIM_SEED` is set (about 4 s each in a debug build).
 const SEEDS_DEFAULT: u64 = 100;
@@ -118,13 +118,7 @@ fn host_name(id: i32) -> String {
 
 #[test]
 fn acknowledged_records_survive_faults() {
-    let seeds: Vec<u64> = match std::env::var("STRATA_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("STRATA_SIM_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("STRATA_SIM_SEEDS").map_or(SEEDS_DEFAULT, |n| n.parse().expect("a number"));
-            FOUND_SEEDS.iter().copied().chain(0..count).collect()
-        }
-    };
+    let seeds = seeds(FOUND_SEEDS, SEEDS_DEFAULT);
     if std::env::var("RUST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -176,47 +170,6 @@ struct SeedStats {
     simulated: Duration,
 }
 
-/// A small deterministic generator (splitmix64) for the seed's choices.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next_u64() % (high - low + 1)
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(self.between(low, high))
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next_u64() % items.len() as u64) as usize]
-    }
-}
-
-/// A fault the driver asks the stepping loop to apply (crash and bounce are the simulation's, not a host's).
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Crash(i32),
-    Restart(i32),
-}
-
-/// What the driver and the stepping loop share.
-#[derive(Debug, Default)]
-struct Shared {
-    faults: RefCell<Vec<Fault>>,
-    applied: Cell<u64>,
-    asked: Cell<u64>,
-}
-
 /// What the clients saw.
 #[derive(Debug, Default)]
 struct History {
@@ -236,27 +189,21 @@ struct History {
 }
 
 fn run_seed(seed: u64) -> Result<SeedStats, String> {
-    let mut rng = Rng(seed ^ 0x5eed_5eed_5eed_5eed);
+    let mut rng = Rng::new(seed);
     let latency_max = rng.millis(1, LATENCY_MAX_MS);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .tick_duration(TICK)
-        .simulation_duration(SIM_DURATION_MAX)
-        .min_message_latency(Duration::ZERO)
-        .max_message_latency(latency_max)
-        .build();
-    let dirs: Vec<TempDir> = NODES.iter().map(|_| temp_dir()).collect::<Result<_, _>>()?;
+    let mut sim = builder(seed, TICK, SIM_DURATION_MAX, latency_max).build();
+    let dirs = temp_dirs("strata-repl-sim-", NODES.len())?;
     for (id, dir) in NODES.into_iter().zip(&dirs) {
         let dir = dir.path().to_owned();
         sim.host(host_name(id), move || run_node(id, dir.clone()));
     }
-    let shared = Rc::new(Shared::default());
+    let faults = Rc::new(Faults::new(TICK));
     let history = Rc::new(RefCell::new(History::default()));
     let events = Rc::new(EventLog::default());
     let outcome: Rc<RefCell<Option<Result<(), String>>>> = Rc::default();
     {
         let driver = Driver {
-            shared: shared.clone(),
+            faults: faults.clone(),
             history: history.clone(),
             events: events.clone(),
             rng: RefCell::new(rng),
@@ -269,28 +216,12 @@ fn run_seed(seed: u64) -> Result<SeedStats, String> {
             Ok(())
         });
     }
-    let stepped = loop {
-        match sim.step() {
-            Ok(done) => {
-                for fault in shared.faults.take() {
-                    match fault {
-                        Fault::Crash(id) => sim.crash(host_name(id)),
-                        Fault::Restart(id) => sim.bounce(host_name(id)),
-                    }
-                    shared.applied.set(shared.applied.get() + 1);
-                }
-                if done {
-                    break Ok(());
-                }
-            }
-            Err(e) => break Err(format!("simulation stopped: {e}")),
-        }
-    };
+    let stepped = step_until_done(&mut sim, &faults, host_name, |_| {});
     let simulated = sim.elapsed();
     // Every host stops (and closes its files) before the logs are read back.
     drop(sim);
     let report = |e: String| format!("{e}\nlatency 0..={latency_max:?}; events:\n{}", events.render());
-    if std::env::var("STRATA_SIM_SEED").is_ok() {
+    if one_seed_asked() {
         eprintln!("seed {seed}, latency 0..={latency_max:?}; events:\n{}", events.render());
     }
     match (stepped, outcome.take()) {
@@ -416,17 +347,6 @@ fn value_of(value: &Option<Bytes>) -> String {
         .map_or_else(|| "<null>".into(), |v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// A directory for one node's files, on tmpfs where there is one.
-fn temp_dir() -> Result<TempDir, String> {
-    let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::Builder::new().prefix("strata-repl-sim-").tempdir_in(shm)
-    } else {
-        tempfile::Builder::new().prefix("strata-repl-sim-").tempdir()
-    };
-    dir.map_err(|e| format!("temporary directory: {e}"))
-}
-
 /// The software of one node: started at the beginning and again at each restart (bounce).
 async fn run_node(id: i32, dir: PathBuf) -> turmoil::Result {
     let voters = NODES
@@ -491,39 +411,11 @@ fn sim_connector() -> Connector {
     })
 }
 
-/// A controller channel over simulated TCP: tonic's own connection handling over a turmoil stream.
-fn simulated_channel(endpoint: &Endpoint) -> Channel {
-    endpoint.connect_with_connector_lazy(tower::service_fn(|uri: Uri| async move {
-        let authority = uri
-            .authority()
-            .ok_or_else(|| io::Error::other("peer URI has no authority"))?;
-        let stream = turmoil::net::TcpStream::connect(authority.as_str()).await?;
-        Ok::<_, io::Error>(TokioIo::new(stream))
-    }))
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The driver.
 
-/// The scenario's events with their simulated times, printed when a seed fails.
-#[derive(Debug, Default)]
-struct EventLog(RefCell<Vec<String>>);
-
-impl EventLog {
-    fn note(&self, event: impl Into<String>) {
-        let at = turmoil::sim_elapsed().unwrap_or_default();
-        self.0
-            .borrow_mut()
-            .push(format!("{:>8.3}s  {}", at.as_secs_f64(), event.into()));
-    }
-
-    fn render(&self) -> String {
-        self.0.borrow().join("\n")
-    }
-}
-
 struct Driver {
-    shared: Rc<Shared>,
+    faults: Rc<Faults<i32>>,
     history: Rc<RefCell<History>>,
     events: Rc<EventLog>,
     rng: RefCell<Rng>,
@@ -667,13 +559,8 @@ impl Driver {
         tokio::time::sleep(pause).await;
     }
 
-    async fn apply(&self, fault: Fault) {
-        self.shared.faults.borrow_mut().push(fault);
-        let asked = self.shared.asked.get() + 1;
-        self.shared.asked.set(asked);
-        while self.shared.applied.get() < asked {
-            tokio::time::sleep(TICK).await;
-        }
+    async fn apply(&self, fault: Fault<i32>) {
+        self.faults.apply(fault).await;
         if let Fault::Crash(id) = fault {
             // Its connections died with it.
             self.clients.borrow_mut().remove(&id);
