@@ -261,7 +261,7 @@ async fn run_broker(
     let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
     let (data_dir, log_defaults) = (config.data_dir.clone(), config.settings.log.clone());
     let (logs, report) =
-        tokio::task::spawn_blocking(move || LogManager::open(data_dir, log_defaults, ManagerConfig::default()))
+        strata_protocol::blocking::run(move || LogManager::open(data_dir, log_defaults, ManagerConfig::default()))
             .await?
             .context("opening the data directory")?;
     info!(
@@ -371,7 +371,7 @@ async fn stop_broker(
         upkeep.stop();
     }
     let logs = logs.clone();
-    tokio::task::spawn_blocking(move || logs.close())
+    strata_protocol::blocking::run(move || logs.close())
         .await?
         .context("closing the logs")?;
     info!("stopped cleanly");

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use strata_controller::{ConfigResource, MetadataImage};
+use strata_protocol::blocking;
 use strata_storage::TopicPartition;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -30,7 +31,7 @@ pub fn start(broker: Arc<Broker>, shutdown: CancellationToken) {
                 // Hosting partitions is file I/O (thousands of files for a large topic): off the async
                 // workers.
                 let (worker, before, image) = (broker.clone(), previous.clone(), current.image.clone());
-                if let Err(e) = tokio::task::spawn_blocking(move || apply(&worker, &before, &image)).await {
+                if let Err(e) = blocking::run(move || apply(&worker, &before, &image)).await {
                     error!(error = %e, "acting on the metadata failed");
                 }
                 previous = current.image;
@@ -100,7 +101,7 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
                 broker.offsets.start_loading(index);
                 let (broker, hosted) = (broker.clone(), hosted.clone());
                 // Reading a partition from its start: off the async workers.
-                tokio::task::spawn_blocking(move || {
+                blocking::spawn(move || {
                     if let Err(e) = broker.offsets.load_partition(&hosted) {
                         error!(partition = %hosted.tp, error = %e, "loading committed offsets failed");
                     }

@@ -290,17 +290,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Runs blocking file I/O (writes, fsyncs, reads) on tokio's blocking pool, so that a slow disk stalls only
-/// the storage operation waiting for it, never the async workers that send heartbeats and answer RPCs.
+/// Runs blocking file I/O (writes, fsyncs, reads) on tokio's blocking pool (see
+/// [`strata_protocol::blocking`]), so that a slow disk stalls only the storage operation waiting for it,
+/// never the async workers that send heartbeats and answer RPCs.
 ///
 /// tokio's pool, not openraft's `AsyncRuntime::spawn_blocking`: openraft's tokio runtime does not override
 /// that method, whose default starts a new OS thread for every call (every append, every vote).
 pub(crate) async fn blocking<T: Send + 'static>(op: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    match tokio::task::spawn_blocking(op).await {
+    match strata_protocol::blocking::run(op).await {
         Ok(result) => result,
-        Err(e) => Err(io::Error::other(format!(
-            "metadata file operation did not complete: {e}"
-        ))),
+        Err(e) => Err(io::Error::other(format!("metadata file operation: {e}"))),
     }
 }
 

@@ -11,12 +11,15 @@
 //!   produce, typed admin helpers), and a router over a cluster's brokers that finds partition leaders and
 //!   group coordinators; used by the `strata` CLI and the tests.
 //! - [`transport`]: what connections run over: the OS's TCP, or a simulation's.
+//! - [`blocking`]: file work started from async code, on tokio's blocking pool (inline in a simulation, where
+//!   work on another thread would take simulated time).
 //!
 //! # Errors
 //!
 //! [`frame::FrameError`] and [`request::RequestError`] say why a connection must be closed or what to answer;
 //! they carry enough (API key, version, correlation id) for the broker to log the cause.
 
+pub mod blocking;
 pub mod client;
 pub mod frame;
 pub mod request;

@@ -95,7 +95,13 @@ impl EventLog {
 /// A turmoil simulation for `seed`: its network randomness drawn from the seed, stepping by `tick`, failing
 /// once `duration_max` of simulated time has passed, each message delayed by up to `latency_max`. The caller
 /// may set more (message loss) before building it.
+///
+/// From the first simulation on, the process runs blocking file work inline
+/// ([`strata_protocol::blocking::run_inline`]): on another thread it would take simulated time as long as the
+/// machine needs in real time, so a loaded machine would stretch an fsync into seconds of simulated silence
+/// and a seed would not replay.
 pub fn builder(seed: u64, tick: Duration, duration_max: Duration, latency_max: Duration) -> turmoil::Builder {
+    strata_protocol::blocking::run_inline();
     let mut builder = turmoil::Builder::new();
     builder
         .rng_seed(seed)
