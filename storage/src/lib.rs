@@ -34,13 +34,15 @@ mod handles;
 mod index;
 pub mod log;
 pub mod manager;
+pub mod producer_state;
 mod segment;
 
 pub use config::LogConfig;
 pub use epochs::EpochEntry;
-pub use error::{AppendError, Error, ReadError, ReplicaAppendError};
+pub use error::{AppendError, Error, ProducerError, ReadError, ReplicaAppendError};
 pub use handles::{HANDLES_MAX_DEFAULT, HandleCache};
 pub use log::{
-    AppendInfo, BatchLocation, Log, OpenState, ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,
+    AppendInfo, BatchLocation, CompactedSegments, CompactionPlan, CompactionReport, LeaderAppend, Log, OpenState,
+    ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,
 };
 pub use manager::{LogManager, ManagerConfig, OpenReport, SharedLog, TopicPartition};

@@ -24,7 +24,7 @@
 //! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
 //! opening after an unclean stop scans only from the segment holding it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use crate::config::LogConfig;
 use crate::epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
 use crate::error::{AppendError, Error, IoContext, ReadError, ReplicaAppendError};
 use crate::handles::HandleCache;
+use crate::producer_state::{self, BatchMetadata, PRODUCERS_MAX_DEFAULT, ProducerStateManager};
 use crate::segment::{self, AppendFailure, PendingBatch, Segment};
 
 /// Relative offsets in the indexes are `u32`; like Kafka, Strata keeps them within `i32` and rolls before.
@@ -59,6 +60,17 @@ pub struct AppendInfo {
     /// Records appended: the sum of the batches' record counts (on a follower, a compacted batch may hold
     /// fewer records than offsets).
     pub records: u64,
+}
+
+/// What a leader append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderAppend {
+    Appended(AppendInfo),
+    /// The batches are an idempotent producer's retry of `batch`, already in the log: nothing was appended,
+    /// and the producer is answered with the offsets the batch got the first time.
+    Duplicate {
+        batch: BatchMetadata,
+    },
 }
 
 /// Bounds on one read.
@@ -134,6 +146,8 @@ pub struct RecoveryReport {
     pub segments_deleted: usize,
     /// The leader-epoch checkpoint was missing, corrupt or behind the log, and was rebuilt from the batches.
     pub epoch_cache_rebuilt: bool,
+    /// Batch headers read to bring the idempotent producers' state from its newest snapshot to the log end.
+    pub producer_batches_replayed: u64,
 }
 
 /// What compaction removed.
@@ -141,6 +155,9 @@ pub struct RecoveryReport {
 pub struct CompactionReport {
     pub segments_rewritten: usize,
     pub bytes_removed: u64,
+    /// The log changed while the compacted segments were built (truncation, retention, DeleteRecords):
+    /// nothing was installed.
+    pub abandoned: bool,
 }
 
 /// What retention removed.
@@ -180,6 +197,11 @@ pub struct Log {
     epochs: LeaderEpochCache,
     /// When the active segment was created or, for one found on disk, opened (ms since the Unix epoch).
     active_since_ms: i64,
+    /// Idempotent producers' sequences, snapshotted with the segments (see [`crate::producer_state`]).
+    producers: ProducerStateManager,
+    /// Bumped by every change to the closed segments (truncation, deletion, a compaction swap), so that a
+    /// compaction built outside the lock can tell whether what it read is still the log.
+    generation: u64,
 }
 
 /// Where appended batches come from, which decides how they are checked.
@@ -204,7 +226,9 @@ impl Log {
     ) -> Result<(Self, RecoveryReport), Error> {
         let dir = dir.into();
         fs::create_dir_all(&dir).context("create log directory", &dir)?;
-        let bases = scan_directory(&dir)?;
+        // A compaction interrupted before its swap: the segments in place are whole.
+        remove_cleaner_dir(&dir.join(CLEANER_DIR));
+        let (bases, snapshots) = scan_directory(&dir)?;
         let mut report = RecoveryReport::default();
         let mut segments = BTreeMap::new();
         for &base in &bases {
@@ -264,6 +288,7 @@ impl Log {
         }
 
         let epochs = LeaderEpochCache::new(dir.join(LEADER_EPOCH_CHECKPOINT));
+        let producers = ProducerStateManager::new(&dir, snapshots, PRODUCERS_MAX_DEFAULT);
         let mut log = Self {
             dir,
             config,
@@ -279,6 +304,8 @@ impl Log {
             dirs_unsynced: false,
             epochs,
             active_since_ms: now_ms(),
+            producers,
+            generation: 0,
         };
         match log.segments.keys().next().copied() {
             None => {
@@ -300,6 +327,7 @@ impl Log {
         }
         log.recovery_point = log.log_end_offset();
         report.epoch_cache_rebuilt = log.load_epochs()?;
+        report.producer_batches_replayed = log.load_producer_state()?;
         if report.segments_recovered > 0 || report.bytes_truncated > 0 {
             info!(dir = %log.dir.display(), ?report, log_end_offset = log.log_end_offset(), "recovered log");
         }
@@ -314,9 +342,39 @@ impl Log {
         }
         self.create_first_segment(offset)?;
         self.sync_dirs()?;
+        self.generation += 1;
+        self.producers.clear(offset)?;
         // After the segments: a crash in between leaves entries that opening drops (they are past the end).
         self.epochs.clear();
         self.epochs.persist()
+    }
+
+    /// Loads the idempotent producers' state: the newest usable snapshot at or below the log end, then the
+    /// batch headers from its offset (or from the first segment, without one) to the end. Snapshots past the
+    /// end go (recovery or truncation cut their batches). Returns the batches replayed.
+    fn load_producer_state(&mut self) -> Result<u64, Error> {
+        let end = self.log_end_offset();
+        let first = *self.segments.keys().next().expect("never empty");
+        let from = self.producers.load(end)?.unwrap_or(first).max(first);
+        let mut replayed = 0;
+        let producers = &mut self.producers;
+        for segment in self.segments.values().filter(|s| s.next_offset() > from) {
+            segment
+                .for_each_header(|header| {
+                    if header.base_offset as u64 >= from {
+                        producers.update(header);
+                        replayed += 1;
+                    }
+                })
+                .context("rebuild producer state from", segment.log_path())?;
+        }
+        self.producers.on_log_start_moved(self.log_start_offset, first)?;
+        Ok(replayed)
+    }
+
+    /// The idempotent producers' state (for tests and metrics).
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
     }
 
     /// The segment of an empty log starting at `offset`. Not fsynced: see `dirs_unsynced`.
@@ -488,13 +546,17 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
-    /// Validates and appends one or more batches, exactly as a client encoded them, back to back in
-    /// `batches`. Assigns offsets from the log end offset and stamps `leader_epoch` into each batch header,
-    /// in place. Either every batch is appended or none is.
+    /// The leader's append, the one entry point for what clients send: validates one or more batches,
+    /// exactly as a client encoded them back to back in `batches`, judges idempotent producers' sequences,
+    /// assigns offsets from the log end offset and stamps `leader_epoch` into each batch header, in place,
+    /// and appends. Each batch is walked once: its header is parsed and its CRC checked in one pass, and
+    /// everything after works on the parsed headers. Either every batch is appended or none is.
     ///
     /// An epoch below the latest one in the log is refused (`Error::StaleLeaderEpoch`): only a stale leader
-    /// appends with one. An epoch above it starts a new entry in the leader-epoch cache.
-    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+    /// appends with one. An epoch above it starts a new entry in the leader-epoch cache. A producer's retry
+    /// of a batch still among its last five is [`LeaderAppend::Duplicate`]; a sequence that does not follow,
+    /// or a fenced epoch, is [`AppendError::Producer`].
+    pub fn append_as_leader(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<LeaderAppend, AppendError> {
         if self.offline {
             return Err(Error::Offline { path: self.dir.clone() }.into());
         }
@@ -512,13 +574,34 @@ impl Log {
         }
         let mut next = self.log_end_offset();
         for batch in &mut pending {
-            let end = batch.start + batch.header.total_bytes();
-            batch::assign(&mut batches[batch.start..end], next as i64, leader_epoch);
             batch.header.base_offset = next as i64;
             batch.header.partition_leader_epoch = leader_epoch;
             next += batch.header.record_count as u64;
         }
-        self.append_batches(batches, &pending)
+        if let Some(batch) = self.producers.check(pending.iter().map(|b| &b.header))? {
+            return Ok(LeaderAppend::Duplicate { batch });
+        }
+        for batch in &pending {
+            let end = batch.start + batch.header.total_bytes();
+            batch::assign(&mut batches[batch.start..end], batch.header.base_offset, leader_epoch);
+        }
+        self.append_batches(batches, &pending).map(LeaderAppend::Appended)
+    }
+
+    /// [`Self::append_as_leader`] for callers that write their own batches (the group coordinator, tests):
+    /// a duplicate is answered with the offsets of the batch already in the log, and `batches: 0`.
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+        Ok(match self.append_as_leader(batches, leader_epoch)? {
+            LeaderAppend::Appended(info) => info,
+            LeaderAppend::Duplicate { batch } => AppendInfo {
+                first_offset: batch.base_offset,
+                last_offset: batch.last_offset,
+                log_end_offset: self.log_end_offset(),
+                max_timestamp: i64::MIN,
+                batches: 0,
+                records: 0,
+            },
+        })
     }
 
     /// A follower's append: `batches` were fetched from the leader and are stored verbatim, offsets and
@@ -620,6 +703,10 @@ impl Log {
                 source: e,
             }
             .into());
+        }
+        // Unjudged on a follower: its leader judged the batches.
+        for batch in pending {
+            self.producers.update(&batch.header);
         }
         self.unflushed_records += records;
         if self.config.flush_messages.is_some_and(|n| self.unflushed_records >= n) {
@@ -745,17 +832,27 @@ impl Log {
             return Ok(());
         }
         active.seal_unsynced().context("seal segment", active.log_path())?;
-        // The fsync of a full segment (up to `segment.bytes`) takes long enough to stall producers, so it runs
-        // on its own thread, as Kafka flushes rolled segments in the background. The recovery point follows
-        // when it is done (`reap_rolled_syncs`).
-        let paths = active.file_paths();
-        self.rolled_syncs.push_back(RolledSync::start(paths, next));
-        self.unflushed_records = 0;
-        self.last_flush = Instant::now();
+        let mut paths = active.file_paths().to_vec();
         let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
         self.segments.insert(next, segment);
         self.active_since_ms = now_ms();
-        self.sync_dirs()
+        let bases = self.segment_base_offsets();
+        paths.push(self.producers.take_snapshot(next, false, &bases)?);
+        // Every fsync of a roll (the full segment, up to `segment.bytes`; the producer snapshot; the
+        // directory, for the new files) takes long enough to stall producers, so they run on a thread of
+        // their own, as Kafka flushes rolled segments in the background. The recovery point follows when
+        // they are done (`reap_rolled_syncs`); `flush` and `close` wait for them.
+        paths.push(dir.clone());
+        if self.dirs_unsynced
+            && let Some(parent) = dir.parent()
+        {
+            paths.push(parent.to_owned());
+            self.dirs_unsynced = false;
+        }
+        self.rolled_syncs.push_back(RolledSync::start(paths, next));
+        self.unflushed_records = 0;
+        self.last_flush = Instant::now();
+        Ok(())
     }
 
     /// Reads whole batches from `offset` (which may fall inside a batch: the batch holding it is returned).
@@ -893,9 +990,13 @@ impl Log {
         self.clamp_rolled_syncs(end);
         // The batch holding `offset` may have straddled the log start offset.
         self.log_start_offset = self.log_start_offset.min(end);
+        self.generation += 1;
         // After the segments: a crash in between leaves entries past the end, which opening drops.
         self.epochs.truncate_from_end(end);
         self.epochs.persist()?;
+        // Producers' state goes back to the newest snapshot at or below the end, and forward through what is
+        // left (Kafka's `truncateAndReload`).
+        self.load_producer_state()?;
         Ok(end)
     }
 
@@ -974,145 +1075,110 @@ impl Log {
         Ok(report)
     }
 
-    /// Compaction (`cleanup.policy=compact`): every closed segment keeps only the newest record of each key
-    /// (records without a key stay), and tombstones older than `delete.retention.ms` (by their batch's newest
-    /// timestamp) go. Offsets never change: a batch that loses records keeps its offset range, rewritten
-    /// uncompressed. The active segment is left alone, as in Kafka.
-    ///
-    /// A segment is rewritten into `<base>.log.cleaned`, fsynced, its indexes deleted, then renamed over the
-    /// `.log` and its indexes rebuilt: a crash at any point leaves either the old or the new log, whole, and
-    /// indexes that opening rebuilds.
+    /// Compaction (`cleanup.policy=compact`) in one call, for a caller that may hold the log for its whole
+    /// length (tests, tools): [`Self::plan_compaction`], [`CompactionPlan::build`],
+    /// [`Self::install_compaction`]. The log manager runs the build without the log's lock instead.
     pub fn compact(&mut self, now_ms: i64) -> Result<CompactionReport, Error> {
-        let mut report = CompactionReport::default();
+        let Some(plan) = self.plan_compaction(now_ms) else {
+            return Ok(CompactionReport::default());
+        };
+        let built = plan.build()?;
+        self.install_compaction(built)
+    }
+
+    /// The first step of compaction, under the lock and cheap: which closed segments to clean, as they are
+    /// now. `None` when there is nothing to do (not compacted, offline, or no segment closed since the last
+    /// compaction).
+    ///
+    /// Compaction keeps, in every closed segment, only the newest record of each key (records without a key
+    /// stay), and drops tombstones older than `delete.retention.ms` (by their batch's newest timestamp).
+    /// Offsets never change: a batch that loses records keeps its offset range, rewritten uncompressed. The
+    /// active segment is left alone, as in Kafka. As Kafka's cleaner does, the work is split in three so that
+    /// appends go on meanwhile: plan under the lock, build outside it, install under it.
+    pub fn plan_compaction(&mut self, now_ms: i64) -> Option<CompactionPlan> {
         let active_base = *self.segments.keys().next_back().expect("never empty");
         if !self.config.cleanup_compact || self.offline || self.compacted_up_to >= active_base {
-            return Ok(report);
+            return None;
         }
-        // The newest offset of every key in the closed segments.
-        let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
-        self.for_each_closed_batch(active_base, |_, _, records| {
-            for record in records {
-                if let Some(key) = &record.key {
-                    newest.insert(key.clone(), record.offset);
-                }
-            }
-        })?;
-        let tombstone_cutoff = now_ms.saturating_sub(self.config.delete_retention_ms as i64);
-        let bases: Vec<u64> = self
+        let segments = self
             .segments
-            .keys()
-            .copied()
-            .filter(|base| *base < active_base)
+            .range(..active_base)
+            .map(|(&base, segment)| PlannedSegment {
+                base,
+                log_path: segment.log_path().to_owned(),
+                size: segment.size(),
+            })
             .collect();
-        for base in bases {
-            let end = self
-                .segments
-                .range(base + 1..)
-                .next()
-                .map_or(active_base, |(next, _)| *next);
-            let mut rewritten = Vec::new();
-            let mut changed = false;
-            self.for_each_closed_batch_in(base, end, |header, bytes, records| {
-                let expired = header.max_timestamp < tombstone_cutoff;
-                let kept: Vec<batch::StoredRecord> = records
-                    .into_iter()
-                    .filter(|r| {
-                        r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&r.offset)) && (r.has_value || !expired)
-                    })
-                    .collect();
-                if kept.len() == header.record_count as usize {
-                    rewritten.extend_from_slice(bytes);
-                } else {
-                    changed = true;
-                    if !kept.is_empty() {
-                        rewritten.extend_from_slice(&batch::rebuild(header, bytes, &kept));
-                    }
+        Some(CompactionPlan {
+            dir: self.dir.clone(),
+            generation: self.generation,
+            segments,
+            active_base,
+            tombstone_cutoff: now_ms.saturating_sub(self.config.delete_retention_ms as i64),
+            config: self.config.clone(),
+            handles: self.handles.clone(),
+        })
+    }
+
+    /// The last step of compaction, under the lock: swaps the segments `built` in, if the closed segments
+    /// are still those it read (no truncation, retention, DeleteRecords or other compaction since the plan);
+    /// otherwise throws the build away (`abandoned` in the report), and the next round plans again.
+    ///
+    /// The swap of one segment: its old indexes are deleted, the directory fsynced, then the cleaned `.log`
+    /// and its indexes renamed over the old names and the directory fsynced again. A crash at any point
+    /// leaves the old or the new `.log`, whole, and indexes that are either right or missing (rebuilt on
+    /// open); the cleaner's directory is removed on open. The lock is held for the renames and two directory
+    /// fsyncs, however large the segments.
+    pub fn install_compaction(&mut self, built: CompactedSegments) -> Result<CompactionReport, Error> {
+        let cleaner_dir = built.cleaner_dir.clone();
+        let unchanged = !self.offline
+            && self.generation == built.generation
+            && built.segments.iter().all(|c| {
+                c.base < built.active_base && self.segments.get(&c.base).is_some_and(|s| s.size() == c.bytes_before)
+            });
+        if !unchanged {
+            remove_cleaner_dir(&cleaner_dir);
+            info!(dir = %self.dir.display(), "the log changed while compaction built its segments; abandoned");
+            return Ok(CompactionReport {
+                abandoned: true,
+                ..CompactionReport::default()
+            });
+        }
+        let mut report = CompactionReport::default();
+        if !built.segments.is_empty() {
+            for cleaned in &built.segments {
+                let old = &self.segments[&cleaned.base];
+                old.close_handles();
+                old.remove_indexes().context("remove indexes", old.log_path())?;
+            }
+            sync_dir(&self.dir)?;
+            for cleaned in &built.segments {
+                for suffix in [segment::LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+                    let name = segment::file_name(cleaned.base, suffix);
+                    let to = self.dir.join(&name);
+                    fs::rename(cleaner_dir.join(&name), &to).context("install compacted segment", &to)?;
                 }
-            })?;
-            if changed {
-                let before = self.segments[&base].size();
-                self.replace_segment(base, &rewritten)?;
+            }
+            sync_dir(&self.dir)?;
+            self.generation += 1;
+            for cleaned in &built.segments {
+                let log_path = self.dir.join(segment::file_name(cleaned.base, segment::LOG_SUFFIX));
+                let mut segment =
+                    Segment::open(&self.dir, cleaned.base, &self.handles).context("open segment", &log_path)?;
+                segment
+                    .load(&self.config)
+                    .context("load compacted segment", &log_path)?;
+                self.segments.insert(cleaned.base, segment);
                 report.segments_rewritten += 1;
-                report.bytes_removed += before - rewritten.len() as u64;
+                report.bytes_removed += cleaned.bytes_before - cleaned.bytes_after;
             }
         }
-        self.compacted_up_to = active_base;
+        remove_cleaner_dir(&cleaner_dir);
+        self.compacted_up_to = self.compacted_up_to.max(built.active_base);
         if report.segments_rewritten > 0 {
             info!(dir = %self.dir.display(), ?report, "compacted");
         }
         Ok(report)
-    }
-
-    /// Calls `f` with each batch (header, bytes, decoded records) of the closed segments below `end`.
-    fn for_each_closed_batch(
-        &self,
-        end: u64,
-        f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>),
-    ) -> Result<(), Error> {
-        let start = *self.segments.keys().next().expect("never empty");
-        self.for_each_closed_batch_in(start, end, f)
-    }
-
-    fn for_each_closed_batch_in(
-        &self,
-        start: u64,
-        end: u64,
-        mut f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>),
-    ) -> Result<(), Error> {
-        const CHUNK_BYTES: usize = 4 * 1024 * 1024;
-        let mut offset = start;
-        while offset < end {
-            let Some((segment, position, first)) = self.find_batch(offset)? else {
-                break;
-            };
-            if first.base_offset as u64 >= end {
-                break;
-            }
-            let read = segment
-                .read_from(position, &first, CHUNK_BYTES, end, true)
-                .context("read for compaction", segment.log_path())?;
-            let Some((bytes, next)) = read.filter(|(bytes, _)| !bytes.is_empty()) else {
-                break;
-            };
-            let mut rest = &bytes[..];
-            while let Ok(header) = BatchHeader::parse(rest) {
-                let (one, tail) = rest.split_at(header.total_bytes().min(rest.len()));
-                let records = batch::records(one).map_err(|e| Error::Io {
-                    op: "decode for compaction",
-                    path: segment.log_path().to_owned(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                })?;
-                f(&header, one, records);
-                rest = tail;
-            }
-            offset = next;
-        }
-        Ok(())
-    }
-
-    /// Replaces the files of the closed segment at `base` with `bytes` (whole batches); see [`Self::compact`].
-    fn replace_segment(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
-        let old = self.segments.remove(&base).expect("a segment of this log");
-        let log_path = old.log_path().to_owned();
-        let cleaned = log_path.with_extension("log.cleaned");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&cleaned)?;
-            std::io::Write::write_all(&mut file, bytes)?;
-            file.sync_all()
-        };
-        write().context("write compacted segment", &cleaned)?;
-        old.close_handles();
-        old.remove_indexes().context("remove indexes", &log_path)?;
-        sync_dir(&self.dir)?;
-        fs::rename(&cleaned, &log_path).context("install compacted segment", &log_path)?;
-        sync_dir(&self.dir)?;
-        let mut segment = Segment::open(&self.dir, base, &self.handles).context("open segment", &log_path)?;
-        segment
-            .recover(&self.config)
-            .context("index compacted segment", &log_path)?;
-        segment.seal().context("seal compacted segment", &log_path)?;
-        self.segments.insert(base, segment);
-        Ok(())
     }
 
     /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
@@ -1131,8 +1197,12 @@ impl Log {
         }
         let first = *self.segments.keys().next().expect("never empty");
         self.log_start_offset = self.log_start_offset.max(first);
+        if deleted.0 > 0 {
+            self.generation += 1;
+        }
         self.epochs.truncate_from_start(self.log_start_offset);
         self.epochs.persist()?;
+        self.producers.on_log_start_moved(self.log_start_offset, first)?;
         Ok(deleted)
     }
 
@@ -1204,6 +1274,31 @@ impl Log {
         Ok(due)
     }
 
+    /// [`Self::flush_if_due`] for the upkeep thread: the fsync of the active segment (and of the directory,
+    /// for a new log) runs on a thread of its own, as a roll's does, so the lock is not held through it; the
+    /// recovery point moves to the log end offset of now when it is done. Returns whether a flush started.
+    pub fn flush_in_background_if_due(&mut self, now: Instant) -> bool {
+        let due = self.config.flush_interval().is_some_and(|interval| {
+            self.unflushed_records > 0 && now.saturating_duration_since(self.last_flush) >= interval
+        });
+        if !due || self.offline {
+            return false;
+        }
+        let mut paths = self.active().file_paths().to_vec();
+        if self.dirs_unsynced {
+            paths.push(self.dir.clone());
+            if let Some(parent) = self.dir.parent() {
+                paths.push(parent.to_owned());
+            }
+            self.dirs_unsynced = false;
+        }
+        self.rolled_syncs
+            .push_back(RolledSync::start(paths, self.log_end_offset()));
+        self.unflushed_records = 0;
+        self.last_flush = now;
+        true
+    }
+
     /// Closes the log cleanly: a last time index entry, trimmed indexes, fsync. Returns the log end offset
     /// (the recovery point to checkpoint) and the log start offset.
     ///
@@ -1225,6 +1320,9 @@ impl Log {
         }
         // Only after a failed write is there anything to write here.
         self.epochs.persist()?;
+        // The next open starts from here instead of replaying the active segment.
+        let bases = self.segment_base_offsets();
+        self.producers.take_snapshot(self.log_end_offset(), true, &bases)?;
         self.recovery_point = self.log_end_offset();
         Ok((self.recovery_point, self.log_start_offset))
     }
@@ -1243,10 +1341,11 @@ impl Log {
     }
 }
 
-/// The base offsets of the segments in `dir`, sorted. Removes leftovers that are not part of any segment:
-/// index files without a `.log`, and temporary files.
-fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
+/// The base offsets of the segments in `dir`, sorted, and the offsets of the producer-state snapshots.
+/// Removes leftovers that are not part of any segment: index files without a `.log`, and temporary files.
+fn scan_directory(dir: &Path) -> Result<(Vec<u64>, BTreeSet<u64>), Error> {
     let mut logs = Vec::new();
+    let mut snapshots = BTreeSet::new();
     let mut indexes = Vec::new();
     for entry in fs::read_dir(dir).context("list", dir)? {
         let entry = entry.context("list", dir)?;
@@ -1260,9 +1359,14 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
         };
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
-            // A compaction interrupted before its rename: the original `.log` is still whole.
+            // Left by an older Strata's compaction, interrupted before its rename: the `.log` is still whole.
             "log.cleaned" => fs::remove_file(entry.path()).context("delete unfinished compaction", entry.path())?,
             segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+            producer_state::SNAPSHOT_SUFFIX => {
+                snapshots.insert(base);
+            }
+            // A snapshot whose write was interrupted.
+            "tmp" => fs::remove_file(entry.path()).context("delete unfinished snapshot", entry.path())?,
             _ => {}
         }
     }
@@ -1273,7 +1377,185 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
             fs::remove_file(&path).context("delete orphan index", &path)?;
         }
     }
-    Ok(logs)
+    Ok((logs, snapshots))
+}
+
+/// The directory, inside a log's, where compaction builds its segments before they are swapped in.
+const CLEANER_DIR: &str = ".cleaner";
+
+fn remove_cleaner_dir(path: &Path) {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(path = %path.display(), error = %e, "could not remove the compaction directory");
+        }
+        _ => {}
+    }
+}
+
+/// A closed segment as compaction planned it.
+#[derive(Debug, Clone)]
+struct PlannedSegment {
+    base: u64,
+    log_path: PathBuf,
+    size: u64,
+}
+
+/// The closed segments of a log to compact, as [`Log::plan_compaction`] found them; [`Self::build`] needs
+/// no lock.
+#[derive(Debug)]
+pub struct CompactionPlan {
+    dir: PathBuf,
+    generation: u64,
+    segments: Vec<PlannedSegment>,
+    active_base: u64,
+    tombstone_cutoff: i64,
+    config: LogConfig,
+    handles: Arc<HandleCache>,
+}
+
+/// One segment compaction rewrote, waiting in the cleaner's directory.
+#[derive(Debug, Clone, Copy)]
+struct CleanedSegment {
+    base: u64,
+    bytes_before: u64,
+    bytes_after: u64,
+}
+
+/// Compacted segments built by [`CompactionPlan::build`], for [`Log::install_compaction`].
+#[derive(Debug)]
+pub struct CompactedSegments {
+    generation: u64,
+    active_base: u64,
+    cleaner_dir: PathBuf,
+    segments: Vec<CleanedSegment>,
+}
+
+impl CompactionPlan {
+    /// Reads the planned segments, without the log's lock (closed segments are not appended to; if one is
+    /// truncated, deleted or swapped meanwhile, the install sees it and throws this build away), and writes
+    /// each segment that loses records into the cleaner's directory with its indexes, fsynced. Memory: one
+    /// entry per distinct key, and one batch at a time.
+    pub fn build(self) -> Result<CompactedSegments, Error> {
+        let cleaner_dir = self.dir.join(CLEANER_DIR);
+        remove_cleaner_dir(&cleaner_dir);
+        fs::create_dir(&cleaner_dir).context("create compaction directory", &cleaner_dir)?;
+        let result = self.build_in(&cleaner_dir);
+        if result.is_err() {
+            remove_cleaner_dir(&cleaner_dir);
+        }
+        result
+    }
+
+    fn build_in(&self, cleaner_dir: &Path) -> Result<CompactedSegments, Error> {
+        // The newest offset of every key in the closed segments.
+        let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for planned in &self.segments {
+            for_each_stored_batch(planned, |_, _, records| {
+                for record in records {
+                    if let Some(key) = record.key {
+                        newest.insert(key, record.offset);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let mut cleaned = Vec::new();
+        for planned in &self.segments {
+            let out_path = cleaner_dir.join(segment::file_name(planned.base, segment::LOG_SUFFIX));
+            let mut out = std::io::BufWriter::new(fs::File::create(&out_path).context("create", &out_path)?);
+            let mut changed = false;
+            let mut written = 0u64;
+            for_each_stored_batch(planned, |header, bytes, records| {
+                let expired = header.max_timestamp < self.tombstone_cutoff;
+                let kept: Vec<batch::StoredRecord> = records
+                    .into_iter()
+                    .filter(|r| {
+                        r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&r.offset)) && (r.has_value || !expired)
+                    })
+                    .collect();
+                let rebuilt;
+                let keep: &[u8] = if kept.len() == header.record_count as usize {
+                    bytes
+                } else {
+                    changed = true;
+                    if kept.is_empty() {
+                        return Ok(());
+                    }
+                    rebuilt = batch::rebuild(header, bytes, &kept);
+                    &rebuilt
+                };
+                written += keep.len() as u64;
+                std::io::Write::write_all(&mut out, keep)
+            })?;
+            let file = out
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("write", &out_path)?;
+            if !changed {
+                drop(file);
+                fs::remove_file(&out_path).context("delete", &out_path)?;
+                continue;
+            }
+            file.sync_all().context("fsync compacted segment", &out_path)?;
+            drop(file);
+            // Indexes built here, off the lock, as recovery builds them; sealed (trimmed and fsynced).
+            let mut segment =
+                Segment::open(cleaner_dir, planned.base, &self.handles).context("open compacted segment", &out_path)?;
+            segment
+                .recover(&self.config)
+                .context("index compacted segment", &out_path)?;
+            segment.seal().context("seal compacted segment", &out_path)?;
+            segment.close_handles();
+            cleaned.push(CleanedSegment {
+                base: planned.base,
+                bytes_before: planned.size,
+                bytes_after: written,
+            });
+        }
+        sync_dir(cleaner_dir)?;
+        Ok(CompactedSegments {
+            generation: self.generation,
+            active_base: self.active_base,
+            cleaner_dir: cleaner_dir.to_owned(),
+            segments: cleaned,
+        })
+    }
+}
+
+/// Calls `f` with each batch (header, bytes, decoded records) of a closed segment's `.log`, read
+/// sequentially from its own file handle. Bytes that do not form a whole, valid batch end the walk with an
+/// error: a closed segment holds only whole batches, so the file changed underneath (and the install would
+/// throw the build away anyway).
+fn for_each_stored_batch(
+    planned: &PlannedSegment,
+    mut f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    const READ_BUFFER_BYTES: usize = 1024 * 1024;
+    let path = &planned.log_path;
+    let file = fs::File::open(path).context("open for compaction", path)?;
+    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER_BYTES, file);
+    let mut position = 0u64;
+    let mut bytes = Vec::new();
+    let invalid = |what: String| Error::Io {
+        op: "read for compaction",
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what),
+    };
+    while position < planned.size {
+        bytes.resize(batch::BATCH_LENGTH_PREFIX_BYTES, 0);
+        std::io::Read::read_exact(&mut reader, &mut bytes).context("read for compaction", path)?;
+        let total = batch::declared_total_bytes(&bytes)
+            .filter(|&n| n >= batch::BATCH_HEADER_BYTES as i64 && position + n as u64 <= planned.size)
+            .ok_or_else(|| invalid(format!("no whole batch at byte {position}")))?;
+        bytes.resize(total as usize, 0);
+        std::io::Read::read_exact(&mut reader, &mut bytes[batch::BATCH_LENGTH_PREFIX_BYTES..])
+            .context("read for compaction", path)?;
+        let header = BatchHeader::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let records = batch::records(&bytes).map_err(|e| invalid(e.to_string()))?;
+        f(&header, &bytes, records).context("write compacted segment", path)?;
+        position += total as u64;
+    }
+    Ok(())
 }
 
 /// The fsync of a rolled segment's files, on a thread of its own.
@@ -1287,7 +1569,7 @@ struct RolledSync {
 }
 
 impl RolledSync {
-    fn start(paths: [PathBuf; 3], up_to: u64) -> Self {
+    fn start(paths: Vec<PathBuf>, up_to: u64) -> Self {
         // A segment deleted meanwhile (retention, truncation) has nothing left to make durable.
         let sync = move || {
             paths

@@ -292,15 +292,16 @@ impl LogManager {
         let now = Instant::now();
         let now_ms = now_ms();
         for (tp, log) in self.logs() {
-            let mut log = lock(&log);
-            if let Err(e) = log.enforce_retention(now_ms) {
+            let mut locked = lock(&log);
+            if let Err(e) = locked.enforce_retention(now_ms) {
                 error!(partition = %tp, error = %e, "retention failed");
             }
-            if let Err(e) = log.compact(now_ms) {
-                error!(partition = %tp, error = %e, "compaction failed");
-            }
-            if let Err(e) = log.flush_if_due(now) {
-                error!(partition = %tp, error = %e, "flush failed");
+            // The fsync runs on a thread of its own; the recovery point follows when it is done.
+            locked.flush_in_background_if_due(now);
+            let plan = locked.plan_compaction(now_ms);
+            drop(locked);
+            if let Some(plan) = plan {
+                compact_unlocked(&tp, &log, plan);
             }
         }
         self.checkpoint()
@@ -352,6 +353,20 @@ impl LogManager {
         }
         info!(dir = %self.dir.display(), clean = all_clean, "closed data directory");
         closed.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
+    }
+}
+
+/// Builds the compaction `plan` without the log's lock, then installs it under the lock; appends and reads
+/// wait only for the install (see [`Log::install_compaction`]). A build the log outran is thrown away and
+/// planned again on the next round.
+fn compact_unlocked(tp: &TopicPartition, log: &SharedLog, plan: crate::log::CompactionPlan) {
+    let built = plan.build();
+    let mut log = lock(log);
+    let result = built.and_then(|built| log.install_compaction(built));
+    match result {
+        Ok(report) if report.abandoned => info!(partition = %tp, "compaction abandoned: the log changed"),
+        Ok(_) => {}
+        Err(e) => error!(partition = %tp, error = %e, "compaction failed"),
     }
 }
 
