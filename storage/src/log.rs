@@ -1120,65 +1120,86 @@ impl Log {
         })
     }
 
-    /// The last step of compaction, under the lock: swaps the segments `built` in, if the closed segments
-    /// are still those it read (no truncation, retention, DeleteRecords or other compaction since the plan);
-    /// otherwise throws the build away (`abandoned` in the report), and the next round plans again.
+    /// The last step of compaction, under the lock: [`Self::install_next_compacted`] until every segment of
+    /// `built` is in, or the build is abandoned. The log manager instead takes the lock once per segment.
+    pub fn install_compaction(&mut self, mut built: CompactedSegments) -> Result<CompactionReport, Error> {
+        let mut report = CompactionReport::default();
+        while self.install_next_compacted(&mut built, &mut report)? {}
+        Ok(report)
+    }
+
+    /// Swaps the next segment of `built` in, under the lock, if the closed segments are still those the
+    /// build read (no truncation, retention, DeleteRecords or other compaction since the plan, or since the
+    /// previous segment's swap); otherwise abandons the rest of the build (`abandoned` in the report; the
+    /// next round plans again). Returns whether a segment is left to swap. Each segment stands alone: it
+    /// lost only records that a newer record, kept wherever it is, supersedes.
     ///
-    /// The swap of one segment: its old indexes are deleted, the directory fsynced, then the cleaned `.log`
-    /// and its indexes renamed over the old names and the directory fsynced again. A crash at any point
-    /// leaves the old or the new `.log`, whole, and indexes that are either right or missing (rebuilt on
-    /// open); the cleaner's directory is removed on open. The lock is held for the renames and two directory
-    /// fsyncs, however large the segments.
-    pub fn install_compaction(&mut self, built: CompactedSegments) -> Result<CompactionReport, Error> {
-        let cleaner_dir = built.cleaner_dir.clone();
+    /// The swap: the old indexes are moved into the cleaner's directory and the directory fsynced, then the
+    /// cleaned `.log` and its indexes renamed over the old names and the directory fsynced again. A crash at
+    /// any point leaves the old or the new `.log`, whole, and indexes that are either right or missing
+    /// (rebuilt on open); the cleaner's directory is removed on open. The lock is held for five renames and
+    /// two directory fsyncs; freeing the old files' blocks waits until `built` is dropped, which the caller
+    /// does without the lock.
+    pub fn install_next_compacted(
+        &mut self,
+        built: &mut CompactedSegments,
+        report: &mut CompactionReport,
+    ) -> Result<bool, Error> {
+        let Some(cleaned) = built.segments.first().copied() else {
+            self.compacted_up_to = self.compacted_up_to.max(built.active_base);
+            if report.segments_rewritten > 0 {
+                info!(dir = %self.dir.display(), ?report, "compacted");
+            }
+            return Ok(false);
+        };
         let unchanged = !self.offline
             && self.generation == built.generation
-            && built.segments.iter().all(|c| {
-                c.base < built.active_base && self.segments.get(&c.base).is_some_and(|s| s.size() == c.bytes_before)
-            });
+            && cleaned.base < built.active_base
+            && self
+                .segments
+                .get(&cleaned.base)
+                .is_some_and(|s| s.size() == cleaned.bytes_before);
         if !unchanged {
-            remove_cleaner_dir(&cleaner_dir);
+            built.segments.clear();
+            report.abandoned = true;
             info!(dir = %self.dir.display(), "the log changed while compaction built its segments; abandoned");
-            return Ok(CompactionReport {
-                abandoned: true,
-                ..CompactionReport::default()
-            });
+            return Ok(false);
         }
-        let mut report = CompactionReport::default();
-        if !built.segments.is_empty() {
-            for cleaned in &built.segments {
-                let old = &self.segments[&cleaned.base];
-                old.close_handles();
-                old.remove_indexes().context("remove indexes", old.log_path())?;
-            }
-            sync_dir(&self.dir)?;
-            for cleaned in &built.segments {
-                for suffix in [segment::LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
-                    let name = segment::file_name(cleaned.base, suffix);
-                    let to = self.dir.join(&name);
-                    fs::rename(cleaner_dir.join(&name), &to).context("install compacted segment", &to)?;
+        built.segments.remove(0);
+        let retired = built.cleaner_dir.join(RETIRED_DIR);
+        let old = &self.segments[&cleaned.base];
+        old.close_handles();
+        // Held open so that the old file's blocks are freed when `built` is dropped, not at the rename.
+        if let Ok(file) = fs::File::open(old.log_path()) {
+            built.retired.push(file);
+        }
+        for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+            let name = segment::file_name(cleaned.base, suffix);
+            match fs::rename(self.dir.join(&name), retired.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).context("retire index", self.dir.join(&name));
                 }
-            }
-            sync_dir(&self.dir)?;
-            self.generation += 1;
-            for cleaned in &built.segments {
-                let log_path = self.dir.join(segment::file_name(cleaned.base, segment::LOG_SUFFIX));
-                let mut segment =
-                    Segment::open(&self.dir, cleaned.base, &self.handles).context("open segment", &log_path)?;
-                segment
-                    .load(&self.config)
-                    .context("load compacted segment", &log_path)?;
-                self.segments.insert(cleaned.base, segment);
-                report.segments_rewritten += 1;
-                report.bytes_removed += cleaned.bytes_before - cleaned.bytes_after;
+                _ => {}
             }
         }
-        remove_cleaner_dir(&cleaner_dir);
-        self.compacted_up_to = self.compacted_up_to.max(built.active_base);
-        if report.segments_rewritten > 0 {
-            info!(dir = %self.dir.display(), ?report, "compacted");
+        sync_dir(&self.dir)?;
+        for suffix in [segment::LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+            let name = segment::file_name(cleaned.base, suffix);
+            let to = self.dir.join(&name);
+            fs::rename(built.cleaner_dir.join(&name), &to).context("install compacted segment", &to)?;
         }
-        Ok(report)
+        sync_dir(&self.dir)?;
+        self.generation += 1;
+        built.generation = self.generation;
+        let log_path = self.dir.join(segment::file_name(cleaned.base, segment::LOG_SUFFIX));
+        let mut segment = Segment::open(&self.dir, cleaned.base, &self.handles).context("open segment", &log_path)?;
+        segment
+            .load(&self.config)
+            .context("load compacted segment", &log_path)?;
+        self.segments.insert(cleaned.base, segment);
+        report.segments_rewritten += 1;
+        report.bytes_removed += cleaned.bytes_before - cleaned.bytes_after;
+        Ok(true)
     }
 
     /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
@@ -1382,6 +1403,8 @@ fn scan_directory(dir: &Path) -> Result<(Vec<u64>, BTreeSet<u64>), Error> {
 
 /// The directory, inside a log's, where compaction builds its segments before they are swapped in.
 const CLEANER_DIR: &str = ".cleaner";
+/// Inside [`CLEANER_DIR`]: the old indexes of swapped segments, deleted with it.
+const RETIRED_DIR: &str = "retired";
 
 fn remove_cleaner_dir(path: &Path) {
     match fs::remove_dir_all(path) {
@@ -1421,13 +1444,24 @@ struct CleanedSegment {
     bytes_after: u64,
 }
 
-/// Compacted segments built by [`CompactionPlan::build`], for [`Log::install_compaction`].
+/// Compacted segments built by [`CompactionPlan::build`], for [`Log::install_compaction`]. Dropping it
+/// deletes the cleaner's directory and frees the replaced files (drop it without the log's lock).
 #[derive(Debug)]
 pub struct CompactedSegments {
     generation: u64,
     active_base: u64,
     cleaner_dir: PathBuf,
+    /// Not yet swapped in, oldest first.
     segments: Vec<CleanedSegment>,
+    /// The replaced `.log` files, held open so that their blocks are freed here, not under the lock.
+    retired: Vec<fs::File>,
+}
+
+impl Drop for CompactedSegments {
+    fn drop(&mut self) {
+        self.retired.clear();
+        remove_cleaner_dir(&self.cleaner_dir);
+    }
 }
 
 impl CompactionPlan {
@@ -1439,6 +1473,8 @@ impl CompactionPlan {
         let cleaner_dir = self.dir.join(CLEANER_DIR);
         remove_cleaner_dir(&cleaner_dir);
         fs::create_dir(&cleaner_dir).context("create compaction directory", &cleaner_dir)?;
+        let retired = cleaner_dir.join(RETIRED_DIR);
+        fs::create_dir(&retired).context("create compaction directory", &retired)?;
         let result = self.build_in(&cleaner_dir);
         if result.is_err() {
             remove_cleaner_dir(&cleaner_dir);
@@ -1518,6 +1554,7 @@ impl CompactionPlan {
             active_base: self.active_base,
             cleaner_dir: cleaner_dir.to_owned(),
             segments: cleaned,
+            retired: Vec::new(),
         })
     }
 }

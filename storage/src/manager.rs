@@ -356,18 +356,29 @@ impl LogManager {
     }
 }
 
-/// Builds the compaction `plan` without the log's lock, then installs it under the lock; appends and reads
-/// wait only for the install (see [`Log::install_compaction`]). A build the log outran is thrown away and
-/// planned again on the next round.
+/// Builds the compaction `plan` without the log's lock, then swaps the segments in one at a time, taking
+/// the lock for each (see [`Log::install_next_compacted`]): appends and reads wait for one segment's swap
+/// at most. A build the log outran is thrown away and planned again on the next round.
 fn compact_unlocked(tp: &TopicPartition, log: &SharedLog, plan: crate::log::CompactionPlan) {
-    let built = plan.build();
-    let mut log = lock(log);
-    let result = built.and_then(|built| log.install_compaction(built));
-    match result {
-        Ok(report) if report.abandoned => info!(partition = %tp, "compaction abandoned: the log changed"),
-        Ok(_) => {}
-        Err(e) => error!(partition = %tp, error = %e, "compaction failed"),
+    let mut built = match plan.build() {
+        Ok(built) => built,
+        Err(e) => {
+            error!(partition = %tp, error = %e, "compaction failed");
+            return;
+        }
+    };
+    let mut report = crate::log::CompactionReport::default();
+    loop {
+        match lock(log).install_next_compacted(&mut built, &mut report) {
+            Ok(true) => continue,
+            Ok(false) if report.abandoned => info!(partition = %tp, "compaction abandoned: the log changed"),
+            Ok(false) => {}
+            Err(e) => error!(partition = %tp, error = %e, "compaction failed"),
+        }
+        break;
     }
+    // Deletes the cleaner's directory and frees the replaced segments' blocks, without the lock.
+    drop(built);
 }
 
 /// Stops the upkeep thread when stopped or dropped.
