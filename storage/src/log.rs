@@ -350,12 +350,18 @@ impl Log {
     }
 
     /// Loads the idempotent producers' state: the newest usable snapshot at or below the log end, then the
-    /// batch headers from its offset (or from the first segment, without one) to the end. Snapshots past the
-    /// end go (recovery or truncation cut their batches). Returns the batches replayed.
+    /// batch headers from its offset to the end. Snapshots past the end go (recovery or truncation cut their
+    /// batches). Returns the batches replayed.
+    ///
+    /// Without a usable snapshot (a log written before snapshots existed, or every one lost) only the last
+    /// two segments are replayed, as Kafka does: a scan of every header of a large log would make opening
+    /// slow, and a producer that wrote only before them is forgotten (its next batch gets
+    /// `UNKNOWN_PRODUCER_ID` unless it starts a sequence, which clients handle).
     fn load_producer_state(&mut self) -> Result<u64, Error> {
         let end = self.log_end_offset();
         let first = *self.segments.keys().next().expect("never empty");
-        let from = self.producers.load(end)?.unwrap_or(first).max(first);
+        let last_two = *self.segments.keys().rev().nth(1).unwrap_or(&first);
+        let from = self.producers.load(end)?.unwrap_or(last_two).max(first);
         let mut replayed = 0;
         let producers = &mut self.producers;
         for segment in self.segments.values().filter(|s| s.next_offset() > from) {

@@ -17,8 +17,9 @@
 //! The state is written to `<offset>.snapshot` (20-digit offset, like the segment files) when a segment
 //! rolls and when the log closes; the file holds the state of every batch below `<offset>`. Opening loads
 //! the newest snapshot at or below the log end offset that reads back whole and replays the batch headers
-//! from its offset on (with no usable snapshot, from the first segment); truncation does the same after
-//! deleting the snapshots past the new end. Snapshots below the first segment go with the segments.
+//! from its offset on (with no usable snapshot, from the last two segments, as Kafka does); truncation does
+//! the same after deleting the snapshots past the new end. Snapshots below the first segment go with the
+//! segments.
 //! A roll's snapshot is written without fsync under the partition lock and fsynced with the rolled segment
 //! off it; a torn one fails its CRC and an older one (or the log) is used instead.
 //!
