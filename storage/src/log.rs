@@ -42,6 +42,9 @@ use crate::segment::{self, AppendFailure, PendingBatch, Segment};
 
 /// Relative offsets in the indexes are `u32`; like Kafka, Strata keeps them within `i32` and rolls before.
 const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
+/// Deleted segment files held open for the log manager to free (see `Log::deleted_files`); past this they
+/// are freed under the lock, as before.
+const DELETED_FILES_HELD_MAX: usize = 1024;
 /// A segment's byte positions are `u32` in the offset index.
 const SEGMENT_POSITION_MAX: u64 = u32::MAX as u64;
 
@@ -202,6 +205,9 @@ pub struct Log {
     /// Bumped by every change to the closed segments (truncation, deletion, a compaction swap), so that a
     /// compaction built outside the lock can tell whether what it read is still the log.
     generation: u64,
+    /// `.log` files of segments retention or DeleteRecords deleted, held open so that their blocks are freed
+    /// when the log manager drops them without the lock (see [`Self::take_deleted_files`]).
+    deleted_files: Vec<fs::File>,
 }
 
 /// Where appended batches come from, which decides how they are checked.
@@ -306,6 +312,7 @@ impl Log {
             active_since_ms: now_ms(),
             producers,
             generation: 0,
+            deleted_files: Vec::new(),
         };
         match log.segments.keys().next().copied() {
             None => {
@@ -1220,6 +1227,13 @@ impl Log {
             let segment = self.segments.remove(&base).expect("just seen");
             deleted.0 += 1;
             deleted.1 += segment.size();
+            // Unlinked now; its blocks are freed when the last handle goes, which `take_deleted_files` lets
+            // the caller do without the lock (freeing a large file's blocks takes a while).
+            if let Ok(file) = fs::File::open(segment.log_path())
+                && self.deleted_files.len() < DELETED_FILES_HELD_MAX
+            {
+                self.deleted_files.push(file);
+            }
             segment.delete().context("delete segment", &self.dir)?;
         }
         let first = *self.segments.keys().next().expect("never empty");
@@ -1231,6 +1245,13 @@ impl Log {
         self.epochs.persist()?;
         self.producers.on_log_start_moved(self.log_start_offset, first)?;
         Ok(deleted)
+    }
+
+    /// The files of segments deleted since the last call, still open: dropping them frees their blocks.
+    /// The log manager drops them after releasing the log's lock. (Disk space of deleted segments is thus
+    /// given back at the next upkeep round at the latest, as Kafka deletes after `file.delete.delay.ms`.)
+    pub fn take_deleted_files(&mut self) -> Vec<fs::File> {
+        std::mem::take(&mut self.deleted_files)
     }
 
     /// Moves the recovery point past rolled segments whose background fsync has finished. A failed fsync

@@ -299,7 +299,10 @@ impl LogManager {
             // The fsync runs on a thread of its own; the recovery point follows when it is done.
             locked.flush_in_background_if_due(now);
             let plan = locked.plan_compaction(now_ms);
+            let deleted = locked.take_deleted_files();
             drop(locked);
+            // Frees the blocks of segments retention (or DeleteRecords since the last round) deleted.
+            drop(deleted);
             if let Some(plan) = plan {
                 compact_unlocked(&tp, &log, plan);
             }
