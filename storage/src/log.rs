@@ -5,10 +5,16 @@
 //! (LEO), except for the holes compaction leaves; the active segment is the only one appended to, and a new
 //! one is rolled at `segment.bytes`, at `segment.ms`, or when an index fills.
 //!
-//! Batches come in two ways. A leader appends what clients sent with [`Log::append`], which assigns offsets
-//! from the log end offset and stamps the leader epoch. A follower appends what it fetched from its leader
-//! with [`Log::append_replicated`], verbatim: offsets and epochs were assigned by the leader, and must
-//! continue this log. Both share validation, rolling, indexing and the flush policy.
+//! Batches come in two ways. A leader appends what clients sent with [`Log::append_as_leader`], which
+//! validates each batch once, judges idempotent producers' sequences, assigns offsets from the log end offset
+//! and stamps the leader epoch. A follower appends what it fetched from its leader with
+//! [`Log::append_replicated`], verbatim: offsets and epochs were assigned by the leader, and must continue
+//! this log. Both share validation, rolling, indexing and the flush policy, and both update the producer
+//! state.
+//!
+//! The log is the partition as one unit: besides its segments it owns the idempotent producers' state
+//! ([`crate::producer_state`], snapshotted as `<offset>.snapshot` at each roll and at close, rewound on
+//! truncation) and the leader-epoch cache, so that one lock covers a batch and everything it changes.
 //!
 //! The log also keeps the partition's leader-epoch cache (`leader-epoch-checkpoint`, see [`crate::epochs`]):
 //! appends add an entry when a batch carries a new epoch, [`Log::truncate_to`] drops entries past the new
@@ -18,7 +24,11 @@
 //!
 //! What the log does not own: where its recovery point and log start offset are persisted (the
 //! [`crate::LogManager`]'s checkpoints), the high watermark (the broker's replica manager passes it to
-//! [`Log::read`] as the upper bound), and locking (callers wrap a log in a mutex; reads take `&self`).
+//! [`Log::read`] as the upper bound), producer ids (the broker hands them out), and locking (callers wrap a
+//! log in a mutex; reads take `&self`). Work that takes long is kept out from under that mutex: fsyncs of
+//! rolls and `flush.ms` run on threads of their own, compaction builds its segments from a
+//! [`CompactionPlan`] without the log and swaps them in one at a time, and deleted segments' blocks are freed
+//! by whoever drops [`Log::take_deleted_files`].
 //!
 //! Durability follows Kafka: appends go to the page cache; `flush.messages`/`flush.ms` add fsyncs; a roll and
 //! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
