@@ -26,7 +26,7 @@ use strata_storage::{ReplicaAppendError, TopicPartition};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::replica::{Partition, ReplicaManager, for_each_header};
+use crate::replica::{Partition, ReplicaManager};
 
 /// How long the leader may hold a fetch that finds nothing new.
 const FETCH_MAX_WAIT_MS: i32 = 500;
@@ -293,11 +293,8 @@ fn append(from: &FromLeader, partition: &Partition, records: &Bytes, high_waterm
     } else {
         let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
         match log.append_replicated(records) {
-            Ok(_) => {
-                let mut producers = partition.producers.lock().unwrap_or_else(PoisonError::into_inner);
-                for_each_header(records, |header| producers.appended(header));
-                true
-            }
+            // The log updated its idempotent producers' state from the batches.
+            Ok(_) => true,
             // Only a partial batch: the next fetch brings it whole.
             Err(ReplicaAppendError::Append(strata_storage::AppendError::Empty)) => false,
             Err(e @ (ReplicaAppendError::OffsetMismatch { .. } | ReplicaAppendError::EpochRegression { .. })) => {

@@ -35,8 +35,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use kafka_protocol::ResponseError;
 use strata_protocol::transport::Connector;
-use strata_storage::batch::BatchHeader;
-use strata_storage::{Log, LogConfig, LogManager, ReadLimits, SharedLog, TopicPartition};
+use strata_storage::{LogConfig, LogManager, SharedLog, TopicPartition};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +43,6 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::fetcher::Fetchers;
-use crate::producers::ProducerStates;
 
 /// What this broker is for one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,23 +189,18 @@ pub struct Partition {
     /// The offset consumers may read up to (see the module documentation).
     high_watermark: AtomicU64,
     state: Mutex<ReplicaState>,
-    /// Idempotent producers' sequences. Lock order: `log` first, then this, so that judging a batch and
-    /// appending it are one step.
-    pub producers: Mutex<ProducerStates>,
     /// Fetches waiting for data, woken after each append (a delayed-fetch purgatory of one key).
     waiters: Mutex<Vec<Weak<Notify>>>,
 }
 
 impl Partition {
     fn new(tp: TopicPartition, log: SharedLog, lease: Arc<Lease>) -> Self {
-        let producers = rebuild_producer_states(&log.lock().unwrap_or_else(PoisonError::into_inner));
         Self {
             tp,
             log,
             lease,
             high_watermark: AtomicU64::new(0),
             state: Mutex::default(),
-            producers: Mutex::new(producers),
             waiters: Mutex::default(),
         }
     }
@@ -311,13 +304,11 @@ impl Partition {
         }
     }
 
-    /// After truncation: a high watermark past the log end is brought back to it, and idempotent
-    /// producers' state is rebuilt from what the log still holds.
+    /// After truncation: a high watermark past the log end is brought back to it. (The log rewound its
+    /// idempotent producers' state itself.)
     pub fn truncated(&self) {
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        self.high_watermark.fetch_min(log.log_end_offset(), Ordering::AcqRel);
-        let producers = rebuild_producer_states(&log);
-        *self.producers.lock().unwrap_or_else(PoisonError::into_inner) = producers;
+        let log_end_offset = self.log_end_offset();
+        self.high_watermark.fetch_min(log_end_offset, Ordering::AcqRel);
     }
 
     /// On the leader, with no change in flight: the ISR it should have, marked as pending (counted in the
@@ -599,42 +590,6 @@ impl ReplicaManager {
             .values()
             .cloned()
             .collect()
-    }
-}
-
-/// Bytes read at a time while rebuilding producer state.
-const REBUILD_READ_BYTES: usize = 1024 * 1024;
-
-/// The sequence state of idempotent producers, from the batches of the active segment.
-fn rebuild_producer_states(log: &Log) -> ProducerStates {
-    let mut states = ProducerStates::default();
-    let active_base = log.segment_base_offsets().last().copied().unwrap_or(0);
-    let mut offset = active_base.max(log.log_start_offset());
-    while offset < log.log_end_offset() {
-        let read = match log.read(offset, ReadLimits::bytes(REBUILD_READ_BYTES)) {
-            Ok(read) if !read.records.is_empty() => read,
-            Ok(_) => break,
-            Err(e) => {
-                warn!(dir = %log.dir().display(), error = %e, "reading producer state failed; starting without it");
-                break;
-            }
-        };
-        for_each_header(&read.records, |header| states.appended(header));
-        offset = read.next_offset;
-    }
-    states
-}
-
-/// Calls `f` with the header of each whole batch in `bytes`.
-pub fn for_each_header(bytes: &[u8], mut f: impl FnMut(&BatchHeader)) {
-    let mut rest = bytes;
-    while let Ok(header) = BatchHeader::parse(rest) {
-        let size = header.total_bytes();
-        if size > rest.len() || size < strata_storage::batch::BATCH_HEADER_BYTES {
-            break;
-        }
-        f(&header);
-        rest = &rest[size..];
     }
 }
 

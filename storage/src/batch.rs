@@ -548,6 +548,18 @@ pub mod build {
         encode(records, Compression::None)
     }
 
+    /// Encodes an uncompressed batch of an idempotent producer: `producer_id`, `producer_epoch`, and the
+    /// sequence of its first record.
+    pub fn idempotent(records: &[Record<'_>], producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Vec<u8> {
+        let mut out = batch(records);
+        out[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        out[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+        out[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+        out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
     /// Encodes a batch whose records are compressed with `codec`.
     pub fn encode(records: &[Record<'_>], codec: Compression) -> Vec<u8> {
         assert!(!records.is_empty(), "a batch holds at least one record");

@@ -96,6 +96,18 @@ fn parse_offsets(lines: &[String]) -> Result<BTreeMap<TopicPartition, u64>, Stri
 /// newline) and a CRC-32 line: written to `<path>.tmp`, fsynced, renamed over `path`, and the directory
 /// fsynced, so that a crash leaves either the old file or the new one.
 pub(crate) fn write_lines(path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
+    write_file(path, version, lines, true)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// [`write_lines`] without any fsync: written to `<path>.tmp` and renamed over `path`. For files written
+/// under a partition's lock (producer-state snapshots at a roll), which the caller fsyncs off it; until then
+/// a crash may leave the file torn or empty, which its CRC reveals.
+pub(crate) fn write_lines_unsynced(path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
+    write_file(path, version, lines, false)
+}
+
+fn write_file(path: &Path, version: &str, lines: &[String], sync: bool) -> Result<(), Error> {
     let mut body = format!("{version}\n{}\n", lines.len());
     for line in lines {
         debug_assert!(!line.contains('\n'), "one entry per line");
@@ -107,11 +119,12 @@ pub(crate) fn write_lines(path: &Path, version: &str, lines: &[String]) -> Resul
     let write = || -> io::Result<()> {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(body.as_bytes())?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     };
-    write().context("write checkpoint", path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    write().context("write checkpoint", path)
 }
 
 /// Reads a checkpoint file written by [`write_lines`] and returns its entry lines. `Ok(None)`: there is no

@@ -1,7 +1,9 @@
 //! Errors, one enum per kind of operation.
 //!
 //! [`AppendError`] and [`ReadError`] are what produce and fetch see, so the broker can map each variant to one
-//! Kafka error code (`CORRUPT_MESSAGE`, `MESSAGE_TOO_LARGE`, `OFFSET_OUT_OF_RANGE`, `KAFKA_STORAGE_ERROR`).
+//! Kafka error code (`CORRUPT_MESSAGE`, `MESSAGE_TOO_LARGE`, `OFFSET_OUT_OF_RANGE`, `KAFKA_STORAGE_ERROR`,
+//! and through [`ProducerError`] `OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_PRODUCER_EPOCH`,
+//! `UNKNOWN_PRODUCER_ID`).
 //! [`ReplicaAppendError`] is what a follower's append of fetched batches sees: the same failures, plus
 //! batches that do not continue the log (wrong offsets, an epoch that goes backwards).
 //! [`Error`] covers the rest (open, roll, truncate, retention, checkpoints), which fail only on I/O or on an
@@ -55,8 +57,36 @@ pub enum AppendError {
     },
     #[error("record batch of {size} bytes is larger than max.message.bytes ({max})")]
     TooLarge { size: usize, max: u64 },
+    /// An idempotent producer's batch that is neither the next in its sequence nor a retry.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
     #[error(transparent)]
     Storage(#[from] Error),
+}
+
+/// Why a leader refused an idempotent producer's batch; each variant is one Kafka error code (see
+/// [`crate::producer_state`]).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProducerError {
+    /// `INVALID_PRODUCER_EPOCH`: a producer fenced by a newer instance of itself.
+    #[error("producer {producer_id} has epoch {epoch}, older than its current epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`: a gap or a repeat that is not one of the last batches.
+    #[error("producer {producer_id} (epoch {epoch}) sent sequence {sequence} where {expected} comes next")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        sequence: i32,
+        expected: i32,
+    },
+    /// `UNKNOWN_PRODUCER_ID`: a producer this partition does not know (never seen, or forgotten) that does
+    /// not start at sequence 0.
+    #[error("producer {producer_id} is not known here and sent sequence {sequence}, not 0")]
+    UnknownProducerId { producer_id: i64, sequence: i32 },
 }
 
 /// Why a follower's append of batches fetched from its leader appended nothing.

@@ -5,10 +5,16 @@
 //! (LEO), except for the holes compaction leaves; the active segment is the only one appended to, and a new
 //! one is rolled at `segment.bytes`, at `segment.ms`, or when an index fills.
 //!
-//! Batches come in two ways. A leader appends what clients sent with [`Log::append`], which assigns offsets
-//! from the log end offset and stamps the leader epoch. A follower appends what it fetched from its leader
-//! with [`Log::append_replicated`], verbatim: offsets and epochs were assigned by the leader, and must
-//! continue this log. Both share validation, rolling, indexing and the flush policy.
+//! Batches come in two ways. A leader appends what clients sent with [`Log::append_as_leader`], which
+//! validates each batch once, judges idempotent producers' sequences, assigns offsets from the log end offset
+//! and stamps the leader epoch. A follower appends what it fetched from its leader with
+//! [`Log::append_replicated`], verbatim: offsets and epochs were assigned by the leader, and must continue
+//! this log. Both share validation, rolling, indexing and the flush policy, and both update the producer
+//! state.
+//!
+//! The log is the partition as one unit: besides its segments it owns the idempotent producers' state
+//! ([`crate::producer_state`], snapshotted as `<offset>.snapshot` at each roll and at close, rewound on
+//! truncation) and the leader-epoch cache, so that one lock covers a batch and everything it changes.
 //!
 //! The log also keeps the partition's leader-epoch cache (`leader-epoch-checkpoint`, see [`crate::epochs`]):
 //! appends add an entry when a batch carries a new epoch, [`Log::truncate_to`] drops entries past the new
@@ -18,13 +24,17 @@
 //!
 //! What the log does not own: where its recovery point and log start offset are persisted (the
 //! [`crate::LogManager`]'s checkpoints), the high watermark (the broker's replica manager passes it to
-//! [`Log::read`] as the upper bound), and locking (callers wrap a log in a mutex; reads take `&self`).
+//! [`Log::read`] as the upper bound), producer ids (the broker hands them out), and locking (callers wrap a
+//! log in a mutex; reads take `&self`). Work that takes long is kept out from under that mutex: fsyncs of
+//! rolls and `flush.ms` run on threads of their own, compaction builds its segments from a
+//! [`CompactionPlan`] without the log and swaps them in one at a time, and deleted segments' blocks are freed
+//! by whoever drops [`Log::take_deleted_files`].
 //!
 //! Durability follows Kafka: appends go to the page cache; `flush.messages`/`flush.ms` add fsyncs; a roll and
 //! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
 //! opening after an unclean stop scans only from the segment holding it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,10 +47,14 @@ use crate::config::LogConfig;
 use crate::epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
 use crate::error::{AppendError, Error, IoContext, ReadError, ReplicaAppendError};
 use crate::handles::HandleCache;
+use crate::producer_state::{self, BatchMetadata, PRODUCERS_MAX_DEFAULT, ProducerStateManager};
 use crate::segment::{self, AppendFailure, PendingBatch, Segment};
 
 /// Relative offsets in the indexes are `u32`; like Kafka, Strata keeps them within `i32` and rolls before.
 const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
+/// Deleted segment files held open for the log manager to free (see `Log::deleted_files`); past this they
+/// are freed under the lock, as before.
+const DELETED_FILES_HELD_MAX: usize = 1024;
 /// A segment's byte positions are `u32` in the offset index.
 const SEGMENT_POSITION_MAX: u64 = u32::MAX as u64;
 
@@ -59,6 +73,17 @@ pub struct AppendInfo {
     /// Records appended: the sum of the batches' record counts (on a follower, a compacted batch may hold
     /// fewer records than offsets).
     pub records: u64,
+}
+
+/// What a leader append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderAppend {
+    Appended(AppendInfo),
+    /// The batches are an idempotent producer's retry of `batch`, already in the log: nothing was appended,
+    /// and the producer is answered with the offsets the batch got the first time.
+    Duplicate {
+        batch: BatchMetadata,
+    },
 }
 
 /// Bounds on one read.
@@ -134,6 +159,8 @@ pub struct RecoveryReport {
     pub segments_deleted: usize,
     /// The leader-epoch checkpoint was missing, corrupt or behind the log, and was rebuilt from the batches.
     pub epoch_cache_rebuilt: bool,
+    /// Batch headers read to bring the idempotent producers' state from its newest snapshot to the log end.
+    pub producer_batches_replayed: u64,
 }
 
 /// What compaction removed.
@@ -141,6 +168,9 @@ pub struct RecoveryReport {
 pub struct CompactionReport {
     pub segments_rewritten: usize,
     pub bytes_removed: u64,
+    /// The log changed while the compacted segments were built (truncation, retention, DeleteRecords):
+    /// nothing was installed.
+    pub abandoned: bool,
 }
 
 /// What retention removed.
@@ -180,6 +210,14 @@ pub struct Log {
     epochs: LeaderEpochCache,
     /// When the active segment was created or, for one found on disk, opened (ms since the Unix epoch).
     active_since_ms: i64,
+    /// Idempotent producers' sequences, snapshotted with the segments (see [`crate::producer_state`]).
+    producers: ProducerStateManager,
+    /// Bumped by every change to the closed segments (truncation, deletion, a compaction swap), so that a
+    /// compaction built outside the lock can tell whether what it read is still the log.
+    generation: u64,
+    /// `.log` files of segments retention or DeleteRecords deleted, held open so that their blocks are freed
+    /// when the log manager drops them without the lock (see [`Self::take_deleted_files`]).
+    deleted_files: Vec<fs::File>,
 }
 
 /// Where appended batches come from, which decides how they are checked.
@@ -204,7 +242,9 @@ impl Log {
     ) -> Result<(Self, RecoveryReport), Error> {
         let dir = dir.into();
         fs::create_dir_all(&dir).context("create log directory", &dir)?;
-        let bases = scan_directory(&dir)?;
+        // A compaction interrupted before its swap: the segments in place are whole.
+        remove_cleaner_dir(&dir.join(CLEANER_DIR));
+        let (bases, snapshots) = scan_directory(&dir)?;
         let mut report = RecoveryReport::default();
         let mut segments = BTreeMap::new();
         for &base in &bases {
@@ -264,6 +304,7 @@ impl Log {
         }
 
         let epochs = LeaderEpochCache::new(dir.join(LEADER_EPOCH_CHECKPOINT));
+        let producers = ProducerStateManager::new(&dir, snapshots, PRODUCERS_MAX_DEFAULT);
         let mut log = Self {
             dir,
             config,
@@ -279,6 +320,9 @@ impl Log {
             dirs_unsynced: false,
             epochs,
             active_since_ms: now_ms(),
+            producers,
+            generation: 0,
+            deleted_files: Vec::new(),
         };
         match log.segments.keys().next().copied() {
             None => {
@@ -300,6 +344,7 @@ impl Log {
         }
         log.recovery_point = log.log_end_offset();
         report.epoch_cache_rebuilt = log.load_epochs()?;
+        report.producer_batches_replayed = log.load_producer_state()?;
         if report.segments_recovered > 0 || report.bytes_truncated > 0 {
             info!(dir = %log.dir.display(), ?report, log_end_offset = log.log_end_offset(), "recovered log");
         }
@@ -314,9 +359,45 @@ impl Log {
         }
         self.create_first_segment(offset)?;
         self.sync_dirs()?;
+        self.generation += 1;
+        self.producers.clear(offset)?;
         // After the segments: a crash in between leaves entries that opening drops (they are past the end).
         self.epochs.clear();
         self.epochs.persist()
+    }
+
+    /// Loads the idempotent producers' state: the newest usable snapshot at or below the log end, then the
+    /// batch headers from its offset to the end. Snapshots past the end go (recovery or truncation cut their
+    /// batches). Returns the batches replayed.
+    ///
+    /// Without a usable snapshot (a log written before snapshots existed, or every one lost) only the last
+    /// two segments are replayed, as Kafka does: a scan of every header of a large log would make opening
+    /// slow, and a producer that wrote only before them is forgotten (its next batch gets
+    /// `UNKNOWN_PRODUCER_ID` unless it starts a sequence, which clients handle).
+    fn load_producer_state(&mut self) -> Result<u64, Error> {
+        let end = self.log_end_offset();
+        let first = *self.segments.keys().next().expect("never empty");
+        let last_two = *self.segments.keys().rev().nth(1).unwrap_or(&first);
+        let from = self.producers.load(end)?.unwrap_or(last_two).max(first);
+        let mut replayed = 0;
+        let producers = &mut self.producers;
+        for segment in self.segments.values().filter(|s| s.next_offset() > from) {
+            segment
+                .for_each_header(|header| {
+                    if header.base_offset as u64 >= from {
+                        producers.update(header);
+                        replayed += 1;
+                    }
+                })
+                .context("rebuild producer state from", segment.log_path())?;
+        }
+        self.producers.on_log_start_moved(self.log_start_offset, first)?;
+        Ok(replayed)
+    }
+
+    /// The idempotent producers' state (for tests and metrics).
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
     }
 
     /// The segment of an empty log starting at `offset`. Not fsynced: see `dirs_unsynced`.
@@ -488,13 +569,17 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
-    /// Validates and appends one or more batches, exactly as a client encoded them, back to back in
-    /// `batches`. Assigns offsets from the log end offset and stamps `leader_epoch` into each batch header,
-    /// in place. Either every batch is appended or none is.
+    /// The leader's append, the one entry point for what clients send: validates one or more batches,
+    /// exactly as a client encoded them back to back in `batches`, judges idempotent producers' sequences,
+    /// assigns offsets from the log end offset and stamps `leader_epoch` into each batch header, in place,
+    /// and appends. Each batch is walked once: its header is parsed and its CRC checked in one pass, and
+    /// everything after works on the parsed headers. Either every batch is appended or none is.
     ///
     /// An epoch below the latest one in the log is refused (`Error::StaleLeaderEpoch`): only a stale leader
-    /// appends with one. An epoch above it starts a new entry in the leader-epoch cache.
-    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+    /// appends with one. An epoch above it starts a new entry in the leader-epoch cache. A producer's retry
+    /// of a batch still among its last five is [`LeaderAppend::Duplicate`]; a sequence that does not follow,
+    /// or a fenced epoch, is [`AppendError::Producer`].
+    pub fn append_as_leader(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<LeaderAppend, AppendError> {
         if self.offline {
             return Err(Error::Offline { path: self.dir.clone() }.into());
         }
@@ -512,13 +597,34 @@ impl Log {
         }
         let mut next = self.log_end_offset();
         for batch in &mut pending {
-            let end = batch.start + batch.header.total_bytes();
-            batch::assign(&mut batches[batch.start..end], next as i64, leader_epoch);
             batch.header.base_offset = next as i64;
             batch.header.partition_leader_epoch = leader_epoch;
             next += batch.header.record_count as u64;
         }
-        self.append_batches(batches, &pending)
+        if let Some(batch) = self.producers.check(pending.iter().map(|b| &b.header))? {
+            return Ok(LeaderAppend::Duplicate { batch });
+        }
+        for batch in &pending {
+            let end = batch.start + batch.header.total_bytes();
+            batch::assign(&mut batches[batch.start..end], batch.header.base_offset, leader_epoch);
+        }
+        self.append_batches(batches, &pending).map(LeaderAppend::Appended)
+    }
+
+    /// [`Self::append_as_leader`] for callers that write their own batches (the group coordinator, tests):
+    /// a duplicate is answered with the offsets of the batch already in the log, and `batches: 0`.
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
+        Ok(match self.append_as_leader(batches, leader_epoch)? {
+            LeaderAppend::Appended(info) => info,
+            LeaderAppend::Duplicate { batch } => AppendInfo {
+                first_offset: batch.base_offset,
+                last_offset: batch.last_offset,
+                log_end_offset: self.log_end_offset(),
+                max_timestamp: i64::MIN,
+                batches: 0,
+                records: 0,
+            },
+        })
     }
 
     /// A follower's append: `batches` were fetched from the leader and are stored verbatim, offsets and
@@ -620,6 +726,10 @@ impl Log {
                 source: e,
             }
             .into());
+        }
+        // Unjudged on a follower: its leader judged the batches.
+        for batch in pending {
+            self.producers.update(&batch.header);
         }
         self.unflushed_records += records;
         if self.config.flush_messages.is_some_and(|n| self.unflushed_records >= n) {
@@ -745,17 +855,27 @@ impl Log {
             return Ok(());
         }
         active.seal_unsynced().context("seal segment", active.log_path())?;
-        // The fsync of a full segment (up to `segment.bytes`) takes long enough to stall producers, so it runs
-        // on its own thread, as Kafka flushes rolled segments in the background. The recovery point follows
-        // when it is done (`reap_rolled_syncs`).
-        let paths = active.file_paths();
-        self.rolled_syncs.push_back(RolledSync::start(paths, next));
-        self.unflushed_records = 0;
-        self.last_flush = Instant::now();
+        let mut paths = active.file_paths().to_vec();
         let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
         self.segments.insert(next, segment);
         self.active_since_ms = now_ms();
-        self.sync_dirs()
+        let bases = self.segment_base_offsets();
+        paths.push(self.producers.take_snapshot(next, false, &bases)?);
+        // Every fsync of a roll (the full segment, up to `segment.bytes`; the producer snapshot; the
+        // directory, for the new files) takes long enough to stall producers, so they run on a thread of
+        // their own, as Kafka flushes rolled segments in the background. The recovery point follows when
+        // they are done (`reap_rolled_syncs`); `flush` and `close` wait for them.
+        paths.push(dir.clone());
+        if self.dirs_unsynced
+            && let Some(parent) = dir.parent()
+        {
+            paths.push(parent.to_owned());
+            self.dirs_unsynced = false;
+        }
+        self.rolled_syncs.push_back(RolledSync::start(paths, next));
+        self.unflushed_records = 0;
+        self.last_flush = Instant::now();
+        Ok(())
     }
 
     /// Reads whole batches from `offset` (which may fall inside a batch: the batch holding it is returned).
@@ -893,9 +1013,13 @@ impl Log {
         self.clamp_rolled_syncs(end);
         // The batch holding `offset` may have straddled the log start offset.
         self.log_start_offset = self.log_start_offset.min(end);
+        self.generation += 1;
         // After the segments: a crash in between leaves entries past the end, which opening drops.
         self.epochs.truncate_from_end(end);
         self.epochs.persist()?;
+        // Producers' state goes back to the newest snapshot at or below the end, and forward through what is
+        // left (Kafka's `truncateAndReload`).
+        self.load_producer_state()?;
         Ok(end)
     }
 
@@ -974,145 +1098,131 @@ impl Log {
         Ok(report)
     }
 
-    /// Compaction (`cleanup.policy=compact`): every closed segment keeps only the newest record of each key
-    /// (records without a key stay), and tombstones older than `delete.retention.ms` (by their batch's newest
-    /// timestamp) go. Offsets never change: a batch that loses records keeps its offset range, rewritten
-    /// uncompressed. The active segment is left alone, as in Kafka.
-    ///
-    /// A segment is rewritten into `<base>.log.cleaned`, fsynced, its indexes deleted, then renamed over the
-    /// `.log` and its indexes rebuilt: a crash at any point leaves either the old or the new log, whole, and
-    /// indexes that opening rebuilds.
+    /// Compaction (`cleanup.policy=compact`) in one call, for a caller that may hold the log for its whole
+    /// length (tests, tools): [`Self::plan_compaction`], [`CompactionPlan::build`],
+    /// [`Self::install_compaction`]. The log manager runs the build without the log's lock instead.
     pub fn compact(&mut self, now_ms: i64) -> Result<CompactionReport, Error> {
-        let mut report = CompactionReport::default();
+        let Some(plan) = self.plan_compaction(now_ms) else {
+            return Ok(CompactionReport::default());
+        };
+        let built = plan.build()?;
+        self.install_compaction(built)
+    }
+
+    /// The first step of compaction, under the lock and cheap: which closed segments to clean, as they are
+    /// now. `None` when there is nothing to do (not compacted, offline, or no segment closed since the last
+    /// compaction).
+    ///
+    /// Compaction keeps, in every closed segment, only the newest record of each key (records without a key
+    /// stay), and drops tombstones older than `delete.retention.ms` (by their batch's newest timestamp).
+    /// Offsets never change: a batch that loses records keeps its offset range, rewritten uncompressed. The
+    /// active segment is left alone, as in Kafka. As Kafka's cleaner does, the work is split in three so that
+    /// appends go on meanwhile: plan under the lock, build outside it, install under it.
+    pub fn plan_compaction(&mut self, now_ms: i64) -> Option<CompactionPlan> {
         let active_base = *self.segments.keys().next_back().expect("never empty");
         if !self.config.cleanup_compact || self.offline || self.compacted_up_to >= active_base {
-            return Ok(report);
+            return None;
         }
-        // The newest offset of every key in the closed segments.
-        let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
-        self.for_each_closed_batch(active_base, |_, _, records| {
-            for record in records {
-                if let Some(key) = &record.key {
-                    newest.insert(key.clone(), record.offset);
-                }
-            }
-        })?;
-        let tombstone_cutoff = now_ms.saturating_sub(self.config.delete_retention_ms as i64);
-        let bases: Vec<u64> = self
+        let segments = self
             .segments
-            .keys()
-            .copied()
-            .filter(|base| *base < active_base)
+            .range(..active_base)
+            .map(|(&base, segment)| PlannedSegment {
+                base,
+                log_path: segment.log_path().to_owned(),
+                size: segment.size(),
+            })
             .collect();
-        for base in bases {
-            let end = self
-                .segments
-                .range(base + 1..)
-                .next()
-                .map_or(active_base, |(next, _)| *next);
-            let mut rewritten = Vec::new();
-            let mut changed = false;
-            self.for_each_closed_batch_in(base, end, |header, bytes, records| {
-                let expired = header.max_timestamp < tombstone_cutoff;
-                let kept: Vec<batch::StoredRecord> = records
-                    .into_iter()
-                    .filter(|r| {
-                        r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&r.offset)) && (r.has_value || !expired)
-                    })
-                    .collect();
-                if kept.len() == header.record_count as usize {
-                    rewritten.extend_from_slice(bytes);
-                } else {
-                    changed = true;
-                    if !kept.is_empty() {
-                        rewritten.extend_from_slice(&batch::rebuild(header, bytes, &kept));
-                    }
-                }
-            })?;
-            if changed {
-                let before = self.segments[&base].size();
-                self.replace_segment(base, &rewritten)?;
-                report.segments_rewritten += 1;
-                report.bytes_removed += before - rewritten.len() as u64;
-            }
-        }
-        self.compacted_up_to = active_base;
-        if report.segments_rewritten > 0 {
-            info!(dir = %self.dir.display(), ?report, "compacted");
-        }
+        Some(CompactionPlan {
+            dir: self.dir.clone(),
+            generation: self.generation,
+            segments,
+            active_base,
+            tombstone_cutoff: now_ms.saturating_sub(self.config.delete_retention_ms as i64),
+            config: self.config.clone(),
+            handles: self.handles.clone(),
+        })
+    }
+
+    /// The last step of compaction, under the lock: [`Self::install_next_compacted`] until every segment of
+    /// `built` is in, or the build is abandoned. The log manager instead takes the lock once per segment.
+    pub fn install_compaction(&mut self, mut built: CompactedSegments) -> Result<CompactionReport, Error> {
+        let mut report = CompactionReport::default();
+        while self.install_next_compacted(&mut built, &mut report)? {}
         Ok(report)
     }
 
-    /// Calls `f` with each batch (header, bytes, decoded records) of the closed segments below `end`.
-    fn for_each_closed_batch(
-        &self,
-        end: u64,
-        f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>),
-    ) -> Result<(), Error> {
-        let start = *self.segments.keys().next().expect("never empty");
-        self.for_each_closed_batch_in(start, end, f)
-    }
-
-    fn for_each_closed_batch_in(
-        &self,
-        start: u64,
-        end: u64,
-        mut f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>),
-    ) -> Result<(), Error> {
-        const CHUNK_BYTES: usize = 4 * 1024 * 1024;
-        let mut offset = start;
-        while offset < end {
-            let Some((segment, position, first)) = self.find_batch(offset)? else {
-                break;
-            };
-            if first.base_offset as u64 >= end {
-                break;
+    /// Swaps the next segment of `built` in, under the lock, if the closed segments are still those the
+    /// build read (no truncation, retention, DeleteRecords or other compaction since the plan, or since the
+    /// previous segment's swap); otherwise abandons the rest of the build (`abandoned` in the report; the
+    /// next round plans again). Returns whether a segment is left to swap. Each segment stands alone: it
+    /// lost only records that a newer record, kept wherever it is, supersedes.
+    ///
+    /// The swap: the old indexes are moved into the cleaner's directory and the directory fsynced, then the
+    /// cleaned `.log` and its indexes renamed over the old names and the directory fsynced again. A crash at
+    /// any point leaves the old or the new `.log`, whole, and indexes that are either right or missing
+    /// (rebuilt on open); the cleaner's directory is removed on open. The lock is held for five renames and
+    /// two directory fsyncs; freeing the old files' blocks waits until `built` is dropped, which the caller
+    /// does without the lock.
+    pub fn install_next_compacted(
+        &mut self,
+        built: &mut CompactedSegments,
+        report: &mut CompactionReport,
+    ) -> Result<bool, Error> {
+        let Some(cleaned) = built.segments.first().copied() else {
+            self.compacted_up_to = self.compacted_up_to.max(built.active_base);
+            if report.segments_rewritten > 0 {
+                info!(dir = %self.dir.display(), ?report, "compacted");
             }
-            let read = segment
-                .read_from(position, &first, CHUNK_BYTES, end, true)
-                .context("read for compaction", segment.log_path())?;
-            let Some((bytes, next)) = read.filter(|(bytes, _)| !bytes.is_empty()) else {
-                break;
-            };
-            let mut rest = &bytes[..];
-            while let Ok(header) = BatchHeader::parse(rest) {
-                let (one, tail) = rest.split_at(header.total_bytes().min(rest.len()));
-                let records = batch::records(one).map_err(|e| Error::Io {
-                    op: "decode for compaction",
-                    path: segment.log_path().to_owned(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                })?;
-                f(&header, one, records);
-                rest = tail;
-            }
-            offset = next;
-        }
-        Ok(())
-    }
-
-    /// Replaces the files of the closed segment at `base` with `bytes` (whole batches); see [`Self::compact`].
-    fn replace_segment(&mut self, base: u64, bytes: &[u8]) -> Result<(), Error> {
-        let old = self.segments.remove(&base).expect("a segment of this log");
-        let log_path = old.log_path().to_owned();
-        let cleaned = log_path.with_extension("log.cleaned");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&cleaned)?;
-            std::io::Write::write_all(&mut file, bytes)?;
-            file.sync_all()
+            return Ok(false);
         };
-        write().context("write compacted segment", &cleaned)?;
+        let unchanged = !self.offline
+            && self.generation == built.generation
+            && cleaned.base < built.active_base
+            && self
+                .segments
+                .get(&cleaned.base)
+                .is_some_and(|s| s.size() == cleaned.bytes_before);
+        if !unchanged {
+            built.segments.clear();
+            report.abandoned = true;
+            info!(dir = %self.dir.display(), "the log changed while compaction built its segments; abandoned");
+            return Ok(false);
+        }
+        built.segments.remove(0);
+        let retired = built.cleaner_dir.join(RETIRED_DIR);
+        let old = &self.segments[&cleaned.base];
         old.close_handles();
-        old.remove_indexes().context("remove indexes", &log_path)?;
+        // Held open so that the old file's blocks are freed when `built` is dropped, not at the rename.
+        if let Ok(file) = fs::File::open(old.log_path()) {
+            built.retired.push(file);
+        }
+        for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+            let name = segment::file_name(cleaned.base, suffix);
+            match fs::rename(self.dir.join(&name), retired.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).context("retire index", self.dir.join(&name));
+                }
+                _ => {}
+            }
+        }
         sync_dir(&self.dir)?;
-        fs::rename(&cleaned, &log_path).context("install compacted segment", &log_path)?;
+        for suffix in [segment::LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+            let name = segment::file_name(cleaned.base, suffix);
+            let to = self.dir.join(&name);
+            fs::rename(built.cleaner_dir.join(&name), &to).context("install compacted segment", &to)?;
+        }
         sync_dir(&self.dir)?;
-        let mut segment = Segment::open(&self.dir, base, &self.handles).context("open segment", &log_path)?;
+        self.generation += 1;
+        built.generation = self.generation;
+        let log_path = self.dir.join(segment::file_name(cleaned.base, segment::LOG_SUFFIX));
+        let mut segment = Segment::open(&self.dir, cleaned.base, &self.handles).context("open segment", &log_path)?;
         segment
-            .recover(&self.config)
-            .context("index compacted segment", &log_path)?;
-        segment.seal().context("seal compacted segment", &log_path)?;
-        self.segments.insert(base, segment);
-        Ok(())
+            .load(&self.config)
+            .context("load compacted segment", &log_path)?;
+        self.segments.insert(cleaned.base, segment);
+        report.segments_rewritten += 1;
+        report.bytes_removed += cleaned.bytes_before - cleaned.bytes_after;
+        Ok(true)
     }
 
     /// Deletes closed segments from the oldest while `deletable` says so; never the active segment. Moves the
@@ -1127,13 +1237,31 @@ impl Log {
             let segment = self.segments.remove(&base).expect("just seen");
             deleted.0 += 1;
             deleted.1 += segment.size();
+            // Unlinked now; its blocks are freed when the last handle goes, which `take_deleted_files` lets
+            // the caller do without the lock (freeing a large file's blocks takes a while).
+            if let Ok(file) = fs::File::open(segment.log_path())
+                && self.deleted_files.len() < DELETED_FILES_HELD_MAX
+            {
+                self.deleted_files.push(file);
+            }
             segment.delete().context("delete segment", &self.dir)?;
         }
         let first = *self.segments.keys().next().expect("never empty");
         self.log_start_offset = self.log_start_offset.max(first);
+        if deleted.0 > 0 {
+            self.generation += 1;
+        }
         self.epochs.truncate_from_start(self.log_start_offset);
         self.epochs.persist()?;
+        self.producers.on_log_start_moved(self.log_start_offset, first)?;
         Ok(deleted)
+    }
+
+    /// The files of segments deleted since the last call, still open: dropping them frees their blocks.
+    /// The log manager drops them after releasing the log's lock. (Disk space of deleted segments is thus
+    /// given back at the next upkeep round at the latest, as Kafka deletes after `file.delete.delay.ms`.)
+    pub fn take_deleted_files(&mut self) -> Vec<fs::File> {
+        std::mem::take(&mut self.deleted_files)
     }
 
     /// Moves the recovery point past rolled segments whose background fsync has finished. A failed fsync
@@ -1204,6 +1332,31 @@ impl Log {
         Ok(due)
     }
 
+    /// [`Self::flush_if_due`] for the upkeep thread: the fsync of the active segment (and of the directory,
+    /// for a new log) runs on a thread of its own, as a roll's does, so the lock is not held through it; the
+    /// recovery point moves to the log end offset of now when it is done. Returns whether a flush started.
+    pub fn flush_in_background_if_due(&mut self, now: Instant) -> bool {
+        let due = self.config.flush_interval().is_some_and(|interval| {
+            self.unflushed_records > 0 && now.saturating_duration_since(self.last_flush) >= interval
+        });
+        if !due || self.offline {
+            return false;
+        }
+        let mut paths = self.active().file_paths().to_vec();
+        if self.dirs_unsynced {
+            paths.push(self.dir.clone());
+            if let Some(parent) = self.dir.parent() {
+                paths.push(parent.to_owned());
+            }
+            self.dirs_unsynced = false;
+        }
+        self.rolled_syncs
+            .push_back(RolledSync::start(paths, self.log_end_offset()));
+        self.unflushed_records = 0;
+        self.last_flush = now;
+        true
+    }
+
     /// Closes the log cleanly: a last time index entry, trimmed indexes, fsync. Returns the log end offset
     /// (the recovery point to checkpoint) and the log start offset.
     ///
@@ -1225,6 +1378,9 @@ impl Log {
         }
         // Only after a failed write is there anything to write here.
         self.epochs.persist()?;
+        // The next open starts from here instead of replaying the active segment.
+        let bases = self.segment_base_offsets();
+        self.producers.take_snapshot(self.log_end_offset(), true, &bases)?;
         self.recovery_point = self.log_end_offset();
         Ok((self.recovery_point, self.log_start_offset))
     }
@@ -1243,10 +1399,11 @@ impl Log {
     }
 }
 
-/// The base offsets of the segments in `dir`, sorted. Removes leftovers that are not part of any segment:
-/// index files without a `.log`, and temporary files.
-fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
+/// The base offsets of the segments in `dir`, sorted, and the offsets of the producer-state snapshots.
+/// Removes leftovers that are not part of any segment: index files without a `.log`, and temporary files.
+fn scan_directory(dir: &Path) -> Result<(Vec<u64>, BTreeSet<u64>), Error> {
     let mut logs = Vec::new();
+    let mut snapshots = BTreeSet::new();
     let mut indexes = Vec::new();
     for entry in fs::read_dir(dir).context("list", dir)? {
         let entry = entry.context("list", dir)?;
@@ -1260,9 +1417,14 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
         };
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
-            // A compaction interrupted before its rename: the original `.log` is still whole.
+            // Left by an older Strata's compaction, interrupted before its rename: the `.log` is still whole.
             "log.cleaned" => fs::remove_file(entry.path()).context("delete unfinished compaction", entry.path())?,
             segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+            producer_state::SNAPSHOT_SUFFIX => {
+                snapshots.insert(base);
+            }
+            // A snapshot whose write was interrupted.
+            "tmp" => fs::remove_file(entry.path()).context("delete unfinished snapshot", entry.path())?,
             _ => {}
         }
     }
@@ -1273,7 +1435,201 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>, Error> {
             fs::remove_file(&path).context("delete orphan index", &path)?;
         }
     }
-    Ok(logs)
+    Ok((logs, snapshots))
+}
+
+/// The directory, inside a log's, where compaction builds its segments before they are swapped in.
+const CLEANER_DIR: &str = ".cleaner";
+/// Inside [`CLEANER_DIR`]: the old indexes of swapped segments, deleted with it.
+const RETIRED_DIR: &str = "retired";
+
+fn remove_cleaner_dir(path: &Path) {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(path = %path.display(), error = %e, "could not remove the compaction directory");
+        }
+        _ => {}
+    }
+}
+
+/// A closed segment as compaction planned it.
+#[derive(Debug, Clone)]
+struct PlannedSegment {
+    base: u64,
+    log_path: PathBuf,
+    size: u64,
+}
+
+/// The closed segments of a log to compact, as [`Log::plan_compaction`] found them; [`Self::build`] needs
+/// no lock.
+#[derive(Debug)]
+pub struct CompactionPlan {
+    dir: PathBuf,
+    generation: u64,
+    segments: Vec<PlannedSegment>,
+    active_base: u64,
+    tombstone_cutoff: i64,
+    config: LogConfig,
+    handles: Arc<HandleCache>,
+}
+
+/// One segment compaction rewrote, waiting in the cleaner's directory.
+#[derive(Debug, Clone, Copy)]
+struct CleanedSegment {
+    base: u64,
+    bytes_before: u64,
+    bytes_after: u64,
+}
+
+/// Compacted segments built by [`CompactionPlan::build`], for [`Log::install_compaction`]. Dropping it
+/// deletes the cleaner's directory and frees the replaced files (drop it without the log's lock).
+#[derive(Debug)]
+pub struct CompactedSegments {
+    generation: u64,
+    active_base: u64,
+    cleaner_dir: PathBuf,
+    /// Not yet swapped in, oldest first.
+    segments: Vec<CleanedSegment>,
+    /// The replaced `.log` files, held open so that their blocks are freed here, not under the lock.
+    retired: Vec<fs::File>,
+}
+
+impl Drop for CompactedSegments {
+    fn drop(&mut self) {
+        self.retired.clear();
+        remove_cleaner_dir(&self.cleaner_dir);
+    }
+}
+
+impl CompactionPlan {
+    /// Reads the planned segments, without the log's lock (closed segments are not appended to; if one is
+    /// truncated, deleted or swapped meanwhile, the install sees it and throws this build away), and writes
+    /// each segment that loses records into the cleaner's directory with its indexes, fsynced. Memory: one
+    /// entry per distinct key, and one batch at a time.
+    pub fn build(self) -> Result<CompactedSegments, Error> {
+        let cleaner_dir = self.dir.join(CLEANER_DIR);
+        remove_cleaner_dir(&cleaner_dir);
+        fs::create_dir(&cleaner_dir).context("create compaction directory", &cleaner_dir)?;
+        let retired = cleaner_dir.join(RETIRED_DIR);
+        fs::create_dir(&retired).context("create compaction directory", &retired)?;
+        let result = self.build_in(&cleaner_dir);
+        if result.is_err() {
+            remove_cleaner_dir(&cleaner_dir);
+        }
+        result
+    }
+
+    fn build_in(&self, cleaner_dir: &Path) -> Result<CompactedSegments, Error> {
+        // The newest offset of every key in the closed segments.
+        let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for planned in &self.segments {
+            for_each_stored_batch(planned, |_, _, records| {
+                for record in records {
+                    if let Some(key) = record.key {
+                        newest.insert(key, record.offset);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let mut cleaned = Vec::new();
+        for planned in &self.segments {
+            let out_path = cleaner_dir.join(segment::file_name(planned.base, segment::LOG_SUFFIX));
+            let mut out = std::io::BufWriter::new(fs::File::create(&out_path).context("create", &out_path)?);
+            let mut changed = false;
+            let mut written = 0u64;
+            for_each_stored_batch(planned, |header, bytes, records| {
+                let expired = header.max_timestamp < self.tombstone_cutoff;
+                let kept: Vec<batch::StoredRecord> = records
+                    .into_iter()
+                    .filter(|r| {
+                        r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&r.offset)) && (r.has_value || !expired)
+                    })
+                    .collect();
+                let rebuilt;
+                let keep: &[u8] = if kept.len() == header.record_count as usize {
+                    bytes
+                } else {
+                    changed = true;
+                    if kept.is_empty() {
+                        return Ok(());
+                    }
+                    rebuilt = batch::rebuild(header, bytes, &kept);
+                    &rebuilt
+                };
+                written += keep.len() as u64;
+                std::io::Write::write_all(&mut out, keep)
+            })?;
+            let file = out
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("write", &out_path)?;
+            if !changed {
+                drop(file);
+                fs::remove_file(&out_path).context("delete", &out_path)?;
+                continue;
+            }
+            file.sync_all().context("fsync compacted segment", &out_path)?;
+            drop(file);
+            // Indexes built here, off the lock, as recovery builds them; sealed (trimmed and fsynced).
+            let mut segment =
+                Segment::open(cleaner_dir, planned.base, &self.handles).context("open compacted segment", &out_path)?;
+            segment
+                .recover(&self.config)
+                .context("index compacted segment", &out_path)?;
+            segment.seal().context("seal compacted segment", &out_path)?;
+            segment.close_handles();
+            cleaned.push(CleanedSegment {
+                base: planned.base,
+                bytes_before: planned.size,
+                bytes_after: written,
+            });
+        }
+        sync_dir(cleaner_dir)?;
+        Ok(CompactedSegments {
+            generation: self.generation,
+            active_base: self.active_base,
+            cleaner_dir: cleaner_dir.to_owned(),
+            segments: cleaned,
+            retired: Vec::new(),
+        })
+    }
+}
+
+/// Calls `f` with each batch (header, bytes, decoded records) of a closed segment's `.log`, read
+/// sequentially from its own file handle. Bytes that do not form a whole, valid batch end the walk with an
+/// error: a closed segment holds only whole batches, so the file changed underneath (and the install would
+/// throw the build away anyway).
+fn for_each_stored_batch(
+    planned: &PlannedSegment,
+    mut f: impl FnMut(&BatchHeader, &[u8], Vec<batch::StoredRecord>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    const READ_BUFFER_BYTES: usize = 1024 * 1024;
+    let path = &planned.log_path;
+    let file = fs::File::open(path).context("open for compaction", path)?;
+    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER_BYTES, file);
+    let mut position = 0u64;
+    let mut bytes = Vec::new();
+    let invalid = |what: String| Error::Io {
+        op: "read for compaction",
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what),
+    };
+    while position < planned.size {
+        bytes.resize(batch::BATCH_LENGTH_PREFIX_BYTES, 0);
+        std::io::Read::read_exact(&mut reader, &mut bytes).context("read for compaction", path)?;
+        let total = batch::declared_total_bytes(&bytes)
+            .filter(|&n| n >= batch::BATCH_HEADER_BYTES as i64 && position + n as u64 <= planned.size)
+            .ok_or_else(|| invalid(format!("no whole batch at byte {position}")))?;
+        bytes.resize(total as usize, 0);
+        std::io::Read::read_exact(&mut reader, &mut bytes[batch::BATCH_LENGTH_PREFIX_BYTES..])
+            .context("read for compaction", path)?;
+        let header = BatchHeader::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let records = batch::records(&bytes).map_err(|e| invalid(e.to_string()))?;
+        f(&header, &bytes, records).context("write compacted segment", path)?;
+        position += total as u64;
+    }
+    Ok(())
 }
 
 /// The fsync of a rolled segment's files, on a thread of its own.
@@ -1287,7 +1643,7 @@ struct RolledSync {
 }
 
 impl RolledSync {
-    fn start(paths: [PathBuf; 3], up_to: u64) -> Self {
+    fn start(paths: Vec<PathBuf>, up_to: u64) -> Self {
         // A segment deleted meanwhile (retention, truncation) has nothing left to make durable.
         let sync = move || {
             paths

@@ -292,15 +292,19 @@ impl LogManager {
         let now = Instant::now();
         let now_ms = now_ms();
         for (tp, log) in self.logs() {
-            let mut log = lock(&log);
-            if let Err(e) = log.enforce_retention(now_ms) {
+            let mut locked = lock(&log);
+            if let Err(e) = locked.enforce_retention(now_ms) {
                 error!(partition = %tp, error = %e, "retention failed");
             }
-            if let Err(e) = log.compact(now_ms) {
-                error!(partition = %tp, error = %e, "compaction failed");
-            }
-            if let Err(e) = log.flush_if_due(now) {
-                error!(partition = %tp, error = %e, "flush failed");
+            // The fsync runs on a thread of its own; the recovery point follows when it is done.
+            locked.flush_in_background_if_due(now);
+            let plan = locked.plan_compaction(now_ms);
+            let deleted = locked.take_deleted_files();
+            drop(locked);
+            // Frees the blocks of segments retention (or DeleteRecords since the last round) deleted.
+            drop(deleted);
+            if let Some(plan) = plan {
+                compact_unlocked(&tp, &log, plan);
             }
         }
         self.checkpoint()
@@ -353,6 +357,31 @@ impl LogManager {
         info!(dir = %self.dir.display(), clean = all_clean, "closed data directory");
         closed.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
     }
+}
+
+/// Builds the compaction `plan` without the log's lock, then swaps the segments in one at a time, taking
+/// the lock for each (see [`Log::install_next_compacted`]): appends and reads wait for one segment's swap
+/// at most. A build the log outran is thrown away and planned again on the next round.
+fn compact_unlocked(tp: &TopicPartition, log: &SharedLog, plan: crate::log::CompactionPlan) {
+    let mut built = match plan.build() {
+        Ok(built) => built,
+        Err(e) => {
+            error!(partition = %tp, error = %e, "compaction failed");
+            return;
+        }
+    };
+    let mut report = crate::log::CompactionReport::default();
+    loop {
+        match lock(log).install_next_compacted(&mut built, &mut report) {
+            Ok(true) => continue,
+            Ok(false) if report.abandoned => info!(partition = %tp, "compaction abandoned: the log changed"),
+            Ok(false) => {}
+            Err(e) => error!(partition = %tp, error = %e, "compaction failed"),
+        }
+        break;
+    }
+    // Deletes the cleaner's directory and frees the replaced segments' blocks, without the lock.
+    drop(built);
 }
 
 /// Stops the upkeep thread when stopped or dropped.

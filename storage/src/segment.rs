@@ -624,14 +624,6 @@ impl Segment {
         Ok(())
     }
 
-    /// Deletes the index files (compaction rewrites the log under them; they are rebuilt from it).
-    pub fn remove_indexes(&self) -> io::Result<()> {
-        self.offset_index.close();
-        self.time_index.close();
-        remove_if_exists(self.offset_index.path())?;
-        remove_if_exists(self.time_index.path())
-    }
-
     /// Deletes the segment's three files.
     pub fn delete(self) -> io::Result<()> {
         self.file.close();

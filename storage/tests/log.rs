@@ -526,6 +526,14 @@ fn retention_deletes_old_and_excess_closed_segments() {
     assert_eq!(report.segments_deleted, 3);
     assert_eq!(report.bytes_deleted, 3 * batch_bytes);
     assert_eq!(log.log_start_offset(), 15);
+    // The files are gone from the directory; their blocks are freed when the caller drops these (the log
+    // manager does it without the lock).
+    let deleted = log.take_deleted_files();
+    assert_eq!(deleted.len(), 3);
+    assert!(deleted.iter().all(|f| f.metadata().unwrap().len() == batch_bytes));
+    assert_eq!(segment_files(dir.path(), "log").len(), 3);
+    drop(deleted);
+    assert!(log.take_deleted_files().is_empty());
 
     retention.set("retention.ms", "-1").unwrap();
     retention

@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strata_storage::batch::BatchError;
-use strata_storage::{AppendError, TopicPartition};
+use strata_storage::{AppendError, LeaderAppend, ProducerError, TopicPartition};
 use tracing::warn;
 
 use std::sync::{Arc, PoisonError};
@@ -23,8 +23,7 @@ use kafka_protocol::messages::TopicName;
 
 use crate::broker::Broker;
 use crate::metadata::Topic;
-use crate::producers::Verdict;
-use crate::replica::{Partition, for_each_header};
+use crate::replica::Partition;
 
 /// The longest `acks=all` waits, whatever the client asks.
 const ACKS_ALL_TIMEOUT_MAX_MS: i32 = 300_000;
@@ -158,37 +157,15 @@ fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8])
     }
     // The log rewrites offsets in place; the request's bytes are shared with the whole frame.
     let mut batches = records.to_vec();
+    // One call judges idempotent producers' sequences and appends, under the partition's one lock.
     let appended = {
         let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut producers = partition.producers.lock().unwrap_or_else(PoisonError::into_inner);
-        // Batches of idempotent producers are judged first: a retry gets the answer it had, a gap or a
-        // fenced epoch its error, and neither appends anything.
-        let mut verdict = Verdict::Append;
-        for_each_header(&batches, |header| {
-            if verdict == Verdict::Append {
-                verdict = producers.check(header);
-            }
-        });
-        match verdict {
-            Verdict::Duplicate(base_offset) => {
-                // Already appended: acks=all waits for what the log holds now, which includes it.
-                return Ok(Written {
-                    partition: partition.clone(),
-                    base_offset,
-                    end_offset: log.log_end_offset(),
-                    log_start_offset: log.log_start_offset(),
-                });
-            }
-            Verdict::Refuse(error) => {
-                return Err((error, format!("refused by the idempotent producer checks: {error:?}")));
-            }
-            Verdict::Append => {}
-        }
-        log.append(&mut batches, leader_epoch).map(|info| {
-            // The headers now carry the offsets the log assigned.
-            for_each_header(&batches, |header| producers.appended(header));
-            (info.first_offset, log.log_end_offset(), log.log_start_offset())
-        })
+        log.append_as_leader(&mut batches, leader_epoch)
+            .map(|append| match append {
+                LeaderAppend::Appended(info) => (info.first_offset, info.log_end_offset, log.log_start_offset()),
+                // A retry: answered with the offsets it got the first time; acks=all waits for those.
+                LeaderAppend::Duplicate { batch } => (batch.base_offset, batch.last_offset + 1, log.log_start_offset()),
+            })
     };
     match appended {
         Ok((base_offset, end_offset, log_start_offset)) => {
@@ -215,6 +192,9 @@ fn error_code(e: &AppendError) -> ResponseError {
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
         // This broker's view of the leadership is behind: a newer leader's batches are in the log.
         AppendError::Storage(strata_storage::Error::StaleLeaderEpoch { .. }) => ResponseError::FencedLeaderEpoch,
+        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::Producer(ProducerError::InvalidProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        AppendError::Producer(ProducerError::UnknownProducerId { .. }) => ResponseError::UnknownProducerId,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
