@@ -2,8 +2,11 @@
 //!
 //! A batch is stored exactly as a client sent it. The log only reads the header, checks it against the bytes
 //! present and the CRC-32C, and rewrites two fields that the CRC does not cover: the base offset and the
-//! partition leader epoch. Records are never decoded on the append path; they are decoded (and decompressed)
-//! only to find a record by timestamp inside one batch.
+//! partition leader epoch. On a leader's append ([`validate_within`]) every record is walked once, as Kafka's
+//! LogValidator does: decompressed as it is read, in constant memory and at most a bound derived from
+//! `max.message.bytes` in all, and checked against the header (count, offset deltas, lengths, timestamps,
+//! nothing trailing), so nothing a reader of the log trips over later is ever stored. Readers of stored
+//! batches (time search, compaction) still size nothing by a count read from the batch.
 //!
 //! Byte layout (all integers big-endian, as Kafka writes them):
 //!
@@ -25,7 +28,7 @@
 //!     61     -  records (compressed as a whole when the codec is not none)
 //! ```
 
-use std::io::Read;
+use std::io::{self, BufRead, BufReader, Read};
 
 use thiserror::Error;
 
@@ -78,6 +81,9 @@ pub enum BatchError {
     UnknownCodec(u8),
     #[error("decompressing a {codec:?} batch failed: {reason}")]
     Decompression { codec: Compression, reason: String },
+    /// A record that decodes but disagrees with its batch (Kafka's `INVALID_RECORD`).
+    #[error("record {index}: {reason}")]
+    InvalidRecord { index: usize, reason: String },
 }
 
 /// The compression codec of a batch, from attributes bits 0-2.
@@ -187,10 +193,233 @@ impl BatchHeader {
     }
 }
 
-/// Checks one whole batch in `bytes` (which must hold exactly that batch): header, length, CRC-32C, and that
-/// the record count agrees with the offsets and, for uncompressed batches, with the records present.
+/// Checks one whole batch in `bytes` (which must hold exactly that batch) as a client wrote it: header,
+/// length, CRC-32C, and every record (see [`validate_within`]), decompressing at most 256 MiB.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
-    validate_counted(bytes, CountRule::Exact)
+    validate_within(bytes, DECOMPRESSED_BYTES_MAX)
+}
+
+/// [`validate`] for a leader's append: the header, length and CRC-32C, then every record walked once
+/// ([`walk_records`]), a compressed batch decompressed as it is read and refused once it decompresses to more
+/// than `decompressed_bytes_max`.
+pub fn validate_within(bytes: &[u8], decompressed_bytes_max: u64) -> Result<BatchHeader, BatchError> {
+    let header = validate_counted(bytes, CountRule::Exact)?;
+    let payload = &bytes[BATCH_HEADER_BYTES..];
+    let codec = header.compression()?;
+    let decompress_failed = |e: io::Error| BatchError::Decompression {
+        codec,
+        reason: e.to_string(),
+    };
+    match codec {
+        Compression::None => walk_records(payload, &header, decompressed_bytes_max),
+        Compression::Gzip => walk_records(
+            BufReader::new(flate2::read::GzDecoder::new(payload)),
+            &header,
+            decompressed_bytes_max,
+        ),
+        Compression::Lz4 => walk_records(
+            BufReader::new(lz4_flex::frame::FrameDecoder::new(payload)),
+            &header,
+            decompressed_bytes_max,
+        ),
+        Compression::Zstd => walk_records(
+            BufReader::new(zstd::stream::read::Decoder::with_buffer(payload).map_err(decompress_failed)?),
+            &header,
+            decompressed_bytes_max,
+        ),
+        // Snappy blocks state their decompressed length, checked before each is decompressed.
+        Compression::Snappy => {
+            let records = decompress_snappy(payload, decompressed_bytes_max)
+                .map_err(|reason| BatchError::Decompression { codec, reason })?;
+            walk_records(&records[..], &header, decompressed_bytes_max)
+        }
+    }
+    .map_err(|e| match e {
+        Walk::Batch(e) => e,
+        Walk::Read(e) => decompress_failed(e),
+    })?;
+    Ok(header)
+}
+
+/// Why [`walk_records`] stopped: the records are wrong, or the bytes could not be read (decompression).
+enum Walk {
+    Batch(BatchError),
+    Read(io::Error),
+}
+
+impl From<BatchError> for Walk {
+    fn from(e: BatchError) -> Self {
+        Walk::Batch(e)
+    }
+}
+
+/// Records read one field at a time from a stream, counting what was read against a bound.
+struct RecordStream<R> {
+    inner: R,
+    read: u64,
+    read_max: u64,
+}
+
+impl<R: BufRead> RecordStream<R> {
+    /// One byte; `None` at the end of the records.
+    fn byte(&mut self) -> Result<Option<u8>, Walk> {
+        let buf = self.inner.fill_buf().map_err(Walk::Read)?;
+        let Some(&byte) = buf.first() else {
+            return Ok(None);
+        };
+        self.inner.consume(1);
+        self.count(1)?;
+        Ok(Some(byte))
+    }
+
+    fn count(&mut self, bytes: u64) -> Result<(), Walk> {
+        self.read += bytes;
+        if self.read > self.read_max {
+            return Err(Walk::Batch(BatchError::MalformedRecords(
+                "the records take more bytes than the broker accepts for one batch (decompressed: 64 x max.message.bytes)",
+            )));
+        }
+        Ok(())
+    }
+
+    /// One byte that must be there.
+    fn need_byte(&mut self) -> Result<u8, Walk> {
+        Ok(self
+            .byte()?
+            .ok_or(BatchError::MalformedRecords("the records end inside a record"))?)
+    }
+
+    /// An unsigned varint of at most `bytes_max` bytes whose first byte is `first`.
+    fn unsigned_from(&mut self, first: u8, bytes_max: usize) -> Result<u64, Walk> {
+        let mut value = u64::from(first & 0x7f);
+        let mut byte = first;
+        for i in 1..bytes_max {
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+            byte = self.need_byte()?;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+        }
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+        Err(Walk::Batch(BatchError::MalformedRecords(
+            "a varint runs over its length",
+        )))
+    }
+
+    /// A zigzag varint whose first byte is `first`.
+    fn varint_from(&mut self, first: u8) -> Result<i64, Walk> {
+        let raw = self.unsigned_from(first, 5)?;
+        let raw = u32::try_from(raw).map_err(|_| BatchError::MalformedRecords("a varint overflows 32 bits"))?;
+        Ok(i64::from(((raw >> 1) as i32) ^ -((raw & 1) as i32)))
+    }
+
+    fn varint(&mut self) -> Result<i64, Walk> {
+        let first = self.need_byte()?;
+        self.varint_from(first)
+    }
+
+    fn varlong(&mut self) -> Result<i64, Walk> {
+        let first = self.need_byte()?;
+        let raw = self.unsigned_from(first, 10)?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// Skips `len` bytes, which must all be there.
+    fn skip(&mut self, len: u64) -> Result<(), Walk> {
+        let mut left = len;
+        while left > 0 {
+            let buf = self.inner.fill_buf().map_err(Walk::Read)?;
+            if buf.is_empty() {
+                return Err(Walk::Batch(BatchError::MalformedRecords(
+                    "the records end inside a record",
+                )));
+            }
+            let step = (buf.len() as u64).min(left);
+            self.inner.consume(step as usize);
+            self.count(step)?;
+            left -= step;
+        }
+        Ok(())
+    }
+}
+
+/// Walks the records of a batch once, holding none of them, and checks them against `header`: exactly
+/// `record_count` records, each length prefix exactly covering its fields, offset deltas 0, 1, 2, …,
+/// lengths of keys, values and headers no smaller than -1 (null) and within the record, the largest
+/// timestamp equal to the header's (create time), and nothing after the last record. At most
+/// `read_max` bytes are read.
+fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> Result<(), Walk> {
+    let mut stream = RecordStream {
+        inner: records,
+        read: 0,
+        read_max,
+    };
+    let count = usize::try_from(header.record_count).unwrap_or(0);
+    let mut max_timestamp = i64::MIN;
+    for index in 0..count {
+        let invalid = |reason: String| Walk::Batch(BatchError::InvalidRecord { index, reason });
+        let Some(first) = stream.byte()? else {
+            return Err(Walk::Batch(BatchError::RecordCountMismatch {
+                declared: header.record_count,
+                found: index,
+            }));
+        };
+        let length = stream.varint_from(first)?;
+        if length < RECORD_BYTES_MIN as i64 - 1 {
+            return Err(Walk::Batch(BatchError::MalformedRecords(
+                "record shorter than its fixed fields",
+            )));
+        }
+        let record_end = stream.read + length as u64;
+        let _attributes = stream.need_byte()?;
+        let timestamp_delta = stream.varlong()?;
+        let offset_delta = stream.varint()?;
+        if offset_delta != index as i64 {
+            return Err(invalid(format!("offset delta {offset_delta}, expected {index}")));
+        }
+        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(timestamp_delta));
+        // A length prefix, then that many bytes, all inside the record.
+        let field = |stream: &mut RecordStream<_>, what: &str, min: i64| -> Result<(), Walk> {
+            let len = stream.varint()?;
+            if len < min || stream.read + len.max(0) as u64 > record_end {
+                return Err(invalid(format!("{what} length {len} does not fit the record")));
+            }
+            stream.skip(len.max(0) as u64)
+        };
+        field(&mut stream, "key", -1)?;
+        field(&mut stream, "value", -1)?;
+        let headers = stream.varint()?;
+        if headers < 0 {
+            return Err(invalid(format!("{headers} headers")));
+        }
+        for _ in 0..headers {
+            field(&mut stream, "header key", 0)?;
+            field(&mut stream, "header value", -1)?;
+        }
+        if stream.read != record_end {
+            return Err(invalid(format!(
+                "its length says {length} bytes, its fields take {}",
+                length as u64 + stream.read - record_end
+            )));
+        }
+    }
+    if stream.byte()?.is_some() {
+        return Err(Walk::Batch(BatchError::MalformedRecords(
+            "bytes follow the last record",
+        )));
+    }
+    if !header.is_log_append_time() && max_timestamp != header.max_timestamp {
+        return Err(Walk::Batch(BatchError::InvalidRecord {
+            index: count.saturating_sub(1),
+            reason: format!(
+                "the records' largest timestamp is {max_timestamp}, the header says {}",
+                header.max_timestamp
+            ),
+        }));
+    }
+    Ok(())
 }
 
 /// Checks one whole batch that a leader stored and a follower fetched, as [`validate`] does, except that
@@ -235,7 +464,8 @@ fn validate_counted(bytes: &[u8], rule: CountRule) -> Result<BatchHeader, BatchE
         });
     }
     let records = &bytes[BATCH_HEADER_BYTES..];
-    if header.compression()? == Compression::None {
+    // A client's records are walked in full by `validate_within`; a replicated batch's only counted.
+    if rule == CountRule::AtMostRange && header.compression()? == Compression::None {
         let found = count_records(records)?;
         if found != header.record_count as usize {
             return Err(BatchError::RecordCountMismatch {
@@ -439,7 +669,7 @@ fn decompress(codec: Compression, payload: &[u8]) -> Result<Vec<u8>, BatchError>
                 .read_to_end(&mut out)
                 .map_err(|e| failed(e.to_string()))?;
         }
-        Compression::Snappy => out = decompress_snappy(payload).map_err(failed)?,
+        Compression::Snappy => out = decompress_snappy(payload, DECOMPRESSED_BYTES_MAX).map_err(failed)?,
         Compression::Lz4 => {
             lz4_flex::frame::FrameDecoder::new(payload)
                 .take(DECOMPRESSED_BYTES_MAX)
@@ -459,14 +689,14 @@ fn decompress(codec: Compression, payload: &[u8]) -> Result<Vec<u8>, BatchError>
 
 /// Kafka's Java client frames snappy the way xerial's `SnappyOutputStream` does (a 16-byte header, then blocks
 /// of a 4-byte length and a raw snappy block); librdkafka may send one raw block. Both are accepted.
-fn decompress_snappy(payload: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress_snappy(payload: &[u8], decompressed_bytes_max: u64) -> Result<Vec<u8>, String> {
     const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
     const XERIAL_HEADER_BYTES: usize = 16;
     let mut decoder = snap::raw::Decoder::new();
     if !payload.starts_with(XERIAL_MAGIC) {
         // The block states its own decompressed length; check it before anything is allocated for it.
         let block_len = snap::raw::decompress_len(payload).map_err(|e| e.to_string())?;
-        if block_len as u64 > DECOMPRESSED_BYTES_MAX {
+        if block_len as u64 > decompressed_bytes_max {
             return Err(format!("the snappy block claims {block_len} bytes decompressed"));
         }
         return decoder.decompress_vec(payload).map_err(|e| e.to_string());
@@ -478,7 +708,7 @@ fn decompress_snappy(payload: &[u8]) -> Result<Vec<u8>, String> {
         let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
         let block = payload.get(pos + 4..pos + 4 + len).ok_or("truncated xerial block")?;
         let block_len = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
-        if (out.len() + block_len) as u64 > DECOMPRESSED_BYTES_MAX {
+        if (out.len() + block_len) as u64 > decompressed_bytes_max {
             return Err("decompressed batch is too large".into());
         }
         let start = out.len();
@@ -609,7 +839,7 @@ pub mod build {
         out
     }
 
-    fn compress(codec: Compression, body: &[u8]) -> Vec<u8> {
+    pub fn compress(codec: Compression, body: &[u8]) -> Vec<u8> {
         use std::io::Write;
         match codec {
             Compression::None => body.to_vec(),
@@ -847,4 +1077,117 @@ mod tests {
         claim(&mut batch, 1);
         assert!(matches!(super::records(&batch), Err(BatchError::Decompression { .. })));
     }
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// `template`'s header over `records` (uncompressed record bytes) compressed with `codec`, claiming
+    /// `count` records, with length and CRC that agree: what a client that lies carefully sends.
+    fn crafted(codec: Compression, records: &[u8], count: i32) -> Vec<u8> {
+        let mut batch = batch_of(&[b"template".to_vec()], 1000, codec);
+        batch.truncate(BATCH_HEADER_BYTES);
+        batch.extend_from_slice(&super::build::compress(codec, records));
+        let length = (batch.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+        batch[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+        claim(&mut batch, count);
+        batch
+    }
+
+    /// The uncompressed record bytes of a batch of `n` records (timestamps 1000, 1001, …).
+    fn record_bytes(n: usize) -> Vec<u8> {
+        batch_of(&records(n, 1000), 1000, Compression::None)[BATCH_HEADER_BYTES..].to_vec()
+    }
+
+    #[test]
+    fn a_count_the_records_do_not_fill_is_refused_for_every_codec() {
+        for codec in CODECS {
+            let mut batch = batch_of(&records(3, 1000), 1000, codec);
+            claim(&mut batch, i32::MAX);
+            assert!(
+                matches!(validate(&batch), Err(BatchError::RecordCountMismatch { found: 3, .. })),
+                "{codec:?}: {:?}",
+                validate(&batch)
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_that_does_not_decompress_is_refused() {
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let mut batch = batch_of(&records(1, 1000), 1000, codec);
+            batch.truncate(BATCH_HEADER_BYTES);
+            batch.extend_from_slice(b"this was never compressed by anything at all");
+            let length = (batch.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+            batch[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+            claim(&mut batch, 1);
+            assert!(validate(&batch).is_err(), "{codec:?} garbage was accepted");
+        }
+    }
+
+    #[test]
+    fn decompression_stops_at_the_bound() {
+        // One valid record whose value is 4 MiB of zeros: a few KiB compressed.
+        let zeros = vec![0u8; 4 << 20];
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let batch = batch_of(std::slice::from_ref(&zeros), 1000, codec);
+            assert!(batch.len() < 1 << 20, "{codec:?} compresses zeros");
+            assert!(validate_within(&batch, 1 << 20).is_err(), "{codec:?}: past the bound");
+            assert!(validate_within(&batch, 8 << 20).is_ok(), "{codec:?}: within it");
+        }
+    }
+
+    #[test]
+    fn offset_deltas_count_from_zero() {
+        let one = record_bytes(1);
+        let twice = [one.clone(), one].concat();
+        for codec in CODECS {
+            let batch = crafted(codec, &twice, 2);
+            assert!(
+                matches!(validate(&batch), Err(BatchError::InvalidRecord { index: 1, .. })),
+                "{codec:?}: {:?}",
+                validate(&batch)
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_may_follow_the_last_record() {
+        for codec in CODECS {
+            let batch = crafted(codec, &record_bytes(2), 1);
+            assert!(validate(&batch).is_err(), "{codec:?}: a second record past the count was accepted");
+            let batch = crafted(codec, &[record_bytes(1), vec![0]].concat(), 1);
+            assert!(validate(&batch).is_err(), "{codec:?}: a trailing byte was accepted");
+        }
+    }
+
+    #[test]
+    fn the_header_max_timestamp_is_the_records() {
+        for codec in CODECS {
+            let mut batch = batch_of(&records(3, 1000), 1000, codec);
+            batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&5000i64.to_be_bytes());
+            claim(&mut batch, 3);
+            assert!(
+                matches!(validate(&batch), Err(BatchError::InvalidRecord { .. })),
+                "{codec:?}: {:?}",
+                validate(&batch)
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_longer_than_its_record_is_refused() {
+        // One record: length 10, attributes, timestamp delta 0, offset delta 0, then a key of 100 bytes.
+        let mut lying = vec![20, 0, 0, 0, 200, 1];
+        lying.extend_from_slice(&[b'k'; 100]);
+        for codec in CODECS {
+            let batch = crafted(codec, &lying, 1);
+            assert!(validate(&batch).is_err(), "{codec:?}");
+        }
+    }
+
 }

@@ -50,6 +50,10 @@ use crate::handles::HandleCache;
 use crate::producer_state::{self, BatchMetadata, PRODUCERS_MAX_DEFAULT, ProducerStateManager};
 use crate::segment::{self, AppendFailure, PendingBatch, Segment};
 
+/// How many times `max.message.bytes` a client's batch may decompress to. Compressed batches are checked
+/// record by record as they decompress, in constant memory; the bound caps the work one batch can ask for
+/// (a gzip bomb of zeros), generous enough for repetitive data, which compresses 10-50 times.
+const DECOMPRESSION_RATIO_MAX: u64 = 64;
 /// Relative offsets in the indexes are `u32`; like Kafka, Strata keeps them within `i32` and rolls before.
 const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
 /// Deleted segment files held open for the log manager to free (see `Log::deleted_files`); past this they
@@ -806,7 +810,10 @@ impl Log {
                             max: self.config.max_message_bytes,
                         });
                     }
-                    batch::validate(one)
+                    batch::validate_within(
+                        one,
+                        self.config.max_message_bytes.saturating_mul(DECOMPRESSION_RATIO_MAX),
+                    )
                 }
                 Origin::Replica => batch::validate_replicated(one),
             }

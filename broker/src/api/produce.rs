@@ -9,7 +9,9 @@
 //! them, or REQUEST_TIMED_OUT after the request's timeout.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strata_storage::batch::BatchError;
@@ -28,7 +30,22 @@ use crate::replica::Partition;
 /// The longest `acks=all` waits, whatever the client asks.
 const ACKS_ALL_TIMEOUT_MAX_MS: i32 = 300_000;
 
-type Refusal = (ResponseError, String);
+struct Refusal {
+    error: ResponseError,
+    message: String,
+    /// The record of the batch the error is about, for INVALID_RECORD.
+    record: Option<i32>,
+}
+
+impl Refusal {
+    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Refusal {
+            error,
+            message: message.into(),
+            record: None,
+        }
+    }
+}
 
 /// Batches appended to one partition as its leader.
 struct Written {
@@ -58,8 +75,8 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
             .map(|data| {
                 let index = data.index;
                 let result = match &topic {
-                    None => Err((ResponseError::UnknownTopicOrPartition, "unknown topic".into())),
-                    Some(topic) if !matches!(acks, -1..=1) => Err((
+                    None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, "unknown topic")),
+                    Some(topic) if !matches!(acks, -1..=1) => Err(Refusal::new(
                         ResponseError::InvalidRequiredAcks,
                         format!("acks={acks} is not -1, 0 or 1 ({})", topic.name),
                     )),
@@ -85,14 +102,14 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                     {
                         Ok(written)
                     } else if written.partition.leader_epoch().is_none() {
-                        Err((
+                        Err(Refusal::new(
                             ResponseError::NotLeaderOrFollower,
-                            "leadership moved before the write was replicated".into(),
+                            "leadership moved before the write was replicated",
                         ))
                     } else {
-                        Err((
+                        Err(Refusal::new(
                             ResponseError::RequestTimedOut,
-                            "the in-sync replicas did not all acknowledge in time".into(),
+                            "the in-sync replicas did not all acknowledge in time",
                         ))
                     }
                 }
@@ -111,12 +128,22 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                     Ok(written) => response
                         .with_base_offset(written.base_offset as i64)
                         .with_log_start_offset(written.log_start_offset as i64),
-                    Err((error, message)) => {
+                    Err(Refusal { error, message, record }) => {
                         warn!(topic = %name.0, partition = index, error = ?error, %message, "produce refused");
+                        // Kafka names the record an INVALID_RECORD is about (KIP-467).
+                        let record_errors = record
+                            .map(|at| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(at)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+                            })
+                            .into_iter()
+                            .collect();
                         response
                             .with_error_code(error.code())
                             .with_base_offset(-1)
                             .with_log_start_offset(-1)
+                            .with_record_errors(record_errors)
                             .with_error_message(Some(StrBytes::from_string(message)))
                     }
                 }
@@ -134,22 +161,22 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
 /// Appends to one partition as its leader.
 fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8]) -> Result<Written, Refusal> {
     let Some(partition) = broker.replicas.get(&TopicPartition::new(topic.name.clone(), index)) else {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::UnknownTopicOrPartition,
             format!("{} has no partition {index} here", topic.name),
         ));
     };
     let Some(leader_epoch) = partition.leader_epoch() else {
-        return Err((
+        return Err(Refusal::new(
             ResponseError::NotLeaderOrFollower,
-            "this broker does not lead the partition".into(),
+            "this broker does not lead the partition",
         ));
     };
     if acks == -1 {
         let min_insync = broker.settings.min_insync_replicas(&topic.configs);
         let in_sync = partition.state().isr.len();
         if (in_sync as i32) < min_insync {
-            return Err((
+            return Err(Refusal::new(
                 ResponseError::NotEnoughReplicas,
                 format!("{in_sync} in-sync replica(s), fewer than min.insync.replicas={min_insync}"),
             ));
@@ -177,7 +204,16 @@ fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8])
                 log_start_offset,
             })
         }
-        Err(e) => Err((error_code(&e), e.to_string())),
+        Err(e) => Err(Refusal {
+            record: match &e {
+                AppendError::InvalidBatch {
+                    source: BatchError::InvalidRecord { index, .. },
+                    ..
+                } => i32::try_from(*index).ok(),
+                _ => None,
+            },
+            ..Refusal::new(error_code(&e), e.to_string())
+        }),
     }
 }
 
@@ -188,6 +224,10 @@ fn error_code(e: &AppendError) -> ResponseError {
             source: BatchError::UnsupportedMagic(_),
             ..
         } => ResponseError::UnsupportedForMessageFormat,
+        AppendError::InvalidBatch {
+            source: BatchError::InvalidRecord { .. },
+            ..
+        } => ResponseError::InvalidRecord,
         AppendError::InvalidBatch { .. } | AppendError::Empty => ResponseError::CorruptMessage,
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
         // This broker's view of the leadership is behind: a newer leader's batches are in the log.
