@@ -12,6 +12,7 @@ use common::Server;
 use common::raw::{connect, frame, log_end_offset, response};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ProduceRequest, ProduceResponse, TopicName,
     create_topics_request::CreatableTopic,
@@ -191,4 +192,139 @@ async fn bad_input_is_refused_and_disturbs_no_one_else() {
     let delivered = good_client.await.unwrap();
     assert!(delivered > 0);
     assert_eq!(log_end_offset(&server, "well-behaved"), delivered as i64);
+}
+
+/// One batch of `values` encoded by the `kafka-protocol` crate with `compression`, records at `offsets`.
+fn encoded(compression: Compression, values: &[&'static str], offsets: &[i64]) -> BytesMut {
+    let records: Vec<Record> = values
+        .iter()
+        .zip(offsets)
+        .map(|(value, &offset)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp: 1_780_000_000_000,
+            key: Some(bytes::Bytes::from_static(b"key")),
+            value: Some(bytes::Bytes::from_static(value.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    let length = i32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
+    assert_eq!(buf.len(), length + 12, "one batch");
+    buf
+}
+
+/// Rewrites a batch's header to claim `count` records over `count` offsets, its payload replaced by
+/// `payload` when given, with a length and a CRC-32C that agree: it passes every header check.
+fn relabel(mut batch: BytesMut, count: i32, payload: Option<&[u8]>) -> bytes::Bytes {
+    if let Some(payload) = payload {
+        batch.truncate(61);
+        batch.extend_from_slice(payload);
+        let length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+    }
+    batch[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    batch[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch.freeze()
+}
+
+/// Produces `records` to partition 0 of `topic` and returns that partition's answer.
+fn produce(stream: &mut TcpStream, topic: &'static str, records: bytes::Bytes) -> PartitionProduceResponse {
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    stream.write_all(&frame(ApiKey::Produce, 9, &produce)).unwrap();
+    let mut produced: ProduceResponse = response(stream, ApiKey::Produce, 9);
+    produced.responses.remove(0).partition_responses.remove(0)
+}
+
+/// Batches whose CRC is right but whose records lie about themselves are refused with Kafka's codes and
+/// never stored: once stored, a compacted topic's cleaner read a count of i32::MAX and the broker aborted,
+/// at every restart; garbage compressed payloads failed every consumer of the partition.
+#[test]
+fn batches_whose_records_lie_are_refused_before_they_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let mut stream = connect(&server);
+    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("compacted")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![
+                kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_value(Some(StrBytes::from_static_str("compact"))),
+            ]),
+    ]);
+    stream.write_all(&frame(ApiKey::CreateTopics, 5, &create)).unwrap();
+    let _: kafka_protocol::messages::CreateTopicsResponse = response(&mut stream, ApiKey::CreateTopics, 5);
+
+    // A gzip batch of one record claiming i32::MAX of them (its last offset delta agreeing).
+    let lying = relabel(encoded(Compression::Gzip, &["a"], &[0]), i32::MAX, None);
+    let answer = produce(&mut stream, "compacted", lying);
+    assert_eq!(answer.error_code, ResponseError::CorruptMessage.code(), "{answer:?}");
+
+    // Payloads that are not what their codec says.
+    for compression in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let garbage = relabel(
+            encoded(compression, &["a"], &[0]),
+            1,
+            Some(b"not compressed by anything, only claiming to be"),
+        );
+        let answer = produce(&mut stream, "compacted", garbage);
+        assert_eq!(
+            answer.error_code,
+            ResponseError::CorruptMessage.code(),
+            "{compression:?}: {answer:?}"
+        );
+    }
+
+    // Two records at the same offset delta: INVALID_RECORD, naming the second.
+    let repeated = relabel(encoded(Compression::None, &["a", "b"], &[0, 0]), 2, None);
+    let answer = produce(&mut stream, "compacted", repeated);
+    assert_eq!(answer.error_code, ResponseError::InvalidRecord.code(), "{answer:?}");
+    assert_eq!(answer.record_errors.len(), 1);
+    assert_eq!(answer.record_errors[0].batch_index, 1);
+
+    assert_eq!(log_end_offset(&server, "compacted"), 0, "nothing was stored");
+    // The partition still takes good batches, and the broker comes back from a restart (the cleaner
+    // reading what was stored) serving.
+    let good = encoded(Compression::Gzip, &["a"], &[0]).freeze();
+    assert_eq!(produce(&mut stream, "compacted", good).error_code, 0);
+    server.terminate(Duration::from_secs(10));
+    server.restart();
+    assert_eq!(log_end_offset(&server, "compacted"), 1);
 }
