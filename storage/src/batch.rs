@@ -1118,7 +1118,12 @@ mod tests {
 
     #[test]
     fn a_payload_that_does_not_decompress_is_refused() {
-        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let mut batch = batch_of(&records(1, 1000), 1000, codec);
             batch.truncate(BATCH_HEADER_BYTES);
             batch.extend_from_slice(b"this was never compressed by anything at all");
@@ -1133,7 +1138,12 @@ mod tests {
     fn decompression_stops_at_the_bound() {
         // One valid record whose value is 4 MiB of zeros: a few KiB compressed.
         let zeros = vec![0u8; 4 << 20];
-        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let batch = batch_of(std::slice::from_ref(&zeros), 1000, codec);
             assert!(batch.len() < 1 << 20, "{codec:?} compresses zeros");
             assert!(validate_within(&batch, 1 << 20).is_err(), "{codec:?}: past the bound");
@@ -1159,7 +1169,10 @@ mod tests {
     fn nothing_may_follow_the_last_record() {
         for codec in CODECS {
             let batch = crafted(codec, &record_bytes(2), 1);
-            assert!(validate(&batch).is_err(), "{codec:?}: a second record past the count was accepted");
+            assert!(
+                validate(&batch).is_err(),
+                "{codec:?}: a second record past the count was accepted"
+            );
             let batch = crafted(codec, &[record_bytes(1), vec![0]].concat(), 1);
             assert!(validate(&batch).is_err(), "{codec:?}: a trailing byte was accepted");
         }
@@ -1189,5 +1202,4 @@ mod tests {
             assert!(validate(&batch).is_err(), "{codec:?}");
         }
     }
-
 }
