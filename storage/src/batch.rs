@@ -308,21 +308,45 @@ impl<R: BufRead> RecordStream<R> {
         )))
     }
 
-    /// A zigzag varint whose first byte is `first`.
-    fn varint_from(&mut self, first: u8) -> Result<i64, Walk> {
-        let raw = self.unsigned_from(first, 5)?;
+    /// An unsigned varint of at most `bytes_max` bytes, `None` at the end of the records. Decoded straight
+    /// from the buffered bytes when it lies within them (nearly always), byte by byte when it straddles
+    /// their end.
+    fn unsigned(&mut self, bytes_max: usize) -> Result<Option<u64>, Walk> {
+        let buf = self.inner.fill_buf().map_err(Walk::Read)?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if let Some((value, used)) = read_unsigned_varint(buf, bytes_max) {
+            self.inner.consume(used);
+            self.count(used as u64)?;
+            return Ok(Some(value));
+        }
+        if buf.len() >= bytes_max {
+            return Err(Walk::Batch(BatchError::MalformedRecords("a varint runs over its length")));
+        }
+        let first = self.need_byte()?;
+        self.unsigned_from(first, bytes_max).map(Some)
+    }
+
+    /// A zigzag varint, `None` at the end of the records.
+    fn varint_or_end(&mut self) -> Result<Option<i64>, Walk> {
+        let Some(raw) = self.unsigned(5)? else {
+            return Ok(None);
+        };
         let raw = u32::try_from(raw).map_err(|_| BatchError::MalformedRecords("a varint overflows 32 bits"))?;
-        Ok(i64::from(((raw >> 1) as i32) ^ -((raw & 1) as i32)))
+        Ok(Some(i64::from(((raw >> 1) as i32) ^ -((raw & 1) as i32))))
     }
 
     fn varint(&mut self) -> Result<i64, Walk> {
-        let first = self.need_byte()?;
-        self.varint_from(first)
+        Ok(self
+            .varint_or_end()?
+            .ok_or(BatchError::MalformedRecords("the records end inside a record"))?)
     }
 
     fn varlong(&mut self) -> Result<i64, Walk> {
-        let first = self.need_byte()?;
-        let raw = self.unsigned_from(first, 10)?;
+        let raw = self
+            .unsigned(10)?
+            .ok_or(BatchError::MalformedRecords("the records end inside a record"))?;
         Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
     }
 
@@ -360,13 +384,12 @@ fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> R
     let mut max_timestamp = i64::MIN;
     for index in 0..count {
         let invalid = |reason: String| Walk::Batch(BatchError::InvalidRecord { index, reason });
-        let Some(first) = stream.byte()? else {
+        let Some(length) = stream.varint_or_end()? else {
             return Err(Walk::Batch(BatchError::RecordCountMismatch {
                 declared: header.record_count,
                 found: index,
             }));
         };
-        let length = stream.varint_from(first)?;
         if length < RECORD_BYTES_MIN as i64 - 1 {
             return Err(Walk::Batch(BatchError::MalformedRecords(
                 "record shorter than its fixed fields",
