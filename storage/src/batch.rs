@@ -322,7 +322,9 @@ impl<R: BufRead> RecordStream<R> {
             return Ok(Some(value));
         }
         if buf.len() >= bytes_max {
-            return Err(Walk::Batch(BatchError::MalformedRecords("a varint runs over its length")));
+            return Err(Walk::Batch(BatchError::MalformedRecords(
+                "a varint runs over its length",
+            )));
         }
         let first = self.need_byte()?;
         self.unsigned_from(first, bytes_max).map(Some)
