@@ -2,7 +2,7 @@
 //! them ([`Listener`]).
 //!
 //! Production uses the operating system's TCP ([`Connector::tcp`], `tokio::net::TcpListener`). The
-//! simulation of a whole cluster (`tests/simulation`) hands in turmoil's simulated TCP instead, so the same
+//! simulation of a whole cluster (`tests/tests/replication.rs`) hands in turmoil's simulated TCP instead, so the same
 //! client, server and replica fetcher code runs on simulated hosts whose links can be cut. Nothing here
 //! knows Kafka: it only moves bytes.
 
