@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     create_topics_request::CreatableTopic,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -33,27 +33,7 @@ fn assert_closed(stream: &mut TcpStream) {
 }
 
 fn records_with_bad_crc() -> bytes::Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_780_000_000_000,
-        key: Some(bytes::Bytes::from_static(b"key")),
-        value: Some(bytes::Bytes::from_static(b"value")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+    let mut buf = encoded(Compression::None, &["value"], &[0]);
     let last = buf.len() - 1;
     buf[last] ^= 0xff; // inside the records: covered by the CRC
     buf.freeze()
@@ -196,38 +176,7 @@ async fn bad_input_is_refused_and_disturbs_no_one_else() {
 
 /// One batch of `values` encoded by the `kafka-protocol` crate with `compression`, records at `offsets`.
 fn encoded(compression: Compression, values: &[&'static str], offsets: &[i64]) -> BytesMut {
-    let records: Vec<Record> = values
-        .iter()
-        .zip(offsets)
-        .map(|(value, &offset)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: -1,
-            timestamp: 1_780_000_000_000,
-            key: Some(bytes::Bytes::from_static(b"key")),
-            value: Some(bytes::Bytes::from_static(value.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    let length = i32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
-    assert_eq!(buf.len(), length + 12, "one batch");
-    buf
+    common::raw::batch(compression, values, offsets, 1_780_000_000_000)
 }
 
 /// Rewrites a batch's header to claim `count` records over `count` offsets, its payload replaced by

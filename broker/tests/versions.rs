@@ -16,7 +16,7 @@ use common::Server;
 use common::raw::connect;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 use strata_broker::api::SUPPORTED;
 
 const TOPIC: &str = "versions";
@@ -34,28 +34,7 @@ fn topic_name() -> TopicName {
 }
 
 fn batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: TIMESTAMP,
-        key: Some(Bytes::from_static(b"key")),
-        value: Some(Bytes::from_static(b"value")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
-    buf.freeze()
+    common::raw::batch(Compression::None, &["value"], &[0], TIMESTAMP).freeze()
 }
 
 /// One connection, sending requests and reading responses; reconnects when the server closed it, so one

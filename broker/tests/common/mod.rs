@@ -299,6 +299,45 @@ pub mod raw {
         stream
     }
 
+    /// One v2 batch, as the `kafka-protocol` crate encodes it with `compression`, of records with key `key`
+    /// and the given values at the given offsets (deltas from the first), all stamped `timestamp_ms`.
+    pub fn batch(
+        compression: kafka_protocol::records::Compression,
+        values: &[&'static str],
+        offsets: &[i64],
+        timestamp_ms: i64,
+    ) -> BytesMut {
+        use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let records: Vec<Record> = values
+            .iter()
+            .zip(offsets)
+            .map(|(value, &offset)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: -1,
+                timestamp: timestamp_ms,
+                key: Some(bytes::Bytes::from_static(b"key")),
+                value: Some(bytes::Bytes::from_static(value.as_bytes())),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+        let length = i32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
+        assert_eq!(buf.len(), length + 12, "one batch");
+        buf
+    }
+
     /// A request frame: size, header, body.
     pub fn frame<B: Encodable>(api_key: ApiKey, version: i16, body: &B) -> Vec<u8> {
         let mut buf = BytesMut::new();
