@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
+use strata_protocol::frame::{self, SIZE_PREFIX_BYTES};
 use strata_protocol::request::{self, RequestError};
 use strata_protocol::response;
 use strata_protocol::transport::{BoxIo, Listener};
@@ -40,7 +41,6 @@ use crate::settings::BrokerSettings;
 
 /// How long a stop waits for connections to finish their in-flight request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-const SIZE_PREFIX_BYTES: usize = 4;
 
 /// Serves Kafka clients on `listener` until `shutdown` is cancelled.
 pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: CancellationToken) {
@@ -111,11 +111,9 @@ impl PerIp {
     /// Counts a new connection from `ip`, unless the address already has `max` open.
     fn open(self: &Arc<Self>, ip: IpAddr) -> Option<Counted> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        // `max` is at least 1, so a refused address already has an entry.
         let count = open.entry(ip).or_default();
         if *count >= self.max {
-            if *count == 0 {
-                open.remove(&ip);
-            }
             return None;
         }
         *count += 1;
@@ -250,16 +248,9 @@ async fn read_frame(
     {
         return Err(Closed::Gone);
     }
-    let size = i32::from_be_bytes(buffer.bytes[..SIZE_PREFIX_BYTES].try_into().expect("4 bytes"));
-    let Ok(size) = usize::try_from(size) else {
-        return Err(Closed::Refused(format!("bad frame: size {size} is negative")));
-    };
-    if size > settings.socket_request_max_bytes {
-        return Err(Closed::Refused(format!(
-            "bad frame: {size} bytes exceed socket.request.max.bytes ({})",
-            settings.socket_request_max_bytes
-        )));
-    }
+    let prefix = buffer.bytes[..SIZE_PREFIX_BYTES].try_into().expect("4 bytes");
+    let size = frame::body_size(prefix, settings.socket_request_max_bytes)
+        .map_err(|e| Closed::Refused(format!("bad frame: {e}")))?;
     // Memory first, then the room for the body: a connection whose request does not fit is not read.
     let permit = tokio::select! {
         permit = memory.take(size) => permit,
@@ -277,8 +268,13 @@ async fn read_frame(
 }
 
 /// Serves one connection until the client closes it, it sends something that closes it, or shutdown.
-async fn serve(stream: BoxIo, peer: SocketAddr, broker: &Broker, memory: &RequestMemory, shutdown: &CancellationToken) {
-    let mut stream = stream;
+async fn serve(
+    mut stream: BoxIo,
+    peer: SocketAddr,
+    broker: &Broker,
+    memory: &RequestMemory,
+    shutdown: &CancellationToken,
+) {
     let mut buffer = ReadBuffer::new();
     debug!(%peer, "connection opened");
     loop {

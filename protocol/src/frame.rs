@@ -9,7 +9,8 @@ use tokio_util::codec::{Decoder, Encoder};
 
 /// Kafka's default `socket.request.max.bytes`: 100 MiB.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
-const SIZE_PREFIX_BYTES: usize = 4;
+/// The bytes of a frame's size prefix.
+pub const SIZE_PREFIX_BYTES: usize = 4;
 
 /// Why a connection's byte stream cannot be framed. Every variant closes the connection.
 #[derive(Debug, Error)]
@@ -40,6 +41,20 @@ impl Default for FrameCodec {
     }
 }
 
+/// The body size a frame's 4-byte prefix announces, checked against `frame_bytes_max` before anything is
+/// allocated for it. Shared by [`FrameCodec`] and the broker's listener, which reads frames itself.
+pub fn body_size(prefix: [u8; SIZE_PREFIX_BYTES], frame_bytes_max: usize) -> Result<usize, FrameError> {
+    let size = i32::from_be_bytes(prefix);
+    let size = usize::try_from(size).map_err(|_| FrameError::NegativeSize(size))?;
+    if size > frame_bytes_max {
+        return Err(FrameError::TooLarge {
+            size,
+            max: frame_bytes_max,
+        });
+    }
+    Ok(size)
+}
+
 impl Decoder for FrameCodec {
     type Item = BytesMut;
     type Error = FrameError;
@@ -48,14 +63,10 @@ impl Decoder for FrameCodec {
         if src.len() < SIZE_PREFIX_BYTES {
             return Ok(None);
         }
-        let size = i32::from_be_bytes(src[..SIZE_PREFIX_BYTES].try_into().expect("4 bytes"));
-        let size = usize::try_from(size).map_err(|_| FrameError::NegativeSize(size))?;
-        if size > self.frame_bytes_max {
-            return Err(FrameError::TooLarge {
-                size,
-                max: self.frame_bytes_max,
-            });
-        }
+        let size = body_size(
+            src[..SIZE_PREFIX_BYTES].try_into().expect("4 bytes"),
+            self.frame_bytes_max,
+        )?;
         if src.len() < SIZE_PREFIX_BYTES + size {
             // Reserve only once the size is known to be acceptable.
             src.reserve(SIZE_PREFIX_BYTES + size - src.len());

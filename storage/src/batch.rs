@@ -211,28 +211,19 @@ pub fn validate_within(bytes: &[u8], decompressed_bytes_max: u64) -> Result<Batc
         reason: e.to_string(),
     };
     match codec {
+        // Uncompressed records are walked in place: the slice is its own buffered reader.
         Compression::None => walk_records(payload, &header, decompressed_bytes_max),
-        Compression::Gzip => walk_records(
-            BufReader::new(flate2::read::GzDecoder::new(payload)),
-            &header,
-            decompressed_bytes_max,
-        ),
-        Compression::Lz4 => walk_records(
-            BufReader::new(lz4_flex::frame::FrameDecoder::new(payload)),
-            &header,
-            decompressed_bytes_max,
-        ),
-        Compression::Zstd => walk_records(
-            BufReader::new(zstd::stream::read::Decoder::with_buffer(payload).map_err(decompress_failed)?),
-            &header,
-            decompressed_bytes_max,
-        ),
         // Snappy blocks state their decompressed length, checked before each is decompressed.
         Compression::Snappy => {
             let records = decompress_snappy(payload, decompressed_bytes_max)
                 .map_err(|reason| BatchError::Decompression { codec, reason })?;
             walk_records(&records[..], &header, decompressed_bytes_max)
         }
+        codec => walk_records(
+            BufReader::new(streaming_decoder(codec, payload).map_err(decompress_failed)?),
+            &header,
+            decompressed_bytes_max,
+        ),
     }
     .map_err(|e| match e {
         Walk::Batch(e) => e,
@@ -276,7 +267,7 @@ impl<R: BufRead> RecordStream<R> {
         self.read += bytes;
         if self.read > self.read_max {
             return Err(Walk::Batch(BatchError::MalformedRecords(
-                "the records take more bytes than the broker accepts for one batch (decompressed: 64 x max.message.bytes)",
+                "the records decompress to more bytes than the broker accepts for one batch",
             )));
         }
         Ok(())
@@ -685,31 +676,26 @@ pub fn rebuild(original: &BatchHeader, original_bytes: &[u8], kept: &[StoredReco
 
 fn decompress(codec: Compression, payload: &[u8]) -> Result<Vec<u8>, BatchError> {
     let failed = |reason: String| BatchError::Decompression { codec, reason };
-    let mut out = Vec::new();
-    match codec {
-        Compression::None => out.extend_from_slice(payload),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(payload)
-                .take(DECOMPRESSED_BYTES_MAX)
-                .read_to_end(&mut out)
-                .map_err(|e| failed(e.to_string()))?;
-        }
-        Compression::Snappy => out = decompress_snappy(payload, DECOMPRESSED_BYTES_MAX).map_err(failed)?,
-        Compression::Lz4 => {
-            lz4_flex::frame::FrameDecoder::new(payload)
-                .take(DECOMPRESSED_BYTES_MAX)
-                .read_to_end(&mut out)
-                .map_err(|e| failed(e.to_string()))?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(payload)
-                .map_err(|e| failed(e.to_string()))?
-                .take(DECOMPRESSED_BYTES_MAX)
-                .read_to_end(&mut out)
-                .map_err(|e| failed(e.to_string()))?;
-        }
+    if codec == Compression::Snappy {
+        return decompress_snappy(payload, DECOMPRESSED_BYTES_MAX).map_err(failed);
     }
+    let mut out = Vec::new();
+    streaming_decoder(codec, payload)
+        .and_then(|decoder| decoder.take(DECOMPRESSED_BYTES_MAX).read_to_end(&mut out))
+        .map_err(|e| failed(e.to_string()))?;
     Ok(out)
+}
+
+/// A reader of the decompressed records of `payload`, for every codec but snappy (whose blocks state their
+/// length and are decompressed whole, see [`decompress_snappy`]); the payload itself for none.
+fn streaming_decoder(codec: Compression, payload: &[u8]) -> io::Result<Box<dyn Read + '_>> {
+    Ok(match codec {
+        Compression::None => Box::new(payload),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(payload)),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(payload)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(payload)?),
+        Compression::Snappy => return Err(io::Error::other("snappy is not decompressed as a stream")),
+    })
 }
 
 /// Kafka's Java client frames snappy the way xerial's `SnappyOutputStream` does (a 16-byte header, then blocks
