@@ -17,10 +17,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::TopicPartition;
+use crate::disk::{Disk, OpenMode};
 use crate::error::{Error, IoContext};
 use crate::log::sync_dir;
 
@@ -31,6 +32,7 @@ const CRC_PREFIX: &str = "crc32 ";
 #[derive(Debug, Clone)]
 pub struct OffsetCheckpoint {
     path: PathBuf,
+    disk: Arc<dyn Disk>,
 }
 
 /// Why a checkpoint could not be believed.
@@ -42,8 +44,11 @@ pub struct CorruptCheckpoint {
 }
 
 impl OffsetCheckpoint {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+    pub fn new(path: impl Into<PathBuf>, disk: Arc<dyn Disk>) -> Self {
+        Self {
+            path: path.into(),
+            disk,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -56,7 +61,7 @@ impl OffsetCheckpoint {
             .iter()
             .map(|(tp, offset)| format!("{} {} {offset}", tp.topic, tp.partition))
             .collect();
-        write_lines(&self.path, VERSION, &lines)
+        write_lines(&*self.disk, &self.path, VERSION, &lines)
     }
 
     /// Reads the file. A missing file is an empty checkpoint; a file that does not parse or fails its CRC is
@@ -95,19 +100,19 @@ fn parse_offsets(lines: &[String]) -> Result<BTreeMap<TopicPartition, u64>, Stri
 /// Replaces the checkpoint file at `path` with `version`, the number of entries, `lines` (one entry each, no
 /// newline) and a CRC-32 line: written to `<path>.tmp`, fsynced, renamed over `path`, and the directory
 /// fsynced, so that a crash leaves either the old file or the new one.
-pub(crate) fn write_lines(path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
-    write_file(path, version, lines, true)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+pub(crate) fn write_lines(disk: &dyn Disk, path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
+    write_file(disk, path, version, lines, true)?;
+    sync_dir(disk, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// [`write_lines`] without any fsync: written to `<path>.tmp` and renamed over `path`. For files written
 /// under a partition's lock (producer-state snapshots at a roll), which the caller fsyncs off it; until then
 /// a crash may leave the file torn or empty, which its CRC reveals.
-pub(crate) fn write_lines_unsynced(path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
-    write_file(path, version, lines, false)
+pub(crate) fn write_lines_unsynced(disk: &dyn Disk, path: &Path, version: &str, lines: &[String]) -> Result<(), Error> {
+    write_file(disk, path, version, lines, false)
 }
 
-fn write_file(path: &Path, version: &str, lines: &[String], sync: bool) -> Result<(), Error> {
+fn write_file(disk: &dyn Disk, path: &Path, version: &str, lines: &[String], sync: bool) -> Result<(), Error> {
     let mut body = format!("{version}\n{}\n", lines.len());
     for line in lines {
         debug_assert!(!line.contains('\n'), "one entry per line");
@@ -116,11 +121,11 @@ fn write_file(path: &Path, version: &str, lines: &[String], sync: bool) -> Resul
     }
     body.push_str(&format!("{CRC_PREFIX}{:08x}\n", crc32fast::hash(body.as_bytes())));
     let tmp = path.with_extension("tmp");
-    let write = || -> io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(body.as_bytes())?;
+    let write = || -> std::io::Result<()> {
+        let mut file = disk.open(&tmp, OpenMode::Truncated)?;
+        file.write(0, body.as_bytes())?;
         if sync {
-            file.sync_all()?;
+            file.sync_data()?;
         }
         fs::rename(&tmp, path)
     };
@@ -133,7 +138,7 @@ fn write_file(path: &Path, version: &str, lines: &[String], sync: bool) -> Resul
 pub(crate) fn read_lines(path: &Path, version: &str) -> Result<Option<Result<Vec<String>, CorruptCheckpoint>>, Error> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context("read checkpoint", path),
     };
     Ok(Some(parse_lines(&bytes, version).map_err(|reason| CorruptCheckpoint {
@@ -172,6 +177,7 @@ fn parse_lines(bytes: &[u8], version: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::OsDisk;
 
     fn sample() -> BTreeMap<TopicPartition, u64> {
         [
@@ -186,7 +192,7 @@ mod tests {
     #[test]
     fn round_trips_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
-        let checkpoint = OffsetCheckpoint::new(dir.path().join("recovery-point-offset-checkpoint"));
+        let checkpoint = OffsetCheckpoint::new(dir.path().join("recovery-point-offset-checkpoint"), OsDisk::shared());
         assert_eq!(
             checkpoint.read().unwrap().unwrap(),
             BTreeMap::new(),
@@ -200,7 +206,7 @@ mod tests {
     #[test]
     fn every_flipped_byte_and_every_truncation_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let checkpoint = OffsetCheckpoint::new(dir.path().join("cp"));
+        let checkpoint = OffsetCheckpoint::new(dir.path().join("cp"), OsDisk::shared());
         checkpoint.write(&sample()).unwrap();
         let good = fs::read(checkpoint.path()).unwrap();
         for i in 0..good.len() {

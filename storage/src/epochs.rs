@@ -26,8 +26,10 @@
 //! rebuilt by the log from its batch headers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::checkpoint::{self, CorruptCheckpoint};
+use crate::disk::Disk;
 use crate::error::Error;
 
 /// The checkpoint's file name in the partition directory.
@@ -53,6 +55,7 @@ impl EpochEntry {
 #[derive(Debug)]
 pub struct LeaderEpochCache {
     path: PathBuf,
+    disk: Arc<dyn Disk>,
     /// Strictly increasing in both epoch and start offset; epochs are never negative.
     entries: Vec<EpochEntry>,
     /// The file may not hold `entries`: they changed since the last write, or a write failed.
@@ -61,9 +64,10 @@ pub struct LeaderEpochCache {
 
 impl LeaderEpochCache {
     /// An empty cache kept at `path`; nothing is written until it changes.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub fn new(path: impl Into<PathBuf>, disk: Arc<dyn Disk>) -> Self {
         Self {
             path: path.into(),
+            disk,
             entries: Vec::new(),
             dirty: false,
         }
@@ -71,7 +75,10 @@ impl LeaderEpochCache {
 
     /// Reads the checkpoint at `path`. `Ok(None)`: there is no file. `Ok(Some(Err(_)))`: the file fails its
     /// CRC, does not parse, or lists entries that do not increase strictly; the caller rebuilds the cache.
-    pub fn read(path: impl Into<PathBuf>) -> Result<Option<Result<Self, CorruptCheckpoint>>, Error> {
+    pub fn read(
+        path: impl Into<PathBuf>,
+        disk: Arc<dyn Disk>,
+    ) -> Result<Option<Result<Self, CorruptCheckpoint>>, Error> {
         let path = path.into();
         let Some(lines) = checkpoint::read_lines(&path, VERSION)? else {
             return Ok(None);
@@ -84,6 +91,7 @@ impl LeaderEpochCache {
         });
         Ok(Some(entries.map(|entries| Self {
             path,
+            disk,
             entries,
             dirty: false,
         })))
@@ -215,7 +223,7 @@ impl LeaderEpochCache {
             .iter()
             .map(|e| format!("{} {}", e.epoch, e.start_offset))
             .collect();
-        checkpoint::write_lines(&self.path, VERSION, &lines)?;
+        checkpoint::write_lines(&*self.disk, &self.path, VERSION, &lines)?;
         self.dirty = false;
         Ok(())
     }
@@ -255,9 +263,10 @@ mod tests {
     //! Kafka's `LeaderEpochFileCacheTest` examples, where Strata's rules agree with Kafka's, and the file.
 
     use super::*;
+    use crate::disk::OsDisk;
 
     fn empty() -> LeaderEpochCache {
-        LeaderEpochCache::new("/nonexistent/leader-epoch-checkpoint")
+        LeaderEpochCache::new("/nonexistent/leader-epoch-checkpoint", OsDisk::shared())
     }
 
     fn with(entries: &[(i32, u64)]) -> LeaderEpochCache {
@@ -447,8 +456,11 @@ mod tests {
     fn the_file_round_trips_and_is_written_only_when_needed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LEADER_EPOCH_CHECKPOINT);
-        assert!(LeaderEpochCache::read(&path).unwrap().is_none(), "no file yet");
-        let mut cache = LeaderEpochCache::new(&path);
+        assert!(
+            LeaderEpochCache::read(&path, OsDisk::shared()).unwrap().is_none(),
+            "no file yet"
+        );
+        let mut cache = LeaderEpochCache::new(&path, OsDisk::shared());
         cache.persist().unwrap();
         assert!(!path.exists(), "an unchanged cache writes nothing");
         cache.assign(0, 0);
@@ -459,7 +471,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let body = "0\n2\n0 0\n3 1500\n";
         assert_eq!(text, format!("{body}crc32 {:08x}\n", crc32fast::hash(body.as_bytes())));
-        let read = LeaderEpochCache::read(&path).unwrap().unwrap().unwrap();
+        let read = LeaderEpochCache::read(&path, OsDisk::shared())
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(read.entries(), cache.entries());
         assert!(!read.is_dirty());
         assert_eq!(
@@ -470,14 +485,21 @@ mod tests {
 
         cache.clear();
         cache.persist().unwrap();
-        assert_eq!(LeaderEpochCache::read(&path).unwrap().unwrap().unwrap().entries(), []);
+        assert_eq!(
+            LeaderEpochCache::read(&path, OsDisk::shared())
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                .entries(),
+            []
+        );
     }
 
     #[test]
     fn corrupt_files_and_broken_invariants_are_detected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LEADER_EPOCH_CHECKPOINT);
-        let mut cache = LeaderEpochCache::new(&path);
+        let mut cache = LeaderEpochCache::new(&path, OsDisk::shared());
         cache.assign(1, 0);
         cache.assign(4, 90);
         cache.persist().unwrap();
@@ -487,14 +509,20 @@ mod tests {
             bad[i] ^= 0x04;
             std::fs::write(&path, &bad).unwrap();
             assert!(
-                LeaderEpochCache::read(&path).unwrap().unwrap().is_err(),
+                LeaderEpochCache::read(&path, OsDisk::shared())
+                    .unwrap()
+                    .unwrap()
+                    .is_err(),
                 "flip at byte {i} went unnoticed"
             );
         }
         for len in 0..good.len() - 1 {
             std::fs::write(&path, &good[..len]).unwrap();
             assert!(
-                LeaderEpochCache::read(&path).unwrap().unwrap().is_err(),
+                LeaderEpochCache::read(&path, OsDisk::shared())
+                    .unwrap()
+                    .unwrap()
+                    .is_err(),
                 "truncation to {len} bytes went unnoticed"
             );
         }
@@ -507,9 +535,12 @@ mod tests {
             &["1 2 3"],
         ] {
             let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-            checkpoint::write_lines(&path, VERSION, &lines).unwrap();
+            checkpoint::write_lines(&OsDisk, &path, VERSION, &lines).unwrap();
             assert!(
-                LeaderEpochCache::read(&path).unwrap().unwrap().is_err(),
+                LeaderEpochCache::read(&path, OsDisk::shared())
+                    .unwrap()
+                    .unwrap()
+                    .is_err(),
                 "{lines:?} was believed"
             );
         }

@@ -13,10 +13,15 @@
 //!
 //! The cache does not own what it bounds: it holds `Weak` references, and a slot dropped by its segment simply
 //! disappears from the next scan.
+//!
+//! The cache also names the [`Disk`] its files are on, since everything that opens a segment's files already
+//! holds it: one value per data directory for both.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use crate::disk::{Disk, OsDisk};
 
 /// Default for the most handles (descriptors plus maps) that one data directory keeps open at once.
 pub const HANDLES_MAX_DEFAULT: usize = 8192;
@@ -24,6 +29,7 @@ pub const HANDLES_MAX_DEFAULT: usize = 8192;
 /// Bounds the number of open slots; see the module documentation.
 pub struct HandleCache {
     capacity: usize,
+    disk: Arc<dyn Disk>,
     clock: AtomicU64,
     open: Mutex<Vec<Weak<dyn Evictable>>>,
 }
@@ -33,6 +39,7 @@ impl fmt::Debug for HandleCache {
         f.debug_struct("HandleCache")
             .field("capacity", &self.capacity)
             .field("open", &self.open_count())
+            .field("disk", &self.disk)
             .finish()
     }
 }
@@ -44,9 +51,15 @@ trait Evictable: Send + Sync {
 }
 
 impl HandleCache {
+    /// A cache of files on the operating system's disk.
     pub fn new(capacity: usize) -> Arc<Self> {
+        Self::on_disk(capacity, OsDisk::shared())
+    }
+
+    pub fn on_disk(capacity: usize, disk: Arc<dyn Disk>) -> Arc<Self> {
         Arc::new(Self {
             capacity: capacity.max(4),
+            disk,
             clock: AtomicU64::new(0),
             open: Mutex::new(Vec::new()),
         })
@@ -54,6 +67,10 @@ impl HandleCache {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
     }
 
     /// Slots registered as open (an upper bound: a slot closed by its owner counts until the next scan).
@@ -148,6 +165,11 @@ impl<T: Send + 'static> Slot<T> {
             self.cache.register(self.this.clone());
         }
         Ok(result)
+    }
+
+    /// The cache this slot counts against.
+    pub fn cache(&self) -> &Arc<HandleCache> {
+        &self.cache
     }
 
     /// Runs `f` on the handle only if it is open.

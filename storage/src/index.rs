@@ -177,7 +177,7 @@ impl IndexFile {
         if let Some(result) = self.map.with_open(|map| map.flush()) {
             result?;
         }
-        File::open(&self.path)?.sync_all()
+        self.map.cache().disk().sync_path(&self.path)
     }
 
     fn delete(self) -> io::Result<()> {

@@ -18,6 +18,8 @@
 //! - [`epochs`]: the leader-epoch cache (epoch -> first offset) and its `leader-epoch-checkpoint` file,
 //!   which the log keeps in step with its batches for replication's truncation (OffsetsForLeaderEpoch).
 //! - [`checkpoint`]: checkpoint files, replaced atomically and guarded by a CRC-32.
+//! - [`disk`]: the small trait every write, length change and fsync of segment and checkpoint files goes
+//!   through (redb's `StorageBackend` shape), so tests can cut the power under the engine.
 //! - [`manager`]: the data directory: opens logs in parallel, writes checkpoints and the clean-shutdown
 //!   marker, and runs retention, compaction and time-based flushes in the background, each without holding a
 //!   log's lock through its slow part.
@@ -34,6 +36,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod disk;
 pub mod epochs;
 mod error;
 mod handles;

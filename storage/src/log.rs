@@ -44,6 +44,7 @@ use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
+use crate::disk::{Disk, OpenMode};
 use crate::epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
 use crate::error::{AppendError, Error, IoContext, ReadError, ReplicaAppendError};
 use crate::handles::HandleCache;
@@ -307,8 +308,8 @@ impl Log {
             segment.trim_indexes().context("trim indexes", segment.log_path())?;
         }
 
-        let epochs = LeaderEpochCache::new(dir.join(LEADER_EPOCH_CHECKPOINT));
-        let producers = ProducerStateManager::new(&dir, snapshots, PRODUCERS_MAX_DEFAULT);
+        let epochs = LeaderEpochCache::new(dir.join(LEADER_EPOCH_CHECKPOINT), handles.disk().clone());
+        let producers = ProducerStateManager::new(&dir, handles.disk().clone(), snapshots, PRODUCERS_MAX_DEFAULT);
         let mut log = Self {
             dir,
             config,
@@ -417,10 +418,10 @@ impl Log {
 
     /// fsyncs this log's directory, and the first time also the data directory's entry for it.
     fn sync_dirs(&mut self) -> Result<(), Error> {
-        sync_dir(&self.dir)?;
+        sync_dir(&**self.handles.disk(), &self.dir)?;
         if self.dirs_unsynced {
             if let Some(parent) = self.dir.parent() {
-                sync_dir(parent)?;
+                sync_dir(&**self.handles.disk(), parent)?;
             }
             self.dirs_unsynced = false;
         }
@@ -433,7 +434,7 @@ impl Log {
     fn load_epochs(&mut self) -> Result<bool, Error> {
         let path = self.dir.join(LEADER_EPOCH_CHECKPOINT);
         let has_batches = self.log_end_offset() > self.log_start_offset;
-        let rebuild_because = match LeaderEpochCache::read(&path)? {
+        let rebuild_because = match LeaderEpochCache::read(&path, self.handles.disk().clone())? {
             Some(Ok(cache)) => {
                 self.epochs = cache;
                 self.truncate_epochs_to_log();
@@ -448,7 +449,7 @@ impl Log {
             self.epochs.persist()?;
             return Ok(false);
         };
-        let mut rebuilt = LeaderEpochCache::new(path);
+        let mut rebuilt = LeaderEpochCache::new(path, self.handles.disk().clone());
         for segment in self.segments.values() {
             segment
                 .for_each_header(|header| {
@@ -879,7 +880,8 @@ impl Log {
             paths.push(parent.to_owned());
             self.dirs_unsynced = false;
         }
-        self.rolled_syncs.push_back(RolledSync::start(paths, next));
+        self.rolled_syncs
+            .push_back(RolledSync::start(self.handles.disk().clone(), paths, next));
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
         Ok(())
@@ -1212,13 +1214,13 @@ impl Log {
                 _ => {}
             }
         }
-        sync_dir(&self.dir)?;
+        sync_dir(&**self.handles.disk(), &self.dir)?;
         for suffix in [segment::LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
             let name = segment::file_name(cleaned.base, suffix);
             let to = self.dir.join(&name);
             fs::rename(built.cleaner_dir.join(&name), &to).context("install compacted segment", &to)?;
         }
-        sync_dir(&self.dir)?;
+        sync_dir(&**self.handles.disk(), &self.dir)?;
         self.generation += 1;
         built.generation = self.generation;
         let log_path = self.dir.join(segment::file_name(cleaned.base, segment::LOG_SUFFIX));
@@ -1357,8 +1359,11 @@ impl Log {
             }
             self.dirs_unsynced = false;
         }
-        self.rolled_syncs
-            .push_back(RolledSync::start(paths, self.log_end_offset()));
+        self.rolled_syncs.push_back(RolledSync::start(
+            self.handles.disk().clone(),
+            paths,
+            self.log_end_offset(),
+        ));
         self.unflushed_records = 0;
         self.last_flush = now;
         true
@@ -1527,6 +1532,7 @@ impl CompactionPlan {
     }
 
     fn build_in(&self, cleaner_dir: &Path) -> Result<CompactedSegments, Error> {
+        const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
         // The newest offset of every key in the closed segments.
         let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
         for planned in &self.segments {
@@ -1542,9 +1548,14 @@ impl CompactionPlan {
         let mut cleaned = Vec::new();
         for planned in &self.segments {
             let out_path = cleaner_dir.join(segment::file_name(planned.base, segment::LOG_SUFFIX));
-            let mut out = std::io::BufWriter::new(fs::File::create(&out_path).context("create", &out_path)?);
+            let mut out = self
+                .handles
+                .disk()
+                .open(&out_path, OpenMode::Truncated)
+                .context("create", &out_path)?;
             let mut changed = false;
             let mut written = 0u64;
+            let mut pending = Vec::new();
             for_each_stored_batch(planned, |header, bytes, records| {
                 let expired = header.max_timestamp < self.tombstone_cutoff;
                 let kept: Vec<batch::StoredRecord> = records
@@ -1564,20 +1575,24 @@ impl CompactionPlan {
                     rebuilt = batch::rebuild(header, bytes, &kept);
                     &rebuilt
                 };
-                written += keep.len() as u64;
-                std::io::Write::write_all(&mut out, keep)
+                // Written a buffer at a time, not a batch at a time: small batches would cost a syscall each.
+                pending.extend_from_slice(keep);
+                if pending.len() >= WRITE_BUFFER_BYTES {
+                    out.write(written, &pending)?;
+                    written += pending.len() as u64;
+                    pending.clear();
+                }
+                Ok(())
             })?;
-            let file = out
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .context("write", &out_path)?;
+            out.write(written, &pending).context("write", &out_path)?;
+            written += pending.len() as u64;
             if !changed {
-                drop(file);
+                drop(out);
                 fs::remove_file(&out_path).context("delete", &out_path)?;
                 continue;
             }
-            file.sync_all().context("fsync compacted segment", &out_path)?;
-            drop(file);
+            out.sync_data().context("fsync compacted segment", &out_path)?;
+            drop(out);
             // Indexes built here, off the lock, as recovery builds them; sealed (trimmed and fsynced).
             let mut segment =
                 Segment::open(cleaner_dir, planned.base, &self.handles).context("open compacted segment", &out_path)?;
@@ -1592,7 +1607,7 @@ impl CompactionPlan {
                 bytes_after: written,
             });
         }
-        sync_dir(cleaner_dir)?;
+        sync_dir(&**self.handles.disk(), cleaner_dir)?;
         Ok(CompactedSegments {
             generation: self.generation,
             active_base: self.active_base,
@@ -1650,15 +1665,13 @@ struct RolledSync {
 }
 
 impl RolledSync {
-    fn start(paths: Vec<PathBuf>, up_to: u64) -> Self {
+    fn start(disk: Arc<dyn Disk>, paths: Vec<PathBuf>, up_to: u64) -> Self {
         // A segment deleted meanwhile (retention, truncation) has nothing left to make durable.
         let sync = move || {
-            paths
-                .iter()
-                .try_for_each(|path| match fs::File::open(path).and_then(|f| f.sync_all()) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    other => other,
-                })
+            paths.iter().try_for_each(|path| match disk.sync_path(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            })
         };
         match std::thread::Builder::new()
             .name("strata-roll-fsync".into())
@@ -1693,10 +1706,8 @@ impl RolledSync {
 }
 
 /// fsyncs a directory so that files created or renamed in it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context("sync directory", dir)
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), Error> {
+    disk.sync_path(dir).context("sync directory", dir)
 }
 
 pub(crate) fn now_ms() -> i64 {

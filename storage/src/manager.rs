@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::checkpoint::OffsetCheckpoint;
 use crate::config::LogConfig;
+use crate::disk::{Disk, OpenMode, OsDisk};
 use crate::error::{Error, IoContext};
 use crate::handles::{HANDLES_MAX_DEFAULT, HandleCache};
 use crate::log::{Log, OpenState, RecoveryReport, now_ms, sync_dir};
@@ -79,6 +80,8 @@ pub struct ManagerConfig {
     pub handles_max: usize,
     /// Threads that open (and recover) logs at start and close them at shutdown.
     pub threads: usize,
+    /// The disk the directory is on: the operating system's, or a test's.
+    pub disk: Arc<dyn Disk>,
 }
 
 impl Default for ManagerConfig {
@@ -86,6 +89,7 @@ impl Default for ManagerConfig {
         Self {
             handles_max: HANDLES_MAX_DEFAULT,
             threads: thread::available_parallelism().map_or(2, |n| n.get()),
+            disk: OsDisk::shared(),
         }
     }
 }
@@ -143,8 +147,9 @@ impl LogManager {
 
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean_shutdown = marker.exists();
-        let recovery_points = OffsetCheckpoint::new(dir.join(RECOVERY_POINT_CHECKPOINT));
-        let log_starts = OffsetCheckpoint::new(dir.join(LOG_START_OFFSET_CHECKPOINT));
+        let disk = config.disk.clone();
+        let recovery_points = OffsetCheckpoint::new(dir.join(RECOVERY_POINT_CHECKPOINT), disk.clone());
+        let log_starts = OffsetCheckpoint::new(dir.join(LOG_START_OFFSET_CHECKPOINT), disk.clone());
         let read_or_warn = |checkpoint: &OffsetCheckpoint| -> Result<BTreeMap<TopicPartition, u64>, Error> {
             Ok(checkpoint.read()?.unwrap_or_else(|corrupt| {
                 warn!(error = %corrupt, "ignoring a corrupt checkpoint");
@@ -170,7 +175,7 @@ impl LogManager {
             }
         }
 
-        let handles = HandleCache::new(config.handles_max);
+        let handles = HandleCache::on_disk(config.handles_max, disk.clone());
         let opened = parallel_map(partitions, config.threads, |tp| {
             let state = OpenState {
                 // With a clean marker the checkpoint is not needed; without one, an absent entry means "scan all".
@@ -196,7 +201,7 @@ impl LogManager {
         // From here on a crash is an unclean stop.
         if clean_shutdown {
             fs::remove_file(&marker).context("remove clean-shutdown marker", &marker)?;
-            sync_dir(&dir)?;
+            sync_dir(&*disk, &dir)?;
         }
         report.elapsed = started.elapsed();
         info!(dir = %dir.display(), logs = report.logs, clean = clean_shutdown, recovered = report.logs_recovered,
@@ -267,7 +272,7 @@ impl LogManager {
             return Ok(false);
         };
         lock(&log).delete()?;
-        sync_dir(&self.dir)?;
+        sync_dir(&*self.config.disk, &self.dir)?;
         Ok(true)
     }
 
@@ -349,10 +354,10 @@ impl LogManager {
         self.checkpoint()?;
         if all_clean {
             let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
-            fs::File::create(&marker)
-                .and_then(|f| f.sync_all())
+            (self.config.disk.open(&marker, OpenMode::Truncated))
+                .and_then(|mut f| f.sync_data())
                 .context("write clean-shutdown marker", &marker)?;
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.config.disk, &self.dir)?;
         }
         info!(dir = %self.dir.display(), clean = all_clean, "closed data directory");
         closed.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())

@@ -43,11 +43,13 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracing::warn;
 
 use crate::batch::BatchHeader;
 use crate::checkpoint;
+use crate::disk::Disk;
 use crate::error::{Error, IoContext, ProducerError};
 use crate::segment;
 
@@ -115,6 +117,7 @@ enum Judgement {
 #[derive(Debug)]
 pub struct ProducerStateManager {
     dir: PathBuf,
+    disk: Arc<dyn Disk>,
     producers: HashMap<i64, ProducerEntry>,
     producers_max: usize,
     /// The state holds every batch below this offset that was applied.
@@ -125,9 +128,10 @@ pub struct ProducerStateManager {
 
 impl ProducerStateManager {
     /// An empty state for the log in `dir`, which holds snapshots at `snapshots` (see `scan_directory`).
-    pub(crate) fn new(dir: &Path, snapshots: BTreeSet<u64>, producers_max: usize) -> Self {
+    pub(crate) fn new(dir: &Path, disk: Arc<dyn Disk>, snapshots: BTreeSet<u64>, producers_max: usize) -> Self {
         Self {
             dir: dir.to_owned(),
+            disk,
             producers: HashMap::new(),
             producers_max: producers_max.max(1),
             map_end_offset: 0,
@@ -236,9 +240,9 @@ impl ProducerStateManager {
             })
             .collect();
         if sync {
-            checkpoint::write_lines(&path, SNAPSHOT_VERSION, &lines)?;
+            checkpoint::write_lines(&*self.disk, &path, SNAPSHOT_VERSION, &lines)?;
         } else {
-            checkpoint::write_lines_unsynced(&path, SNAPSHOT_VERSION, &lines)?;
+            checkpoint::write_lines_unsynced(&*self.disk, &path, SNAPSHOT_VERSION, &lines)?;
         }
         self.snapshots.insert(at);
         self.map_end_offset = at;
@@ -396,6 +400,7 @@ fn parse_snapshot(lines: &[String]) -> Result<HashMap<i64, ProducerEntry>, Strin
 mod tests {
     use super::*;
     use crate::batch::build::{Record, batch};
+    use crate::disk::OsDisk;
 
     fn header(producer_id: i64, epoch: i16, base_sequence: i32, records: i32, base_offset: i64) -> BatchHeader {
         let mut header = BatchHeader::parse(&batch(&[Record::default()])).unwrap();
@@ -410,7 +415,7 @@ mod tests {
 
     fn state() -> (tempfile::TempDir, ProducerStateManager) {
         let dir = tempfile::tempdir().unwrap();
-        let state = ProducerStateManager::new(dir.path(), BTreeSet::new(), PRODUCERS_MAX_DEFAULT);
+        let state = ProducerStateManager::new(dir.path(), OsDisk::shared(), BTreeSet::new(), PRODUCERS_MAX_DEFAULT);
         (dir, state)
     }
 
@@ -490,7 +495,7 @@ mod tests {
     #[test]
     fn producers_past_the_bound_are_forgotten_least_recent_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = ProducerStateManager::new(dir.path(), BTreeSet::new(), 20);
+        let mut state = ProducerStateManager::new(dir.path(), OsDisk::shared(), BTreeSet::new(), 20);
         for id in 0..21 {
             state.update(&header(id, 0, 0, 1, id));
         }

@@ -16,9 +16,7 @@
 //! stop, [`Segment::recover`] rebuilds them by scanning and validating every batch, and cuts the file at the
 //! first batch that is torn or fails its CRC.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +24,7 @@ use tracing::warn;
 
 use crate::batch::{self, BATCH_HEADER_BYTES, BatchHeader};
 use crate::config::LogConfig;
+use crate::disk::{DiskFile, OpenMode};
 use crate::handles::{HandleCache, Slot};
 use crate::index::{OffsetIndex, OffsetPosition, TimeIndex, TimestampOffset, remove_if_exists};
 
@@ -71,7 +70,7 @@ pub(crate) struct SegmentRecovery {
 pub(crate) struct Segment {
     base_offset: u64,
     log_path: PathBuf,
-    file: Arc<Slot<File>>,
+    file: Arc<Slot<Box<dyn DiskFile>>>,
     size: u64,
     next_offset: u64,
     offset_index: OffsetIndex,
@@ -89,11 +88,7 @@ impl Segment {
     /// Creates an empty segment, replacing any files left at its name, with indexes sized for appends.
     pub fn create(dir: &Path, base_offset: u64, handles: &Arc<HandleCache>, config: &LogConfig) -> io::Result<Self> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)?;
+        handles.disk().open(&log_path, OpenMode::Truncated)?;
         let mut segment = Self::open_files(dir, base_offset, handles)?;
         segment.offset_index.reset(config.segment_index_bytes as usize)?;
         segment.time_index.reset(config.segment_index_bytes as usize)?;
@@ -170,10 +165,10 @@ impl Segment {
         self.offset_index.is_full() || self.time_index.is_full()
     }
 
-    fn with_file<R>(&self, f: impl FnOnce(&mut File) -> io::Result<R>) -> io::Result<R> {
+    fn with_file<R>(&self, f: impl FnOnce(&mut Box<dyn DiskFile>) -> io::Result<R>) -> io::Result<R> {
         let path = &self.log_path;
-        self.file
-            .with(|| OpenOptions::new().read(true).write(true).open(path), f)?
+        let disk = self.file.cache().disk();
+        self.file.with(|| disk.open(path, OpenMode::Existing), f)?
     }
 
     /// Loads a segment that was closed cleanly: checks its indexes (rebuilding them if they are insane) and
@@ -210,8 +205,7 @@ impl Segment {
         if self.size < BATCH_HEADER_BYTES as u64 {
             return Ok(None);
         }
-        let mut header = [0u8; BATCH_HEADER_BYTES];
-        self.with_file(|file| file.read_exact_at(&mut header, 0))?;
+        let header = self.with_file(|file| file.read(0, BATCH_HEADER_BYTES))?;
         Ok(BatchHeader::parse(&header).ok().map(|h| h.max_timestamp))
     }
 
@@ -293,21 +287,7 @@ impl Segment {
 
     /// Reads exactly `len` bytes at `pos` into a new buffer.
     fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.with_file(|file| {
-            // Through the descriptor's offset rather than `pread`: `read_to_end` fills the buffer's spare
-            // capacity without zeroing it first, and a memset of a 1 MiB fetch the kernel is about to
-            // overwrite costs more than the extra `lseek`. The slot's lock makes this descriptor ours.
-            file.seek(SeekFrom::Start(pos))?;
-            let mut buf = Vec::with_capacity(len);
-            Read::by_ref(file).take(len as u64).read_to_end(&mut buf)?;
-            if buf.len() < len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{len} bytes at {pos} run past the end"),
-                ));
-            }
-            Ok(buf)
-        })
+        self.with_file(|file| file.read(pos, len))
     }
 
     /// Records one batch that is (or is being) written at `position`: index entries, offsets, timestamps.
@@ -349,7 +329,7 @@ impl Segment {
     /// write error the file is cut back to its old length, so the segment is as it was.
     pub fn append(&mut self, bytes: &[u8], batches: &[PendingBatch], config: &LogConfig) -> Result<(), AppendFailure> {
         let position = self.size;
-        let written = self.with_file(|file| file.write_all_at(bytes, position));
+        let written = self.with_file(|file| file.write(position, bytes));
         if let Err(e) = written {
             // A partial write is cut off, leaving the segment exactly as it was. If even that fails, the
             // segment is damaged until reopened, when recovery cuts the torn bytes.
@@ -436,7 +416,7 @@ impl Segment {
         let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
         let start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
         self.with_file(|file| {
-            let mut walker = Walker::new(file, start, self.size);
+            let mut walker = Walker::new(file.as_mut(), start, self.size);
             while let Some((at, header)) = walker.next_header()? {
                 if header.last_offset() as u64 >= offset {
                     return Ok(Some((at, header)));
@@ -506,7 +486,7 @@ impl Segment {
         let mut start = self.offset_index.lookup(relative)?.map_or(0, |e| u64::from(e.position));
         loop {
             let candidate = self.with_file(|file| {
-                let mut walker = Walker::new(file, start, self.size);
+                let mut walker = Walker::new(file.as_mut(), start, self.size);
                 while let Some((at, header)) = walker.next_header()? {
                     if header.max_timestamp >= timestamp && header.last_offset() as u64 >= min_offset {
                         return Ok(Some((at, header)));
@@ -562,7 +542,7 @@ impl Segment {
     /// Calls `f` with the header of every batch, in order (a walk of headers only: the records are not read).
     pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
         self.with_file(|file| {
-            let mut walker = Walker::new(file, 0, self.size);
+            let mut walker = Walker::new(file.as_mut(), 0, self.size);
             while let Some((_, header)) = walker.next_header()? {
                 f(&header);
             }
@@ -603,7 +583,7 @@ impl Segment {
         let mut next_offset = self.base_offset;
         let mut last_epoch = None;
         self.with_file(|file| {
-            let mut walker = Walker::new(file, start, self.size);
+            let mut walker = Walker::new(file.as_mut(), start, self.size);
             while let Some((at, header)) = walker.next_header()? {
                 end = at + header.total_bytes() as u64;
                 next_offset = header.last_offset() as u64 + 1;
@@ -648,7 +628,7 @@ fn invalid_data(path: &Path, position: u64, e: batch::BatchError) -> io::Error {
 /// header whose length stays inside the file); anything else is `InvalidData`, since a loaded segment was
 /// validated when it was written or recovered.
 struct Walker<'a> {
-    file: &'a File,
+    file: &'a mut dyn DiskFile,
     pos: u64,
     end: u64,
     buf: Vec<u8>,
@@ -656,7 +636,7 @@ struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
-    fn new(file: &'a File, pos: u64, end: u64) -> Self {
+    fn new(file: &'a mut dyn DiskFile, pos: u64, end: u64) -> Self {
         Self {
             file,
             pos,
@@ -681,8 +661,7 @@ impl<'a> Walker<'a> {
             Some(at) if at + BATCH_HEADER_BYTES <= self.buf.len() => &self.buf[at..at + BATCH_HEADER_BYTES],
             _ => {
                 let len = WALK_CHUNK_BYTES.min((self.end - self.pos) as usize);
-                self.buf.resize(len, 0);
-                self.file.read_exact_at(&mut self.buf, self.pos)?;
+                self.buf = self.file.read(self.pos, len)?;
                 self.buf_start = self.pos;
                 &self.buf[..BATCH_HEADER_BYTES]
             }

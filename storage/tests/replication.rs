@@ -115,7 +115,10 @@ fn checkpoint_path(dir: &Path) -> PathBuf {
 
 /// The entries in the checkpoint file.
 fn checkpoint_entries(dir: &Path) -> Vec<(i32, u64)> {
-    let cache = LeaderEpochCache::read(checkpoint_path(dir)).unwrap().unwrap().unwrap();
+    let cache = LeaderEpochCache::read(checkpoint_path(dir), strata_storage::disk::OsDisk::shared())
+        .unwrap()
+        .unwrap()
+        .unwrap();
     cache.entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
 }
 
