@@ -265,10 +265,17 @@ async fn fetch_round(
                     // Behind the leader's log start (retention or DeleteRecords removed what this replica
                     // lacks): start over there. Ahead of its end cannot happen after truncation, but if it
                     // does, truncate again.
-                    let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
-                    if data.log_start_offset > log.log_end_offset() as i64 {
+                    let log_end_offset = partition
+                        .log
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .log_end_offset();
+                    if data.log_start_offset > log_end_offset as i64 {
                         info!(partition = %tp, offset = data.log_start_offset, "behind the leader's log start: restarting the log there");
-                        if let Err(e) = log.truncate_fully_and_start_at(data.log_start_offset as u64) {
+                        let restarted = manager
+                            .log_manager()
+                            .truncate_fully_and_start_at(&tp, data.log_start_offset as u64);
+                        if let Err(e) = restarted {
                             warn!(partition = %tp, error = %e, "restarting the log failed");
                         }
                     } else {
@@ -393,7 +400,7 @@ async fn truncate(
                 debug!(partition = %tp, error = answer.error_code, "the leader refused OffsetForLeaderEpoch");
                 continue;
             }
-            let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+            let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
             let end = if answer.end_offset < 0 {
                 // The leader knows no epoch at or below ours: keep only what is known committed.
                 partition.high_watermark()
@@ -404,13 +411,15 @@ async fn truncate(
                     .map_or(log.log_end_offset(), |(_, end)| end);
                 (answer.end_offset as u64).min(local)
             };
-            if end < log.log_end_offset() {
-                info!(partition = %tp, from = log.log_end_offset(), to = end, "truncating to the leader's log");
-                if let Err(e) = log.truncate_to(end) {
+            let log_end_offset = log.log_end_offset();
+            // The lock is let go for the log manager, which takes it after the checkpoint lock.
+            drop(log);
+            if end < log_end_offset {
+                info!(partition = %tp, from = log_end_offset, to = end, "truncating to the leader's log");
+                if let Err(e) = manager.log_manager().truncate_to(&tp, end) {
                     warn!(partition = %tp, error = %e, "truncating failed");
                     continue;
                 }
-                drop(log);
                 partition.truncated();
             }
             set_truncated(from, &tp, *epoch);

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 /// One open file: redb's `StorageBackend` shape. Methods take `&mut self`: a caller holds the file alone
 /// (segments keep theirs in a locked [`crate::handles::Slot`]).
+#[allow(clippy::len_without_is_empty)] // redb's shape: a length to read, not a collection
 pub trait DiskFile: Send + fmt::Debug {
     /// The file's length in bytes.
     fn len(&mut self) -> io::Result<u64>;

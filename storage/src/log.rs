@@ -266,7 +266,9 @@ impl Log {
                 .map_or(0, |(base, _)| *base)
         };
         let mut cut_at: Option<u64> = None;
-        for (&base, segment) in segments.iter_mut() {
+        let in_order: Vec<u64> = segments.keys().copied().collect();
+        for (i, &base) in in_order.iter().enumerate() {
+            let segment = segments.get_mut(&base).expect("listed above");
             if base < recover_from {
                 match segment.load(&config) {
                     Ok(()) => continue,
@@ -286,6 +288,17 @@ impl Log {
                     "cut a torn or corrupt tail"
                 );
                 report.bytes_truncated += outcome.truncated_bytes;
+                cut_at = Some(base);
+                break;
+            }
+            // A roll starts the next segment at this one's end, and segments from the recovery point on are
+            // never compacted, so a gap means this one's tail was lost (after a power cut, a later file's
+            // unsynced pages can reach the disk while an earlier one's do not).
+            if let Some(&next) = in_order.get(i + 1)
+                && segment.next_offset() != next
+            {
+                warn!(segment = %segment.log_path().display(), next_offset = segment.next_offset(), next_base = next,
+                    "a segment ends short of the next one: its tail was lost");
                 cut_at = Some(base);
                 break;
             }
@@ -1128,13 +1141,20 @@ impl Log {
     /// active segment is left alone, as in Kafka. As Kafka's cleaner does, the work is split in three so that
     /// appends go on meanwhile: plan under the lock, build outside it, install under it.
     pub fn plan_compaction(&mut self, now_ms: i64) -> Option<CompactionPlan> {
-        let active_base = *self.segments.keys().next_back().expect("never empty");
-        if !self.config.cleanup_compact || self.offline || self.compacted_up_to >= active_base {
+        // Only segments below the recovery point: recovery relies on segments it scans never having been
+        // compacted (a gap between two of them means a lost tail there). Below it is every closed segment but
+        // the last one rolled, until its fsync finishes.
+        let clean_below = *self
+            .segments
+            .range(..=self.recovery_point)
+            .next_back()
+            .map_or(&0, |(base, _)| base);
+        if !self.config.cleanup_compact || self.offline || self.compacted_up_to >= clean_below {
             return None;
         }
         let segments = self
             .segments
-            .range(..active_base)
+            .range(..clean_below)
             .map(|(&base, segment)| PlannedSegment {
                 base,
                 log_path: segment.log_path().to_owned(),
@@ -1145,7 +1165,7 @@ impl Log {
             dir: self.dir.clone(),
             generation: self.generation,
             segments,
-            active_base,
+            clean_below,
             tombstone_cutoff: now_ms.saturating_sub(self.config.delete_retention_ms as i64),
             config: self.config.clone(),
             handles: self.handles.clone(),
@@ -1178,7 +1198,7 @@ impl Log {
         report: &mut CompactionReport,
     ) -> Result<bool, Error> {
         let Some(cleaned) = built.segments.first().copied() else {
-            self.compacted_up_to = self.compacted_up_to.max(built.active_base);
+            self.compacted_up_to = self.compacted_up_to.max(built.clean_below);
             if report.segments_rewritten > 0 {
                 info!(dir = %self.dir.display(), ?report, "compacted");
             }
@@ -1186,7 +1206,7 @@ impl Log {
         };
         let unchanged = !self.offline
             && self.generation == built.generation
-            && cleaned.base < built.active_base
+            && cleaned.base < built.clean_below
             && self
                 .segments
                 .get(&cleaned.base)
@@ -1479,7 +1499,7 @@ pub struct CompactionPlan {
     dir: PathBuf,
     generation: u64,
     segments: Vec<PlannedSegment>,
-    active_base: u64,
+    clean_below: u64,
     tombstone_cutoff: i64,
     config: LogConfig,
     handles: Arc<HandleCache>,
@@ -1498,7 +1518,7 @@ struct CleanedSegment {
 #[derive(Debug)]
 pub struct CompactedSegments {
     generation: u64,
-    active_base: u64,
+    clean_below: u64,
     cleaner_dir: PathBuf,
     /// Not yet swapped in, oldest first.
     segments: Vec<CleanedSegment>,
@@ -1610,7 +1630,7 @@ impl CompactionPlan {
         sync_dir(&**self.handles.disk(), cleaner_dir)?;
         Ok(CompactedSegments {
             generation: self.generation,
-            active_base: self.active_base,
+            clean_below: self.clean_below,
             cleaner_dir: cleaner_dir.to_owned(),
             segments: cleaned,
             retired: Vec::new(),

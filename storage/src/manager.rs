@@ -279,12 +279,51 @@ impl LogManager {
     /// Writes both checkpoints from the logs' current state.
     pub fn checkpoint(&self) -> Result<(), Error> {
         let _serialised = lock(&self.checkpointing);
+        self.write_checkpoints(None)
+    }
+
+    /// [`Log::truncate_to`] on the log of `tp`, safe against a power cut part-way: the recovery point
+    /// checkpointed for it is lowered to `offset`, durably, before any file changes. Otherwise a stale,
+    /// higher recovery point would have the next open trust segments the truncation was changing (a later
+    /// segment's deletion lost, an earlier one's cut kept: a gap), or that were refilled after it and not yet
+    /// fsynced. Kafka checkpoints recovery points right after a truncation; before it closes the window.
+    pub fn truncate_to(&self, tp: &TopicPartition, offset: u64) -> Result<u64, Error> {
+        let log = self.get(tp).ok_or_else(|| self.missing(tp))?;
+        let _serialised = lock(&self.checkpointing);
+        self.write_checkpoints(Some((tp, offset)))?;
+        lock(&log).truncate_to(offset)
+    }
+
+    /// [`Log::truncate_fully_and_start_at`] on the log of `tp`, with the recovery point checkpointed at 0
+    /// first, for the same reason as [`Self::truncate_to`].
+    pub fn truncate_fully_and_start_at(&self, tp: &TopicPartition, offset: u64) -> Result<(), Error> {
+        let log = self.get(tp).ok_or_else(|| self.missing(tp))?;
+        let _serialised = lock(&self.checkpointing);
+        self.write_checkpoints(Some((tp, 0)))?;
+        lock(&log).truncate_fully_and_start_at(offset)
+    }
+
+    fn missing(&self, tp: &TopicPartition) -> Error {
+        Error::Io {
+            op: "find log",
+            path: self.dir.join(tp.dir_name()),
+            source: std::io::ErrorKind::NotFound.into(),
+        }
+    }
+
+    /// Writes both checkpoints; `lowered`: a partition whose recovery point is written no higher than an
+    /// offset. The caller holds `checkpointing`.
+    fn write_checkpoints(&self, lowered: Option<(&TopicPartition, u64)>) -> Result<(), Error> {
         let mut recovery_points = BTreeMap::new();
         let mut log_starts = BTreeMap::new();
         for (tp, log) in self.logs() {
             let mut log = lock(&log);
             log.reap_rolled_syncs();
-            recovery_points.insert(tp.clone(), log.recovery_point());
+            let mut recovery_point = log.recovery_point();
+            if let Some((_, offset)) = lowered.filter(|(lowered, _)| **lowered == tp) {
+                recovery_point = recovery_point.min(offset);
+            }
+            recovery_points.insert(tp.clone(), recovery_point);
             log_starts.insert(tp, log.log_start_offset());
         }
         self.recovery_points.write(&recovery_points)?;
