@@ -156,6 +156,8 @@ impl BrokerSettings {
             "queued.max.request.bytes" => self.queued_max_request_bytes = int(1)?.min(i64::from(u32::MAX)) as usize,
             "connections.max.idle.ms" => self.connections_max_idle_ms = int(1)? as u64,
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
+            // A broker setting carried in every log's config, which the cleaner reads.
+            "log.cleaner.dedupe.buffer.size" => self.log.dedupe_buffer_bytes = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
             "broker.rack" => self.rack = Some(value.trim().to_owned()).filter(|rack| !rack.is_empty()),
@@ -270,6 +272,10 @@ impl BrokerSettings {
             (
                 "log.retention.check.interval.ms",
                 self.retention_check_interval_ms.to_string(),
+            ),
+            (
+                "log.cleaner.dedupe.buffer.size",
+                self.log.dedupe_buffer_bytes.to_string(),
             ),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
             (

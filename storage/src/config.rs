@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+/// Kafka's default `log.cleaner.dedupe.buffer.size`: 128 MiB.
+pub const DEDUPE_BUFFER_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
+
 /// Settings of one partition log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -35,6 +38,10 @@ pub struct LogConfig {
     pub cleanup_compact: bool,
     /// `delete.retention.ms`: how long compaction keeps a tombstone (a record with a null value).
     pub delete_retention_ms: u64,
+    /// The broker's `log.cleaner.dedupe.buffer.size` (not a topic setting): the most memory compaction's map
+    /// of keys to their newest offsets may take for one log. A log whose dirty part holds more keys is
+    /// compacted a part at a time, as Kafka's cleaner does.
+    pub dedupe_buffer_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -52,6 +59,7 @@ impl Default for LogConfig {
             cleanup_delete: true,
             cleanup_compact: false,
             delete_retention_ms: 24 * 60 * 60 * 1000,
+            dedupe_buffer_bytes: DEDUPE_BUFFER_BYTES_DEFAULT,
         }
     }
 }

@@ -378,6 +378,7 @@ impl Log {
         self.create_first_segment(offset)?;
         self.sync_dirs()?;
         self.generation += 1;
+        self.compacted_up_to = self.compacted_up_to.min(offset);
         self.producers.clear(offset)?;
         // After the segments: a crash in between leaves entries that opening drops (they are past the end).
         self.epochs.clear();
@@ -1032,6 +1033,8 @@ impl Log {
         self.activate_last()?;
         let end = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(end);
+        // The active segment now ends in records no compaction has seen.
+        self.compacted_up_to = self.compacted_up_to.min(self.active().base_offset());
         self.clamp_rolled_syncs(end);
         // The batch holding `offset` may have straddled the log start offset.
         self.log_start_offset = self.log_start_offset.min(end);
@@ -1141,6 +1144,7 @@ impl Log {
     /// active segment is left alone, as in Kafka. As Kafka's cleaner does, the work is split in three so that
     /// appends go on meanwhile: plan under the lock, build outside it, install under it.
     pub fn plan_compaction(&mut self, now_ms: i64) -> Option<CompactionPlan> {
+        self.reap_rolled_syncs();
         // Only segments below the recovery point: recovery relies on segments it scans never having been
         // compacted (a gap between two of them means a lost tail there). Below it is every closed segment but
         // the last one rolled, until its fsync finishes.
@@ -1165,6 +1169,7 @@ impl Log {
             dir: self.dir.clone(),
             generation: self.generation,
             segments,
+            first_dirty: self.compacted_up_to,
             clean_below,
             tombstone_cutoff: now_ms.saturating_sub(self.config.delete_retention_ms as i64),
             config: self.config.clone(),
@@ -1499,6 +1504,9 @@ pub struct CompactionPlan {
     dir: PathBuf,
     generation: u64,
     segments: Vec<PlannedSegment>,
+    /// Segments from this offset on were appended since the last compaction (Kafka's dirty section); only
+    /// their keys go into the map. Those below were compacted already: each of their keys at most once.
+    first_dirty: u64,
     clean_below: u64,
     tombstone_cutoff: i64,
     config: LogConfig,
@@ -1551,22 +1559,59 @@ impl CompactionPlan {
         result
     }
 
-    fn build_in(&self, cleaner_dir: &Path) -> Result<CompactedSegments, Error> {
-        const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
-        // The newest offset of every key in the closed segments.
+    /// Kafka's offset map: the newest offset of each key in the dirty segments, oldest first, for as many
+    /// whole segments as fit in `dedupe_buffer_bytes`. Returns the map and the offset below which it covers
+    /// every dirty segment (the next compaction goes on from there); refuses when not even the first dirty
+    /// segment fits, as Kafka's cleaner does.
+    fn map_dirty_keys(&self) -> Result<(HashMap<Vec<u8>, i64>, u64), Error> {
+        // What one entry costs besides its key: the offset, the key's vector and the table's slot.
+        const ENTRY_OVERHEAD_BYTES: u64 = 48;
         let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
-        for planned in &self.segments {
+        let mut map_bytes = 0u64;
+        let dirty = self.segments.iter().filter(|s| s.base >= self.first_dirty);
+        for (i, planned) in dirty.enumerate() {
+            let mut fits = true;
             for_each_stored_batch(planned, |_, _, records| {
                 for record in records {
-                    if let Some(key) = record.key {
-                        newest.insert(key, record.offset);
+                    let Some(key) = record.key else { continue };
+                    if let Some(offset) = newest.get_mut(&key) {
+                        *offset = record.offset;
+                        continue;
                     }
+                    let cost = key.len() as u64 + ENTRY_OVERHEAD_BYTES;
+                    if map_bytes + cost > self.config.dedupe_buffer_bytes {
+                        fits = false;
+                        continue;
+                    }
+                    map_bytes += cost;
+                    newest.insert(key, record.offset);
                 }
                 Ok(())
             })?;
+            match (fits, i) {
+                (true, _) => {}
+                (false, 0) => {
+                    return Err(Error::Io {
+                        op: "compact",
+                        path: planned.log_path.clone(),
+                        source: std::io::Error::other(format!(
+                            "the keys of this segment need more than log.cleaner.dedupe.buffer.size ({} bytes)",
+                            self.config.dedupe_buffer_bytes
+                        )),
+                    });
+                }
+                // Records below take the newer offsets the partial segment put in the map; it is not rewritten.
+                (false, _) => return Ok((newest, planned.base)),
+            }
         }
+        Ok((newest, self.clean_below))
+    }
+
+    fn build_in(&self, cleaner_dir: &Path) -> Result<CompactedSegments, Error> {
+        const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+        let (newest, mapped_below) = self.map_dirty_keys()?;
         let mut cleaned = Vec::new();
-        for planned in &self.segments {
+        for planned in self.segments.iter().filter(|s| s.base < mapped_below) {
             let out_path = cleaner_dir.join(segment::file_name(planned.base, segment::LOG_SUFFIX));
             let mut out = self
                 .handles
@@ -1581,7 +1626,11 @@ impl CompactionPlan {
                 let kept: Vec<batch::StoredRecord> = records
                     .into_iter()
                     .filter(|r| {
-                        r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&r.offset)) && (r.has_value || !expired)
+                        // A key the dirty part does not hold has no newer record than this one.
+                        r.key
+                            .as_ref()
+                            .is_none_or(|k| newest.get(k).is_none_or(|&o| o <= r.offset))
+                            && (r.has_value || !expired)
                     })
                     .collect();
                 let rebuilt;
@@ -1630,7 +1679,7 @@ impl CompactionPlan {
         sync_dir(&**self.handles.disk(), cleaner_dir)?;
         Ok(CompactedSegments {
             generation: self.generation,
-            clean_below: self.clean_below,
+            clean_below: mapped_below,
             cleaner_dir: cleaner_dir.to_owned(),
             segments: cleaned,
             retired: Vec::new(),

@@ -65,6 +65,8 @@ fn compaction_runs_while_appends_continue_and_keeps_the_newest_record_of_each_ke
             }
         }
         log.roll().unwrap();
+        // Compaction cleans only segments below the recovery point: wait for the roll's fsync.
+        log.flush().unwrap();
     }
     let compacted_below = *log.lock().unwrap().segment_base_offsets().last().unwrap();
 
@@ -152,6 +154,7 @@ fn a_compaction_the_log_outran_is_abandoned_and_the_next_one_succeeds() {
         }
     }
     log.roll().unwrap();
+    log.flush().unwrap();
     let before = all_records(&log);
 
     let plan = log.plan_compaction(i64::MAX).unwrap();
@@ -165,7 +168,60 @@ fn a_compaction_the_log_outran_is_abandoned_and_the_next_one_succeeds() {
     assert_eq!(all_records(&log), expected, "nothing of the stale build went in");
 
     log.roll().unwrap();
+    log.flush().unwrap();
     let report = log.compact(i64::MAX).unwrap();
     assert!(!report.abandoned && report.segments_rewritten > 0);
     assert_eq!(all_records(&log).len(), 100, "one record per key");
+}
+
+/// Kafka's `log.cleaner.dedupe.buffer.size`: the key map of one compaction has a bound. A log whose dirty
+/// segments hold more keys is compacted a part at a time, each round mapping as many whole segments as fit;
+/// the result is the same. A segment whose keys alone do not fit is not compacted (and nothing is lost).
+#[test]
+fn the_key_map_is_bounded_by_the_dedupe_buffer_and_compaction_goes_a_part_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = compacted_config();
+    config.set("segment.bytes", "8192").unwrap();
+    // About 100 keys of 6-7 bytes, each charged with its map entry's overhead: two segments' worth.
+    config.dedupe_buffer_bytes = 100 * (7 + 48);
+    let (manager, _) = LogManager::open(dir.path(), LogConfig::default(), ManagerConfig::default()).unwrap();
+    let shared = manager.get_or_create(&TopicPartition::new("table", 0), config).unwrap();
+    let mut log = shared.lock().unwrap();
+    let mut newest = HashMap::new();
+    for round in 0..2 {
+        for k in 0..400 {
+            let key = format!("key-{k}");
+            newest.insert(key.clone().into_bytes(), put(&mut log, &key, round) as i64);
+        }
+    }
+    log.roll().unwrap();
+    log.flush().unwrap();
+    assert!(log.segment_count() > 10, "{} segments", log.segment_count());
+
+    // Each round maps the dirty segments from where the last one stopped (Kafka's first dirty offset); one
+    // that maps only segments of distinct keys rewrites nothing but still moves on.
+    let rewriting_rounds = (0..log.segment_count())
+        .filter(|_| log.compact(i64::MAX).unwrap().segments_rewritten > 0)
+        .count();
+    assert!(
+        rewriting_rounds > 1,
+        "a bounded map needs several rounds, took {rewriting_rounds}"
+    );
+    let records = all_records(&log);
+    let kept: HashMap<Vec<u8>, i64> = records.iter().map(|(o, k)| (k.clone(), *o)).collect();
+    assert_eq!(records.len(), 400, "one record per key");
+    assert_eq!(kept, newest, "each key's newest record");
+
+    // A map too small for one segment's keys: compaction refuses, the log is untouched.
+    let mut config = log.config().clone();
+    config.dedupe_buffer_bytes = 10 * (7 + 48);
+    log.set_config(config);
+    for k in 0..400 {
+        put(&mut log, &format!("key-{k}"), 2);
+    }
+    log.roll().unwrap();
+    log.flush().unwrap();
+    let before = all_records(&log);
+    assert!(log.compact(i64::MAX).is_err());
+    assert_eq!(all_records(&log), before);
 }
