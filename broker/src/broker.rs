@@ -32,8 +32,12 @@ const TOPIC_NAME_BYTES_MAX: usize = 249;
 pub const PARTITIONS_MAX: i32 = 100_000;
 
 /// Where clients reach this broker.
+/// A Kafka listener as clients are told to reach it.
 #[derive(Debug, Clone)]
 pub struct Advertised {
+    /// The listener's name (`PLAINTEXT`, `INTERNAL`, ...): a client is answered with the addresses of the
+    /// listener it connected to.
+    pub name: String,
     pub host: String,
     pub port: i32,
 }
@@ -42,7 +46,8 @@ pub struct Advertised {
 #[derive(Debug)]
 pub struct Broker {
     pub identity: NodeIdentity,
-    pub advertised: Advertised,
+    /// Every Kafka listener of this broker, as registered with the controller.
+    pub advertised: Vec<Advertised>,
     pub settings: BrokerSettings,
     /// This run of the broker process, as registered with the controller.
     pub incarnation: u64,

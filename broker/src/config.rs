@@ -11,6 +11,11 @@
 //! data-dir = "/var/lib/strata"
 //! listen = "0.0.0.0:9092"
 //! advertise = "broker1.example.com:9092"
+//! # or, as Kafka names them, several listeners (instead of listen and advertise):
+//! # listeners = "INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092"
+//! # advertised-listeners = "INTERNAL://broker1:9092,EXTERNAL://localhost:19092"
+//! # listener-security-protocol-map = "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT"
+//! # inter-broker-listener-name = "INTERNAL"
 //! http-listen = "0.0.0.0:9644"
 //! log-format = "json"
 //!
@@ -56,6 +61,22 @@ pub struct ServerArgs {
     /// host:port given to clients in Metadata (default: the listener address).
     #[arg(long, env = "STRATA_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Kafka's `listeners`: `NAME://HOST:PORT`, comma-separated, one Kafka listener each (instead of
+    /// `--listen`). Clients are answered with the addresses of the listener they connected to.
+    #[arg(long, env = "STRATA_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Kafka's `advertised.listeners`: `NAME://HOST:PORT` for listeners whose bound address is not the one
+    /// clients reach.
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL`, comma-separated. Only `PLAINTEXT` is
+    /// supported; a listener named `PLAINTEXT` needs no entry.
+    #[arg(long, env = "STRATA_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// Kafka's `inter.broker.listener.name`: the listener other brokers reach this one on (replication).
+    /// Default: `PLAINTEXT` if there is one, else the first listener.
+    #[arg(long, env = "STRATA_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
     /// HTTP address for /health and /metrics.
     #[arg(long, env = "STRATA_HTTP_LISTEN")]
     pub http_listen: Option<String>,
@@ -78,6 +99,10 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     advertise: Option<String>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    listener_security_protocol_map: Option<String>,
+    inter_broker_listener_name: Option<String>,
     http_listen: Option<String>,
     log_format: Option<String>,
     #[serde(default)]
@@ -98,6 +123,21 @@ pub struct Roles {
     pub controller: bool,
 }
 
+/// A Kafka listener (Kafka's `listeners` entry with its `advertised.listeners` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaListener {
+    /// Upper case, as Kafka normalises listener names.
+    pub name: String,
+    /// `HOST:PORT` to bind.
+    pub bind: String,
+    /// host and port for Metadata; `None`: the address the listener is bound to (known after binding, so
+    /// `--listen 127.0.0.1:0` works).
+    pub advertised: Option<(String, i32)>,
+}
+
+/// The name of the one listener `--listen` configures, and of Kafka's default security protocol.
+pub const PLAINTEXT: &str = "PLAINTEXT";
+
 /// The resolved configuration of a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -108,10 +148,10 @@ pub struct ServerConfig {
     pub controller_voters: Option<Vec<(u64, String)>>,
     pub controller_listen: String,
     pub data_dir: PathBuf,
-    pub listen: String,
-    /// host and port for Metadata; `None`: the address the listener is bound to (known after binding,
-    /// so `--listen 127.0.0.1:0` works).
-    pub advertise: Option<(String, i32)>,
+    /// The Kafka listeners, at least one.
+    pub listeners: Vec<KafkaListener>,
+    /// The name of the listener other brokers connect to this one on.
+    pub inter_broker_listener: String,
     pub http_listen: String,
     pub log_format: LogFormat,
     pub settings: BrokerSettings,
@@ -150,11 +190,16 @@ impl ServerArgs {
             }
             _ => {}
         }
-        let listen = self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9092".into());
-        let advertise = match self.advertise.or(file.advertise) {
-            Some(advertise) => Some(parse_advertise(&advertise)?),
-            None => None,
-        };
+        let (listeners, inter_broker_listener) = resolve_listeners(ListenerArgs {
+            listen: self.listen.or(file.listen),
+            advertise: self.advertise.or(file.advertise),
+            listeners: self.listeners.or(file.listeners),
+            advertised_listeners: self.advertised_listeners.or(file.advertised_listeners),
+            protocol_map: self
+                .listener_security_protocol_map
+                .or(file.listener_security_protocol_map),
+            inter_broker: self.inter_broker_listener_name.or(file.inter_broker_listener_name),
+        })?;
         let log_format = match self.log_format.or(file.log_format).as_deref() {
             None | Some("human") => LogFormat::Human,
             Some("json") => LogFormat::Json,
@@ -187,8 +232,8 @@ impl ServerArgs {
                 .or(file.controller_listen)
                 .unwrap_or_else(|| "127.0.0.1:9093".into()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
-            listen,
-            advertise,
+            listeners,
+            inter_broker_listener,
             http_listen: self
                 .http_listen
                 .or(file.http_listen)
@@ -212,6 +257,133 @@ fn parse_roles(text: &str) -> anyhow::Result<Roles> {
         }
     }
     Ok(roles)
+}
+
+/// The listener flags as given, before they are checked against each other.
+struct ListenerArgs {
+    listen: Option<String>,
+    advertise: Option<String>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    protocol_map: Option<String>,
+    inter_broker: Option<String>,
+}
+
+/// The Kafka listeners and the inter-broker listener's name, from either `--listen`/`--advertise` (one
+/// listener named `PLAINTEXT`) or Kafka's four listener settings.
+fn resolve_listeners(args: ListenerArgs) -> anyhow::Result<(Vec<KafkaListener>, String)> {
+    let Some(text) = args.listeners else {
+        if args.advertised_listeners.is_some() || args.protocol_map.is_some() {
+            bail!("--advertised-listeners and --listener-security-protocol-map need --listeners");
+        }
+        let advertised = args.advertise.as_deref().map(parse_advertise).transpose()?;
+        let bind = args.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listener = KafkaListener {
+            name: PLAINTEXT.into(),
+            bind,
+            advertised,
+        };
+        if let Some(name) = args.inter_broker.filter(|n| !n.eq_ignore_ascii_case(PLAINTEXT)) {
+            bail!("--inter-broker-listener-name {name}: the only listener is {PLAINTEXT} (--listen)");
+        }
+        return Ok((vec![listener], PLAINTEXT.into()));
+    };
+    if args.listen.is_some() || args.advertise.is_some() {
+        bail!("--listeners replaces --listen and --advertise; give one or the other");
+    }
+    let mut listeners: Vec<KafkaListener> = Vec::new();
+    for (name, bind) in named_addresses("--listeners", &text)? {
+        if listeners.iter().any(|l| l.name == name) {
+            bail!("--listeners names {name} twice");
+        }
+        let bind = match bind.strip_prefix(':') {
+            // Kafka's `NAME://:PORT`: every interface.
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => bind,
+        };
+        listeners.push(KafkaListener {
+            name,
+            bind,
+            advertised: None,
+        });
+    }
+    if listeners.is_empty() {
+        bail!("--listeners names no listener");
+    }
+    for (name, address) in named_addresses(
+        "--advertised-listeners",
+        args.advertised_listeners.as_deref().unwrap_or(""),
+    )? {
+        let listener = listeners
+            .iter_mut()
+            .find(|l| l.name == name)
+            .with_context(|| format!("--advertised-listeners names {name}, which --listeners does not"))?;
+        listener.advertised = Some(parse_advertise(&address)?);
+    }
+    let mut protocols: BTreeMap<String, String> = BTreeMap::new();
+    for pair in args
+        .protocol_map
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let (name, protocol) = pair
+            .split_once(':')
+            .with_context(|| format!("--listener-security-protocol-map {pair}: expected NAME:PROTOCOL"))?;
+        protocols.insert(name.trim().to_ascii_uppercase(), protocol.trim().to_ascii_uppercase());
+    }
+    for listener in &listeners {
+        // Kafka's default map names each protocol after itself.
+        let protocol = protocols
+            .get(&listener.name)
+            .map_or(listener.name.as_str(), String::as_str);
+        match protocol {
+            PLAINTEXT => {}
+            "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => bail!(
+                "listener {}: security protocol {protocol} is not supported yet; Strata serves PLAINTEXT only",
+                listener.name
+            ),
+            _ => bail!(
+                "listener {}: no security protocol; map it with --listener-security-protocol-map {}:PLAINTEXT",
+                listener.name,
+                listener.name
+            ),
+        }
+    }
+    let inter_broker = match args.inter_broker {
+        Some(name) => {
+            let name = name.trim().to_ascii_uppercase();
+            if !listeners.iter().any(|l| l.name == name) {
+                bail!("--inter-broker-listener-name {name}: no such listener in --listeners");
+            }
+            name
+        }
+        None => listeners
+            .iter()
+            .find(|l| l.name == PLAINTEXT)
+            .unwrap_or(&listeners[0])
+            .name
+            .clone(),
+    };
+    Ok((listeners, inter_broker))
+}
+
+/// `NAME://ADDRESS` entries, comma-separated; names upper-cased.
+fn named_addresses(flag: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (name, address) = entry
+                .split_once("://")
+                .with_context(|| format!("{flag} {entry}: expected NAME://HOST:PORT"))?;
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                bail!("{flag} {entry}: a listener name is letters, digits, `_` and `-`");
+            }
+            Ok((name.to_ascii_uppercase(), address.to_owned()))
+        })
+        .collect()
 }
 
 /// `host:port` that clients can connect to.
@@ -238,8 +410,16 @@ mod tests {
     #[test]
     fn defaults_make_a_local_single_node() {
         let config = ServerArgs::default().resolve().unwrap();
-        assert_eq!((config.node_id, config.listen.as_str()), (1, "127.0.0.1:9092"));
-        assert_eq!(config.advertise, None, "the bound address is advertised");
+        assert_eq!(config.node_id, 1);
+        assert_eq!(
+            config.listeners,
+            [KafkaListener {
+                name: PLAINTEXT.into(),
+                bind: "127.0.0.1:9092".into(),
+                advertised: None, // the bound address is advertised
+            }]
+        );
+        assert_eq!(config.inter_broker_listener, PLAINTEXT);
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert_eq!(
             (
@@ -271,9 +451,66 @@ mod tests {
         };
         let config = args.resolve().unwrap();
         assert_eq!(config.node_id, 7);
-        assert_eq!(config.listen, "127.0.0.1:2000");
+        assert_eq!(config.listeners[0].bind, "127.0.0.1:2000");
         assert_eq!(config.settings.num_partitions, 6);
         assert_eq!(config.settings.log.retention_ms, Some(5000));
+    }
+
+    #[test]
+    fn kafka_listener_settings_make_several_listeners() {
+        let config = ServerArgs {
+            listeners: Some("internal://0.0.0.0:9092, EXTERNAL://:19092".into()),
+            advertised_listeners: Some("INTERNAL://node1:9092,EXTERNAL://localhost:19092".into()),
+            listener_security_protocol_map: Some("INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT".into()),
+            inter_broker_listener_name: Some("internal".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.listeners,
+            [
+                KafkaListener {
+                    name: "INTERNAL".into(),
+                    bind: "0.0.0.0:9092".into(),
+                    advertised: Some(("node1".into(), 9092)),
+                },
+                KafkaListener {
+                    name: "EXTERNAL".into(),
+                    bind: "0.0.0.0:19092".into(),
+                    advertised: Some(("localhost".into(), 19092)),
+                },
+            ]
+        );
+        assert_eq!(config.inter_broker_listener, "INTERNAL");
+    }
+
+    #[test]
+    fn listener_settings_that_disagree_are_clear_errors() {
+        let bad = |listeners: &str, advertised: Option<&str>, map: Option<&str>, inter: Option<&str>| {
+            ServerArgs {
+                listeners: Some(listeners.into()),
+                advertised_listeners: advertised.map(Into::into),
+                listener_security_protocol_map: map.map(Into::into),
+                inter_broker_listener_name: inter.map(Into::into),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad("A://:1,A://:2", None, Some("A:PLAINTEXT"), None).contains("twice"));
+        assert!(bad("A://:1", Some("B://h:1"), Some("A:PLAINTEXT"), None).contains("does not"));
+        assert!(bad("A://:1", None, None, None).contains("no security protocol"));
+        assert!(bad("SSL://:1", None, None, None).contains("not supported"));
+        assert!(bad("A://:1", None, Some("A:PLAINTEXT"), Some("B")).contains("no such listener"));
+        assert!(bad("A:1", None, None, None).contains("NAME://HOST:PORT"));
+        let both = ServerArgs {
+            listen: Some("127.0.0.1:1".into()),
+            listeners: Some("PLAINTEXT://:2".into()),
+            ..Default::default()
+        };
+        assert!(both.resolve().unwrap_err().to_string().contains("replaces"));
     }
 
     #[test]

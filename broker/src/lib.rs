@@ -78,8 +78,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 /// What a node's connections run over (see [`strata_protocol::transport`]): the OS's TCP in `strata server`,
 /// a simulated network in the simulation of whole clusters (`tests/`).
 pub struct Transport {
-    /// Where Kafka clients, and other brokers' replica fetchers, connect, on a node with the broker role.
-    pub kafka: Option<Box<dyn Listener>>,
+    /// Where Kafka clients, and other brokers' replica fetchers, connect, on a node with the broker role:
+    /// each listener with its name (empty without the broker role).
+    pub kafka: Vec<(String, Box<dyn Listener>)>,
     /// The controller's Raft and service RPCs, on a node with the controller role.
     pub controller: Option<Box<dyn Listener>>,
     /// `/health` and `/metrics`; a simulation has none.
@@ -109,10 +110,15 @@ impl Transport {
             }
             false => None,
         };
-        let kafka: Option<Box<dyn Listener>> = match config.roles.broker {
-            true => Some(Box::new(server::bind(&config.listen).await?)),
-            false => None,
-        };
+        let mut kafka: Vec<(String, Box<dyn Listener>)> = Vec::new();
+        if config.roles.broker {
+            for listener in &config.listeners {
+                kafka.push((
+                    listener.name.clone(),
+                    Box::new(server::bind(&listener.name, &listener.bind).await?),
+                ));
+            }
+        }
         let http = tokio::net::TcpListener::bind(&config.http_listen)
             .await
             .with_context(|| format!("binding the HTTP listener on {}", config.http_listen))?;
@@ -152,8 +158,8 @@ pub async fn run_on(config: ServerConfig, transport: Transport, shutdown: Cancel
         (None, None) => unreachable!("a broker-only node is configured with voters"),
     };
     let quorum_view = controller.as_ref().map(|c| (c.raft().clone(), c.id()));
-    let result = match kafka {
-        Some(kafka) => {
+    let result = match kafka.is_empty() {
+        false => {
             let transport = BrokerTransport {
                 kafka,
                 http,
@@ -162,7 +168,7 @@ pub async fn run_on(config: ServerConfig, transport: Transport, shutdown: Cancel
             };
             run_broker(&config, identity, &voters, quorum_view, transport, shutdown).await
         }
-        None => serve_controller_only(config.node_id, quorum_view, http, shutdown).await,
+        true => serve_controller_only(config.node_id, quorum_view, http, shutdown).await,
     };
     if let Some(controller) = controller {
         controller.shutdown().await;
@@ -238,7 +244,7 @@ async fn serve_controller_only(
 
 /// What the broker role's connections run over: [`Transport`] less the controller's listener.
 struct BrokerTransport {
-    kafka: Box<dyn Listener>,
+    kafka: Vec<(String, Box<dyn Listener>)>,
     http: Option<tokio::net::TcpListener>,
     kafka_connect: Connector,
     controller_connect: Connect,
@@ -271,16 +277,25 @@ async fn run_broker(
         "storage ready"
     );
     let logs = Arc::new(logs);
-    let (host, port) = match config.advertise.clone() {
-        Some(advertise) => advertise,
-        None => config::parse_advertise(&kafka.local_addr()?.to_string())
-            .context("the listener is on a wildcard address; set --advertise")?,
-    };
+    let mut advertised = Vec::new();
+    for ((name, listener), configured) in kafka.iter().zip(&config.listeners) {
+        let (host, port) = match configured.advertised.clone() {
+            Some(advertise) => advertise,
+            None => config::parse_advertise(&listener.local_addr()?.to_string()).with_context(|| {
+                format!("listener {name} is on a wildcard address; advertise a reachable one (--advertise, --advertised-listeners)")
+            })?,
+        };
+        advertised.push(Advertised {
+            name: name.clone(),
+            host,
+            port,
+        });
+    }
     let client = Arc::new(ControllerClient::with_connect(voters, controller_connect)?);
     let (stop_following, following) = tokio::sync::watch::channel(false);
     let local_controller = config.roles.controller.then_some(config.node_id as u64);
     let followed = controller_client::follow(client.clone(), local_controller, following);
-    let metadata = Arc::new(MetadataView::new(followed));
+    let metadata = Arc::new(MetadataView::new(followed, config.inter_broker_listener.clone()));
     let incarnation = next_incarnation();
     let changes = Arc::new(MetadataChanges {
         controller: client.clone(),
@@ -303,7 +318,7 @@ async fn run_broker(
     ));
     let broker = Arc::new(Broker {
         identity,
-        advertised: Advertised { host, port },
+        advertised,
         settings: config.settings.clone(),
         incarnation,
         metadata,
@@ -348,7 +363,10 @@ async fn run_broker(
         tokio::spawn(http::run(http, render, shutdown.clone()))
     });
     info!(node_id = broker.node_id(), cluster_id = %broker.identity.cluster_id, "Strata is serving");
-    server::run(kafka, broker.clone(), shutdown).await;
+    let serving = kafka
+        .into_iter()
+        .map(|(name, listener)| server::run(listener, name.into(), broker.clone(), shutdown.clone()));
+    futures_util::future::join_all(serving).await;
 
     info!("stopping: moving leaderships away, then flushing logs");
     membership::controlled_shutdown(&broker).await;

@@ -23,12 +23,16 @@ pub async fn register(broker: &Broker, shutdown: &CancellationToken) -> Option<u
     let request = pb::RegisterBrokerRequest {
         broker_id: broker.node_id(),
         incarnation: broker.incarnation,
-        listeners: vec![Listener {
-            name: "PLAINTEXT".into(),
-            host: broker.advertised.host.clone(),
-            port: broker.advertised.port as u32,
-            security_protocol: "PLAINTEXT".into(),
-        }],
+        listeners: broker
+            .advertised
+            .iter()
+            .map(|listener| Listener {
+                name: listener.name.clone(),
+                host: listener.host.clone(),
+                port: listener.port as u32,
+                security_protocol: crate::config::PLAINTEXT.into(),
+            })
+            .collect(),
         rack: broker.settings.rack.clone(),
     };
     loop {

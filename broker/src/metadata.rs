@@ -132,14 +132,17 @@ impl Topic {
 #[derive(Debug)]
 pub struct MetadataView {
     followed: watch::Receiver<Followed>,
+    /// The listener brokers reach each other on (`inter.broker.listener.name`).
+    inter_broker_listener: String,
     /// The index of the last image this broker has acted on (hosted, led, followed its partitions).
     acted_on: watch::Sender<u64>,
 }
 
 impl MetadataView {
-    pub fn new(followed: watch::Receiver<Followed>) -> Self {
+    pub fn new(followed: watch::Receiver<Followed>, inter_broker_listener: String) -> Self {
         Self {
             followed,
+            inter_broker_listener,
             acted_on: watch::Sender::new(0),
         }
     }
@@ -200,7 +203,11 @@ impl MetadataView {
 impl ClusterView for MetadataView {
     fn broker_address(&self, id: i32) -> Option<String> {
         let image = self.image();
-        let listener = image.broker(id)?.listeners.first()?;
+        let listener = image
+            .broker(id)?
+            .listeners
+            .iter()
+            .find(|l| l.name == self.inter_broker_listener)?;
         Some(format!("{}:{}", listener.host, listener.port))
     }
 

@@ -18,7 +18,7 @@
 //! one whose request takes longer than that to arrive: half a frame does not hold memory forever.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ use crate::settings::BrokerSettings;
 /// How long a stop waits for connections to finish their in-flight request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves Kafka clients on `listener` until `shutdown` is cancelled.
-pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: CancellationToken) {
+/// Serves Kafka clients on `listener`, the one named `name`, until `shutdown` is cancelled.
+pub async fn run(mut listener: impl Listener, name: Arc<str>, broker: Arc<Broker>, shutdown: CancellationToken) {
     let settings = &broker.settings;
     let limit = Arc::new(Semaphore::new(settings.max_connections));
     let per_ip = Arc::new(PerIp::new(settings.max_connections_per_ip));
@@ -71,8 +71,12 @@ pub async fn run(mut listener: impl Listener, broker: Arc<Broker>, shutdown: Can
             continue;
         };
         let (broker, shutdown, memory) = (broker.clone(), shutdown.clone(), memory.clone());
+        let origin = api::Origin {
+            peer,
+            listener: name.clone(),
+        };
         connections.spawn(async move {
-            serve(stream, peer, &broker, &memory, &shutdown).await;
+            serve(stream, origin, &broker, &memory, &shutdown).await;
             drop(counted);
             drop(permit);
         });
@@ -270,13 +274,14 @@ async fn read_frame(
 /// Serves one connection until the client closes it, it sends something that closes it, or shutdown.
 async fn serve(
     mut stream: BoxIo,
-    peer: SocketAddr,
+    origin: api::Origin,
     broker: &Broker,
     memory: &RequestMemory,
     shutdown: &CancellationToken,
 ) {
     let mut buffer = ReadBuffer::new();
-    debug!(%peer, "connection opened");
+    let peer = origin.peer;
+    debug!(%peer, listener = %origin.listener, "connection opened");
     loop {
         let (frame, _memory) = match read_frame(&mut stream, &mut buffer, &broker.settings, memory, shutdown).await {
             Ok(read) => read,
@@ -290,7 +295,7 @@ async fn serve(
             Ok(request) => {
                 let (api_key, version, correlation_id) = (request.api_key, request.version(), request.correlation_id());
                 broker.metrics.request(api_key);
-                api::handle(broker, request, peer)
+                api::handle(broker, request, &origin)
                     .await
                     .map(|body| (api_key, version, correlation_id, body))
             }
@@ -334,11 +339,11 @@ async fn write_frame(stream: &mut BoxIo, body: Bytes) -> std::io::Result<()> {
     stream.flush().await
 }
 
-/// Binds the Kafka listener, logging where.
-pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+/// Binds the Kafka listener `name`, logging where.
+pub async fn bind(name: &str, addr: &str) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("binding the Kafka listener on {addr}: {e}"))?;
-    info!(addr = %listener.local_addr()?, "Kafka listener ready");
+        .map_err(|e| anyhow::anyhow!("binding the Kafka listener {name} on {addr}: {e}"))?;
+    info!(addr = %listener.local_addr()?, listener = name, "Kafka listener ready");
     Ok(listener)
 }

@@ -39,6 +39,14 @@ pub struct Broker {
     pub fenced: bool,
 }
 
+impl Broker {
+    /// The broker's listener named `name` (Kafka's per-listener endpoints: a client is told the addresses
+    /// of the listener it connected to).
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
 /// One partition's replicas and leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {

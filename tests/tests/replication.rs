@@ -371,7 +371,7 @@ async fn run_node(id: i32, dir: PathBuf) -> turmoil::Result {
     let kafka = turmoil::net::TcpListener::bind(("0.0.0.0", KAFKA_PORT)).await?;
     let controller = turmoil::net::TcpListener::bind(("0.0.0.0", CONTROLLER_PORT)).await?;
     let transport = Transport {
-        kafka: Some(Box::new(SimListener(kafka))),
+        kafka: vec![("PLAINTEXT".into(), Box::new(SimListener(kafka)))],
         controller: Some(Box::new(SimListener(controller))),
         http: None,
         kafka_connect: sim_connector(),

@@ -8,7 +8,14 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+/// Brokers are listed at their addresses on `listener`, the one the request came in on; a broker without it
+/// is left out, as Kafka does.
+pub fn handle(
+    broker: &Broker,
+    request: DescribeClusterRequest,
+    version: i16,
+    listener: &str,
+) -> DescribeClusterResponse {
     // The flag decodes as false before v2, and `is_fenced` would not encode there; the version check keeps
     // the two together.
     let include_fenced = version >= 2 && request.include_fenced_brokers;
@@ -18,7 +25,7 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest, version: i16) ->
         .values()
         .filter(|b| include_fenced || !b.fenced)
         .filter_map(|b| {
-            let listener = b.listeners.first()?;
+            let listener = b.listener(listener)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))

@@ -38,7 +38,12 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
 }
 
 /// The coordinator of `group`: (node id, host, port).
-async fn coordinator(broker: &Broker, key_type: i8, group: &str) -> Result<(i32, String, i32), ResponseError> {
+async fn coordinator(
+    broker: &Broker,
+    key_type: i8,
+    group: &str,
+    listener: &str,
+) -> Result<(i32, String, i32), ResponseError> {
     if key_type != KEY_TYPE_GROUP {
         return Err(ResponseError::CoordinatorNotAvailable);
     }
@@ -52,14 +57,20 @@ async fn coordinator(broker: &Broker, key_type: i8, group: &str) -> Result<(i32,
     let listener = image
         .broker(leader)
         .filter(|b| !b.fenced)
-        .and_then(|b| b.listeners.first())
+        .and_then(|b| b.listener(listener))
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     Ok((leader, listener.host.clone(), listener.port as i32))
 }
 
-pub async fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+/// The coordinator is given at its address on `listener`, the one the request came in on.
+pub async fn handle(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+    listener: &str,
+) -> FindCoordinatorResponse {
     if version < 4 {
-        let found = coordinator(broker, request.key_type, &request.key).await;
+        let found = coordinator(broker, request.key_type, &request.key, listener).await;
         let (node, host, port) = found.clone().unwrap_or((-1, String::new(), -1));
         return FindCoordinatorResponse::default()
             .with_error_code(found.err().map_or(0, |e| e.code()))
@@ -70,7 +81,7 @@ pub async fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i
     // v4+: one answer per key.
     let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
     for key in request.coordinator_keys {
-        let found = coordinator(broker, request.key_type, &key).await;
+        let found = coordinator(broker, request.key_type, &key, listener).await;
         let (node, host, port) = found.clone().unwrap_or((-1, String::new(), -1));
         coordinators.push(
             Coordinator::default()

@@ -15,7 +15,8 @@ use crate::broker::{Broker, validate_topic_name};
 /// Authorized-operations fields when the client did not ask for them.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// Brokers and leaders are given at their addresses on `listener`, the one the request came in on.
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16, listener: &str) -> MetadataResponse {
     let all = match &request.topics {
         // v0 sends an empty list for "all topics"; later versions send null.
         None => true,
@@ -23,18 +24,18 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     };
     let topics = if all {
         let image = broker.metadata.image();
-        image.topics().values().map(|t| describe(&image, t)).collect()
+        image.topics().values().map(|t| describe(&image, t, listener)).collect()
     } else {
         let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
         let mut topics = Vec::new();
         for t in request.topics.unwrap_or_default() {
             topics.push(match t.name {
-                Some(name) => lookup(broker, &name, allow_auto_create).await,
+                Some(name) => lookup(broker, &name, allow_auto_create, listener).await,
                 // Lookup by topic id (v10+).
                 None => {
                     let image = broker.metadata.image();
                     match image.topic(&t.topic_id) {
-                        Some(topic) => describe(&image, topic),
+                        Some(topic) => describe(&image, topic, listener),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(t.topic_id)
                             .with_error_code(ResponseError::UnknownTopicId.code()),
@@ -46,7 +47,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     };
     let image = broker.metadata.image();
     MetadataResponse::default()
-        .with_brokers(live_brokers(&image))
+        .with_brokers(live_brokers(&image, listener))
         .with_cluster_id(Some(StrBytes::from_string(broker.identity.cluster_id.clone())))
         // Kafka (KRaft) names a live broker here: clients send controller requests to it, and it forwards.
         .with_controller_id(BrokerId(broker.node_id()))
@@ -54,14 +55,15 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-/// Every broker that is registered and not fenced, at its first listener.
-pub fn live_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// Every broker that is registered and not fenced, at its address on `listener` (a broker without that
+/// listener is left out, as Kafka does).
+pub fn live_brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .brokers()
         .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
-            let listener = b.listeners.first()?;
+            let listener = b.listener(listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))
@@ -73,7 +75,7 @@ pub fn live_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-async fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> MetadataResponseTopic {
+async fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool, listener: &str) -> MetadataResponseTopic {
     let unknown = |error: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
@@ -89,13 +91,13 @@ async fn lookup(broker: &Broker, name: &TopicName, allow_auto_create: bool) -> M
     };
     let image = broker.metadata.image();
     match (found, image.topic_by_name(name)) {
-        (Ok(true), Some(topic)) => describe(&image, topic),
+        (Ok(true), Some(topic)) => describe(&image, topic, listener),
         (Ok(_), _) => unknown(ResponseError::UnknownTopicOrPartition),
         (Err(failure), _) => unknown(failure.error),
     }
 }
 
-fn describe(image: &MetadataImage, topic: &strata_controller::Topic) -> MetadataResponseTopic {
+fn describe(image: &MetadataImage, topic: &strata_controller::Topic, listener: &str) -> MetadataResponseTopic {
     let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
@@ -108,15 +110,18 @@ fn describe(image: &MetadataImage, topic: &strata_controller::Topic) -> Metadata
                 .copied()
                 .filter(|&id| image.broker(id).is_none_or(|b| b.fenced))
                 .collect::<Vec<_>>();
-            let error = if p.leader == NO_LEADER {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
+            // A leader without the client's listener cannot be reached by it: Kafka answers
+            // LISTENER_NOT_FOUND and no leader.
+            let reachable = image.broker(p.leader).is_some_and(|b| b.listener(listener).is_some());
+            let (error, leader) = match (p.leader, reachable) {
+                (NO_LEADER, _) => (ResponseError::LeaderNotAvailable.code(), NO_LEADER),
+                (_, false) => (ResponseError::ListenerNotFound.code(), NO_LEADER),
+                (leader, true) => (0, leader),
             };
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))

@@ -97,13 +97,22 @@ fn coordinator_error(broker: &Broker, group: &str) -> i16 {
     check_coordinator(broker, group).map_or_else(|e| e.code(), |()| 0)
 }
 
+/// Where a request came from: the client's address and the listener it connected to, whose addresses
+/// Metadata, FindCoordinator and DescribeCluster answer with (Kafka's per-listener endpoints).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub peer: SocketAddr,
+    pub listener: std::sync::Arc<str>,
+}
+
 /// Handles one request. `None` means no response is sent (a produce with `acks=0`).
-pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Option<ResponseKind> {
+pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Option<ResponseKind> {
+    let (peer, listener) = (origin.peer, &*origin.listener);
     let version = request.version();
     let client_id = request.header.client_id.as_deref().unwrap_or_default().to_owned();
     Some(match request.body {
         RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(body, version)),
-        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(broker, body, version).await),
+        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(broker, body, version, listener).await),
         RequestKind::CreateTopics(body) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, body, version).await)
         }
@@ -127,7 +136,7 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
             ResponseKind::CreatePartitions(create_partitions::handle(broker, body, version).await)
         }
         RequestKind::DescribeCluster(body) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, body, version))
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, body, version, listener))
         }
         RequestKind::DescribeQuorum(body) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, body, version).await)
@@ -136,7 +145,7 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
             ResponseKind::InitProducerId(init_producer_id::handle(broker, body, version))
         }
         RequestKind::FindCoordinator(body) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version).await)
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version, listener).await)
         }
         // A group's requests go to its coordinator; elsewhere they get NOT_COORDINATOR and clients look again
         // (or COORDINATOR_LOAD_IN_PROGRESS while it reads the group's offsets back, and clients retry).

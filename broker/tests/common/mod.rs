@@ -53,19 +53,16 @@ impl Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
         command
             .arg("server")
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--listen",
-                listen,
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--data-dir", data_dir.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
             .env("STRATA_LOG", "info,openraft=warn")
             .env_remove("STRATA_SET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Empty for a node configured with `--listeners` in `flags`.
+        if !listen.is_empty() {
+            command.args(["--listen", listen]);
+        }
         if !flags.iter().any(|f| f == "--controller-listen" || f == "--roles") {
             command.args(["--controller-listen", "127.0.0.1:0"]);
         }
