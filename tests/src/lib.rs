@@ -3,6 +3,11 @@
 //!
 //! # Layout
 //!
+//! - [`faults`]: Jepsen-style histories against real clusters — a workload of `acks=all` producers and a
+//!   group consumer (librdkafka), faults one at a time (SIGKILL, SIGSTOP past the session, the active
+//!   controller killed, rolling restarts), and checkers for lost, moved, duplicated, unexpected and
+//!   reordered records and committed offsets past the end. `tests/faults.rs` runs it against loopback
+//!   processes.
 //! - `sim`: the harness the turmoil simulations share (seeds, seeded choices, event log, faults applied
 //!   between steps, tonic over simulated TCP).
 //! - `tests/controller_quorum.rs`: three controllers (openraft, their log stores and state machines on disk,
@@ -13,4 +18,5 @@
 //! Storage-level crash tests live in `storage/tests/`, the controller's real-process tests in
 //! `controller/tests/`.
 
+pub mod faults;
 pub mod sim;

@@ -1,0 +1,118 @@
+//! Faults, one at a time, from a seed: each applied, held, healed, and logged.
+
+use std::time::{Duration, Instant};
+
+use strata_protocol::client::Client;
+
+use super::cluster::{Cluster, SESSION_TIMEOUT};
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a node, hold, start it again.
+    Kill(i32),
+    /// SIGSTOP a node past its session timeout, then SIGCONT.
+    Pause(i32),
+    /// SIGKILL the active controller, hold, start it again.
+    KillActiveController,
+    /// Restart every node in turn, each once the previous one serves again.
+    RollingRestart,
+}
+
+/// What a fault did and when: for the availability report.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub fault: Fault,
+    /// The node it hit (for the active controller: the one it was).
+    pub node: Option<i32>,
+    pub started: Instant,
+    pub healed: Instant,
+}
+
+/// How long a killed node stays down.
+const DOWN: Duration = Duration::from_secs(3);
+
+/// `count` faults chosen from `seed` among nodes `nodes`.
+pub fn schedule(seed: u64, nodes: &[i32], count: usize) -> Vec<Fault> {
+    let mut state = seed;
+    let mut next = move || {
+        // SplitMix64.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    (0..count)
+        .map(|_| {
+            let node = nodes[(next() % nodes.len() as u64) as usize];
+            match next() % 4 {
+                0 => Fault::Kill(node),
+                1 => Fault::Pause(node),
+                2 => Fault::KillActiveController,
+                _ => Fault::RollingRestart,
+            }
+        })
+        .collect()
+}
+
+/// Applies `fault` to `cluster`, holds it, heals it.
+pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
+    let started = Instant::now();
+    let node = match fault {
+        Fault::Kill(id) => {
+            cluster.kill(id);
+            tokio::time::sleep(DOWN).await;
+            restart(cluster, id).await;
+            Some(id)
+        }
+        Fault::Pause(id) => {
+            cluster.pause(id);
+            tokio::time::sleep(SESSION_TIMEOUT + Duration::from_millis(1500)).await;
+            cluster.resume(id);
+            Some(id)
+        }
+        Fault::KillActiveController => {
+            let id = active_controller(cluster).await;
+            cluster.kill(id);
+            tokio::time::sleep(DOWN).await;
+            restart(cluster, id).await;
+            Some(id)
+        }
+        Fault::RollingRestart => {
+            for id in cluster.nodes() {
+                cluster.kill(id);
+                restart(cluster, id).await;
+            }
+            None
+        }
+    };
+    Applied {
+        fault,
+        node,
+        started,
+        healed: Instant::now(),
+    }
+}
+
+/// Restarts a node off the async runtime: waiting for it to serve blocks.
+async fn restart(cluster: &mut dyn Cluster, id: i32) {
+    tokio::task::block_in_place(|| cluster.restart(id));
+}
+
+/// The active controller, as DescribeQuorum through any node tells.
+pub async fn active_controller(cluster: &dyn Cluster) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for id in cluster.nodes() {
+            if let Ok(mut client) = Client::connect(&cluster.client_addr(id)).await
+                && let Ok(quorum) = client.describe_quorum().await
+                && let Some(leader) = quorum.leader_id
+            {
+                return leader;
+            }
+        }
+        assert!(Instant::now() < deadline, "no active controller within a minute");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
