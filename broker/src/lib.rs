@@ -312,7 +312,10 @@ async fn run_broker(
         producer_ids,
         replicas,
         metrics: Default::default(),
-        groups: groups::Coordinator::new(Duration::from_millis(config.settings.group_initial_rebalance_delay_ms)),
+        groups: groups::Coordinator::new(groups::GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(config.settings.group_initial_rebalance_delay_ms),
+            max_size: config.settings.group_max_size,
+        }),
         offsets: Default::default(),
         shutdown: shutdown.clone(),
     });

@@ -52,6 +52,9 @@ impl SettingError {
 /// does not get near a million open connections on one listener anyway.
 const MAX_CONNECTIONS_MAX: usize = 1_000_000;
 
+/// Kafka's `group.max.size` default (`Integer.MAX_VALUE`: no practical limit, but one that is checked).
+const GROUP_MAX_SIZE_DEFAULT: usize = i32::MAX as usize;
+
 /// Settings of the whole broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -79,6 +82,9 @@ pub struct BrokerSettings {
     pub min_insync_replicas: i32,
     /// `group.initial.rebalance.delay.ms`: how long a group starting from empty waits for more members.
     pub group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`: members (and members handed an id that have not joined yet) one group may have;
+    /// a JoinGroup past it is answered `GROUP_MAX_SIZE_REACHED`.
+    pub group_max_size: usize,
     /// `broker.rack`: placement spreads each partition's replicas over racks.
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`: how often the broker tells the active controller it is alive.
@@ -108,6 +114,7 @@ impl Default for BrokerSettings {
             retention_check_interval_ms: 300_000,
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
+            group_max_size: GROUP_MAX_SIZE_DEFAULT,
             rack: None,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
@@ -160,6 +167,8 @@ impl BrokerSettings {
             "log.cleaner.dedupe.buffer.size" => self.log.dedupe_buffer_bytes = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
+            // An int in Kafka, at least 1.
+            "group.max.size" => self.group_max_size = int(1)?.min(i64::from(i32::MAX)) as usize,
             "broker.rack" => self.rack = Some(value.trim().to_owned()).filter(|rack| !rack.is_empty()),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = int(1)? as u64,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = int(1)? as u64,
@@ -282,6 +291,7 @@ impl BrokerSettings {
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
+            ("group.max.size", self.group_max_size.to_string()),
             ("broker.rack", self.rack.clone().unwrap_or_default()),
             (
                 "broker.heartbeat.interval.ms",
@@ -362,6 +372,20 @@ mod tests {
             settings.set("no.such.setting", "1"),
             Err(SettingError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn group_max_size_has_kafkas_name_and_default() {
+        let mut settings = BrokerSettings::default();
+        assert_eq!(settings.group_max_size, 2_147_483_647);
+        settings.set("group.max.size", "5").unwrap();
+        assert_eq!(settings.group_max_size, 5);
+        assert!(matches!(
+            settings.set("group.max.size", "0"),
+            Err(SettingError::OutOfRange { .. })
+        ));
+        let described = settings.describe_broker();
+        assert!(described.contains(&("group.max.size", "5".to_owned())));
     }
 
     #[test]
