@@ -339,6 +339,17 @@ async fn run_broker(
     }
     let upkeep = logs.start_background(Duration::from_millis(config.settings.retention_check_interval_ms));
     tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
+    let offsets_retention = groups::expiry::RetentionSettings {
+        retention: Duration::from_millis(config.settings.offsets_retention_ms),
+        check_interval: Duration::from_millis(config.settings.offsets_retention_check_interval_ms),
+    };
+    tokio::spawn(groups::expiry::run(
+        broker.groups.clone(),
+        broker.offsets.clone(),
+        broker.replicas.clone(),
+        offsets_retention,
+        shutdown.clone(),
+    ));
     let http_task = http.map(|http| {
         let shown = broker.clone();
         let render: http::Render = Arc::new(move || {

@@ -21,8 +21,10 @@
 //!
 //! What a client can make the coordinator keep is bounded, as in Kafka: a group holds at most
 //! `group.max.size` members, counting the members handed an id that have not joined yet (which are
-//! forgotten after their session timeout).
+//! forgotten after their session timeout); a group that is `Empty` and has no committed offsets is removed
+//! (Kafka's `Dead`) by the periodic check in [`expiry`], which also expires committed offsets.
 
+pub mod expiry;
 pub mod offsets;
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,6 +41,8 @@ pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
 pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 /// How often sessions are checked for expiry.
 const SESSION_CHECK: Duration = Duration::from_millis(250);
+/// The protocol type of Kafka's consumers, whose subscriptions the coordinator can read.
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// The coordinator's settings.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +153,9 @@ struct Group {
     /// Member ids handed out with MEMBER_ID_REQUIRED and not yet joined, with the end of the session
     /// timeout their member asked for: as in Kafka, an id not used by then is forgotten.
     pending: HashMap<String, Instant>,
+    /// When the group entered its state (Kafka's `currentStateTimestamp`): for an `Empty` group, when its
+    /// last member left, which its offsets' retention counts from.
+    state_since: Instant,
     /// The rebalance running or last run, numbered across all groups, so that a timer for an earlier one
     /// does nothing (not even to a new group of the same id, after this one was removed).
     rebalance: u64,
@@ -166,14 +173,48 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             pending: HashMap::new(),
+            state_since: Instant::now(),
             rebalance: 0,
             delaying: false,
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = Instant::now();
         }
     }
 
     /// No members, and none about to join.
     fn is_bare(&self) -> bool {
         self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// How its committed offsets expire (Kafka's `GroupMetadata.removeExpiredOffsets`).
+    fn expiry(&self) -> offsets::Expiry {
+        use offsets::Expiry;
+        match self.state {
+            // A group no member ever joined (only ids handed out, or commits without membership): Kafka's
+            // group without a protocol type, a "simple consumer".
+            State::Empty if self.protocol_type.is_empty() => Expiry::ByCommit,
+            State::Empty => Expiry::EmptySince(self.state_since),
+            State::Stable if self.protocol_type == CONSUMER_PROTOCOL_TYPE => {
+                let mut topics = Vec::new();
+                for member in self.members.values() {
+                    let metadata = member.protocols.iter().find(|(name, _)| *name == self.protocol);
+                    match metadata.and_then(|(_, metadata)| subscription_topics_exact(metadata.clone())) {
+                        Some(subscribed) => topics.extend(subscribed),
+                        // Kafka expires nothing of a group whose subscriptions it cannot read.
+                        None => return Expiry::Keep,
+                    }
+                }
+                topics.sort();
+                topics.dedup();
+                Expiry::Unsubscribed(topics)
+            }
+            State::Stable | State::PreparingRebalance | State::CompletingRebalance => Expiry::Keep,
+        }
     }
 
     fn member_for_instance(&self, instance_id: &str) -> Option<String> {
@@ -391,7 +432,7 @@ impl Coordinator {
     /// Starts a rebalance if none is running, and completes it if every member has joined already.
     fn members_changed(self: &Arc<Self>, group_id: &str, group: &mut Group) {
         if group.members.is_empty() {
-            group.state = State::Empty;
+            group.set_state(State::Empty);
             group.leader = None;
             group.protocol.clear();
             group.generation += 1;
@@ -399,7 +440,7 @@ impl Coordinator {
         }
         if group.state != State::PreparingRebalance {
             let from_empty = group.state == State::Empty;
-            group.state = State::PreparingRebalance;
+            group.set_state(State::PreparingRebalance);
             group.rebalance = self.rebalances.fetch_add(1, Ordering::Relaxed) + 1;
             for member in group.members.values_mut() {
                 if let Some(sync) = member.sync.take() {
@@ -436,7 +477,7 @@ impl Coordinator {
         if let Some(group) = groups.get_mut(group_id) {
             complete_join_locked(group, rebalance, timed_out);
             if group.members.is_empty() && group.state == State::PreparingRebalance {
-                group.state = State::Empty;
+                group.set_state(State::Empty);
             }
         }
     }
@@ -464,7 +505,7 @@ impl Coordinator {
                 for (id, member) in group.members.iter_mut() {
                     member.assignment = assignments.remove(id).unwrap_or_default();
                 }
-                group.state = State::Stable;
+                group.set_state(State::Stable);
                 let (protocol_type, protocol) = (group.protocol_type.clone(), group.protocol.clone());
                 for member in group.members.values_mut() {
                     if let Some(sync) = member.sync.take() {
@@ -617,6 +658,21 @@ impl Coordinator {
             .map(|(id, g)| (id.clone(), g.state, g.protocol_type.clone()))
             .collect()
     }
+
+    /// How the committed offsets of each group it knows expire now. A group it does not know (known only by
+    /// its offsets) is [`offsets::Expiry::ByCommit`].
+    pub fn expiry(&self) -> HashMap<String, offsets::Expiry> {
+        self.lock().iter().map(|(id, g)| (id.clone(), g.expiry())).collect()
+    }
+
+    /// Removes the groups that are `Empty`, with no member about to join and no committed offsets
+    /// (`has_offsets`): Kafka's transition to `Dead`. Returns how many went.
+    pub fn remove_dead(&self, has_offsets: impl Fn(&str) -> bool) -> usize {
+        let mut groups = self.lock();
+        let before = groups.len();
+        groups.retain(|id, g| !(g.state == State::Empty && g.is_bare() && !has_offsets(id)));
+        before - groups.len()
+    }
 }
 
 /// Topic names from a ConsumerProtocolSubscription (any version: the topics come first). Malformed metadata
@@ -640,6 +696,32 @@ fn subscription_topics(mut metadata: Bytes) -> Vec<String> {
         topics.push(String::from_utf8_lossy(&metadata.split_to(len)).into_owned());
     }
     topics
+}
+
+/// Topic names from a ConsumerProtocolSubscription, or `None` unless all of them can be read.
+fn subscription_topics_exact(mut metadata: Bytes) -> Option<Vec<String>> {
+    use bytes::Buf;
+    if metadata.remaining() < 6 {
+        return None;
+    }
+    metadata.advance(2);
+    let count = usize::try_from(metadata.get_i32()).ok()?;
+    // Each name takes at least two bytes: a count the bytes cannot hold is refused before allocating.
+    if count > metadata.remaining() / 2 {
+        return None;
+    }
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        if metadata.remaining() < 2 {
+            return None;
+        }
+        let len = usize::try_from(metadata.get_i16()).ok()?;
+        if metadata.remaining() < len {
+            return None;
+        }
+        topics.push(String::from_utf8(metadata.split_to(len).to_vec()).ok()?);
+    }
+    Some(topics)
 }
 
 fn new_member_id(request: &JoinRequest) -> String {
@@ -689,7 +771,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
     // Members that did not rejoin in time are out.
     group.members.retain(|_, m| m.join.is_some());
     if group.members.is_empty() {
-        group.state = State::Empty;
+        group.set_state(State::Empty);
         group.leader = None;
         group.protocol.clear();
         group.generation += 1;
@@ -717,7 +799,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
         })
         .unwrap_or_default();
     group.protocol = chosen.clone();
-    group.state = State::CompletingRebalance;
+    group.set_state(State::CompletingRebalance);
     let members: Vec<(String, Option<String>, Bytes)> = group
         .members
         .iter()
@@ -749,6 +831,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
 
 #[cfg(test)]
 mod tests {
+    use super::offsets::Expiry;
     use super::*;
 
     fn member(rejoined: bool) -> Member {
@@ -890,5 +973,46 @@ mod tests {
         let mut expected = vec![a, c_joined.member_id];
         expected.sort();
         assert_eq!(members, expected);
+    }
+
+    #[tokio::test]
+    async fn groups_left_empty_without_offsets_are_removed_and_refused_joins_leave_none() {
+        let coordinator = coordinator(10);
+        let mut refused = join_request("refused", "");
+        refused.protocol_type.clear();
+        assert_eq!(
+            coordinator.join(refused).await.unwrap_err().0,
+            ResponseError::InconsistentGroupProtocol
+        );
+        let mut direct = join_request("g", "");
+        direct.require_known_member_id = false;
+        let joined = coordinator.join(direct).await.unwrap();
+        assert_eq!(
+            coordinator.list().len(),
+            1,
+            "only the joined group: {:?}",
+            coordinator.list()
+        );
+        assert_eq!(coordinator.expiry()["g"], Expiry::Keep, "rebalancing");
+        assert_eq!(coordinator.remove_dead(|_| false), 0, "it has a member");
+
+        coordinator.leave("g", &joined.member_id, None).unwrap();
+        assert!(matches!(coordinator.expiry()["g"], Expiry::EmptySince(_)));
+        assert_eq!(coordinator.remove_dead(|_| true), 0, "kept while it has offsets");
+        assert_eq!(coordinator.remove_dead(|_| false), 1);
+        assert!(coordinator.list().is_empty());
+    }
+
+    #[test]
+    fn subscriptions_are_read_whole_or_not_at_all() {
+        let mut metadata = vec![0, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c'];
+        assert_eq!(
+            subscription_topics_exact(Bytes::from(metadata.clone())),
+            Some(vec!["a".to_owned(), "bc".to_owned()])
+        );
+        metadata.pop();
+        assert_eq!(subscription_topics_exact(Bytes::from(metadata)), None);
+        let absurd = vec![0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a'];
+        assert_eq!(subscription_topics_exact(Bytes::from(absurd)), None);
     }
 }
