@@ -61,7 +61,7 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub metrics: Metrics,
     pub groups: Arc<Coordinator>,
-    pub offsets: OffsetStore,
+    pub offsets: Arc<OffsetStore>,
     /// Cancelled when the server stops: waiting fetches answer at once.
     pub shutdown: CancellationToken,
 }

@@ -327,7 +327,10 @@ async fn run_broker(
         producer_ids,
         replicas,
         metrics: Default::default(),
-        groups: groups::Coordinator::new(Duration::from_millis(config.settings.group_initial_rebalance_delay_ms)),
+        groups: groups::Coordinator::new(groups::GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(config.settings.group_initial_rebalance_delay_ms),
+            max_size: config.settings.group_max_size,
+        }),
         offsets: Default::default(),
         shutdown: shutdown.clone(),
     });
@@ -351,6 +354,17 @@ async fn run_broker(
     }
     let upkeep = logs.start_background(Duration::from_millis(config.settings.retention_check_interval_ms));
     tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
+    let offsets_retention = groups::expiry::RetentionSettings {
+        retention: Duration::from_millis(config.settings.offsets_retention_ms),
+        check_interval: Duration::from_millis(config.settings.offsets_retention_check_interval_ms),
+    };
+    tokio::spawn(groups::expiry::run(
+        broker.groups.clone(),
+        broker.offsets.clone(),
+        broker.replicas.clone(),
+        offsets_retention,
+        shutdown.clone(),
+    ));
     let http_task = http.map(|http| {
         let shown = broker.clone();
         let render: http::Render = Arc::new(move || {

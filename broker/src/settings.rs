@@ -52,6 +52,11 @@ impl SettingError {
 /// does not get near a million open connections on one listener anyway.
 const MAX_CONNECTIONS_MAX: usize = 1_000_000;
 
+/// Kafka's `group.max.size` default (`Integer.MAX_VALUE`: no practical limit, but one that is checked).
+const GROUP_MAX_SIZE_DEFAULT: usize = i32::MAX as usize;
+/// Kafka's `offsets.retention.minutes` default: seven days (KIP-186).
+const OFFSETS_RETENTION_MINUTES_DEFAULT: u64 = 7 * 24 * 60;
+
 /// Settings of the whole broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -79,6 +84,14 @@ pub struct BrokerSettings {
     pub min_insync_replicas: i32,
     /// `group.initial.rebalance.delay.ms`: how long a group starting from empty waits for more members.
     pub group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`: members (and members handed an id that have not joined yet) one group may have;
+    /// a JoinGroup past it is answered `GROUP_MAX_SIZE_REACHED`.
+    pub group_max_size: usize,
+    /// `offsets.retention.minutes` (or Strata's `offsets.retention.ms`), in milliseconds: how long a group's
+    /// committed offsets outlive its last member, or a standalone commit its commit.
+    pub offsets_retention_ms: u64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets and dead groups are looked for.
+    pub offsets_retention_check_interval_ms: u64,
     /// `broker.rack`: placement spreads each partition's replicas over racks.
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`: how often the broker tells the active controller it is alive.
@@ -108,6 +121,9 @@ impl Default for BrokerSettings {
             retention_check_interval_ms: 300_000,
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
+            group_max_size: GROUP_MAX_SIZE_DEFAULT,
+            offsets_retention_ms: OFFSETS_RETENTION_MINUTES_DEFAULT * 60_000,
+            offsets_retention_check_interval_ms: 600_000,
             rack: None,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
@@ -160,6 +176,12 @@ impl BrokerSettings {
             "log.cleaner.dedupe.buffer.size" => self.log.dedupe_buffer_bytes = int(1)? as u64,
             "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
+            // An int in Kafka, at least 1.
+            "group.max.size" => self.group_max_size = int(1)?.min(i64::from(i32::MAX)) as usize,
+            "offsets.retention.minutes" => self.offsets_retention_ms = int(1)?.min(i64::from(i32::MAX)) as u64 * 60_000,
+            // Not a Kafka setting: the same retention in milliseconds, so that a test need not wait minutes.
+            "offsets.retention.ms" => self.offsets_retention_ms = int(1)? as u64,
+            "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = int(1)? as u64,
             "broker.rack" => self.rack = Some(value.trim().to_owned()).filter(|rack| !rack.is_empty()),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = int(1)? as u64,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = int(1)? as u64,
@@ -282,6 +304,16 @@ impl BrokerSettings {
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
+            ("group.max.size", self.group_max_size.to_string()),
+            (
+                "offsets.retention.minutes",
+                (self.offsets_retention_ms / 60_000).to_string(),
+            ),
+            ("offsets.retention.ms", self.offsets_retention_ms.to_string()),
+            (
+                "offsets.retention.check.interval.ms",
+                self.offsets_retention_check_interval_ms.to_string(),
+            ),
             ("broker.rack", self.rack.clone().unwrap_or_default()),
             (
                 "broker.heartbeat.interval.ms",
@@ -362,6 +394,36 @@ mod tests {
             settings.set("no.such.setting", "1"),
             Err(SettingError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn group_bounds_have_kafkas_names_and_defaults() {
+        let mut settings = BrokerSettings::default();
+        assert_eq!(settings.group_max_size, 2_147_483_647);
+        assert_eq!(settings.offsets_retention_ms, 10_080 * 60_000);
+        assert_eq!(settings.offsets_retention_check_interval_ms, 600_000);
+        settings.set("group.max.size", "5").unwrap();
+        settings.set("offsets.retention.minutes", "60").unwrap();
+        settings.set("offsets.retention.check.interval.ms", "1000").unwrap();
+        assert_eq!(settings.group_max_size, 5);
+        assert_eq!(settings.offsets_retention_ms, 3_600_000);
+        assert_eq!(settings.offsets_retention_check_interval_ms, 1000);
+        settings.set("offsets.retention.ms", "1500").unwrap();
+        assert_eq!(settings.offsets_retention_ms, 1500);
+        for (key, value) in [
+            ("group.max.size", "0"),
+            ("offsets.retention.minutes", "0"),
+            ("offsets.retention.check.interval.ms", "0"),
+        ] {
+            assert!(
+                matches!(settings.set(key, value), Err(SettingError::OutOfRange { .. })),
+                "{key}={value}"
+            );
+        }
+        let described = settings.describe_broker();
+        let shown = |key: &str| described.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        assert_eq!(shown("group.max.size").as_deref(), Some("5"));
+        assert_eq!(shown("offsets.retention.ms").as_deref(), Some("1500"));
     }
 
     #[test]

@@ -428,3 +428,237 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
         "the other member saw no rebalance"
     );
 }
+
+/// One request and its answer on `stream`.
+fn exchange<Q, A>(
+    stream: &mut std::net::TcpStream,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    request: &Q,
+) -> A
+where
+    Q: kafka_protocol::protocol::Encodable,
+    A: kafka_protocol::protocol::Decodable,
+{
+    use std::io::Write;
+    stream.write_all(&common::raw::frame(key, version, request)).unwrap();
+    common::raw::response(stream, key, version)
+}
+
+/// JoinGroup for a consumer of `group` subscribing to nothing in particular, with a session of
+/// `session_timeout_ms`; v4+ hands a new member its id with MEMBER_ID_REQUIRED first.
+fn join_group(
+    stream: &mut std::net::TcpStream,
+    version: i16,
+    group: &str,
+    session_timeout_ms: i32,
+) -> kafka_protocol::messages::JoinGroupResponse {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{ApiKey, GroupId, JoinGroupRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_session_timeout_ms(session_timeout_ms)
+        .with_rebalance_timeout_ms(6000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+        ]);
+    exchange(stream, ApiKey::JoinGroup, version, &request)
+}
+
+/// A client of `group` that joins nothing: it commits and reads committed offsets.
+fn reader(server: &Server, group: &str) -> BaseConsumer {
+    config(server)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// The groups ListGroups shows.
+fn listed_groups(server: &Server) -> Vec<String> {
+    use kafka_protocol::messages::{ApiKey, ListGroupsRequest, ListGroupsResponse};
+
+    let mut stream = common::raw::connect(server);
+    let answer: ListGroupsResponse = exchange(&mut stream, ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    assert_eq!(answer.error_code, 0);
+    answer.groups.into_iter().map(|g| g.group_id.0.to_string()).collect()
+}
+
+const GROUP_MAX_SIZE_REACHED: i16 = 81;
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_at_group_max_size_refuses_new_members_until_one_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0", "group.max.size=2"]);
+    setup(&server, 0).await;
+    let first = group_consumer(&server, "capped");
+    let second = group_consumer(&server, "capped");
+    poll_until(&[&first, &second], "two members sharing the partitions", |counts| {
+        counts == [3, 3]
+    });
+
+    // A third consumer is refused, with no member id, whether or not its version asks for one first.
+    let mut stream = common::raw::connect(&server);
+    for version in [3, 5] {
+        let answer = join_group(&mut stream, version, "capped", 6000);
+        assert_eq!(
+            (answer.error_code, answer.member_id.as_str()),
+            (GROUP_MAX_SIZE_REACHED, ""),
+            "JoinGroup v{version}"
+        );
+    }
+    // The members were not disturbed.
+    for _ in 0..10 {
+        first.poll(Duration::from_millis(20));
+        second.poll(Duration::from_millis(20));
+    }
+    assert_eq!((assigned(&first).len(), assigned(&second).len()), (3, 3));
+
+    // Once a member has left there is room again.
+    drop(second);
+    poll_until(&[&first], "the remaining member taking every partition", |counts| {
+        counts == [PARTITIONS as usize]
+    });
+    let answer = join_group(&mut stream, 5, "capped", 6000);
+    assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
+    assert!(!answer.member_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_expire_after_the_retention_and_stay_expired_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            "group.initial.rebalance.delay.ms=0",
+            "offsets.retention.ms=2000",
+            "offsets.retention.check.interval.ms=100",
+        ],
+    );
+    setup(&server, 60).await;
+    let commit = |consumer: &BaseConsumer, offset: i64| {
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(TOPIC, 0, Offset::Offset(offset)).unwrap();
+        consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    };
+    let committed = |reader: &BaseConsumer| {
+        let mut wanted = TopicPartitionList::new();
+        wanted.add_partition(TOPIC, 0);
+        reader
+            .committed_offsets(wanted, Duration::from_secs(30))
+            .unwrap()
+            .elements()[0]
+            .offset()
+    };
+
+    // A group whose member stays: its offsets are kept however old they get.
+    let staying = group_consumer(&server, "staying");
+    poll_until(&[&staying], "the member getting partitions", |counts| counts[0] > 0);
+    commit(&staying, 5);
+    // A group whose member leaves: its offsets go the retention after it is empty.
+    let leaving = group_consumer(&server, "leaving");
+    poll_until(&[&leaving], "the member getting partitions", |counts| counts[0] > 0);
+    commit(&leaving, 7);
+    drop(leaving);
+    // A consumer that assigns partitions itself: its offsets go the retention after their commit.
+    let standalone = reader(&server, "standalone");
+    commit(&standalone, 3);
+
+    let (left, alone, stays) = (
+        reader(&server, "leaving"),
+        reader(&server, "standalone"),
+        reader(&server, "staying"),
+    );
+    assert_eq!(committed(&left), Offset::Offset(7));
+    let deadline = Instant::now() + TIMEOUT;
+    while committed(&left) != Offset::Invalid || committed(&alone) != Offset::Invalid {
+        assert!(Instant::now() < deadline, "the offsets did not expire");
+        staying.poll(Duration::from_millis(50));
+    }
+    // Expired more than the retention after the staying member's commit: its group's are still there.
+    assert_eq!(committed(&stays), Offset::Offset(5));
+    common::wait_for("the expired groups to go", TIMEOUT, || {
+        let listed = listed_groups(&server);
+        listed == ["staying"]
+    });
+
+    // The expiry was written to __consumer_offsets: a restart does not bring the offsets back. The staying
+    // group's are read back, and kept while its member rejoins.
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    server.restart();
+    let (left, alone, stays) = (
+        reader(&server, "leaving"),
+        reader(&server, "standalone"),
+        reader(&server, "staying"),
+    );
+    assert_eq!(committed(&left), Offset::Invalid);
+    assert_eq!(committed(&alone), Offset::Invalid);
+    assert_eq!(committed(&stays), Offset::Offset(5));
+    drop(staying);
+}
+
+#[test]
+fn a_thousand_groups_joined_and_left_leave_no_group_behind() {
+    use kafka_protocol::messages::{
+        ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, LeaveGroupRequest, LeaveGroupResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.initial.rebalance.delay.ms=0",
+            "offsets.retention.check.interval.ms=100",
+        ],
+    );
+    let mut stream = common::raw::connect(&server);
+    // The first FindCoordinator creates __consumer_offsets.
+    common::wait_for("a coordinator", TIMEOUT, || {
+        let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("cycle-0"));
+        let answer: FindCoordinatorResponse = exchange(&mut stream, ApiKey::FindCoordinator, 1, &request);
+        answer.error_code == 0
+    });
+    // While a partition of __consumer_offsets is read back, its groups' requests are answered
+    // COORDINATOR_LOAD_IN_PROGRESS (or NOT_COORDINATOR before it is led): asked again.
+    let mut join = |version: i16, group: &str, session_timeout_ms: i32| {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let answer = join_group(&mut stream, version, group, session_timeout_ms);
+            if ![14, 15, 16].contains(&answer.error_code) {
+                return answer;
+            }
+            assert!(Instant::now() < deadline, "no coordinator for {group}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let mut members = Vec::new();
+    for i in 0..1000 {
+        let group = format!("cycle-{i}");
+        // v3 joins at once, without MEMBER_ID_REQUIRED. A long session: none ends while the test runs.
+        let joined = join(3, &group, 60_000);
+        assert_eq!(joined.error_code, 0, "{group}");
+        members.push((group, joined.member_id));
+    }
+    // Members handed an id that never join with it: forgotten after their session timeout (6 s).
+    for i in 0..20 {
+        let answer = join(5, &format!("abandoned-{i}"), 6000);
+        assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
+    }
+    assert!(listed_groups(&server).len() >= 1000, "the groups exist while joined");
+    for (group, member_id) in members {
+        let request = LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+            .with_member_id(member_id);
+        let answer: LeaveGroupResponse = exchange(&mut stream, ApiKey::LeaveGroup, 1, &request);
+        assert_eq!(answer.error_code, 0, "{group}");
+    }
+    common::wait_for("every group to go", TIMEOUT, || listed_groups(&server).is_empty());
+}

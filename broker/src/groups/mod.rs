@@ -18,10 +18,17 @@
 //! On one node this broker coordinates every group. Static membership (`group.instance.id`) keeps a
 //! member's id across restarts, and a static follower that comes back to a stable group rejoins without a
 //! rebalance (KIP-345); until its session times out, its partitions wait for it.
+//!
+//! What a client can make the coordinator keep is bounded, as in Kafka: a group holds at most
+//! `group.max.size` members, counting the members handed an id that have not joined yet (which are
+//! forgotten after their session timeout); a group that is `Empty` and has no committed offsets is removed
+//! (Kafka's `Dead`) by the periodic check in [`expiry`], which also expires committed offsets.
 
+pub mod expiry;
 pub mod offsets;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,8 +41,17 @@ pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
 pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 /// How often sessions are checked for expiry.
 const SESSION_CHECK: Duration = Duration::from_millis(250);
-/// How long a member id handed out with MEMBER_ID_REQUIRED waits for its member's join.
-const PENDING_MEMBER_TTL: Duration = Duration::from_secs(300);
+/// The protocol type of Kafka's consumers, whose subscriptions the coordinator can read.
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+/// The coordinator's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupSettings {
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay: Duration,
+    /// `group.max.size`.
+    pub max_size: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -134,9 +150,14 @@ struct Group {
     protocol: String,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet joined.
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet joined, with the end of the session
+    /// timeout their member asked for: as in Kafka, an id not used by then is forgotten.
     pending: HashMap<String, Instant>,
-    /// Counts rebalances, so that a timer for an earlier one does nothing.
+    /// When the group entered its state (Kafka's `currentStateTimestamp`): for an `Empty` group, when its
+    /// last member left, which its offsets' retention counts from.
+    state_since: Instant,
+    /// The rebalance running or last run, numbered across all groups, so that a timer for an earlier one
+    /// does nothing (not even to a new group of the same id, after this one was removed).
     rebalance: u64,
     /// The rebalance started from empty and waits out the initial delay, even if everyone has joined.
     delaying: bool,
@@ -152,8 +173,47 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             pending: HashMap::new(),
+            state_since: Instant::now(),
             rebalance: 0,
             delaying: false,
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = Instant::now();
+        }
+    }
+
+    /// No members, and none about to join.
+    fn is_bare(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// How its committed offsets expire (Kafka's `GroupMetadata.removeExpiredOffsets`).
+    fn expiry(&self) -> offsets::Expiry {
+        use offsets::Expiry;
+        match self.state {
+            // A group no member ever joined (only ids handed out, or commits without membership): Kafka's
+            // group without a protocol type, a "simple consumer".
+            State::Empty if self.protocol_type.is_empty() => Expiry::ByCommit,
+            State::Empty => Expiry::EmptySince(self.state_since),
+            State::Stable if self.protocol_type == CONSUMER_PROTOCOL_TYPE => {
+                let mut topics = Vec::new();
+                for member in self.members.values() {
+                    let metadata = member.protocols.iter().find(|(name, _)| *name == self.protocol);
+                    match metadata.and_then(|(_, metadata)| subscription_topics_exact(metadata.clone())) {
+                        Some(subscribed) => topics.extend(subscribed),
+                        // Kafka expires nothing of a group whose subscriptions it cannot read.
+                        None => return Expiry::Keep,
+                    }
+                }
+                topics.sort();
+                topics.dedup();
+                Expiry::Unsubscribed(topics)
+            }
+            State::Stable | State::PreparingRebalance | State::CompletingRebalance => Expiry::Keep,
         }
     }
 
@@ -165,18 +225,50 @@ impl Group {
     }
 }
 
+/// Kafka's `acceptJoiningMember`: whether `member_id` may join `group` under `group.max.size`. Members that
+/// have an id but have not joined yet count as well (Kafka leaves them out, so that clients could pile them
+/// up until their session timeouts), except the one joining.
+fn accepts_member(group: &Group, member_id: &str, max_size: usize) -> bool {
+    let pending = group.pending.len() - usize::from(group.pending.contains_key(member_id));
+    match group.state {
+        // No members: only ids handed out count.
+        State::Empty => pending < max_size,
+        // A member that has rejoined this rebalance stays. Others count against those that have: members
+        // that do not rejoin are out when it completes, so the group may be over the size until then.
+        State::PreparingRebalance => {
+            let awaiting = group.members.values().filter(|m| m.join.is_some()).count();
+            group.members.get(member_id).is_some_and(|m| m.join.is_some()) || awaiting + pending < max_size
+        }
+        // A member stays; a new one only while there is room.
+        State::CompletingRebalance | State::Stable => {
+            group.members.contains_key(member_id) || group.members.len() + pending < max_size
+        }
+    }
+}
+
+/// What [`Coordinator::join`] does once it has handled the request under the lock.
+enum JoinStep {
+    /// Answered at once.
+    Done(Joined),
+    /// Answered when the rebalance completes.
+    Wait(oneshot::Receiver<Result<Joined, ResponseError>>),
+}
+
 /// Coordinates every group; see the module documentation.
 #[derive(Debug)]
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
-    initial_rebalance_delay: Duration,
+    settings: GroupSettings,
+    /// The last rebalance number handed out (see [`Group::rebalance`]).
+    rebalances: AtomicU64,
 }
 
 impl Coordinator {
-    pub fn new(initial_rebalance_delay: Duration) -> Arc<Self> {
+    pub fn new(settings: GroupSettings) -> Arc<Self> {
         Arc::new(Self {
             groups: Mutex::new(HashMap::new()),
-            initial_rebalance_delay,
+            settings,
+            rebalances: AtomicU64::new(0),
         })
     }
 
@@ -209,9 +301,7 @@ impl Coordinator {
                     }
                     self.members_changed(&id, group);
                 }
-                group
-                    .pending
-                    .retain(|_, since| now.duration_since(*since) < PENDING_MEMBER_TTL);
+                group.pending.retain(|_, deadline| now < *deadline);
             }
         }
     }
@@ -226,76 +316,17 @@ impl Coordinator {
         }
         let waiter = {
             let mut groups = self.lock();
+            let created = !groups.contains_key(&request.group_id);
             let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
-            if request.protocol_type.is_empty()
-                || request.protocols.is_empty()
-                || (!group.members.is_empty() && request.protocol_type != group.protocol_type)
-                || (!group.members.is_empty()
-                    && !group.members.values().all(|m| shares_protocol(m, &request.protocols)))
-            {
-                return Err((ResponseError::InconsistentGroupProtocol, request.member_id));
+            let step = self.join_locked(group, &request);
+            // A refused join does not leave a group behind.
+            if step.is_err() && created && group.is_bare() {
+                groups.remove(&request.group_id);
             }
-            // A static member back from a restart (same instance id, same protocols) into a stable group
-            // where it is not the leader gets its place back without a rebalance, as in Kafka (KIP-345): the
-            // others keep their partitions, and it gets its old assignment in SyncGroup.
-            if let Some(instance) = &request.instance_id
-                && group.state == State::Stable
-                && let Some(id) = group.member_for_instance(instance)
-                && group.leader.as_ref() != Some(&id)
-                && group.members[&id].protocols == request.protocols
-            {
-                let member = group.members.get_mut(&id).expect("found above");
-                member.last_seen = Instant::now();
-                member.client_id = request.client_id.clone();
-                member.client_host = request.client_host.clone();
-                return Ok(Joined {
-                    generation: group.generation,
-                    protocol_type: group.protocol_type.clone(),
-                    protocol: group.protocol.clone(),
-                    leader: group.leader.clone().unwrap_or_default(),
-                    member_id: id,
-                    members: Vec::new(),
-                });
+            match step? {
+                JoinStep::Done(joined) => return Ok(joined),
+                JoinStep::Wait(waiter) => waiter,
             }
-            let member_id = match (&request.instance_id, request.member_id.is_empty()) {
-                // A static member keeps its id across restarts.
-                (Some(instance), _) => group
-                    .member_for_instance(instance)
-                    .unwrap_or_else(|| new_member_id(&request)),
-                (None, true) if request.require_known_member_id => {
-                    let id = new_member_id(&request);
-                    group.pending.insert(id.clone(), Instant::now());
-                    return Err((ResponseError::MemberIdRequired, id));
-                }
-                (None, true) => new_member_id(&request),
-                (None, false) if group.members.contains_key(&request.member_id) => request.member_id.clone(),
-                (None, false) if group.pending.remove(&request.member_id).is_some() => request.member_id.clone(),
-                (None, false) => return Err((ResponseError::UnknownMemberId, request.member_id)),
-            };
-            let (tx, rx) = oneshot::channel();
-            let member = group.members.entry(member_id).or_insert_with(|| Member {
-                instance_id: request.instance_id.clone(),
-                client_id: request.client_id.clone(),
-                client_host: request.client_host.clone(),
-                session_timeout: Duration::ZERO,
-                rebalance_timeout: Duration::ZERO,
-                protocols: Vec::new(),
-                assignment: Bytes::new(),
-                last_seen: Instant::now(),
-                join: None,
-                sync: None,
-            });
-            member.session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
-            member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64);
-            member.protocols = request.protocols.clone();
-            member.last_seen = Instant::now();
-            if let Some(old) = member.join.replace(tx) {
-                // The same member joined twice: the older request is superseded.
-                let _ = old.send(Err(ResponseError::UnknownMemberId));
-            }
-            group.protocol_type = request.protocol_type.clone();
-            self.members_changed(&request.group_id, group);
-            rx
         };
         waiter
             .await
@@ -303,10 +334,105 @@ impl Coordinator {
             .map_err(|e| (e, request.member_id))
     }
 
+    /// JoinGroup under the lock: refused, answered at once, or waiting for the rebalance.
+    fn join_locked(
+        self: &Arc<Self>,
+        group: &mut Group,
+        request: &JoinRequest,
+    ) -> Result<JoinStep, (ResponseError, String)> {
+        // A static member is known by its instance id, whatever member id it sends.
+        let known = request
+            .instance_id
+            .as_deref()
+            .and_then(|instance| group.member_for_instance(instance))
+            .unwrap_or_else(|| request.member_id.clone());
+        if !accepts_member(group, &known, self.settings.max_size) {
+            // As Kafka: a member refused (one that had not rejoined a running rebalance, which would drop it
+            // when it completes) is out of the group, and the answer carries no member id.
+            group.pending.remove(&known);
+            if group.members.remove(&known).is_some() {
+                self.members_changed(&request.group_id, group);
+            }
+            // Debug: a client retrying a refused join would flood the log at info.
+            let max_size = self.settings.max_size;
+            tracing::debug!(group = %request.group_id, member = %known, max_size, "group.max.size reached: join refused");
+            return Err((ResponseError::GroupMaxSizeReached, String::new()));
+        }
+        if request.protocol_type.is_empty()
+            || request.protocols.is_empty()
+            || (!group.members.is_empty() && request.protocol_type != group.protocol_type)
+            || (!group.members.is_empty() && !group.members.values().all(|m| shares_protocol(m, &request.protocols)))
+        {
+            return Err((ResponseError::InconsistentGroupProtocol, request.member_id.clone()));
+        }
+        // A static member back from a restart (same instance id, same protocols) into a stable group
+        // where it is not the leader gets its place back without a rebalance, as in Kafka (KIP-345): the
+        // others keep their partitions, and it gets its old assignment in SyncGroup.
+        if let Some(instance) = &request.instance_id
+            && group.state == State::Stable
+            && let Some(id) = group.member_for_instance(instance)
+            && group.leader.as_ref() != Some(&id)
+            && group.members[&id].protocols == request.protocols
+        {
+            let member = group.members.get_mut(&id).expect("found above");
+            member.last_seen = Instant::now();
+            member.client_id = request.client_id.clone();
+            member.client_host = request.client_host.clone();
+            return Ok(JoinStep::Done(Joined {
+                generation: group.generation,
+                protocol_type: group.protocol_type.clone(),
+                protocol: group.protocol.clone(),
+                leader: group.leader.clone().unwrap_or_default(),
+                member_id: id,
+                members: Vec::new(),
+            }));
+        }
+        let member_id = match (&request.instance_id, request.member_id.is_empty()) {
+            // A static member keeps its id across restarts.
+            (Some(instance), _) => group
+                .member_for_instance(instance)
+                .unwrap_or_else(|| new_member_id(request)),
+            (None, true) if request.require_known_member_id => {
+                let id = new_member_id(request);
+                let session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
+                group.pending.insert(id.clone(), Instant::now() + session_timeout);
+                return Err((ResponseError::MemberIdRequired, id));
+            }
+            (None, true) => new_member_id(request),
+            (None, false) if group.members.contains_key(&request.member_id) => request.member_id.clone(),
+            (None, false) if group.pending.remove(&request.member_id).is_some() => request.member_id.clone(),
+            (None, false) => return Err((ResponseError::UnknownMemberId, request.member_id.clone())),
+        };
+        let (tx, rx) = oneshot::channel();
+        let member = group.members.entry(member_id).or_insert_with(|| Member {
+            instance_id: request.instance_id.clone(),
+            client_id: request.client_id.clone(),
+            client_host: request.client_host.clone(),
+            session_timeout: Duration::ZERO,
+            rebalance_timeout: Duration::ZERO,
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_seen: Instant::now(),
+            join: None,
+            sync: None,
+        });
+        member.session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
+        member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64);
+        member.protocols = request.protocols.clone();
+        member.last_seen = Instant::now();
+        if let Some(old) = member.join.replace(tx) {
+            // The same member joined twice: the older request is superseded.
+            let _ = old.send(Err(ResponseError::UnknownMemberId));
+        }
+        group.protocol_type = request.protocol_type.clone();
+        self.members_changed(&request.group_id, group);
+        Ok(JoinStep::Wait(rx))
+    }
+
     /// Starts a rebalance if none is running, and completes it if every member has joined already.
     fn members_changed(self: &Arc<Self>, group_id: &str, group: &mut Group) {
         if group.members.is_empty() {
-            group.state = State::Empty;
+            group.set_state(State::Empty);
             group.leader = None;
             group.protocol.clear();
             group.generation += 1;
@@ -314,15 +440,15 @@ impl Coordinator {
         }
         if group.state != State::PreparingRebalance {
             let from_empty = group.state == State::Empty;
-            group.state = State::PreparingRebalance;
-            group.rebalance += 1;
+            group.set_state(State::PreparingRebalance);
+            group.rebalance = self.rebalances.fetch_add(1, Ordering::Relaxed) + 1;
             for member in group.members.values_mut() {
                 if let Some(sync) = member.sync.take() {
                     let _ = sync.send(Err(ResponseError::RebalanceInProgress));
                 }
             }
             let delay = if from_empty {
-                self.initial_rebalance_delay
+                self.settings.initial_rebalance_delay
             } else {
                 group
                     .members
@@ -336,7 +462,7 @@ impl Coordinator {
                 tokio::time::sleep(delay).await;
                 coordinator.complete_join(&id, rebalance, true);
             });
-            group.delaying = from_empty && !self.initial_rebalance_delay.is_zero();
+            group.delaying = from_empty && !self.settings.initial_rebalance_delay.is_zero();
         }
         if !group.delaying && group.members.values().all(|m| m.join.is_some()) {
             let rebalance = group.rebalance;
@@ -351,7 +477,7 @@ impl Coordinator {
         if let Some(group) = groups.get_mut(group_id) {
             complete_join_locked(group, rebalance, timed_out);
             if group.members.is_empty() && group.state == State::PreparingRebalance {
-                group.state = State::Empty;
+                group.set_state(State::Empty);
             }
         }
     }
@@ -379,7 +505,7 @@ impl Coordinator {
                 for (id, member) in group.members.iter_mut() {
                     member.assignment = assignments.remove(id).unwrap_or_default();
                 }
-                group.state = State::Stable;
+                group.set_state(State::Stable);
                 let (protocol_type, protocol) = (group.protocol_type.clone(), group.protocol.clone());
                 for member in group.members.values_mut() {
                     if let Some(sync) = member.sync.take() {
@@ -532,6 +658,21 @@ impl Coordinator {
             .map(|(id, g)| (id.clone(), g.state, g.protocol_type.clone()))
             .collect()
     }
+
+    /// How the committed offsets of each group it knows expire now. A group it does not know (known only by
+    /// its offsets) is [`offsets::Expiry::ByCommit`].
+    pub fn expiry(&self) -> HashMap<String, offsets::Expiry> {
+        self.lock().iter().map(|(id, g)| (id.clone(), g.expiry())).collect()
+    }
+
+    /// Removes the groups that are `Empty`, with no member about to join and no committed offsets
+    /// (`has_offsets`): Kafka's transition to `Dead`. Returns how many went.
+    pub fn remove_dead(&self, has_offsets: impl Fn(&str) -> bool) -> usize {
+        let mut groups = self.lock();
+        let before = groups.len();
+        groups.retain(|id, g| !(g.state == State::Empty && g.is_bare() && !has_offsets(id)));
+        before - groups.len()
+    }
 }
 
 /// Topic names from a ConsumerProtocolSubscription (any version: the topics come first). Malformed metadata
@@ -555,6 +696,32 @@ fn subscription_topics(mut metadata: Bytes) -> Vec<String> {
         topics.push(String::from_utf8_lossy(&metadata.split_to(len)).into_owned());
     }
     topics
+}
+
+/// Topic names from a ConsumerProtocolSubscription, or `None` unless all of them can be read.
+fn subscription_topics_exact(mut metadata: Bytes) -> Option<Vec<String>> {
+    use bytes::Buf;
+    if metadata.remaining() < 6 {
+        return None;
+    }
+    metadata.advance(2);
+    let count = usize::try_from(metadata.get_i32()).ok()?;
+    // Each name takes at least two bytes: a count the bytes cannot hold is refused before allocating.
+    if count > metadata.remaining() / 2 {
+        return None;
+    }
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        if metadata.remaining() < 2 {
+            return None;
+        }
+        let len = usize::try_from(metadata.get_i16()).ok()?;
+        if metadata.remaining() < len {
+            return None;
+        }
+        topics.push(String::from_utf8(metadata.split_to(len).to_vec()).ok()?);
+    }
+    Some(topics)
 }
 
 fn new_member_id(request: &JoinRequest) -> String {
@@ -604,7 +771,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
     // Members that did not rejoin in time are out.
     group.members.retain(|_, m| m.join.is_some());
     if group.members.is_empty() {
-        group.state = State::Empty;
+        group.set_state(State::Empty);
         group.leader = None;
         group.protocol.clear();
         group.generation += 1;
@@ -632,7 +799,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
         })
         .unwrap_or_default();
     group.protocol = chosen.clone();
-    group.state = State::CompletingRebalance;
+    group.set_state(State::CompletingRebalance);
     let members: Vec<(String, Option<String>, Bytes)> = group
         .members
         .iter()
@@ -659,5 +826,193 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
                 members: if *id == leader { members.clone() } else { Vec::new() },
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offsets::Expiry;
+    use super::*;
+
+    fn member(rejoined: bool) -> Member {
+        let (join, _) = oneshot::channel();
+        Member {
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_seen: Instant::now(),
+            join: rejoined.then_some(join),
+            sync: None,
+        }
+    }
+
+    fn group(state: State, members: &[(&str, bool)], pending: &[&str]) -> Group {
+        let mut group = Group::new();
+        group.state = state;
+        for (id, rejoined) in members {
+            group.members.insert((*id).into(), member(*rejoined));
+        }
+        for id in pending {
+            group.pending.insert((*id).into(), Instant::now());
+        }
+        group
+    }
+
+    #[test]
+    fn group_max_size_counts_members_and_ids_handed_out() {
+        // Stable or completing: members stay; a new one needs room, ids handed out included.
+        for state in [State::Stable, State::CompletingRebalance] {
+            let full = group(state, &[("a", false), ("b", false)], &[]);
+            assert!(accepts_member(&full, "a", 2));
+            assert!(!accepts_member(&full, "", 2), "{state:?}");
+            assert!(!accepts_member(&full, "stranger", 2));
+            assert!(accepts_member(&full, "", 3));
+            let with_pending = group(state, &[("a", false)], &["p"]);
+            assert!(!accepts_member(&with_pending, "", 2), "an id handed out holds a place");
+            assert!(accepts_member(&with_pending, "p", 2), "its own place");
+        }
+        // Rebalancing: those that rejoined count; a member that has not rejoined competes with new ones.
+        let rebalancing = group(State::PreparingRebalance, &[("a", true), ("b", false)], &[]);
+        assert!(accepts_member(&rebalancing, "a", 1));
+        assert!(!accepts_member(&rebalancing, "b", 1));
+        assert!(accepts_member(&rebalancing, "b", 2));
+        assert!(!accepts_member(&rebalancing, "", 1));
+        // Empty: only ids handed out.
+        assert!(accepts_member(&group(State::Empty, &[], &[]), "", 1));
+        assert!(!accepts_member(&group(State::Empty, &[], &["p"]), "", 1));
+        assert!(accepts_member(&group(State::Empty, &[], &["p"]), "p", 1));
+    }
+
+    fn join_request(group: &str, member_id: &str) -> JoinRequest {
+        JoinRequest {
+            group_id: group.into(),
+            member_id: member_id.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: true,
+        }
+    }
+
+    fn coordinator(max_size: usize) -> Arc<Coordinator> {
+        Coordinator::new(GroupSettings {
+            initial_rebalance_delay: Duration::ZERO,
+            max_size,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_join_past_group_max_size_is_refused_with_no_member_id() {
+        let coordinator = coordinator(1);
+        let (error, id) = coordinator.join(join_request("g", "")).await.unwrap_err();
+        assert_eq!(error, ResponseError::MemberIdRequired);
+        assert_eq!(
+            coordinator.join(join_request("g", "")).await.unwrap_err(),
+            (ResponseError::GroupMaxSizeReached, String::new()),
+            "the id handed out holds the only place"
+        );
+        let joined = coordinator.join(join_request("g", &id)).await.unwrap();
+        assert_eq!(joined.member_id, id);
+        assert_eq!(
+            coordinator.join(join_request("g", "")).await.unwrap_err().0,
+            ResponseError::GroupMaxSizeReached
+        );
+        assert_eq!(coordinator.describe("g").unwrap().members.len(), 1);
+    }
+
+    /// Runs `join` as a task until it waits for the rebalance (a current-thread runtime runs the task at
+    /// the yield, and the join registers before its first wait).
+    async fn start_join(
+        coordinator: &Arc<Coordinator>,
+        request: JoinRequest,
+    ) -> tokio::task::JoinHandle<Result<Joined, (ResponseError, String)>> {
+        let coordinator = coordinator.clone();
+        let task = tokio::spawn(async move { coordinator.join(request).await });
+        tokio::task::yield_now().await;
+        task
+    }
+
+    #[tokio::test]
+    async fn a_member_that_has_not_rejoined_a_full_rebalance_is_refused_and_out() {
+        let coordinator = coordinator(2);
+        let direct = |member_id: &str| JoinRequest {
+            require_known_member_id: false,
+            ..join_request("g", member_id)
+        };
+        let a = coordinator.join(direct("")).await.unwrap().member_id;
+        let b_first = start_join(&coordinator, direct("")).await;
+        let a_again = start_join(&coordinator, direct(&a)).await;
+        let b = b_first.await.unwrap().unwrap().member_id;
+        a_again.await.unwrap().unwrap();
+        // A rebalance that a and a newcomer c join first: two have rejoined, so b is refused.
+        let a_again = start_join(&coordinator, direct(&a)).await;
+        let c = start_join(&coordinator, direct("")).await;
+        assert_eq!(
+            coordinator.join(direct(&b)).await.unwrap_err(),
+            (ResponseError::GroupMaxSizeReached, String::new())
+        );
+        // Without b, everyone has rejoined: the rebalance completes.
+        let (a_joined, c_joined) = (a_again.await.unwrap().unwrap(), c.await.unwrap().unwrap());
+        assert_eq!(a_joined.generation, c_joined.generation);
+        let mut members: Vec<String> = coordinator
+            .describe("g")
+            .unwrap()
+            .members
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect();
+        members.sort();
+        let mut expected = vec![a, c_joined.member_id];
+        expected.sort();
+        assert_eq!(members, expected);
+    }
+
+    #[tokio::test]
+    async fn groups_left_empty_without_offsets_are_removed_and_refused_joins_leave_none() {
+        let coordinator = coordinator(10);
+        let mut refused = join_request("refused", "");
+        refused.protocol_type.clear();
+        assert_eq!(
+            coordinator.join(refused).await.unwrap_err().0,
+            ResponseError::InconsistentGroupProtocol
+        );
+        let mut direct = join_request("g", "");
+        direct.require_known_member_id = false;
+        let joined = coordinator.join(direct).await.unwrap();
+        assert_eq!(
+            coordinator.list().len(),
+            1,
+            "only the joined group: {:?}",
+            coordinator.list()
+        );
+        assert_eq!(coordinator.expiry()["g"], Expiry::Keep, "rebalancing");
+        assert_eq!(coordinator.remove_dead(|_| false), 0, "it has a member");
+
+        coordinator.leave("g", &joined.member_id, None).unwrap();
+        assert!(matches!(coordinator.expiry()["g"], Expiry::EmptySince(_)));
+        assert_eq!(coordinator.remove_dead(|_| true), 0, "kept while it has offsets");
+        assert_eq!(coordinator.remove_dead(|_| false), 1);
+        assert!(coordinator.list().is_empty());
+    }
+
+    #[test]
+    fn subscriptions_are_read_whole_or_not_at_all() {
+        let mut metadata = vec![0, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c'];
+        assert_eq!(
+            subscription_topics_exact(Bytes::from(metadata.clone())),
+            Some(vec!["a".to_owned(), "bc".to_owned()])
+        );
+        metadata.pop();
+        assert_eq!(subscription_topics_exact(Bytes::from(metadata)), None);
+        let absurd = vec![0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a'];
+        assert_eq!(subscription_topics_exact(Bytes::from(absurd)), None);
     }
 }
