@@ -2,7 +2,8 @@
 //!
 //! [`Cluster`] is what the workload, the nemesis and the checkers need of a cluster: where clients connect,
 //! how to kill, restart, freeze and thaw a node, and the bytes each replica holds. [`Processes`] is three
-//! `strata server` processes on loopback, each a broker and a controller; SIGKILL kills, SIGSTOP freezes.
+//! `strata server` processes on loopback, each a broker and a controller; SIGKILL kills, SIGSTOP freezes;
+//! it cannot cut a node off (the compose cluster, [`super::compose`], can).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -26,10 +27,19 @@ pub trait Cluster: Send {
     /// SIGSTOP: the node is silent (no heartbeats, no answers) until [`Self::resume`].
     fn pause(&mut self, id: i32);
     fn resume(&mut self, id: i32);
+    /// Cuts node `id` off from the other nodes while clients still reach it; `false` if this cluster
+    /// cannot.
+    fn isolate(&mut self, _id: i32) -> bool {
+        false
+    }
+    /// Undoes [`Self::isolate`].
+    fn heal(&mut self, _id: i32) {}
     /// The concatenated `.log` segments of one partition on node `id`, oldest first; `None` if it has none.
     fn replica_bytes(&self, id: i32, topic: &str, partition: i32) -> Option<Vec<u8>>;
     /// The tail of node `id`'s log, for a failure's report.
     fn log_tail(&self, id: i32) -> String;
+    /// `broker.session.timeout.ms`: a node silent for longer is fenced.
+    fn session_timeout(&self) -> Duration;
 
     /// Every node's client address, comma-separated.
     fn bootstrap(&self) -> String {
@@ -226,6 +236,10 @@ impl Cluster for Processes {
             fs::File::open(segment).ok()?.read_to_end(&mut bytes).ok()?;
         }
         Some(bytes)
+    }
+
+    fn session_timeout(&self) -> Duration {
+        SESSION_TIMEOUT
     }
 
     fn log_tail(&self, id: i32) -> String {

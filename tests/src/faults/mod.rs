@@ -1,4 +1,5 @@
-//! The fault suite's parts: a cluster and the faults it takes ([`cluster`]), what clients do and the history
+//! The fault suite's parts: a cluster and the faults it takes ([`cluster`]: loopback processes;
+//! [`compose`]: the `deploy/` compose cluster), what clients do and the history
 //! they leave ([`workload`]), faults from a seed ([`nemesis`]), and the checkers ([`check`]).
 //!
 //! `tests/faults.rs` puts them together: a three-node cluster, producers and a group consumer running
@@ -6,5 +7,6 @@
 
 pub mod check;
 pub mod cluster;
+pub mod compose;
 pub mod nemesis;
 pub mod workload;

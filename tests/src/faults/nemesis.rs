@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use strata_protocol::client::Client;
 
-use super::cluster::{Cluster, SESSION_TIMEOUT};
+use super::cluster::Cluster;
 
 /// One fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub enum Fault {
     KillActiveController,
     /// Restart every node in turn, each once the previous one serves again.
     RollingRestart,
+    /// Cut a node off from its peers (clients still reach it) past its session, then heal.
+    Isolate(i32),
+    /// Cut the active controller off from its peers, then heal.
+    IsolateActiveController,
 }
 
 /// What a fault did and when: for the availability report.
@@ -32,8 +36,8 @@ pub struct Applied {
 /// How long a killed node stays down.
 const DOWN: Duration = Duration::from_secs(3);
 
-/// `count` faults chosen from `seed` among nodes `nodes`.
-pub fn schedule(seed: u64, nodes: &[i32], count: usize) -> Vec<Fault> {
+/// `count` faults chosen from `seed` among nodes `nodes`; network cuts only if `cuts` (the cluster can).
+pub fn schedule(seed: u64, nodes: &[i32], count: usize, cuts: bool) -> Vec<Fault> {
     let mut state = seed;
     let mut next = move || {
         // SplitMix64.
@@ -46,11 +50,13 @@ pub fn schedule(seed: u64, nodes: &[i32], count: usize) -> Vec<Fault> {
     (0..count)
         .map(|_| {
             let node = nodes[(next() % nodes.len() as u64) as usize];
-            match next() % 4 {
+            match next() % if cuts { 6 } else { 4 } {
                 0 => Fault::Kill(node),
                 1 => Fault::Pause(node),
                 2 => Fault::KillActiveController,
-                _ => Fault::RollingRestart,
+                3 => Fault::RollingRestart,
+                4 => Fault::Isolate(node),
+                _ => Fault::IsolateActiveController,
             }
         })
         .collect()
@@ -68,7 +74,7 @@ pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
         }
         Fault::Pause(id) => {
             cluster.pause(id);
-            tokio::time::sleep(SESSION_TIMEOUT + Duration::from_millis(1500)).await;
+            tokio::time::sleep(cluster.session_timeout() + Duration::from_millis(1500)).await;
             cluster.resume(id);
             Some(id)
         }
@@ -77,6 +83,15 @@ pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
             cluster.kill(id);
             tokio::time::sleep(DOWN).await;
             restart(cluster, id).await;
+            Some(id)
+        }
+        Fault::Isolate(id) => {
+            isolate(cluster, id).await;
+            Some(id)
+        }
+        Fault::IsolateActiveController => {
+            let id = active_controller(cluster).await;
+            isolate(cluster, id).await;
             Some(id)
         }
         Fault::RollingRestart => {
@@ -93,6 +108,13 @@ pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
         started,
         healed: Instant::now(),
     }
+}
+
+/// Cuts node `id` off from its peers past its session, then heals the cut.
+async fn isolate(cluster: &mut dyn Cluster, id: i32) {
+    assert!(cluster.isolate(id), "this cluster cannot cut a node off");
+    tokio::time::sleep(cluster.session_timeout() + Duration::from_millis(3000)).await;
+    cluster.heal(id);
 }
 
 /// Restarts a node off the async runtime: waiting for it to serve blocks.
