@@ -469,11 +469,13 @@ fn validate_counted(bytes: &[u8], rule: CountRule) -> Result<BatchHeader, BatchE
             computed,
         });
     }
-    let count_fits = match rule {
-        CountRule::Exact => header.last_offset_delta == header.record_count - 1,
-        CountRule::AtMostRange => header.last_offset_delta >= header.record_count - 1,
-    };
-    if header.record_count <= 0 || !count_fits {
+    // The count is checked positive first: `record_count - 1` of i32::MIN overflows.
+    let count_fits = header.record_count > 0
+        && match rule {
+            CountRule::Exact => header.last_offset_delta == header.record_count - 1,
+            CountRule::AtMostRange => header.last_offset_delta >= header.record_count - 1,
+        };
+    if !count_fits {
         return Err(BatchError::InconsistentCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -1102,6 +1104,22 @@ mod tests {
             let read = super::records(&batch).unwrap();
             assert_eq!(read.len(), 3, "{codec:?}: the records present, not the count claimed");
         }
+    }
+
+    #[test]
+    fn a_record_count_of_i32_min_is_refused_not_overflowed() {
+        // Found by the stored_batch fuzz target: `record_count - 1` overflowed before the count was checked
+        // positive, a panic in debug builds on a client's batch.
+        let mut batch = batch_of(&records(1, 1000), 1000, Compression::None);
+        batch[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&i32::MIN.to_be_bytes());
+        super::build::seal(&mut batch);
+        let refused = Err(BatchError::InconsistentCount {
+            count: i32::MIN,
+            last_offset_delta: 0,
+        });
+        assert_eq!(validate(&batch), refused);
+        assert_eq!(validate_replicated(&batch), refused);
+        assert_eq!(check_stored(&batch), refused);
     }
 
     #[test]

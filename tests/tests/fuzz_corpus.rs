@@ -1,24 +1,33 @@
-//! Replays the committed corpus of every fuzz target (`fuzz/corpus/<target>/`) through the target's body
-//! (`strata_tests::fuzz`), on stable and without libFuzzer: what the fuzzer once found, or kept because it
-//! reached new code, stays checked in every test run. A file whose replay panics is named in the failure.
+//! Replays the committed inputs of every fuzz target through the target's body (`strata_tests::fuzz`), on
+//! stable and without libFuzzer: the corpus (`fuzz/corpus/<target>/`, what the fuzzer kept because it reached
+//! new code) and the crashes it once found (`fuzz/regressions/<target>/`, kept apart so that minimizing the
+//! corpus never drops them). A file whose replay panics is named in the failure.
 
 use std::panic;
 use std::path::{Path, PathBuf};
 
 use strata_tests::fuzz;
 
-/// The corpus files of `target`, in name order.
-fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .collect();
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// The files of `dir`, in name order; none when it does not exist.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.map(|entry| entry.expect("a directory entry").path()).collect();
     files.sort();
-    assert!(!files.is_empty(), "{}: no corpus", dir.display());
     files
+}
+
+/// The corpus of `target`, then its regressions.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let corpus = files(&fuzz_dir().join("corpus").join(target));
+    assert!(!corpus.is_empty(), "{target}: no corpus in fuzz/corpus/{target}");
+    let regressions = files(&fuzz_dir().join("regressions").join(target));
+    corpus.into_iter().chain(regressions).collect()
 }
 
 fn replay(target: &str) {
@@ -26,7 +35,7 @@ fn replay(target: &str) {
         .into_iter()
         .find(|(name, _)| *name == target)
         .expect("a target of strata_tests::fuzz");
-    let panicked: Vec<String> = corpus(target)
+    let panicked: Vec<String> = inputs(target)
         .into_iter()
         .filter(|file| {
             let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -40,7 +49,7 @@ fn replay(target: &str) {
 #[test]
 fn every_target_has_a_corpus() {
     for (target, _) in fuzz::TARGETS {
-        corpus(target);
+        inputs(target);
     }
 }
 
@@ -60,8 +69,7 @@ fn controller_record_corpus() {
 }
 
 /// Writes the seeds the corpus was grown from into `fuzz/corpus/<target>/seed-*`: the librdkafka requests
-/// of `broker/tests/fixtures/librdkafka/`, the record batches inside its produce requests (one per codec),
-/// batches of every codec and shape the storage builders make, and encoded controller records, entries and
+/// of `broker/tests/fixtures/librdkafka/`, the record batches inside its produce requests, batches of every codec and shape the storage builders make, and encoded controller records, entries and
 /// a snapshot. Run it, then fuzz, then minimize (see `fuzz/README.md`):
 ///
 /// ```sh
