@@ -652,8 +652,13 @@ pub fn records_within(batch: &[u8], decompressed_bytes_max: u64) -> Result<Vec<S
         } else {
             header.base_timestamp.wrapping_add(timestamp_delta)
         };
+        // The base offset is not covered by the CRC: a stored one may be anything.
+        let offset = header
+            .base_offset
+            .checked_add(offset_delta)
+            .ok_or(BatchError::MalformedRecords("a record's offset overflows"))?;
         out.push(StoredRecord {
-            offset: header.base_offset + offset_delta,
+            offset,
             timestamp,
             key,
             has_value: value_len >= 0,
@@ -1120,6 +1125,20 @@ mod tests {
         assert_eq!(validate(&batch), refused);
         assert_eq!(validate_replicated(&batch), refused);
         assert_eq!(check_stored(&batch), refused);
+    }
+
+    #[test]
+    fn a_stored_base_offset_near_i64_max_is_refused_not_overflowed() {
+        // The base offset is not covered by the CRC, and a record's offset (base offset + offset delta) once
+        // overflowed: a panic in debug builds, a negative offset in release ones.
+        let mut batch = batch_of(&records(3, 1000), 1000, Compression::None);
+        assign(&mut batch, i64::MAX - 1, 0);
+        assert_eq!(
+            super::records(&batch),
+            Err(BatchError::MalformedRecords("a record's offset overflows"))
+        );
+        assign(&mut batch, i64::MAX - 2, 0);
+        assert_eq!(super::records(&batch).unwrap()[2].offset, i64::MAX);
     }
 
     #[test]

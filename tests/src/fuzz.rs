@@ -86,6 +86,16 @@ fn read_batch(bytes: &[u8]) {
     // A batch a leader accepts is one every other reader of the log accepts, record for record.
     assert_eq!(stored, Ok(header), "check_stored refuses a validated batch");
     assert_eq!(replicated, Ok(header), "validate_replicated refuses a validated batch");
+    // Unless its base offset, which the log assigns and the CRC does not cover, leaves no room for its
+    // records' offsets.
+    if header
+        .base_offset
+        .checked_add(header.last_offset_delta.into())
+        .is_none()
+    {
+        assert!(records.is_err(), "records() read offsets past i64::MAX");
+        return;
+    }
     let records = records.expect("records() refuses a validated batch");
     assert_eq!(
         records.len(),
