@@ -13,8 +13,11 @@ use strata_controller::proto::raft;
 use strata_controller::{MetadataDelta, MetadataImage};
 use strata_storage::batch::{self, BATCH_HEADER_BYTES, Compression};
 
+/// A target's body: arbitrary bytes in, a panic if something is wrong.
+pub type Body = fn(&[u8]);
+
 /// Every target by the name of its `fuzz/fuzz_targets/<name>.rs` and corpus directory.
-pub const TARGETS: [(&str, fn(&[u8])); 3] = [
+pub const TARGETS: [(&str, Body); 3] = [
     ("request_decode", request_decode),
     ("stored_batch", stored_batch),
     ("controller_record", controller_record),
