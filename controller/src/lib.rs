@@ -45,7 +45,10 @@
 pub mod check_quorum;
 mod checked_file;
 pub mod client;
-mod codec;
+// Public only for the fuzz targets (`tests/src/fuzz.rs`), which decode entries and snapshots as the log store
+// and the state machine do.
+#[doc(hidden)]
+pub mod codec;
 pub mod control;
 pub mod delta;
 pub mod image;

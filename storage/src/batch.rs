@@ -469,11 +469,13 @@ fn validate_counted(bytes: &[u8], rule: CountRule) -> Result<BatchHeader, BatchE
             computed,
         });
     }
-    let count_fits = match rule {
-        CountRule::Exact => header.last_offset_delta == header.record_count - 1,
-        CountRule::AtMostRange => header.last_offset_delta >= header.record_count - 1,
-    };
-    if header.record_count <= 0 || !count_fits {
+    // The count is checked positive first: `record_count - 1` of i32::MIN overflows.
+    let count_fits = header.record_count > 0
+        && match rule {
+            CountRule::Exact => header.last_offset_delta == header.record_count - 1,
+            CountRule::AtMostRange => header.last_offset_delta >= header.record_count - 1,
+        };
+    if !count_fits {
         return Err(BatchError::InconsistentCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -594,16 +596,21 @@ fn signed_varint(bytes: &[u8]) -> Option<(i64, usize)> {
     read_varint(bytes).map(|(v, used)| (i64::from(v), used))
 }
 
-/// Decodes every record of one whole, stored batch (decompressing it if needed). Off the hot paths: time
-/// search and compaction.
+/// Decodes every record of one whole, stored batch (decompressing it if needed, to at most 256 MiB). Off the
+/// hot paths: time search and compaction.
 pub fn records(batch: &[u8]) -> Result<Vec<StoredRecord>, BatchError> {
+    records_within(batch, DECOMPRESSED_BYTES_MAX)
+}
+
+/// [`records`], refusing a compressed batch that decompresses to more than `decompressed_bytes_max`.
+pub fn records_within(batch: &[u8], decompressed_bytes_max: u64) -> Result<Vec<StoredRecord>, BatchError> {
     let header = check_stored(batch)?;
     let payload = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
     let decompressed;
     let records = match header.compression()? {
         Compression::None => payload,
         codec => {
-            decompressed = decompress(codec, payload)?;
+            decompressed = decompress(codec, payload, decompressed_bytes_max)?;
             &decompressed[..]
         }
     };
@@ -645,8 +652,13 @@ pub fn records(batch: &[u8]) -> Result<Vec<StoredRecord>, BatchError> {
         } else {
             header.base_timestamp.wrapping_add(timestamp_delta)
         };
+        // The base offset is not covered by the CRC: a stored one may be anything.
+        let offset = header
+            .base_offset
+            .checked_add(offset_delta)
+            .ok_or(BatchError::MalformedRecords("a record's offset overflows"))?;
         out.push(StoredRecord {
-            offset: header.base_offset + offset_delta,
+            offset,
             timestamp,
             key,
             has_value: value_len >= 0,
@@ -664,25 +676,43 @@ pub fn rebuild(original: &BatchHeader, original_bytes: &[u8], kept: &[StoredReco
     for record in kept {
         out.extend_from_slice(&record.encoded);
     }
-    let length = (out.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
-    out[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
     let attributes = original.attributes & !0x07; // uncompressed now
     out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     out[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
-    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
-    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    seal(&mut out);
     out
 }
 
-fn decompress(codec: Compression, payload: &[u8]) -> Result<Vec<u8>, BatchError> {
+/// Makes the batch length field and the CRC-32C of the one whole batch in `bytes` (at least a header) agree
+/// with its bytes.
+fn seal(bytes: &mut [u8]) {
+    let length = (bytes.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+    bytes[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
+    bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The records section `payload` of a batch compressed with `codec`, decompressed whole; refused once it
+/// decompresses to more than `decompressed_bytes_max`, for every codec alike (never cut short at the bound).
+pub fn decompress(codec: Compression, payload: &[u8], decompressed_bytes_max: u64) -> Result<Vec<u8>, BatchError> {
     let failed = |reason: String| BatchError::Decompression { codec, reason };
     if codec == Compression::Snappy {
-        return decompress_snappy(payload, DECOMPRESSED_BYTES_MAX).map_err(failed);
+        return decompress_snappy(payload, decompressed_bytes_max).map_err(failed);
     }
     let mut out = Vec::new();
+    // One byte past the bound, to tell a payload that fills it exactly from one that runs over it.
     streaming_decoder(codec, payload)
-        .and_then(|decoder| decoder.take(DECOMPRESSED_BYTES_MAX).read_to_end(&mut out))
+        .and_then(|decoder| {
+            decoder
+                .take(decompressed_bytes_max.saturating_add(1))
+                .read_to_end(&mut out)
+        })
         .map_err(|e| failed(e.to_string()))?;
+    if out.len() as u64 > decompressed_bytes_max {
+        return Err(failed(format!(
+            "the records decompress to more than {decompressed_bytes_max} bytes"
+        )));
+    }
     Ok(out)
 }
 
@@ -796,9 +826,16 @@ pub mod build {
         out[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
         out[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
         out[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
-        let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
-        out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        seal(&mut out);
         out
+    }
+
+    /// Makes the length field and the CRC-32C of `batch` (one whole batch, at least a header) agree with its
+    /// bytes, whatever they are: a batch edited by a test, or arbitrary bytes a fuzz target wants past those
+    /// two checks.
+    pub fn seal(batch: &mut [u8]) {
+        assert!(batch.len() >= BATCH_HEADER_BYTES, "a batch is at least a header");
+        super::seal(batch);
     }
 
     /// Encodes a batch whose records are compressed with `codec`.
@@ -845,8 +882,7 @@ pub mod build {
         out.extend_from_slice(&(-1i32).to_be_bytes());
         out.extend_from_slice(&(records.len() as i32).to_be_bytes());
         out.extend_from_slice(&payload);
-        let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
-        out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        seal(&mut out);
         out
     }
 
@@ -1076,6 +1112,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_count_of_i32_min_is_refused_not_overflowed() {
+        // Found by the stored_batch fuzz target: `record_count - 1` overflowed before the count was checked
+        // positive, a panic in debug builds on a client's batch.
+        let mut batch = batch_of(&records(1, 1000), 1000, Compression::None);
+        batch[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&i32::MIN.to_be_bytes());
+        super::build::seal(&mut batch);
+        let refused = Err(BatchError::InconsistentCount {
+            count: i32::MIN,
+            last_offset_delta: 0,
+        });
+        assert_eq!(validate(&batch), refused);
+        assert_eq!(validate_replicated(&batch), refused);
+        assert_eq!(check_stored(&batch), refused);
+    }
+
+    #[test]
+    fn a_stored_base_offset_near_i64_max_is_refused_not_overflowed() {
+        // The base offset is not covered by the CRC, and a record's offset (base offset + offset delta) once
+        // overflowed: a panic in debug builds, a negative offset in release ones.
+        let mut batch = batch_of(&records(3, 1000), 1000, Compression::None);
+        assign(&mut batch, i64::MAX - 1, 0);
+        assert_eq!(
+            super::records(&batch),
+            Err(BatchError::MalformedRecords("a record's offset overflows"))
+        );
+        assign(&mut batch, i64::MAX - 2, 0);
+        assert_eq!(super::records(&batch).unwrap()[2].offset, i64::MAX);
+    }
+
+    #[test]
     fn a_raw_snappy_block_claiming_gigabytes_is_refused_before_allocating() {
         let mut batch = batch_of(&records(1, 1000), 1000, Compression::Snappy);
         // A raw snappy block starts with its decompressed length as a varint: claim 4 GiB - 1.
@@ -1160,6 +1226,32 @@ mod tests {
             assert!(validate_within(&batch, 1 << 20).is_err(), "{codec:?}: past the bound");
             assert!(validate_within(&batch, 8 << 20).is_ok(), "{codec:?}: within it");
         }
+    }
+
+    #[test]
+    fn decompressing_past_the_bound_is_an_error_not_a_shorter_batch() {
+        // Gzip, lz4 and zstd once stopped reading at the bound and returned what they had, so a batch larger
+        // than it decoded as a batch of fewer records; snappy refused it. Now every codec refuses.
+        let zeros = vec![0u8; 1 << 20];
+        for codec in CODECS {
+            let payload = super::build::compress(codec, &zeros);
+            let bound = zeros.len() as u64;
+            assert_eq!(
+                decompress(codec, &payload, bound).unwrap(),
+                zeros,
+                "{codec:?}: exactly the bound"
+            );
+            assert!(
+                matches!(
+                    decompress(codec, &payload, bound - 1),
+                    Err(BatchError::Decompression { .. })
+                ),
+                "{codec:?}: one byte past the bound"
+            );
+        }
+        let batch = batch_of(std::slice::from_ref(&zeros), 1000, Compression::Zstd);
+        assert!(records_within(&batch, 1 << 19).is_err());
+        assert_eq!(records_within(&batch, 2 << 20).unwrap().len(), 1);
     }
 
     #[test]

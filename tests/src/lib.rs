@@ -1,5 +1,6 @@
 //! Strata's fault suite: the whole system, or the controller quorum alone, under crashes, partitions and
-//! paused links, checked against invariants over what its clients saw and what its nodes hold.
+//! paused links, checked against invariants over what its clients saw and what its nodes hold; and the fuzz
+//! targets' bodies, so that every test run replays their corpus on stable.
 //!
 //! # Layout
 //!
@@ -8,6 +9,9 @@
 //!   controller killed, rolling restarts), and checkers for lost, moved, duplicated, unexpected and
 //!   reordered records and committed offsets past the end. `tests/faults.rs` runs it against loopback
 //!   processes.
+//! - `fuzz`: the bodies of the fuzz targets in `fuzz/` (request decoding, stored batches, the controller's
+//!   records), which `cargo fuzz` runs under libFuzzer and `tests/fuzz_corpus.rs` replays on the committed
+//!   corpus.
 //! - `sim`: the harness the turmoil simulations share (seeds, seeded choices, event log, faults applied
 //!   between steps, tonic over simulated TCP).
 //! - `tests/controller_quorum.rs`: three controllers (openraft, their log stores and state machines on disk,
@@ -19,4 +23,5 @@
 //! `controller/tests/`.
 
 pub mod faults;
+pub mod fuzz;
 pub mod sim;
