@@ -10,6 +10,8 @@ use strata_storage::LogConfig;
 use strata_storage::config::{ConfigError, LOG_CONFIG_KEYS};
 use thiserror::Error;
 
+use crate::groups::offsets::OFFSETS_REPLICATION_FACTOR;
+
 /// Topic-level settings other than the storage ones, with the only values Strata supports so far.
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
@@ -103,6 +105,11 @@ pub struct BrokerSettings {
     pub auto_leader_rebalance: bool,
     /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// `offsets.topic.replication.factor`: replicas of each `__consumer_offsets` partition. Set, it is
+    /// Kafka's rule: the topic is not created until that many brokers are live, so it never starts
+    /// under-replicated. Unset, the topic gets up to three replicas, as many as there are live brokers,
+    /// so that a single node serves groups without configuration.
+    pub offsets_topic_replication_factor: Option<i16>,
     /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
     pub log: LogConfig,
 }
@@ -129,6 +136,7 @@ impl Default for BrokerSettings {
             broker_session_timeout_ms: 9_000,
             auto_leader_rebalance: true,
             replica_lag_time_max_ms: 30_000,
+            offsets_topic_replication_factor: None,
             log: LogConfig::default(),
         }
     }
@@ -189,6 +197,9 @@ impl BrokerSettings {
                 self.auto_leader_rebalance = value.trim().parse().map_err(|_| invalid("not true or false"))?
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = int(1)? as u64,
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = Some(int(1)?.min(i64::from(i16::MAX)) as i16)
+            }
             "log.retention.hours" => self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?,
             "log.retention.minutes" => self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?,
             "log.roll.hours" => self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?,
@@ -322,6 +333,12 @@ impl BrokerSettings {
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
             ("auto.leader.rebalance.enable", self.auto_leader_rebalance.to_string()),
             ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
+            (
+                "offsets.topic.replication.factor",
+                self.offsets_topic_replication_factor
+                    .map_or(OFFSETS_REPLICATION_FACTOR as i16, |rf| rf)
+                    .to_string(),
+            ),
             ("log.segment.bytes", log("segment.bytes")),
             ("log.roll.ms", log("segment.ms")),
             ("log.index.size.max.bytes", log("segment.index.bytes")),
@@ -382,6 +399,13 @@ mod tests {
         settings.set("message.max.bytes", "2000").unwrap();
         settings.set("num.partitions", "3").unwrap();
         settings.set("auto.create.topics.enable", "false").unwrap();
+        assert_eq!(settings.offsets_topic_replication_factor, None);
+        settings.set("offsets.topic.replication.factor", "3").unwrap();
+        assert_eq!(settings.offsets_topic_replication_factor, Some(3));
+        assert!(matches!(
+            settings.set("offsets.topic.replication.factor", "0"),
+            Err(SettingError::OutOfRange { .. })
+        ));
         assert_eq!(settings.log.segment_bytes, 1 << 20);
         assert_eq!(settings.log.retention_ms, Some(7_200_000));
         assert_eq!(settings.log.max_message_bytes, 2000);

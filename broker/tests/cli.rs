@@ -341,6 +341,46 @@ async fn failures_are_typed() {
     client.metadata(None, false).await.unwrap();
 }
 
+/// `offsets.topic.replication.factor`, when set, is Kafka's rule: no `__consumer_offsets` (and so no group
+/// coordinator) until that many brokers are live, rather than a topic that starts under-replicated.
+#[tokio::test]
+async fn the_offsets_topic_waits_for_its_replication_factor_of_live_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["offsets.topic.replication.factor=2"]);
+    let mut client = Client::connect(&server.addr).await.unwrap();
+    let none = client.find_coordinator("readers").await.unwrap_err();
+    assert_eq!(
+        none.kafka_error(),
+        Some(ResponseError::CoordinatorNotAvailable),
+        "{none}"
+    );
+    let missing = client.topic_metadata("__consumer_offsets", false).await.unwrap_err();
+    assert_eq!(missing.kafka_error(), Some(ResponseError::UnknownTopicOrPartition));
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["offsets.topic.replication.factor=1"]);
+    let mut client = Client::connect(&server.addr).await.unwrap();
+    let coordinator = wait_for_coordinator(&mut client, "readers").await;
+    assert_eq!(coordinator.node_id, 1);
+    let offsets = client.topic_metadata("__consumer_offsets", false).await.unwrap();
+    assert!(offsets.partitions.iter().all(|p| p.replicas.len() == 1));
+}
+
+/// The group's coordinator, once the broker has one (it answers CoordinatorNotAvailable while it creates
+/// `__consumer_offsets`).
+async fn wait_for_coordinator(client: &mut Client, group: &str) -> strata_protocol::client::admin::BrokerMetadata {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match client.find_coordinator(group).await {
+            Ok(found) => return found,
+            Err(e) if e.kafka_error() == Some(ResponseError::CoordinatorNotAvailable) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("finding the coordinator of {group}: {e}"),
+        }
+    }
+}
+
 #[test]
 fn topic_commands_create_list_describe_alter_and_delete() {
     let dir = tempfile::tempdir().unwrap();

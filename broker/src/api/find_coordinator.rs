@@ -7,24 +7,34 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::broker::{Broker, NewTopic};
 use crate::groups::offsets::{OFFSETS_PARTITIONS, OFFSETS_REPLICATION_FACTOR, OFFSETS_TOPIC, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, replicated to up to three
-/// brokers (Kafka's `offsets.topic.replication.factor`, bounded by the brokers there are).
+/// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, with
+/// `offsets.topic.replication.factor` replicas once that many brokers are live (until then groups have no
+/// coordinator, as on Kafka), or, when that is not set, up to three, bounded by the live brokers.
 async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
     if broker.metadata.get(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
     let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
+    let replication_factor = match broker.settings.offsets_topic_replication_factor {
+        Some(wanted) if live < wanted as usize => {
+            // Clients retry FindCoordinator every few hundred ms: not an error worth a line each time.
+            debug!(live, wanted, "__consumer_offsets waits for more live brokers");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        Some(wanted) => wanted,
+        None => live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16,
+    };
     let new = NewTopic {
         name: OFFSETS_TOPIC.into(),
         partitions: Some(OFFSETS_PARTITIONS),
-        replication_factor: Some(live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16),
+        replication_factor: Some(replication_factor),
         configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
     };
     match broker.create_topic(new, false).await {
