@@ -1,5 +1,6 @@
 //! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume`, `group`,
-//! `cluster` and `bench` are clients of a running one (see the `cli` module and docs/cli.md).
+//! `cluster` and `bench` are clients of a running one, and `health` asks a node's HTTP endpoint whether it
+//! serves (see the `cli` module and docs/cli.md).
 
 mod cli;
 
@@ -31,6 +32,8 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Show the controller quorum and the brokers.
     Cluster(cli::cluster::ClusterArgs),
+    /// Exit 0 if a node's HTTP endpoint answers /health with 200 (for container health checks).
+    Health(cli::health::HealthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Bench(args)) => cli::block_on(cli::bench::run(args)),
         Some(Command::Group(args)) => cli::block_on(cli::group::run(args)),
         Some(Command::Cluster(args)) => cli::block_on(cli::cluster::run(args)),
+        // One blocking request: no runtime to start.
+        Some(Command::Health(args)) => cli::health::run(args),
     };
     // Client commands fail with one line (the causes joined by `: `), not anyhow's report.
     if let Err(e) = client_command {

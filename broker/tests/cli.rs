@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::cli::strata;
+use common::cli::{strata, strata_with_env};
 use common::{Server, wait_for};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{FetchRequest, MetadataRequest, ProduceRequest, TopicName};
@@ -617,6 +617,51 @@ fn failures_exit_non_zero_with_one_line_on_stderr() {
         bad_from
             .stderr
             .contains("is not earliest, latest, an offset or an RFC 3339 time")
+    );
+}
+
+#[test]
+fn health_exits_zero_only_when_the_node_answers_200() {
+    let health = |http: &str| strata_with_env(&["health", "--http", http, "--timeout-ms", "500"], &[], b"");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(health(&server.http_addr).ok(), "ok\n");
+    // Without --http, the server's own setting: what a container's HEALTHCHECK relies on.
+    let from_env = strata_with_env(&["health"], &[("STRATA_HTTP_LISTEN", &server.http_addr)], b"");
+    assert_eq!(from_env.ok(), "ok\n");
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let refused = health(&closed).failed();
+    assert!(
+        refused.starts_with(&format!("strata: health of {closed}: cannot connect")),
+        "{refused}"
+    );
+
+    // A node that is still starting has bound its HTTP port but does not answer yet.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let starting = health(&silent.local_addr().unwrap().to_string()).failed();
+    assert!(starting.contains("no answer within 500 ms"), "{starting}");
+
+    let unhealthy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unhealthy_addr = unhealthy.local_addr().unwrap().to_string();
+    let answering = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = unhealthy.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).unwrap();
+        stream
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let answered = health(&unhealthy_addr).failed();
+    answering.join().unwrap();
+    assert_eq!(
+        answered,
+        format!("strata: health of {unhealthy_addr}: answered 503, not 200")
     );
 }
 

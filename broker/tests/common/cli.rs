@@ -39,10 +39,18 @@ impl Ran {
 
 /// Runs `strata ARGS --bootstrap BOOTSTRAP` with `stdin` to completion (killed after [`CLI_TIMEOUT`]).
 pub fn strata(bootstrap: &str, args: &[&str], stdin: &[u8]) -> Ran {
+    let args: Vec<&str> = args.iter().copied().chain(["--bootstrap", bootstrap]).collect();
+    strata_with_env(&args, &[], stdin)
+}
+
+/// Runs `strata ARGS` with `stdin` to completion, with the `STRATA_*` variables of the test's own
+/// environment that commands read left out and `env` set.
+pub fn strata_with_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
-        .args(["--bootstrap", bootstrap])
         .env_remove("STRATA_BOOTSTRAP")
+        .env_remove("STRATA_HTTP_LISTEN")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
