@@ -20,7 +20,7 @@ cd "$root"
 RUSTFLAGS='-C target-feature=+crt-static' \
   cargo build --locked --profile "$profile" --target "$triple" -p strata-broker --bin strata >&2
 
-target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
 # cargo names the `dev` profile's directory `debug`.
 case "$profile" in dev) out=debug ;; *) out=$profile ;; esac
 binary="$target_dir/$triple/$out/strata"
