@@ -223,19 +223,7 @@ impl Cluster for Processes {
     }
 
     fn replica_bytes(&self, id: i32, topic: &str, partition: i32) -> Option<Vec<u8>> {
-        let dir = self.data_dir(id).join(format!("{topic}-{partition}"));
-        let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        segments.sort();
-        let mut bytes = Vec::new();
-        for segment in segments {
-            fs::File::open(segment).ok()?.read_to_end(&mut bytes).ok()?;
-        }
-        Some(bytes)
+        segments_of(&self.data_dir(id), topic, partition)
     }
 
     fn session_timeout(&self) -> Duration {
@@ -259,6 +247,24 @@ impl Drop for Processes {
             }
         }
     }
+}
+
+/// The concatenated `.log` segments of a partition in data directory `data_dir`, oldest first.
+pub fn segments_of(data_dir: &Path, topic: &str, partition: i32) -> Option<Vec<u8>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    // Zero-padded base offsets: name order is offset order.
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(fs::read(segment).ok()?);
+    }
+    Some(bytes)
 }
 
 /// A free loopback port (released again, so another process could take it first; unlikely here).

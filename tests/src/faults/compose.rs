@@ -10,12 +10,11 @@
 //!
 //! Dropping a [`Compose`] runs `down -v`: containers, the network and the volumes go, on failure too.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use super::cluster::{Cluster, health};
+use super::cluster::{Cluster, health, segments_of};
 
 /// Bound for the cluster to come up and for a node to serve again (a new container recovering its logs).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -194,19 +193,7 @@ impl Cluster for Compose {
     fn replica_bytes(&self, id: i32, topic: &str, partition: i32) -> Option<Vec<u8>> {
         let volume = format!("{}_node{id}-data", self.project);
         let mountpoint = docker(&["volume", "inspect", "--format", "{{.Mountpoint}}", &volume]);
-        let dir = Path::new(mountpoint.trim()).join(format!("{topic}-{partition}"));
-        let mut segments: Vec<PathBuf> = fs::read_dir(dir)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        segments.sort();
-        let mut bytes = Vec::new();
-        for segment in segments {
-            bytes.extend(fs::read(segment).ok()?);
-        }
-        Some(bytes)
+        segments_of(Path::new(mountpoint.trim()), topic, partition)
     }
 
     fn session_timeout(&self) -> Duration {
