@@ -17,7 +17,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 file=${1:-$here/docker-compose.yml}
-image=${STRATA_IMAGE:-strata:local}
+# The compose files read STRATA_IMAGE too.
+export STRATA_IMAGE=${STRATA_IMAGE:-strata:local}
+image=$STRATA_IMAGE
 bootstrap=${STRATA_SMOKE_BOOTSTRAP:-127.0.0.1:19092}
 deadline_s=${STRATA_SMOKE_DEADLINE_S:-120}
 project="strata-smoke-$$"
