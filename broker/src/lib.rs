@@ -377,9 +377,10 @@ async fn run_broker(
         tokio::spawn(http::run(http, render, shutdown.clone()))
     });
     info!(node_id = broker.node_id(), cluster_id = %broker.identity.cluster_id, "Strata is serving");
+    let limits = server::Limits::new(&broker.settings);
     let serving = kafka
         .into_iter()
-        .map(|(name, listener)| server::run(listener, name.into(), broker.clone(), shutdown.clone()));
+        .map(|(name, listener)| server::run(listener, name.into(), limits.clone(), broker.clone(), shutdown.clone()));
     futures_util::future::join_all(serving).await;
 
     info!("stopping: moving leaderships away, then flushing logs");

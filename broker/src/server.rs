@@ -42,12 +42,43 @@ use crate::settings::BrokerSettings;
 /// How long a stop waits for connections to finish their in-flight request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves Kafka clients on `listener`, the one named `name`, until `shutdown` is cancelled.
-pub async fn run(mut listener: impl Listener, name: Arc<str>, broker: Arc<Broker>, shutdown: CancellationToken) {
-    let settings = &broker.settings;
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
-    let per_ip = Arc::new(PerIp::new(settings.max_connections_per_ip));
-    let memory = Arc::new(RequestMemory::new(settings.queued_max_request_bytes));
+/// The broker-wide bounds on what clients hold, shared by all its listeners: `max.connections`,
+/// `max.connections.per.ip` and `queued.max.request.bytes`, as in Kafka.
+pub struct Limits {
+    connections: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    memory: Arc<RequestMemory>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("connections_free", &self.connections.available_permits())
+            .field("request_bytes_free", &self.memory.bytes.available_permits())
+            .finish()
+    }
+}
+
+impl Limits {
+    pub fn new(settings: &BrokerSettings) -> Arc<Self> {
+        Arc::new(Self {
+            connections: Arc::new(Semaphore::new(settings.max_connections)),
+            per_ip: Arc::new(PerIp::new(settings.max_connections_per_ip)),
+            memory: Arc::new(RequestMemory::new(settings.queued_max_request_bytes)),
+        })
+    }
+}
+
+/// Serves Kafka clients on `listener`, the one named `name`, within `limits` (shared with the broker's other
+/// listeners), until `shutdown` is cancelled.
+pub async fn run(
+    mut listener: impl Listener,
+    name: Arc<str>,
+    limits: Arc<Limits>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let (limit, per_ip, memory) = (&limits.connections, &limits.per_ip, &limits.memory);
     let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
