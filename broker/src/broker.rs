@@ -58,6 +58,8 @@ pub struct Broker {
     /// Metadata changes sent to the active controller.
     pub changes: Arc<MetadataChanges>,
     pub producer_ids: ProducerIds,
+    /// What clients may hold, across every Kafka listener.
+    pub limits: Arc<crate::server::Limits>,
     pub replicas: Arc<ReplicaManager>,
     pub metrics: Metrics,
     pub groups: Arc<Coordinator>,

@@ -55,6 +55,11 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP strata_request_bytes_in_use Bytes of queued.max.request.bytes held by requests being read or handled.\n# TYPE strata_request_bytes_in_use gauge\nstrata_request_bytes_in_use {}",
+            broker.limits.request_bytes_in_use()
+        );
         let logs = broker.replicas.log_manager().logs();
         let bytes: u64 = logs
             .iter()

@@ -317,6 +317,7 @@ async fn run_broker(
         shutdown.clone(),
     ));
     let broker = Arc::new(Broker {
+        limits: server::Limits::new(&config.settings),
         identity,
         advertised,
         settings: config.settings.clone(),
@@ -377,7 +378,7 @@ async fn run_broker(
         tokio::spawn(http::run(http, render, shutdown.clone()))
     });
     info!(node_id = broker.node_id(), cluster_id = %broker.identity.cluster_id, "Strata is serving");
-    let limits = server::Limits::new(&broker.settings);
+    let limits = broker.limits.clone();
     let serving = kafka
         .into_iter()
         .map(|(name, listener)| server::run(listener, name.into(), limits.clone(), broker.clone(), shutdown.clone()));

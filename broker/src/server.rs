@@ -60,6 +60,11 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
+    /// Bytes of `queued.max.request.bytes` held by requests being read or handled.
+    pub fn request_bytes_in_use(&self) -> u64 {
+        u64::from(self.memory.bytes_max) - self.memory.bytes.available_permits() as u64
+    }
+
     pub fn new(settings: &BrokerSettings) -> Arc<Self> {
         Arc::new(Self {
             connections: Arc::new(Semaphore::new(settings.max_connections)),

@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::raw::{connect, frame, response};
+use common::{Server, gauge, http_get, wait_for};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
 /// Asks for the API versions and requires the answer.
@@ -71,6 +71,17 @@ fn half_a_request_does_not_hold_the_broker() {
     stalled.write_all(&(1_048_576i32).to_be_bytes()).unwrap();
     stalled.write_all(&[0u8; 10]).unwrap();
     let stalled_at = Instant::now();
+    // The server has read the size and holds the whole pool for it before the other client asks.
+    wait_for(
+        "the stalled request to hold the request memory",
+        Duration::from_secs(10),
+        || {
+            gauge(
+                &http_get(&server.http_addr, "/metrics").1,
+                "strata_request_bytes_in_use",
+            ) == Some(1_048_576.0)
+        },
+    );
 
     // Another client's request waits for memory, and is answered once the stalled one is closed.
     let mut waiting = connect(&server);
