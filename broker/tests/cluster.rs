@@ -116,25 +116,7 @@ async fn produce(producer: &FutureProducer, topic: &str, prefix: &str, count: us
 
 /// Reads partition 0 of `topic` from the start until `count` records arrived; returns their values.
 fn consume(cluster: &Cluster, topic: &str, count: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("broker.address.family", "v4")
-        .set("group.id", "cluster-tests")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + SLOW;
-    let mut values = Vec::new();
-    while values.len() < count {
-        assert!(Instant::now() < deadline, "consumed {} of {count}", values.len());
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
-        }
-    }
-    values
+    common::consume(&cluster.bootstrap(), topic, count)
 }
 
 fn expected(prefix: &str, count: usize) -> Vec<String> {

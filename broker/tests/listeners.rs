@@ -6,14 +6,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, Starting};
+use common::{Server, Starting, consume};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use strata_protocol::client::Client;
 use strata_protocol::client::admin::NewTopic;
 
@@ -83,29 +80,6 @@ fn producer(bootstrap: &str) -> FutureProducer {
         .set("message.timeout.ms", "60000")
         .create()
         .unwrap()
-}
-
-/// Reads partition 0 of `topic` through `bootstrap` until `count` records arrived.
-fn consume(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("group.id", "listener-tests")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + SLOW;
-    let mut values = Vec::new();
-    while values.len() < count {
-        assert!(Instant::now() < deadline, "consumed {} of {count}", values.len());
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
-        }
-    }
-    values
 }
 
 async fn produce(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {

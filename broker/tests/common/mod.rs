@@ -389,3 +389,33 @@ pub mod raw {
         answer.topics[0].partitions[0].offset
     }
 }
+
+/// Reads partition 0 of `topic` through `bootstrap` from its start until `count` records arrived (within a
+/// minute); returns their values.
+#[allow(dead_code)] // not every test binary reads records back
+pub fn consume(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut values = Vec::new();
+    while values.len() < count {
+        assert!(Instant::now() < deadline, "consumed {} of {count}", values.len());
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    values
+}
