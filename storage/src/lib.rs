@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`batch`]: the v2 record batch header, its validation (lengths, counts, CRC-32C) without decompressing,
-//!   and the two header fields the log rewrites (base offset, partition leader epoch).
+//! - [`batch`]: the v2 record batch header, its validation (lengths, CRC-32C, and every record walked once,
+//!   decompressed as it is read within a bound), the decompressors, and the two header fields the log rewrites
+//!   (base offset, partition leader epoch).
 //! - `index`: the sparse offset index (`.index`) and time index (`.timeindex`), mmapped.
 //! - `segment`: one `.log` file with its two indexes; append, read, search by time, truncate, recover.
 //! - [`log`]: the partition as one unit: an ordered run of segments with its producer state and leader-epoch
