@@ -1125,8 +1125,11 @@ impl Log {
 
     /// Compaction (`cleanup.policy=compact`) in one call, for a caller that may hold the log for its whole
     /// length (tests, tools): [`Self::plan_compaction`], [`CompactionPlan::build`],
-    /// [`Self::install_compaction`]. The log manager runs the build without the log's lock instead.
+    /// [`Self::install_compaction`]. The log manager runs the build without the log's lock instead. It first
+    /// waits for the fsyncs of rolled segments, so that every closed segment is below the recovery point and
+    /// the result does not depend on how fast the disk is.
     pub fn compact(&mut self, now_ms: i64) -> Result<CompactionReport, Error> {
+        self.wait_rolled_syncs();
         let Some(plan) = self.plan_compaction(now_ms) else {
             return Ok(CompactionReport::default());
         };
