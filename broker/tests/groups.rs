@@ -429,6 +429,42 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_consumer_with_the_same_instance_id_fences_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=3000"]);
+    setup(&server, 60).await;
+    let a = static_member(&server, "a");
+    let b = static_member(&server, "b");
+    poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
+    let b_partitions = assigned(&b);
+    a.context().0.lock().unwrap().clear();
+
+    // A rolling deploy whose pods overlap: a second process with b's instance id while b still runs.
+    let b_next = static_member(&server, "b");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        for consumer in [&a, &b, &b_next] {
+            consumer.poll(Duration::from_millis(20));
+        }
+        if b.client().fatal_error().is_some() && assigned(&b_next) == b_partitions {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the older process not fenced ({:?}) or the newer without its partitions ({:?})",
+            b.client().fatal_error(),
+            assigned(&b_next)
+        );
+    }
+    let (code, reason) = b.client().fatal_error().unwrap();
+    assert_eq!(code, rdkafka::types::RDKafkaErrorCode::FencedInstanceId, "{reason}");
+    assert!(
+        a.context().0.lock().unwrap().is_empty(),
+        "the other member saw no rebalance"
+    );
+}
+
 /// One request and its answer on `stream`.
 fn exchange<Q, A>(
     stream: &mut std::net::TcpStream,

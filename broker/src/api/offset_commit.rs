@@ -10,9 +10,12 @@ use crate::groups::offsets::{Committed, METADATA_BYTES_MAX};
 
 pub async fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
-    let allowed = broker
-        .groups
-        .check_commit(&group, &request.member_id, request.generation_id_or_member_epoch);
+    let allowed = broker.groups.check_commit(
+        &group,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id_or_member_epoch,
+    );
     // Per partition: an error now, or an offset to write.
     let mut to_write = Vec::new();
     let mut results: Vec<(usize, usize, ResponseError)> = Vec::new();

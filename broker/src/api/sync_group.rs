@@ -16,6 +16,7 @@ pub async fn handle(broker: &Broker, request: SyncGroupRequest, _version: i16) -
         .sync(
             &request.group_id,
             &request.member_id,
+            request.group_instance_id.as_deref(),
             request.generation_id,
             assignments,
         )

@@ -15,9 +15,17 @@
 //! assignment) hold a oneshot receiver outside the lock; the group state lives behind one std mutex that is
 //! never held across an await. Committed offsets are in [`offsets`].
 //!
-//! On one node this broker coordinates every group. Static membership (`group.instance.id`) keeps a
-//! member's id across restarts, and a static follower that comes back to a stable group rejoins without a
-//! rebalance (KIP-345); until its session times out, its partitions wait for it.
+//! On one node this broker coordinates every group. Static membership (`group.instance.id`, KIP-345): a
+//! static member that comes back (a restart, or a second process started with the same instance id, as in
+//! a rolling deploy whose pods overlap) gets a new member id and takes the old one's place and assignment;
+//! the old member id is fenced, so whatever still uses it is answered `FENCED_INSTANCE_ID` and stops
+//! (librdkafka raises it as a fatal error) instead of consuming the same partitions. A static follower that
+//! comes back to a stable group with the same protocols does so without a rebalance; until its session
+//! times out, its partitions wait for it.
+//!
+//! Commits: a member of the current generation may commit while the group prepares a rebalance (as
+//! cooperative consumers do before they rejoin), not while it completes one, whose new generation it has
+//! not been told yet: Kafka's rule.
 //!
 //! What a client can make the coordinator keep is bounded, as in Kafka: a group holds at most
 //! `group.max.size` members, counting the members handed an id that have not joined yet (which are
@@ -365,33 +373,48 @@ impl Coordinator {
         {
             return Err((ResponseError::InconsistentGroupProtocol, request.member_id.clone()));
         }
-        // A static member back from a restart (same instance id, same protocols) into a stable group
-        // where it is not the leader gets its place back without a rebalance, as in Kafka (KIP-345): the
-        // others keep their partitions, and it gets its old assignment in SyncGroup.
-        if let Some(instance) = &request.instance_id
-            && group.state == State::Stable
-            && let Some(id) = group.member_for_instance(instance)
-            && group.leader.as_ref() != Some(&id)
-            && group.members[&id].protocols == request.protocols
-        {
-            let member = group.members.get_mut(&id).expect("found above");
-            member.last_seen = Instant::now();
-            member.client_id = request.client_id.clone();
-            member.client_host = request.client_host.clone();
-            return Ok(JoinStep::Done(Joined {
-                generation: group.generation,
-                protocol_type: group.protocol_type.clone(),
-                protocol: group.protocol.clone(),
-                leader: group.leader.clone().unwrap_or_default(),
-                member_id: id,
-                members: Vec::new(),
-            }));
-        }
         let member_id = match (&request.instance_id, request.member_id.is_empty()) {
-            // A static member keeps its id across restarts.
-            (Some(instance), _) => group
-                .member_for_instance(instance)
-                .unwrap_or_else(|| new_member_id(request)),
+            // A static member coming back (restarted, or a second process with the same instance id) takes
+            // the place of the member with its instance id under a new member id; the old id is fenced.
+            (Some(instance), true) => match group.member_for_instance(instance) {
+                Some(old) => {
+                    let id = new_member_id(request);
+                    tracing::info!(group = %request.group_id, instance = %instance, old = %old, new = %id,
+                        "static member rejoined: the old member id is fenced");
+                    replace_static_member(group, &old, id.clone());
+                    // Back into a stable group, as a follower, with the same protocols: its place back
+                    // without a rebalance, as in Kafka (KIP-345). The others keep their partitions, and it
+                    // gets its old assignment in SyncGroup.
+                    if group.state == State::Stable
+                        && group.leader.as_ref() != Some(&id)
+                        && group.members[&id].protocols == request.protocols
+                    {
+                        let member = group.members.get_mut(&id).expect("just placed");
+                        member.last_seen = Instant::now();
+                        member.client_id = request.client_id.clone();
+                        member.client_host = request.client_host.clone();
+                        return Ok(JoinStep::Done(Joined {
+                            generation: group.generation,
+                            protocol_type: group.protocol_type.clone(),
+                            protocol: group.protocol.clone(),
+                            leader: group.leader.clone().unwrap_or_default(),
+                            member_id: id,
+                            members: Vec::new(),
+                        }));
+                    }
+                    id
+                }
+                None => new_member_id(request),
+            },
+            // A member id that is no longer the one of its instance: an older process, fenced.
+            (Some(instance), false) => {
+                check_instance(group, &request.member_id, Some(instance))
+                    .map_err(|e| (e, request.member_id.clone()))?;
+                if !group.members.contains_key(&request.member_id) {
+                    return Err((ResponseError::UnknownMemberId, request.member_id.clone()));
+                }
+                request.member_id.clone()
+            }
             (None, true) if request.require_known_member_id => {
                 let id = new_member_id(request);
                 let session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
@@ -487,13 +510,14 @@ impl Coordinator {
         &self,
         group_id: &str,
         member_id: &str,
+        instance_id: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<Synced, ResponseError> {
         let waiter = {
             let mut groups = self.lock();
             let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
-            check_member(group, member_id, generation)?;
+            check_member(group, member_id, instance_id, generation)?;
             match group.state {
                 State::Empty => return Err(ResponseError::UnknownMemberId),
                 State::PreparingRebalance => return Err(ResponseError::RebalanceInProgress),
@@ -527,10 +551,16 @@ impl Coordinator {
     }
 
     /// Heartbeat: keeps the session alive and tells the member whether to rejoin.
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         let mut groups = self.lock();
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        check_member(group, member_id, generation)?;
+        check_member(group, member_id, instance_id, generation)?;
         group.members.get_mut(member_id).expect("checked").last_seen = Instant::now();
         match group.state {
             State::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
@@ -549,9 +579,16 @@ impl Coordinator {
         let mut groups = self.lock();
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
         let id = match instance_id {
-            Some(instance) => group
-                .member_for_instance(instance)
-                .ok_or(ResponseError::UnknownMemberId)?,
+            Some(instance) => {
+                let id = group
+                    .member_for_instance(instance)
+                    .ok_or(ResponseError::UnknownMemberId)?;
+                // A fenced (older) process of the instance does not take the current one out.
+                if !member_id.is_empty() && member_id != id {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+                id
+            }
             None => member_id.to_owned(),
         };
         let member = group.members.remove(&id).ok_or(ResponseError::UnknownMemberId)?;
@@ -565,8 +602,16 @@ impl Coordinator {
 
     /// Whether a commit from this member at this generation is accepted. A commit without a member
     /// (generation -1) is accepted for a group that has no members, as Kafka accepts it from consumers
-    /// that assign partitions themselves.
-    pub fn check_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    /// that assign partitions themselves. A member of the current generation may commit while the group
+    /// prepares a rebalance (its generation is still current), not while the rebalance completes (Kafka's
+    /// `ClassicGroup.validateOffsetCommit`).
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
             return if generation < 0 {
@@ -582,8 +627,8 @@ impl Coordinator {
                 Err(ResponseError::UnknownMemberId)
             };
         }
-        check_member(group, member_id, generation)?;
-        if group.state == State::PreparingRebalance {
+        check_member(group, member_id, instance_id, generation)?;
+        if group.state == State::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())
@@ -736,7 +781,14 @@ fn shares_protocol(member: &Member, protocols: &[(String, Bytes)]) -> bool {
         .any(|(name, _)| protocols.iter().any(|(other, _)| other == name))
 }
 
-fn check_member(group: &Group, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+/// Kafka's `validateCurrentMember`: fenced, unknown, or of another generation.
+fn check_member(
+    group: &Group,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> Result<(), ResponseError> {
+    check_instance(group, member_id, instance_id)?;
     if !group.members.contains_key(member_id) {
         return Err(ResponseError::UnknownMemberId);
     }
@@ -744,6 +796,31 @@ fn check_member(group: &Group, member_id: &str, generation: i32) -> Result<(), R
         return Err(ResponseError::IllegalGeneration);
     }
     Ok(())
+}
+
+/// `FENCED_INSTANCE_ID` when `instance_id` belongs to a member of another id: a newer process of the
+/// instance took its place.
+fn check_instance(group: &Group, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    match instance_id.and_then(|instance| group.member_for_instance(instance)) {
+        Some(current) if current != member_id => Err(ResponseError::FencedInstanceId),
+        _ => Ok(()),
+    }
+}
+
+/// Moves the member `old` to the id `new` (a static member back under a new id), with its assignment and
+/// leadership; a request of the old one still waiting is answered `FENCED_INSTANCE_ID`.
+fn replace_static_member(group: &mut Group, old: &str, new: String) {
+    let mut member = group.members.remove(old).expect("a member of the group");
+    if let Some(join) = member.join.take() {
+        let _ = join.send(Err(ResponseError::FencedInstanceId));
+    }
+    if let Some(sync) = member.sync.take() {
+        let _ = sync.send(Err(ResponseError::FencedInstanceId));
+    }
+    if group.leader.as_deref() == Some(old) {
+        group.leader = Some(new.clone());
+    }
+    group.members.insert(new, member);
 }
 
 fn synced(group: &Group, member_id: &str) -> Synced {
@@ -1001,6 +1078,109 @@ mod tests {
         assert_eq!(coordinator.remove_dead(|_| true), 0, "kept while it has offsets");
         assert_eq!(coordinator.remove_dead(|_| false), 1);
         assert!(coordinator.list().is_empty());
+    }
+
+    fn static_join(instance: &str, member_id: &str) -> JoinRequest {
+        JoinRequest {
+            instance_id: Some(instance.into()),
+            ..join_request("g", member_id)
+        }
+    }
+
+    fn bytes(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_second_process_of_a_static_member_fences_the_first() {
+        let coordinator = coordinator(10);
+        let first = coordinator.join(static_join("a", "")).await.unwrap();
+        let old = first.member_id.clone();
+        let assignment = vec![(old.clone(), bytes("p0"))];
+        coordinator
+            .sync("g", &old, Some("a"), first.generation, assignment)
+            .await
+            .unwrap();
+
+        // The same instance id again (a pod of the next deploy, the old one still running).
+        let second = coordinator.join(static_join("a", "")).await.unwrap();
+        assert_ne!(second.member_id, old, "a new member id");
+        let fenced = Err(ResponseError::FencedInstanceId);
+        assert_eq!(coordinator.heartbeat("g", &old, Some("a"), first.generation), fenced);
+        assert_eq!(coordinator.check_commit("g", &old, Some("a"), first.generation), fenced);
+        assert_eq!(coordinator.leave("g", &old, Some("a")), fenced);
+        assert_eq!(
+            coordinator.join(static_join("a", &old)).await.unwrap_err().0,
+            ResponseError::FencedInstanceId
+        );
+        assert_eq!(
+            coordinator.heartbeat("g", &old, None, first.generation),
+            Err(ResponseError::UnknownMemberId)
+        );
+        let members: Vec<String> = coordinator
+            .describe("g")
+            .unwrap()
+            .members
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect();
+        assert_eq!(members, vec![second.member_id.clone()]);
+        // The newer one is the group's: it was the leader, so the group rebalanced to hand out again.
+        assert_eq!(second.leader, second.member_id);
+        assert_eq!(second.generation, first.generation + 1);
+    }
+
+    #[tokio::test]
+    async fn a_static_follower_back_in_a_stable_group_takes_its_place_and_assignment_without_a_rebalance() {
+        let coordinator = coordinator(10);
+        let a = coordinator.join(static_join("a", "")).await.unwrap();
+        coordinator
+            .sync("g", &a.member_id, Some("a"), a.generation, vec![])
+            .await
+            .unwrap();
+        // b joins; a rejoins: one generation of two, a leading.
+        let b = start_join(&coordinator, static_join("b", "")).await;
+        assert_eq!(
+            coordinator.check_commit("g", &a.member_id, Some("a"), a.generation),
+            Ok(()),
+            "a member of the current generation commits while the group prepares a rebalance"
+        );
+        let a = coordinator.join(static_join("a", &a.member_id)).await.unwrap();
+        let b = b.await.unwrap().unwrap();
+        assert_eq!(a.generation, b.generation);
+        assert_eq!(
+            coordinator.check_commit("g", &a.member_id, Some("a"), a.generation),
+            Err(ResponseError::RebalanceInProgress),
+            "not while the rebalance completes"
+        );
+        let b_sync = {
+            let coordinator = coordinator.clone();
+            let b_id = b.member_id.clone();
+            tokio::spawn(async move { coordinator.sync("g", &b_id, Some("b"), b.generation, vec![]).await })
+        };
+        tokio::task::yield_now().await;
+        let assignments = vec![(a.member_id.clone(), bytes("pa")), (b.member_id.clone(), bytes("pb"))];
+        coordinator
+            .sync("g", &a.member_id, Some("a"), a.generation, assignments)
+            .await
+            .unwrap();
+        assert_eq!(b_sync.await.unwrap().unwrap().assignment, bytes("pb"));
+
+        let b2 = coordinator.join(static_join("b", "")).await.unwrap();
+        assert_eq!(b2.generation, a.generation, "no rebalance");
+        let synced = coordinator
+            .sync("g", &b2.member_id, Some("b"), b2.generation, vec![])
+            .await
+            .unwrap();
+        assert_eq!(synced.assignment, bytes("pb"), "the old member's assignment");
+        assert_eq!(
+            coordinator.heartbeat("g", &a.member_id, Some("a"), a.generation),
+            Ok(())
+        );
+        assert_eq!(
+            coordinator.heartbeat("g", &b.member_id, Some("b"), b.generation),
+            Err(ResponseError::FencedInstanceId)
+        );
     }
 
     #[test]
