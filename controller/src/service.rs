@@ -35,8 +35,15 @@ use crate::{DecodeError, METADATA_LOG_DIR, check_quorum, codec};
 /// How long [`Controller::shutdown`] waits for open RPC connections to close before dropping them.
 const SERVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the active controller looks for brokers whose sessions ended.
-const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the active controller looks for brokers whose sessions ended: an eighth of the session
+/// timeout, within these bounds, so that a broker is fenced at most an eighth after its session ends (a
+/// short `broker.session.timeout.ms` is for failing over fast) and a long one is not checked needlessly.
+const SESSION_CHECK_INTERVAL_MS_MIN: u64 = 50;
+const SESSION_CHECK_INTERVAL_MS_MAX: u64 = 500;
+
+fn session_check_interval(session_timeout_ms: u64) -> Duration {
+    Duration::from_millis((session_timeout_ms / 8).clamp(SESSION_CHECK_INTERVAL_MS_MIN, SESSION_CHECK_INTERVAL_MS_MAX))
+}
 
 /// The gRPC face of one controller's [`Raft`].
 #[derive(Debug, Clone)]
@@ -195,8 +202,9 @@ where
     let raft = Raft::new(id, Arc::clone(&config), network, log, state_machine)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+    let check_interval = session_check_interval(settings.session_timeout_ms);
     let quorum = Quorum::new(id, raft.clone(), feed, settings);
-    let session_checks = quorum.spawn_session_checks(SESSION_CHECK_INTERVAL);
+    let session_checks = quorum.spawn_session_checks(check_interval);
     let check_quorum = check_quorum::spawn(id, raft.clone(), &config);
 
     let (stop_server, stopped) = oneshot::channel::<()>();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_protocol::client::Client;
 use strata_protocol::client::admin::NewTopic;
-use strata_tests::faults::check::check;
+use strata_tests::faults::check::{availability, check};
 use strata_tests::faults::cluster::{Cluster, Processes, strata_binary};
 use strata_tests::faults::compose::Compose;
 use strata_tests::faults::nemesis::{self, Applied};
@@ -141,7 +141,10 @@ async fn history_holds(cluster: &mut dyn Cluster, seed: u64, cuts: bool) {
     });
     let idempotent = |name: &str| producers.iter().any(|p| p.name == name && p.idempotent);
     let report = check(&history, &log, &high_watermarks, &committed, idempotent, started);
-    eprintln!("seed {seed}, faults {applied:#?}\n{report}");
+    eprintln!("seed {seed}: {report}");
+    for fault in availability(&history, &applied) {
+        eprintln!("  {fault}");
+    }
     assert!(report.acked > 0, "nothing was acknowledged");
     assert!(report.valid(), "seed {seed}: the history breaks an invariant\n{report}");
 

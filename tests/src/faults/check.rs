@@ -9,12 +9,14 @@
 //! - **committed past the end**: a group offset beyond the partition's high watermark.
 //!
 //! Availability is reported, not judged: the share of sends acknowledged, and the longest time without an
-//! acknowledgement.
+//! acknowledgement, over the whole run and per fault ([`availability`]), with how long after the fault the
+//! first write to each partition its node led was acknowledged (the failover time).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::nemesis::Applied;
 use super::workload::{History, Outcome};
 
 /// A producer's lane in one partition.
@@ -169,4 +171,83 @@ pub fn check(
         .max()
         .unwrap_or_default();
     report
+}
+
+/// Availability while one fault was held, from its start until it was healed.
+#[derive(Debug)]
+pub struct FaultAvailability {
+    pub applied: Applied,
+    /// Sends answered in the window.
+    pub answered: usize,
+    /// Of those, acknowledged.
+    pub acked: usize,
+    /// The longest time without an acknowledgement (of any partition) in the window, from its start.
+    pub longest_gap: Duration,
+    /// For each partition the fault's node led: how long after the fault began the first write to it was
+    /// acknowledged (`None`: none in the window).
+    pub failover: Vec<(i32, Option<Duration>)>,
+}
+
+impl fmt::Display for FaultAvailability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.applied;
+        let share = 100.0 * self.acked as f64 / self.answered.max(1) as f64;
+        write!(
+            f,
+            "{:?} (node {:?}), held {:.1?}: {} sends answered, {} acknowledged ({share:.1}%), longest gap {:.2?}",
+            a.fault,
+            a.node,
+            a.healed.saturating_duration_since(a.started),
+            self.answered,
+            self.acked,
+            self.longest_gap
+        )?;
+        for (partition, first) in &self.failover {
+            match first {
+                Some(after) => write!(f, "; partition {partition} it led written again after {after:.2?}")?,
+                None => write!(f, "; partition {partition} it led not written again while held")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Availability per fault in `applied`, from the sends of `history` answered while it was held.
+pub fn availability(history: &History, applied: &[Applied]) -> Vec<FaultAvailability> {
+    applied
+        .iter()
+        .map(|a| {
+            let window = |at: Instant| a.started <= at && at <= a.healed;
+            let answered: Vec<_> = history.sends.iter().filter(|s| window(s.answered)).collect();
+            let mut acks: Vec<(Instant, i32)> = answered
+                .iter()
+                .filter_map(|s| match s.outcome {
+                    Outcome::Acked { partition, .. } => Some((s.answered, partition)),
+                    Outcome::Unknown(_) => None,
+                })
+                .collect();
+            acks.sort_unstable();
+            let mut last = a.started;
+            let mut longest_gap = Duration::ZERO;
+            for &(at, _) in acks.iter().chain(&[(a.healed, -1)]) {
+                longest_gap = longest_gap.max(at.saturating_duration_since(last));
+                last = at;
+            }
+            let failover = a
+                .led
+                .iter()
+                .map(|&p| {
+                    let first = acks.iter().find(|(_, partition)| *partition == p);
+                    (p, first.map(|(at, _)| at.saturating_duration_since(a.started)))
+                })
+                .collect();
+            FaultAvailability {
+                applied: a.clone(),
+                answered: answered.len(),
+                acked: acks.len(),
+                longest_gap,
+                failover,
+            }
+        })
+        .collect()
 }

@@ -197,8 +197,8 @@ impl Cluster for Compose {
     }
 
     fn session_timeout(&self) -> Duration {
-        // The compose file keeps the default `broker.session.timeout.ms`.
-        Duration::from_millis(9000)
+        // `broker.session.timeout.ms` in deploy/docker-compose.yml.
+        Duration::from_millis(1000)
     }
 
     fn log_tail(&self, id: i32) -> String {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use strata_protocol::client::Client;
 
 use super::cluster::Cluster;
+use super::workload::TOPIC;
 
 /// One fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct Applied {
     pub fault: Fault,
     /// The node it hit (for the active controller: the one it was).
     pub node: Option<i32>,
+    /// The partitions of the workload's topic that node led when the fault began: how long writes to them
+    /// stop is the failover time.
+    pub led: Vec<i32>,
     pub started: Instant,
     pub healed: Instant,
 }
@@ -64,50 +68,63 @@ pub fn schedule(seed: u64, nodes: &[i32], count: usize, cuts: bool) -> Vec<Fault
 
 /// Applies `fault` to `cluster`, holds it, heals it.
 pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
+    let target = match fault {
+        Fault::Kill(id) | Fault::Pause(id) | Fault::Isolate(id) => Some(id),
+        Fault::KillActiveController | Fault::IsolateActiveController => Some(active_controller(cluster).await),
+        Fault::RollingRestart => None,
+    };
+    let led = match target {
+        Some(id) => partitions_led_by(cluster, id).await,
+        None => Vec::new(),
+    };
     let started = Instant::now();
-    let node = match fault {
-        Fault::Kill(id) => {
+    match fault {
+        Fault::Kill(_) | Fault::KillActiveController => {
+            let id = target.expect("a node");
             cluster.kill(id);
             tokio::time::sleep(DOWN).await;
             restart(cluster, id).await;
-            Some(id)
         }
         Fault::Pause(id) => {
             cluster.pause(id);
             tokio::time::sleep(cluster.session_timeout() + Duration::from_millis(1500)).await;
             cluster.resume(id);
-            Some(id)
         }
-        Fault::KillActiveController => {
-            let id = active_controller(cluster).await;
-            cluster.kill(id);
-            tokio::time::sleep(DOWN).await;
-            restart(cluster, id).await;
-            Some(id)
-        }
-        Fault::Isolate(id) => {
-            isolate(cluster, id).await;
-            Some(id)
-        }
-        Fault::IsolateActiveController => {
-            let id = active_controller(cluster).await;
-            isolate(cluster, id).await;
-            Some(id)
+        Fault::Isolate(_) | Fault::IsolateActiveController => {
+            isolate(cluster, target.expect("a node")).await;
         }
         Fault::RollingRestart => {
             for id in cluster.nodes() {
                 cluster.kill(id);
                 restart(cluster, id).await;
             }
-            None
         }
-    };
+    }
     Applied {
         fault,
-        node,
+        node: target,
+        led,
         started,
         healed: Instant::now(),
     }
+}
+
+/// The partitions of the workload's topic whose leader is `id`, as any node tells (empty if none answers).
+async fn partitions_led_by(cluster: &dyn Cluster, id: i32) -> Vec<i32> {
+    for node in cluster.nodes() {
+        if let Ok(mut client) = Client::connect(&cluster.client_addr(node)).await
+            && let Ok(topic) = client.topic_metadata(TOPIC, false).await
+            && topic.error.is_none()
+        {
+            return topic
+                .partitions
+                .iter()
+                .filter(|p| p.leader == id)
+                .map(|p| p.index)
+                .collect();
+        }
+    }
+    Vec::new()
 }
 
 /// Cuts node `id` off from its peers past its session, then heals the cut.
