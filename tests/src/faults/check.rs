@@ -38,6 +38,8 @@ pub struct Report {
     pub reordered: Vec<String>,
     pub committed_past_end: Vec<String>,
     pub longest_gap: Duration,
+    /// When that gap began, from the start of the run.
+    pub longest_gap_from: Duration,
 }
 
 impl Report {
@@ -58,8 +60,14 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{} sends: {} acknowledged ({share:.1}%), {} unknown; {} records in the log; longest gap without an \
-             acknowledgement {:?}; {} duplicates from non-idempotent producers",
-            self.sends, self.acked, self.unknown, self.records, self.longest_gap, self.duplicated_other
+             acknowledgement {:.2?} (from {:.1?} into the run); {} duplicates from non-idempotent producers",
+            self.sends,
+            self.acked,
+            self.unknown,
+            self.records,
+            self.longest_gap,
+            self.longest_gap_from,
+            self.duplicated_other
         )?;
         for (name, found) in [
             ("lost", &self.lost),
@@ -161,15 +169,15 @@ pub fn check(
         }
     }
     acks.sort_unstable();
-    report.longest_gap = acks
-        .iter()
-        .scan(started, |last, &at| {
-            let gap = at.saturating_duration_since(*last);
-            *last = at;
-            Some(gap)
-        })
-        .max()
-        .unwrap_or_default();
+    let mut last = started;
+    for &at in &acks {
+        let gap = at.saturating_duration_since(last);
+        if gap > report.longest_gap {
+            report.longest_gap = gap;
+            report.longest_gap_from = last.saturating_duration_since(started);
+        }
+        last = at;
+    }
     report
 }
 
@@ -183,8 +191,8 @@ pub struct FaultAvailability {
     pub acked: usize,
     /// The longest time without an acknowledgement (of any partition) in the window, from its start.
     pub longest_gap: Duration,
-    /// For each partition the fault's node led: how long after the fault began the first write to it was
-    /// acknowledged (`None`: none in the window).
+    /// For each partition the fault's node led: how long after the fault took effect the first write to it
+    /// was acknowledged (`None`: none in the window).
     pub failover: Vec<(i32, Option<Duration>)>,
 }
 
@@ -237,8 +245,8 @@ pub fn availability(history: &History, applied: &[Applied]) -> Vec<FaultAvailabi
                 .led
                 .iter()
                 .map(|&p| {
-                    let first = acks.iter().find(|(_, partition)| *partition == p);
-                    (p, first.map(|(at, _)| at.saturating_duration_since(a.started)))
+                    let first = acks.iter().find(|&&(at, partition)| partition == p && at > a.in_effect);
+                    (p, first.map(|(at, _)| at.saturating_duration_since(a.in_effect)))
                 })
                 .collect();
             FaultAvailability {

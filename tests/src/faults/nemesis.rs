@@ -34,6 +34,8 @@ pub struct Applied {
     /// stop is the failover time.
     pub led: Vec<i32>,
     pub started: Instant,
+    /// When the fault had taken effect (the kill, pause or cut done): failover is timed from here.
+    pub in_effect: Instant,
     pub healed: Instant,
 }
 
@@ -78,20 +80,27 @@ pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
         None => Vec::new(),
     };
     let started = Instant::now();
+    let mut in_effect = started;
     match fault {
         Fault::Kill(_) | Fault::KillActiveController => {
             let id = target.expect("a node");
             cluster.kill(id);
+            in_effect = Instant::now();
             tokio::time::sleep(DOWN).await;
             restart(cluster, id).await;
         }
         Fault::Pause(id) => {
             cluster.pause(id);
+            in_effect = Instant::now();
             tokio::time::sleep(cluster.session_timeout() + Duration::from_millis(1500)).await;
             cluster.resume(id);
         }
         Fault::Isolate(_) | Fault::IsolateActiveController => {
-            isolate(cluster, target.expect("a node")).await;
+            let id = target.expect("a node");
+            assert!(cluster.isolate(id), "this cluster cannot cut a node off");
+            in_effect = Instant::now();
+            tokio::time::sleep(cluster.session_timeout() + Duration::from_millis(3000)).await;
+            cluster.heal(id);
         }
         Fault::RollingRestart => {
             for id in cluster.nodes() {
@@ -105,6 +114,7 @@ pub async fn apply(cluster: &mut dyn Cluster, fault: Fault) -> Applied {
         node: target,
         led,
         started,
+        in_effect,
         healed: Instant::now(),
     }
 }
@@ -125,13 +135,6 @@ async fn partitions_led_by(cluster: &dyn Cluster, id: i32) -> Vec<i32> {
         }
     }
     Vec::new()
-}
-
-/// Cuts node `id` off from its peers past its session, then heals the cut.
-async fn isolate(cluster: &mut dyn Cluster, id: i32) {
-    assert!(cluster.isolate(id), "this cluster cannot cut a node off");
-    tokio::time::sleep(cluster.session_timeout() + Duration::from_millis(3000)).await;
-    cluster.heal(id);
 }
 
 /// Restarts a node off the async runtime: waiting for it to serve blocks.
