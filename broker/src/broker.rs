@@ -86,11 +86,14 @@ impl TopicFailure {
 
 impl From<SettingError> for TopicFailure {
     fn from(e: SettingError) -> Self {
-        let error = match e {
-            SettingError::OutOfRange { .. } => ResponseError::PolicyViolation,
-            SettingError::Unknown(_) | SettingError::Invalid { .. } => ResponseError::InvalidConfig,
-        };
-        Self::new(error, e.to_string())
+        // Kafka answers every setting it refuses, unknown, unparsable, out of range or contradicting another,
+        // with INVALID_CONFIG and the reason (POLICY_VIOLATION is for a create-topic policy's refusals).
+        match e {
+            SettingError::Unknown(_)
+            | SettingError::Invalid { .. }
+            | SettingError::OutOfRange { .. }
+            | SettingError::Conflict(_) => Self::new(ResponseError::InvalidConfig, e.to_string()),
+        }
     }
 }
 
@@ -213,9 +216,7 @@ impl Broker {
                 format!("replication factor {replication_factor} is below 1"),
             ));
         }
-        for (key, value) in &new.configs {
-            self.settings.validate_topic_setting(key, value)?;
-        }
+        self.settings.validate_topic_settings(&new.configs)?;
         if self.metadata.get(&new.name).is_some() {
             return Err(TopicFailure::new(
                 ResponseError::TopicAlreadyExists,
@@ -283,9 +284,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Topic, TopicFailure> {
         let topic = self.existing(name)?;
-        for (key, value) in &configs {
-            self.settings.validate_topic_setting(key, value)?;
-        }
+        self.settings.validate_topic_settings(&configs)?;
         let remove = topic
             .configs
             .keys()

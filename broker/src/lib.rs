@@ -353,7 +353,11 @@ async fn run_broker(
             warn!(partition = %tp, "a log on disk belongs to no partition of this broker; leaving it untouched");
         }
     }
-    let upkeep = logs.start_background(Duration::from_millis(config.settings.retention_check_interval_ms));
+    let upkeep = logs.start_background(
+        Duration::from_millis(config.settings.retention_check_interval_ms),
+        // Kafka allows 0; a cleaner that never rests would take a core.
+        Duration::from_millis(config.settings.cleaner_backoff_ms.max(1)),
+    );
     tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
     let offsets_retention = groups::expiry::RetentionSettings {
         retention: Duration::from_millis(config.settings.offsets_retention_ms),

@@ -1,10 +1,13 @@
 //! Broker-wide settings with Kafka's names, set with `--set key=value`, and the topic settings they default.
 //!
 //! Kafka names a topic setting (`retention.ms`) and the broker default for it differently
-//! (`log.retention.ms`); [`BrokerSettings::set`] accepts the broker names and keeps the defaults as a
-//! [`LogConfig`], so a topic's effective settings are "broker defaults, then the topic's overrides".
+//! (`log.retention.ms`, Kafka's `ServerTopicConfigSynonyms`); [`BrokerSettings::set`] accepts the broker
+//! names and keeps the defaults as a [`LogConfig`], so a topic's effective settings are "broker defaults, then
+//! the topic's overrides". Which defaults were set at start is remembered, so DescribeConfigs can tell a
+//! topic's inherited value from the broker (`STATIC_BROKER_CONFIG`) from Kafka's own default
+//! (`DEFAULT_CONFIG`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use strata_storage::LogConfig;
 use strata_storage::config::{ConfigError, LOG_CONFIG_KEYS};
@@ -25,27 +28,36 @@ pub enum SettingError {
     Invalid { key: String, value: String, reason: String },
     #[error("`{key}` = `{value}` is out of range: {reason}")]
     OutOfRange { key: String, value: String, reason: String },
+    /// Settings each valid alone that contradict each other.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl SettingError {
     fn from_config(key: &str, value: &str, e: ConfigError) -> Self {
         match e {
             ConfigError::Unknown(key) => SettingError::Unknown(key),
-            ConfigError::NotAnInteger { .. } => SettingError::Invalid {
-                key: key.into(),
-                value: value.into(),
-                reason: "not an integer".into(),
-            },
-            ConfigError::NotAPolicy { .. } => SettingError::Invalid {
-                key: key.into(),
-                value: value.into(),
-                reason: e.to_string(),
-            },
             ConfigError::OutOfRange { range, .. } => SettingError::OutOfRange {
                 key: key.into(),
                 value: value.into(),
                 reason: format!("must be {range}"),
             },
+            ConfigError::Conflict(message) => SettingError::Conflict(message),
+            other => {
+                let reason = match &other {
+                    ConfigError::NotAnInteger { .. } => "not an integer".to_owned(),
+                    ConfigError::NotANumber { .. } => "not a number".to_owned(),
+                    ConfigError::NotABoolean { .. } => "not true or false".to_owned(),
+                    ConfigError::NotOneOf { allowed, .. } => format!("must be one of {allowed}"),
+                    ConfigError::Unsupported { reason, .. } => (*reason).to_owned(),
+                    _ => other.to_string(),
+                };
+                SettingError::Invalid {
+                    key: key.into(),
+                    value: value.into(),
+                    reason,
+                }
+            }
         }
     }
 }
@@ -82,6 +94,8 @@ pub struct BrokerSettings {
     pub connections_max_idle_ms: u64,
     /// `log.retention.check.interval.ms`: how often retention, time flushes and checkpoints run.
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: how often the cleaner looks for compacted logs that are due.
+    pub cleaner_backoff_ms: u64,
     /// `min.insync.replicas` default.
     pub min_insync_replicas: i32,
     /// `group.initial.rebalance.delay.ms`: how long a group starting from empty waits for more members.
@@ -112,6 +126,8 @@ pub struct BrokerSettings {
     pub offsets_topic_replication_factor: Option<i16>,
     /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
     pub log: LogConfig,
+    /// The topic settings whose broker default was set (by any of its broker names), for DescribeConfigs.
+    pub log_defaults_set: BTreeSet<&'static str>,
 }
 
 impl Default for BrokerSettings {
@@ -126,6 +142,7 @@ impl Default for BrokerSettings {
             queued_max_request_bytes: 512 * 1024 * 1024,
             connections_max_idle_ms: 600_000,
             retention_check_interval_ms: 300_000,
+            cleaner_backoff_ms: 15_000,
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
             group_max_size: GROUP_MAX_SIZE_DEFAULT,
@@ -138,6 +155,7 @@ impl Default for BrokerSettings {
             replica_lag_time_max_ms: 30_000,
             offsets_topic_replication_factor: None,
             log: LogConfig::default(),
+            log_defaults_set: BTreeSet::new(),
         }
     }
 }
@@ -164,6 +182,7 @@ impl BrokerSettings {
         let log_key = |topic_key: &str, value: String| {
             let mut log = self.log.clone();
             log.set(topic_key, &value)
+                .and_then(|()| log.check())
                 .map_err(|e| SettingError::from_config(key, &value, e))?;
             Ok::<_, SettingError>(log)
         };
@@ -180,9 +199,13 @@ impl BrokerSettings {
             "queued.max.request.bytes" => self.queued_max_request_bytes = int(1)?.min(i64::from(u32::MAX)) as usize,
             "connections.max.idle.ms" => self.connections_max_idle_ms = int(1)? as u64,
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = int(1)? as u64,
+            "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = int(0)? as u64,
             // A broker setting carried in every log's config, which the cleaner reads.
             "log.cleaner.dedupe.buffer.size" => self.log.dedupe_buffer_bytes = int(1)? as u64,
-            "min.insync.replicas" => self.min_insync_replicas = int(1)? as i32,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = int(1)?.min(i64::from(i32::MAX)) as i32;
+                self.log_defaults_set.insert(MIN_INSYNC_REPLICAS);
+            }
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
             // An int in Kafka, at least 1.
             "group.max.size" => self.group_max_size = int(1)?.min(i64::from(i32::MAX)) as usize,
@@ -200,11 +223,27 @@ impl BrokerSettings {
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = Some(int(1)?.min(i64::from(i16::MAX)) as i16)
             }
-            "log.retention.hours" => self.log = log_key("retention.ms", (int(-1)? * 3_600_000).max(-1).to_string())?,
-            "log.retention.minutes" => self.log = log_key("retention.ms", (int(-1)? * 60_000).max(-1).to_string())?,
-            "log.roll.hours" => self.log = log_key("segment.ms", (int(1)? * 3_600_000).to_string())?,
+            "log.retention.hours" => {
+                self.log = log_key("retention.ms", int(-1)?.saturating_mul(3_600_000).max(-1).to_string())?;
+                self.log_defaults_set.insert("retention.ms");
+            }
+            "log.retention.minutes" => {
+                self.log = log_key("retention.ms", int(-1)?.saturating_mul(60_000).max(-1).to_string())?;
+                self.log_defaults_set.insert("retention.ms");
+            }
+            "log.roll.hours" => {
+                self.log = log_key("segment.ms", int(1)?.saturating_mul(3_600_000).to_string())?;
+                self.log_defaults_set.insert("segment.ms");
+            }
+            "log.roll.jitter.hours" => {
+                self.log = log_key("segment.jitter.ms", int(0)?.saturating_mul(3_600_000).to_string())?;
+                self.log_defaults_set.insert("segment.jitter.ms");
+            }
             _ => match broker_to_topic_key(key) {
-                Some(topic_key) => self.log = log_key(topic_key, value.to_owned())?,
+                Some(topic_key) => {
+                    self.log = log_key(topic_key, value.to_owned())?;
+                    self.log_defaults_set.insert(topic_key);
+                }
                 None => return Err(SettingError::Unknown(key.to_owned())),
             },
         }
@@ -245,6 +284,17 @@ impl BrokerSettings {
         }
     }
 
+    /// Checks a topic's whole set of overrides: each one, then the effective settings against each other
+    /// (Kafka refuses `min.compaction.lag.ms` above `max.compaction.lag.ms`, wherever each comes from).
+    pub fn validate_topic_settings(&self, overrides: &BTreeMap<String, String>) -> Result<(), SettingError> {
+        for (key, value) in overrides {
+            self.validate_topic_setting(key, value)?;
+        }
+        self.topic_log_config(overrides)
+            .check()
+            .map_err(|e| SettingError::from_config("", "", e))
+    }
+
     /// The storage settings of a topic: broker defaults, then the topic's overrides (already validated).
     pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         let mut config = self.log.clone();
@@ -260,12 +310,21 @@ impl BrokerSettings {
     /// DescribeConfigs and CreateTopics responses.
     pub fn describe_topic(&self, overrides: &BTreeMap<String, String>) -> Vec<TopicSetting> {
         let config = self.topic_log_config(overrides);
+        let source = |key: &str, broker_set: bool| {
+            if overrides.contains_key(key) {
+                SettingSource::Topic
+            } else if broker_set {
+                SettingSource::StaticBroker
+            } else {
+                SettingSource::Default
+            }
+        };
         let mut out: Vec<TopicSetting> = LOG_CONFIG_KEYS
             .iter()
             .map(|key| TopicSetting {
                 name: key,
                 value: config.get(key).expect("every listed key has a value"),
-                overridden: overrides.contains_key(*key),
+                source: source(key, self.log_defaults_set.contains(key)),
             })
             .collect();
         out.push(TopicSetting {
@@ -274,7 +333,7 @@ impl BrokerSettings {
                 .get(MIN_INSYNC_REPLICAS)
                 .cloned()
                 .unwrap_or_else(|| self.min_insync_replicas.to_string()),
-            overridden: overrides.contains_key(MIN_INSYNC_REPLICAS),
+            source: source(MIN_INSYNC_REPLICAS, self.log_defaults_set.contains(MIN_INSYNC_REPLICAS)),
         });
         out.push(TopicSetting {
             name: UNCLEAN_LEADER_ELECTION,
@@ -282,7 +341,7 @@ impl BrokerSettings {
                 .get(UNCLEAN_LEADER_ELECTION)
                 .cloned()
                 .unwrap_or_else(|| "false".into()),
-            overridden: overrides.contains_key(UNCLEAN_LEADER_ELECTION),
+            source: source(UNCLEAN_LEADER_ELECTION, false),
         });
         out
     }
@@ -348,6 +407,30 @@ impl BrokerSettings {
             ("log.flush.interval.messages", log("flush.messages")),
             ("log.flush.interval.ms", log("flush.ms")),
             ("message.max.bytes", log("max.message.bytes")),
+            ("log.cleanup.policy", log("cleanup.policy")),
+            ("log.cleaner.delete.retention.ms", log("delete.retention.ms")),
+            ("log.cleaner.backoff.ms", self.cleaner_backoff_ms.to_string()),
+            ("log.cleaner.min.cleanable.ratio", log("min.cleanable.dirty.ratio")),
+            ("log.cleaner.min.compaction.lag.ms", log("min.compaction.lag.ms")),
+            ("log.cleaner.max.compaction.lag.ms", log("max.compaction.lag.ms")),
+            ("log.segment.delete.delay.ms", log("file.delete.delay.ms")),
+            ("log.roll.jitter.ms", log("segment.jitter.ms")),
+            ("log.preallocate", log("preallocate")),
+            ("compression.type", log("compression.type")),
+            ("compression.gzip.level", log("compression.gzip.level")),
+            ("compression.lz4.level", log("compression.lz4.level")),
+            ("compression.zstd.level", log("compression.zstd.level")),
+            ("log.message.timestamp.type", log("message.timestamp.type")),
+            (
+                "log.message.timestamp.before.max.ms",
+                log("message.timestamp.before.max.ms"),
+            ),
+            (
+                "log.message.timestamp.after.max.ms",
+                log("message.timestamp.after.max.ms"),
+            ),
+            ("log.local.retention.ms", log("local.retention.ms")),
+            ("log.local.retention.bytes", log("local.retention.bytes")),
         ]
     }
 
@@ -365,11 +448,22 @@ impl BrokerSettings {
 pub struct TopicSetting {
     pub name: &'static str,
     pub value: String,
-    /// Set on the topic itself (rather than inherited from the broker default).
-    pub overridden: bool,
+    pub source: SettingSource,
 }
 
-/// Kafka's broker name for the default of a topic storage setting.
+/// Where a topic's value of a setting comes from (Kafka's `ConfigSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingSource {
+    /// Set on the topic itself (`DYNAMIC_TOPIC_CONFIG`).
+    Topic,
+    /// The broker's default, set at start (`STATIC_BROKER_CONFIG`).
+    StaticBroker,
+    /// Kafka's default (`DEFAULT_CONFIG`).
+    Default,
+}
+
+/// Kafka's broker name for the default of a topic storage setting (`ServerTopicConfigSynonyms`; the ones
+/// that convert units, `log.retention.hours` and the like, are handled in [`BrokerSettings::set`]).
 fn broker_to_topic_key(key: &str) -> Option<&'static str> {
     Some(match key {
         "log.segment.bytes" => "segment.bytes",
@@ -383,6 +477,21 @@ fn broker_to_topic_key(key: &str) -> Option<&'static str> {
         "message.max.bytes" => "max.message.bytes",
         "log.cleanup.policy" => "cleanup.policy",
         "log.cleaner.delete.retention.ms" => "delete.retention.ms",
+        "log.cleaner.min.cleanable.ratio" => "min.cleanable.dirty.ratio",
+        "log.cleaner.min.compaction.lag.ms" => "min.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms" => "max.compaction.lag.ms",
+        "log.segment.delete.delay.ms" => "file.delete.delay.ms",
+        "log.roll.jitter.ms" => "segment.jitter.ms",
+        "log.preallocate" => "preallocate",
+        "compression.type" => "compression.type",
+        "compression.gzip.level" => "compression.gzip.level",
+        "compression.lz4.level" => "compression.lz4.level",
+        "compression.zstd.level" => "compression.zstd.level",
+        "log.message.timestamp.type" => "message.timestamp.type",
+        "log.message.timestamp.before.max.ms" => "message.timestamp.before.max.ms",
+        "log.message.timestamp.after.max.ms" => "message.timestamp.after.max.ms",
+        "log.local.retention.ms" => "local.retention.ms",
+        "log.local.retention.bytes" => "local.retention.bytes",
         _ => return None,
     })
 }
@@ -451,6 +560,93 @@ mod tests {
     }
 
     #[test]
+    fn kafkas_broker_names_set_the_new_topic_defaults() {
+        let mut settings = BrokerSettings::default();
+        for (key, value) in [
+            ("compression.type", "zstd"),
+            ("compression.zstd.level", "7"),
+            ("log.message.timestamp.type", "LogAppendTime"),
+            ("log.message.timestamp.after.max.ms", "1000"),
+            ("log.cleaner.min.cleanable.ratio", "0.25"),
+            ("log.cleaner.max.compaction.lag.ms", "600000"),
+            ("log.cleaner.min.compaction.lag.ms", "1000"),
+            ("log.segment.delete.delay.ms", "0"),
+            ("log.roll.jitter.hours", "1"),
+            ("log.preallocate", "false"),
+            ("log.local.retention.ms", "-2"),
+            ("log.cleaner.backoff.ms", "500"),
+        ] {
+            settings
+                .set(key, value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        }
+        let log = &settings.log;
+        assert_eq!(log.compression_type, strata_storage::config::CompressionType::Zstd);
+        assert_eq!(log.compression_zstd_level, 7);
+        assert_eq!(
+            log.message_timestamp_type,
+            strata_storage::config::TimestampType::LogAppendTime
+        );
+        assert_eq!(log.message_timestamp_after_max_ms, 1000);
+        assert_eq!(log.min_cleanable_dirty_ratio.get(), 0.25);
+        assert_eq!((log.min_compaction_lag_ms, log.max_compaction_lag_ms), (1000, 600_000));
+        assert_eq!((log.file_delete_delay_ms, log.segment_jitter_ms), (0, 3_600_000));
+        assert_eq!(settings.cleaner_backoff_ms, 500);
+        let described = settings.describe_broker();
+        let shown = |key: &str| described.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        assert_eq!(shown("log.cleaner.min.cleanable.ratio").as_deref(), Some("0.25"));
+        assert_eq!(shown("compression.type").as_deref(), Some("zstd"));
+        // A minimum lag above the maximum is refused, as Kafka validates its broker defaults.
+        assert!(matches!(
+            settings.set("log.cleaner.min.compaction.lag.ms", "700000"),
+            Err(SettingError::Conflict(_))
+        ));
+        assert!(matches!(
+            settings.set("log.preallocate", "true"),
+            Err(SettingError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_topics_settings_are_checked_together() {
+        let settings = BrokerSettings::default();
+        let overrides = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert!(
+            settings
+                .validate_topic_settings(&overrides(&[
+                    ("min.compaction.lag.ms", "100"),
+                    ("max.compaction.lag.ms", "1000"),
+                ]))
+                .is_ok()
+        );
+        let e = settings
+            .validate_topic_settings(&overrides(&[
+                ("min.compaction.lag.ms", "2000"),
+                ("max.compaction.lag.ms", "1000"),
+            ]))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("min.compaction.lag.ms (2000) > max.compaction.lag.ms (1000)"),
+            "{e}"
+        );
+        let e = settings
+            .validate_topic_settings(&overrides(&[("local.retention.ms", "1000")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`local.retention.ms` = `1000` is invalid: tiered storage is not supported; only -2 (follow retention) \
+             is accepted"
+        );
+        let e = settings
+            .validate_topic_settings(&overrides(&[("compression.type", "brotli")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("must be one of"), "{e}");
+    }
+
+    #[test]
     fn topic_overrides_apply_over_broker_defaults() {
         let mut settings = BrokerSettings::default();
         settings.set("log.retention.ms", "1000").unwrap();
@@ -459,7 +655,11 @@ mod tests {
         assert_eq!((config.retention_ms, config.max_message_bytes), (Some(1000), 500));
         let described = settings.describe_topic(&overrides);
         let max = described.iter().find(|s| s.name == "max.message.bytes").unwrap();
-        assert_eq!((max.value.as_str(), max.overridden), ("500", true));
+        assert_eq!((max.value.as_str(), max.source), ("500", SettingSource::Topic));
+        let retention = described.iter().find(|s| s.name == "retention.ms").unwrap();
+        assert_eq!(retention.source, SettingSource::StaticBroker, "set at start, inherited");
+        let segment = described.iter().find(|s| s.name == "segment.bytes").unwrap();
+        assert_eq!(segment.source, SettingSource::Default, "Kafka's default");
         assert!(
             settings
                 .validate_topic_setting("cleanup.policy", "compact,delete")

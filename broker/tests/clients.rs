@@ -518,7 +518,7 @@ async fn kafka_error_codes_reach_the_client() {
         ),
         (
             NewTopic::new("bad-config", 1, TopicReplication::Fixed(1)).set("retention.ms", "-7"),
-            Code::PolicyViolation,
+            Code::InvalidConfig,
         ),
         (
             NewTopic::new("unknown-config", 1, TopicReplication::Fixed(1)).set("no.such", "1"),
@@ -566,7 +566,10 @@ async fn kafka_error_codes_reach_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_topic_shrinks_to_the_newest_value_of_each_key() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["log.retention.check.interval.ms=100"]);
+    let server = Server::start(
+        dir.path(),
+        &["log.retention.check.interval.ms=100", "log.cleaner.backoff.ms=100"],
+    );
     create_topic(
         &server,
         "latest",

@@ -1,12 +1,20 @@
 //! Kafka v2 record batches: the header, its checks, and the few fields the log rewrites.
 //!
-//! A batch is stored exactly as a client sent it. The log only reads the header, checks it against the bytes
-//! present and the CRC-32C, and rewrites two fields that the CRC does not cover: the base offset and the
-//! partition leader epoch. On a leader's append ([`validate_within`]) every record is walked once, as Kafka's
-//! LogValidator does: decompressed as it is read, in constant memory and at most a bound derived from
-//! `max.message.bytes` in all, and checked against the header (count, offset deltas, lengths, timestamps,
-//! nothing trailing), so nothing a reader of the log trips over later is ever stored. Readers of stored
-//! batches (time search, compaction) still size nothing by a count read from the batch.
+//! A batch is stored as a client sent it unless the topic's settings say otherwise. The log reads the header,
+//! checks it against the bytes present and the CRC-32C, and rewrites two fields that the CRC does not cover:
+//! the base offset and the partition leader epoch. On a leader's append ([`validate_as_leader`]) every record
+//! is walked once, as Kafka's LogValidator does: decompressed as it is read, in constant memory and at most a
+//! bound derived from `max.message.bytes` in all, and checked against the header (count, offset deltas,
+//! lengths, timestamps, nothing trailing), so nothing a reader of the log trips over later is ever stored;
+//! and against the topic's [`RecordRules`] (a key on a compacted topic, the CreateTime window), whose
+//! refusals name each record ([`BatchError::RecordsRejected`]). Readers of stored batches (time search,
+//! compaction) still size nothing by a count read from the batch.
+//!
+//! Two of the topic's settings make the leader change a batch, as Kafka's does, keeping its offsets,
+//! producer id, epoch and sequence: `message.timestamp.type=LogAppendTime` sets the timestamp-type attribute
+//! and the max timestamp ([`set_log_append_time`], in place), and a `compression.type` other than the
+//! producer's codec rebuilds the batch around its records compressed again ([`recompressed`], in
+//! [`compress_at`]'s framing, which is Kafka's). Both recompute the CRC.
 //!
 //! Byte layout (all integers big-endian, as Kafka writes them):
 //!
@@ -84,7 +92,81 @@ pub enum BatchError {
     /// A record that decodes but disagrees with its batch (Kafka's `INVALID_RECORD`).
     #[error("record {index}: {reason}")]
     InvalidRecord { index: usize, reason: String },
+    /// Well-formed records the topic's rules refuse (Kafka's LogValidator: a record without a key in a
+    /// compacted topic, a timestamp outside the topic's window), each named with its index in the batch
+    /// (Kafka's `record_errors`). At most [`RECORD_ERRORS_KEPT_MAX`] are kept; `total` counts them all.
+    #[error("{}", rejection_message(*.kind, .errors, *.total))]
+    RecordsRejected {
+        kind: RejectionKind,
+        errors: Vec<RecordError>,
+        total: usize,
+    },
 }
+
+/// The most per-record errors one refused batch carries back (a batch may hold millions of records).
+pub const RECORD_ERRORS_KEPT_MAX: usize = 1000;
+
+/// Which Kafka error a batch's refused records amount to: `INVALID_TIMESTAMP` if any record's timestamp
+/// was refused, else `INVALID_RECORD`, as Kafka decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    InvalidRecord,
+    InvalidTimestamp,
+}
+
+/// One refused record: its index in the batch and why (Kafka's `RecordError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub index: usize,
+    pub message: String,
+}
+
+/// Kafka's wording for a `RecordValidationException`, which clients show.
+fn rejection_message(kind: RejectionKind, errors: &[RecordError], total: usize) -> String {
+    match kind {
+        RejectionKind::InvalidTimestamp => "One or more records have been rejected due to invalid timestamp".into(),
+        RejectionKind::InvalidRecord => {
+            let shown: Vec<String> = errors
+                .iter()
+                .take(3)
+                .map(|e| format!("RecordError(batchIndex={}, message='{}')", e.index, e.message))
+                .collect();
+            format!(
+                "One or more records have been rejected due to {total} record errors in total, and only showing \
+                 the first three errors at most: [{}]",
+                shown.join(", ")
+            )
+        }
+    }
+}
+
+/// What the leader checks in each record beyond its encoding: the rules that depend on the topic's
+/// settings (Kafka's `LogValidator.validateKey` and `validateTimestamp`). The default checks nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordRules {
+    /// `cleanup.policy` includes `compact`: every record needs a key (an empty one is a key).
+    pub key_required: bool,
+    pub timestamps: TimestampRule,
+}
+
+/// How a record's timestamp is judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimestampRule {
+    #[default]
+    Unchecked,
+    /// `message.timestamp.type=CreateTime`: a record's timestamp (unless -1, none) must lie within
+    /// `[now - before_max_ms, now + after_max_ms]`.
+    CreateTime {
+        now_ms: i64,
+        before_max_ms: u64,
+        after_max_ms: u64,
+    },
+    /// `message.timestamp.type=LogAppendTime`: the leader sets the time; a producer may not claim it did.
+    LogAppendTime,
+}
+
+/// Kafka's `RecordBatch.NO_TIMESTAMP`.
+const NO_TIMESTAMP: i64 = -1;
 
 /// The compression codec of a batch, from attributes bits 0-2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +179,19 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The codec's value in attributes bits 0-2.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+
     fn from_attributes(attributes: i16) -> Result<Self, BatchError> {
-        match (attributes & 0x07) as u8 {
+        match (attributes & ATTRIBUTE_CODEC_MASK) as u8 {
             0 => Ok(Self::None),
             1 => Ok(Self::Gzip),
             2 => Ok(Self::Snappy),
@@ -175,7 +268,7 @@ impl BatchHeader {
 
     /// True when every record's timestamp is the broker's append time (`maxTimestamp`).
     pub fn is_log_append_time(&self) -> bool {
-        self.attributes & 0x08 != 0
+        self.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0
     }
 
     pub fn is_control(&self) -> bool {
@@ -203,6 +296,29 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 /// ([`walk_records`]), a compressed batch decompressed as it is read and refused once it decompresses to more
 /// than `decompressed_bytes_max`.
 pub fn validate_within(bytes: &[u8], decompressed_bytes_max: u64) -> Result<BatchHeader, BatchError> {
+    validate_as_leader(bytes, decompressed_bytes_max, &RecordRules::default(), false).map(|v| v.header)
+}
+
+/// A batch the leader validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    pub header: BatchHeader,
+    /// The records decompressed, when asked for and the batch is compressed (an uncompressed batch's
+    /// records are its bytes after the header).
+    pub decompressed: Option<Vec<u8>>,
+}
+
+/// The leader's check of one whole batch a client sent (Kafka's LogValidator): header, length, CRC-32C,
+/// every record walked once against the header, and against `rules`. A compressed batch is decompressed as it
+/// is read, in constant memory, unless `keep_records` asks for its records (to recompress them): then it is
+/// decompressed whole first, still within `decompressed_bytes_max`, and the walk reads that, so the records
+/// are decompressed once either way.
+pub fn validate_as_leader(
+    bytes: &[u8],
+    decompressed_bytes_max: u64,
+    rules: &RecordRules,
+    keep_records: bool,
+) -> Result<Validated, BatchError> {
     let header = validate_counted(bytes, CountRule::Exact)?;
     let payload = &bytes[BATCH_HEADER_BYTES..];
     let codec = header.compression()?;
@@ -210,26 +326,36 @@ pub fn validate_within(bytes: &[u8], decompressed_bytes_max: u64) -> Result<Batc
         codec,
         reason: e.to_string(),
     };
+    let mut decompressed = None;
     match codec {
         // Uncompressed records are walked in place: the slice is its own buffered reader.
-        Compression::None => walk_records(payload, &header, decompressed_bytes_max),
+        Compression::None => walk_records(payload, &header, decompressed_bytes_max, rules),
         // Snappy blocks state their decompressed length, checked before each is decompressed.
         Compression::Snappy => {
             let records = decompress_snappy(payload, decompressed_bytes_max)
                 .map_err(|reason| BatchError::Decompression { codec, reason })?;
-            walk_records(&records[..], &header, decompressed_bytes_max)
+            let walked = walk_records(&records[..], &header, decompressed_bytes_max, rules);
+            decompressed = keep_records.then_some(records);
+            walked
+        }
+        codec if keep_records => {
+            let records = decompress(codec, payload, decompressed_bytes_max)?;
+            let walked = walk_records(&records[..], &header, decompressed_bytes_max, rules);
+            decompressed = Some(records);
+            walked
         }
         codec => walk_records(
             BufReader::new(streaming_decoder(codec, payload).map_err(decompress_failed)?),
             &header,
             decompressed_bytes_max,
+            rules,
         ),
     }
     .map_err(|e| match e {
         Walk::Batch(e) => e,
         Walk::Read(e) => decompress_failed(e),
     })?;
-    Ok(header)
+    Ok(Validated { header, decompressed })
 }
 
 /// Why [`walk_records`] stopped: the records are wrong, or the bytes could not be read (decompression).
@@ -366,8 +492,10 @@ impl<R: BufRead> RecordStream<R> {
 /// `record_count` records, each length prefix exactly covering its fields, offset deltas 0, 1, 2, …,
 /// lengths of keys, values and headers no smaller than -1 (null) and within the record, the largest
 /// timestamp equal to the header's (create time), and nothing after the last record. At most
-/// `read_max` bytes are read.
-fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> Result<(), Walk> {
+/// `read_max` bytes are read. Records that are well formed but break `rules` are collected (up to
+/// [`RECORD_ERRORS_KEPT_MAX`]) and refuse the batch once the walk is over, as Kafka refuses it with every
+/// record error; a malformed record stops the walk at once.
+fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64, rules: &RecordRules) -> Result<(), Walk> {
     let mut stream = RecordStream {
         inner: records,
         read: 0,
@@ -375,6 +503,7 @@ fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> R
     };
     let count = usize::try_from(header.record_count).unwrap_or(0);
     let mut max_timestamp = i64::MIN;
+    let mut rejected = Rejected::default();
     for index in 0..count {
         let invalid = |reason: String| Walk::Batch(BatchError::InvalidRecord { index, reason });
         let Some(length) = stream.varint_or_end()? else {
@@ -395,16 +524,18 @@ fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> R
         if offset_delta != index as i64 {
             return Err(invalid(format!("offset delta {offset_delta}, expected {index}")));
         }
-        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(timestamp_delta));
-        // A length prefix, then that many bytes, all inside the record.
-        let field = |stream: &mut RecordStream<_>, what: &str, min: i64| -> Result<(), Walk> {
+        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
+        max_timestamp = max_timestamp.max(timestamp);
+        // A length prefix, then that many bytes, all inside the record; the length is returned.
+        let field = |stream: &mut RecordStream<_>, what: &str, min: i64| -> Result<i64, Walk> {
             let len = stream.varint()?;
             if len < min || stream.read + len.max(0) as u64 > record_end {
                 return Err(invalid(format!("{what} length {len} does not fit the record")));
             }
-            stream.skip(len.max(0) as u64)
+            stream.skip(len.max(0) as u64)?;
+            Ok(len)
         };
-        field(&mut stream, "key", -1)?;
+        let key_len = field(&mut stream, "key", -1)?;
         field(&mut stream, "value", -1)?;
         let headers = stream.varint()?;
         if headers < 0 {
@@ -420,6 +551,13 @@ fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> R
                 length as u64 + stream.read - record_end
             )));
         }
+        // A log-append-time batch's records all carry its max timestamp, as Kafka reads them.
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            timestamp
+        };
+        rejected.check(index, key_len >= 0, timestamp, header, rules);
     }
     if stream.byte()?.is_some() {
         return Err(Walk::Batch(BatchError::MalformedRecords(
@@ -435,7 +573,73 @@ fn walk_records(records: impl BufRead, header: &BatchHeader, read_max: u64) -> R
             ),
         }));
     }
-    Ok(())
+    rejected.into_result().map_err(Walk::Batch)
+}
+
+/// The records of one batch that [`RecordRules`] refused so far.
+#[derive(Default)]
+struct Rejected {
+    errors: Vec<RecordError>,
+    total: usize,
+    timestamps: bool,
+}
+
+impl Rejected {
+    /// Kafka's order: the key first; a record refused for it is not judged by its timestamp.
+    fn check(&mut self, index: usize, has_key: bool, timestamp: i64, header: &BatchHeader, rules: &RecordRules) {
+        if rules.key_required && !has_key {
+            self.push(index, "Compacted topic cannot accept message without key".into(), false);
+            return;
+        }
+        match rules.timestamps {
+            TimestampRule::CreateTime {
+                now_ms,
+                before_max_ms,
+                after_max_ms,
+            } if timestamp != NO_TIMESTAMP => {
+                // In i128: `now - timestamp` of any two i64s fits, and the bounds are up to i64::MAX.
+                let behind = i128::from(now_ms) - i128::from(timestamp);
+                if behind > i128::from(before_max_ms) || -behind > i128::from(after_max_ms) {
+                    let earliest = now_ms.saturating_sub_unsigned(before_max_ms);
+                    let latest = now_ms.saturating_add_unsigned(after_max_ms);
+                    let message = format!(
+                        "Timestamp {timestamp} of record {index} is out of range. The timestamp should be within \
+                         [{earliest}, {latest}]"
+                    );
+                    self.push(index, message, true);
+                }
+            }
+            TimestampRule::CreateTime { .. } | TimestampRule::LogAppendTime if header.is_log_append_time() => {
+                let message = "Invalid timestamp type in record. Producer should not set timestamp type to \
+                               LogAppendTime.";
+                self.push(index, message.into(), true);
+            }
+            _ => {}
+        }
+    }
+
+    fn push(&mut self, index: usize, message: String, timestamp: bool) {
+        self.total += 1;
+        self.timestamps |= timestamp;
+        if self.errors.len() < RECORD_ERRORS_KEPT_MAX {
+            self.errors.push(RecordError { index, message });
+        }
+    }
+
+    fn into_result(self) -> Result<(), BatchError> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        Err(BatchError::RecordsRejected {
+            kind: if self.timestamps {
+                RejectionKind::InvalidTimestamp
+            } else {
+                RejectionKind::InvalidRecord
+            },
+            errors: self.errors,
+            total: self.total,
+        })
+    }
 }
 
 /// Checks one whole batch that a leader stored and a follower fetched, as [`validate`] does, except that
@@ -539,6 +743,103 @@ pub fn check_stored(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 pub(crate) fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {
     bytes[OFFSET_BASE_OFFSET..OFFSET_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
     bytes[OFFSET_LEADER_EPOCH..OFFSET_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Attribute bit 3: every record's timestamp is the batch's max timestamp, the broker's append time.
+const ATTRIBUTE_LOG_APPEND_TIME: i16 = 0x08;
+/// Attribute bits 0-2: the codec.
+const ATTRIBUTE_CODEC_MASK: i16 = 0x07;
+
+/// Stamps one whole, validated batch with the broker's append time, in place, as Kafka's leader does for
+/// `message.timestamp.type=LogAppendTime` (`setMaxTimestamp(LOG_APPEND_TIME, now)`): the timestamp-type
+/// attribute and the max timestamp, which the CRC covers, so the CRC is computed again. Records keep their
+/// bytes; readers take every record's timestamp from the max timestamp.
+pub(crate) fn set_log_append_time(bytes: &mut [u8], now_ms: i64) {
+    let attributes = i16::from_be_bytes([bytes[OFFSET_ATTRIBUTES], bytes[OFFSET_ATTRIBUTES + 1]]);
+    let attributes = attributes | ATTRIBUTE_LOG_APPEND_TIME;
+    bytes[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    seal(bytes);
+}
+
+/// One whole, validated batch rebuilt with its records (`records`, uncompressed) compressed with `codec` at
+/// `level`, as Kafka's leader rebuilds a batch whose codec differs from the topic's `compression.type`.
+/// Everything else in the header stays: base offset and timestamp (so the records' deltas hold), producer
+/// id, epoch and base sequence (so idempotence still matches), count and offsets; the length and CRC are
+/// the new bytes'. With `log_append_time`, the batch is stamped as [`set_log_append_time`] does.
+pub(crate) fn recompressed(
+    original: &[u8],
+    records: &[u8],
+    codec: Compression,
+    level: i32,
+    log_append_time: Option<i64>,
+) -> Vec<u8> {
+    let payload = compress_at(codec, level, records);
+    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
+    out.extend_from_slice(&original[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(&payload);
+    let attributes = i16::from_be_bytes([out[OFFSET_ATTRIBUTES], out[OFFSET_ATTRIBUTES + 1]]);
+    let mut attributes = (attributes & !ATTRIBUTE_CODEC_MASK) | codec.attribute_bits();
+    if let Some(now_ms) = log_append_time {
+        attributes |= ATTRIBUTE_LOG_APPEND_TIME;
+        out[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    }
+    out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    seal(&mut out);
+    out
+}
+
+/// xerial's snappy framing, which Kafka's Java client and brokers write (and every client reads): this
+/// magic, a version and a compatible version (both 1), then blocks of a 4-byte length and a raw block.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER_BYTES: usize = 16;
+/// Uncompressed bytes per xerial block, as Kafka's `SnappyOutputStream` writes them.
+const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+/// Kafka's lz4 frames use 64 KiB independent blocks without checksums; readers of Kafka's format expect no
+/// more.
+fn kafka_lz4_frame() -> lz4_flex::frame::FrameInfo {
+    lz4_flex::frame::FrameInfo::new()
+        .block_size(lz4_flex::frame::BlockSize::Max64KB)
+        .block_mode(lz4_flex::frame::BlockMode::Independent)
+}
+
+/// Records (`body`, uncompressed) compressed with `codec` at `level` (see `LogConfig::compression_level`;
+/// ignored by snappy, and by lz4, whose encoder here has one level), in the framing Kafka writes.
+pub fn compress_at(codec: Compression, level: i32, body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match codec {
+        Compression::None => body.to_vec(),
+        Compression::Gzip => {
+            let level = match u32::try_from(level) {
+                Ok(level @ 1..=9) => flate2::Compression::new(level),
+                // -1: zlib's default, as Java's `Deflater.DEFAULT_COMPRESSION` means.
+                _ => flate2::Compression::default(),
+            };
+            let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), level);
+            encoder.write_all(body).expect("in-memory gzip");
+            encoder.finish().expect("in-memory gzip")
+        }
+        Compression::Snappy => {
+            let mut encoder = snap::raw::Encoder::new();
+            let mut out = Vec::with_capacity(XERIAL_HEADER_BYTES + body.len() / 2);
+            out.extend_from_slice(XERIAL_MAGIC);
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+            for chunk in body.chunks(XERIAL_BLOCK_BYTES) {
+                let block = encoder.compress_vec(chunk).expect("in-memory snappy");
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            out
+        }
+        Compression::Lz4 => {
+            let mut encoder =
+                lz4_flex::frame::FrameEncoder::with_frame_info(kafka_lz4_frame(), Vec::with_capacity(body.len() / 2));
+            encoder.write_all(body).expect("in-memory lz4");
+            encoder.finish().expect("in-memory lz4")
+        }
+        Compression::Zstd => zstd::encode_all(body, level).expect("in-memory zstd"),
+    }
 }
 
 /// Walks the length prefixes of uncompressed records and counts them; they must exactly fill `records`.
@@ -676,7 +977,7 @@ pub fn rebuild(original: &BatchHeader, original_bytes: &[u8], kept: &[StoredReco
     for record in kept {
         out.extend_from_slice(&record.encoded);
     }
-    let attributes = original.attributes & !0x07; // uncompressed now
+    let attributes = original.attributes & !ATTRIBUTE_CODEC_MASK; // uncompressed now
     out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     out[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
     seal(&mut out);
@@ -731,8 +1032,6 @@ fn streaming_decoder(codec: Compression, payload: &[u8]) -> io::Result<Box<dyn R
 /// Kafka's Java client frames snappy the way xerial's `SnappyOutputStream` does (a 16-byte header, then blocks
 /// of a 4-byte length and a raw snappy block); librdkafka may send one raw block. Both are accepted.
 fn decompress_snappy(payload: &[u8], decompressed_bytes_max: u64) -> Result<Vec<u8>, String> {
-    const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
-    const XERIAL_HEADER_BYTES: usize = 16;
     let mut decoder = snap::raw::Decoder::new();
     if !payload.starts_with(XERIAL_MAGIC) {
         // The block states its own decompressed length; check it before anything is allocated for it.
@@ -860,13 +1159,7 @@ pub mod build {
             body.extend_from_slice(&r);
         }
         let payload = compress(codec, &body);
-        let codec_bits: i16 = match codec {
-            Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Snappy => 2,
-            Compression::Lz4 => 3,
-            Compression::Zstd => 4,
-        };
+        let codec_bits = codec.attribute_bits();
         let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
         out.extend_from_slice(&0i64.to_be_bytes());
         out.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + payload.len()) as i32).to_be_bytes());
@@ -1293,6 +1586,221 @@ mod tests {
                 validate(&batch)
             );
         }
+    }
+
+    fn leader(batch: &[u8], rules: RecordRules) -> Result<BatchHeader, BatchError> {
+        validate_as_leader(batch, DECOMPRESSED_BYTES_MAX, &rules, false).map(|v| v.header)
+    }
+
+    fn rejected(result: Result<BatchHeader, BatchError>) -> (RejectionKind, Vec<usize>, usize) {
+        match result {
+            Err(BatchError::RecordsRejected { kind, errors, total }) => {
+                (kind, errors.iter().map(|e| e.index).collect(), total)
+            }
+            other => panic!("expected records rejected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_records_without_a_key_naming_each() {
+        let values = [b"a".as_slice(), b"b", b"c", b"d"];
+        let recs: Vec<Record<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                key: (i % 2 == 0).then_some(b"k".as_slice()),
+                value: Some(v),
+                timestamp: 1000,
+                headers: &[],
+            })
+            .collect();
+        let compacted = RecordRules {
+            key_required: true,
+            ..RecordRules::default()
+        };
+        for codec in CODECS {
+            let batch = encode(&recs, codec);
+            assert!(leader(&batch, RecordRules::default()).is_ok(), "{codec:?}");
+            let (kind, indexes, total) = rejected(leader(&batch, compacted));
+            assert_eq!(
+                (kind, indexes, total),
+                (RejectionKind::InvalidRecord, vec![1, 3], 2),
+                "{codec:?}"
+            );
+        }
+        let message = leader(&encode(&recs, Compression::None), compacted)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("One or more records have been rejected due to 2 record errors in total"),
+            "{message}"
+        );
+        assert!(message.contains("batchIndex=1"), "{message}");
+        // An empty key is a key.
+        let empty_key = encode(
+            &[Record {
+                key: Some(b""),
+                value: Some(b"v"),
+                timestamp: 1000,
+                headers: &[],
+            }],
+            Compression::None,
+        );
+        assert!(leader(&empty_key, compacted).is_ok());
+    }
+
+    #[test]
+    fn create_time_outside_the_window_is_an_invalid_timestamp() {
+        let now_ms = 1_800_000_000_000;
+        let rules = |before_max_ms, after_max_ms| RecordRules {
+            key_required: false,
+            timestamps: TimestampRule::CreateTime {
+                now_ms,
+                before_max_ms,
+                after_max_ms,
+            },
+        };
+        let at = |timestamps: &[i64]| {
+            let recs: Vec<Record<'_>> = timestamps
+                .iter()
+                .map(|&timestamp| Record {
+                    key: Some(b"k"),
+                    value: Some(b"v"),
+                    timestamp,
+                    headers: &[],
+                })
+                .collect();
+            encode(&recs, Compression::Lz4)
+        };
+        let hour = 3_600_000;
+        // Kafka 4's defaults: any age, at most an hour ahead.
+        assert!(leader(&at(&[0, now_ms, now_ms + hour]), rules(i64::MAX as u64, hour as u64)).is_ok());
+        let (kind, indexes, _) = rejected(leader(
+            &at(&[now_ms, now_ms + hour + 1]),
+            rules(i64::MAX as u64, hour as u64),
+        ));
+        assert_eq!((kind, indexes), (RejectionKind::InvalidTimestamp, vec![1]));
+        let (_, indexes, _) = rejected(leader(&at(&[now_ms - 1001, now_ms - 1000, now_ms]), rules(1000, 0)));
+        assert_eq!(indexes, vec![0]);
+        let message = leader(&at(&[now_ms - 1001]), rules(1000, 0)).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "One or more records have been rejected due to invalid timestamp"
+        );
+        // -1 is "no timestamp", never out of range; the extremes of i64 do not overflow the arithmetic.
+        assert!(leader(&at(&[-1]), rules(0, 0)).is_ok());
+        assert!(leader(&at(&[i64::MIN + 1]), rules(0, 0)).is_err());
+        assert!(leader(&at(&[i64::MAX]), rules(0, 0)).is_err());
+        assert!(leader(&at(&[i64::MIN + 1]), rules(i64::MAX as u64, 0)).is_err());
+        assert!(leader(&at(&[i64::MAX]), rules(0, i64::MAX as u64)).is_ok());
+    }
+
+    #[test]
+    fn a_producer_may_not_claim_log_append_time_on_a_log_append_time_topic() {
+        let mut batch = batch_of(&records(2, 1000), 1000, Compression::None);
+        set_log_append_time(&mut batch, 5000);
+        let header = validate(&batch).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 5000);
+        let lat = RecordRules {
+            key_required: false,
+            timestamps: TimestampRule::LogAppendTime,
+        };
+        let (kind, indexes, _) = rejected(leader(&batch, lat));
+        assert_eq!((kind, indexes), (RejectionKind::InvalidTimestamp, vec![0, 1]));
+    }
+
+    #[test]
+    fn recompressing_keeps_every_record_and_the_producer_fields() {
+        let recs = records(50, 1000);
+        for from in CODECS {
+            for to in CODECS {
+                let mut original = batch_of(&recs, 1000, from);
+                original[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&7i64.to_be_bytes());
+                original[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4].copy_from_slice(&42i32.to_be_bytes());
+                super::build::seal(&mut original);
+                let validated =
+                    validate_as_leader(&original, DECOMPRESSED_BYTES_MAX, &RecordRules::default(), true).unwrap();
+                let body = match from {
+                    Compression::None => original[BATCH_HEADER_BYTES..].to_vec(),
+                    _ => validated.decompressed.clone().expect("kept when asked"),
+                };
+                let rebuilt = recompressed(&original, &body, to, 3, None);
+                let header = validate(&rebuilt).unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"));
+                assert_eq!(header.compression().unwrap(), to);
+                let before = validated.header;
+                assert_eq!(
+                    (
+                        header.producer_id,
+                        header.base_sequence,
+                        header.record_count,
+                        header.base_timestamp
+                    ),
+                    (
+                        before.producer_id,
+                        before.base_sequence,
+                        before.record_count,
+                        before.base_timestamp
+                    )
+                );
+                let keys_values = |b: &[u8]| -> Vec<(i64, i64, Option<Vec<u8>>)> {
+                    super::records(b)
+                        .unwrap()
+                        .into_iter()
+                        .map(|r| (r.offset, r.timestamp, r.key))
+                        .collect()
+                };
+                assert_eq!(keys_values(&rebuilt), keys_values(&original), "{from:?} -> {to:?}");
+            }
+        }
+        // Stamped while recompressed: the append time is every record's timestamp.
+        let original = batch_of(&recs, 1000, Compression::Gzip);
+        let body = decompress(
+            Compression::Gzip,
+            &original[BATCH_HEADER_BYTES..],
+            DECOMPRESSED_BYTES_MAX,
+        )
+        .unwrap();
+        let rebuilt = recompressed(&original, &body, Compression::Zstd, 3, Some(99_000));
+        let header = validate(&rebuilt).unwrap();
+        assert!(header.is_log_append_time());
+        assert!(super::records(&rebuilt).unwrap().iter().all(|r| r.timestamp == 99_000));
+    }
+
+    #[test]
+    fn snappy_is_written_in_xerial_framing_as_kafka_writes_it() {
+        let body = record_bytes(5000);
+        assert!(body.len() > 2 * XERIAL_BLOCK_BYTES, "several blocks");
+        let framed = compress_at(Compression::Snappy, 0, &body);
+        assert!(framed.starts_with(XERIAL_MAGIC));
+        assert_eq!(
+            decompress(Compression::Snappy, &framed, DECOMPRESSED_BYTES_MAX).unwrap(),
+            body
+        );
+    }
+
+    #[test]
+    fn every_level_kafka_allows_compresses() {
+        let body = record_bytes(500);
+        for level in [-1, 1, 9] {
+            let out = compress_at(Compression::Gzip, level, &body);
+            assert_eq!(
+                decompress(Compression::Gzip, &out, DECOMPRESSED_BYTES_MAX).unwrap(),
+                body
+            );
+        }
+        for level in [-131_072, -1, 3, 22] {
+            let out = compress_at(Compression::Zstd, level, &body);
+            assert_eq!(
+                decompress(Compression::Zstd, &out, DECOMPRESSED_BYTES_MAX).unwrap(),
+                body
+            );
+        }
+        let out = compress_at(Compression::Lz4, 17, &body);
+        assert_eq!(
+            decompress(Compression::Lz4, &out, DECOMPRESSED_BYTES_MAX).unwrap(),
+            body
+        );
     }
 
     #[test]

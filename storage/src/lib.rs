@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! - [`batch`]: the v2 record batch header, its validation (lengths, CRC-32C, and every record walked once,
-//!   decompressed as it is read within a bound), the decompressors, and the two header fields the log rewrites
-//!   (base offset, partition leader epoch).
+//!   decompressed as it is read within a bound, against the topic's record rules: keys on compacted topics,
+//!   the timestamp window), the codecs, and what the leader rewrites (base offset, partition leader epoch,
+//!   the append time, and the codec when `compression.type` differs from the producer's).
 //! - `index`: the sparse offset index (`.index`) and time index (`.timeindex`), mmapped.
 //! - `segment`: one `.log` file with its two indexes; append, read, search by time, truncate, recover.
 //! - [`log`]: the partition as one unit: an ordered run of segments with its producer state and leader-epoch
@@ -24,7 +25,8 @@
 //! - [`manager`]: the data directory: opens logs in parallel, writes checkpoints and the clean-shutdown
 //!   marker, and runs retention, compaction and time-based flushes in the background, each without holding a
 //!   log's lock through its slow part.
-//! - [`config`]: per-log settings with Kafka's names and defaults.
+//! - [`config`]: per-log settings with Kafka's names, defaults and ranges: every Kafka 4 topic setting, those
+//!   Strata has no feature for accepting only their default.
 //!
 //! # Errors
 //!
@@ -52,7 +54,7 @@ pub use epochs::EpochEntry;
 pub use error::{AppendError, Error, ProducerError, ReadError, ReplicaAppendError};
 pub use handles::{HANDLES_MAX_DEFAULT, HandleCache};
 pub use log::{
-    AppendInfo, BatchLocation, CompactedSegments, CompactionPlan, CompactionReport, LeaderAppend, Log, OpenState,
-    ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,
+    AppendInfo, BatchLocation, CompactedSegments, CompactionPlan, CompactionReport, DeletedFile, LeaderAppend, Log,
+    OpenState, ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,
 };
 pub use manager::{LogManager, ManagerConfig, OpenReport, SharedLog, TopicPartition};

@@ -3,11 +3,14 @@
 //! A [`Log`] owns one directory, `<topic>-<partition>/`, holding the files of its segments (see `segment`)
 //! and its `leader-epoch-checkpoint`. Offsets are contiguous from the log start offset to the log end offset
 //! (LEO), except for the holes compaction leaves; the active segment is the only one appended to, and a new
-//! one is rolled at `segment.bytes`, at `segment.ms`, or when an index fills.
+//! one is rolled at `segment.bytes`, at `segment.ms` less the segment's `segment.jitter.ms` draw (on a
+//! compacted log, at `max.compaction.lag.ms` if sooner, as Kafka's `maxSegmentMs`), or when an index fills.
 //!
 //! Batches come in two ways. A leader appends what clients sent with [`Log::append_as_leader`], which
-//! validates each batch once, judges idempotent producers' sequences, assigns offsets from the log end offset
-//! and stamps the leader epoch. A follower appends what it fetched from its leader with
+//! validates each batch once (with the topic's record rules: keys on compacted logs, the CreateTime window),
+//! judges idempotent producers' sequences, assigns offsets from the log end offset and stamps the leader
+//! epoch, and, as the topic's settings ask, the append time (`LogAppendTime`) and another codec
+//! (`compression.type`). A follower appends what it fetched from its leader with
 //! [`Log::append_replicated`], verbatim: offsets and epochs were assigned by the leader, and must continue
 //! this log. Both share validation, rolling, indexing and the flush policy, and both update the producer
 //! state.
@@ -28,7 +31,10 @@
 //! log in a mutex; reads take `&self`). Work that takes long is kept out from under that mutex: fsyncs of
 //! rolls and `flush.ms` run on threads of their own, compaction builds its segments from a
 //! [`CompactionPlan`] without the log and swaps them in one at a time, and deleted segments' blocks are freed
-//! by whoever drops [`Log::take_deleted_files`].
+//! by whoever drops [`Log::take_deleted_files`] (the log manager, after `file.delete.delay.ms`).
+//!
+//! When to compact is the log's call too ([`Log::plan_compaction`]), with Kafka's triggers:
+//! `min.cleanable.dirty.ratio`, `max.compaction.lag.ms`, `min.compaction.lag.ms`.
 //!
 //! Durability follows Kafka: appends go to the page cache; `flush.messages`/`flush.ms` add fsyncs; a roll and
 //! a close always fsync. The recovery point is the offset below which everything is known to be on disk;
@@ -38,12 +44,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
-use crate::batch::{self, BatchHeader};
-use crate::config::LogConfig;
+use crate::batch::{self, BatchHeader, Compression, RecordRules, TimestampRule};
+use crate::config::{LogConfig, TimestampType};
 use crate::disk::{Disk, OpenMode};
 use crate::epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
 use crate::error::{AppendError, Error, IoContext, ReadError, ReplicaAppendError};
@@ -78,6 +84,9 @@ pub struct AppendInfo {
     /// Records appended: the sum of the batches' record counts (on a follower, a compacted batch may hold
     /// fewer records than offsets).
     pub records: u64,
+    /// The time the leader stamped on the batches (`message.timestamp.type=LogAppendTime`), which Produce
+    /// answers with; `None` otherwise (Kafka's -1).
+    pub log_append_time_ms: Option<i64>,
 }
 
 /// What a leader append did.
@@ -88,6 +97,8 @@ pub enum LeaderAppend {
     /// and the producer is answered with the offsets the batch got the first time.
     Duplicate {
         batch: BatchMetadata,
+        /// The append time the batch was stamped with the first time, if it was.
+        log_append_time_ms: Option<i64>,
     },
 }
 
@@ -215,14 +226,26 @@ pub struct Log {
     epochs: LeaderEpochCache,
     /// When the active segment was created or, for one found on disk, opened (ms since the Unix epoch).
     active_since_ms: i64,
+    /// How much earlier than `segment.ms` the active segment rolls (`segment.jitter.ms`), drawn when it was
+    /// created or opened, as Kafka draws it per segment.
+    roll_jitter_ms: u64,
     /// Idempotent producers' sequences, snapshotted with the segments (see [`crate::producer_state`]).
     producers: ProducerStateManager,
     /// Bumped by every change to the closed segments (truncation, deletion, a compaction swap), so that a
     /// compaction built outside the lock can tell whether what it read is still the log.
     generation: u64,
     /// `.log` files of segments retention or DeleteRecords deleted, held open so that their blocks are freed
-    /// when the log manager drops them without the lock (see [`Self::take_deleted_files`]).
-    deleted_files: Vec<fs::File>,
+    /// when the log manager drops them without the lock, after `file.delete.delay.ms` (see
+    /// [`Self::take_deleted_files`]).
+    deleted_files: Vec<DeletedFile>,
+}
+
+/// The file of a deleted segment, unlinked and held open: its space is given back when it is dropped, which
+/// the log manager does once `due` has passed (Kafka's `file.delete.delay.ms`), without the log's lock.
+#[derive(Debug)]
+pub struct DeletedFile {
+    pub file: fs::File,
+    pub due: Instant,
 }
 
 /// Where appended batches come from, which decides how they are checked.
@@ -338,6 +361,7 @@ impl Log {
             dirs_unsynced: false,
             epochs,
             active_since_ms: now_ms(),
+            roll_jitter_ms: 0,
             producers,
             generation: 0,
             deleted_files: Vec::new(),
@@ -356,6 +380,7 @@ impl Log {
             Some(first) => log.log_start_offset = log.log_start_offset.max(first),
         }
         log.activate_last()?;
+        log.roll_jitter_ms = random_jitter_ms(&log.config);
         if report.segments_recovered > 0 {
             // What recovery read may be only in the page cache; make it durable before calling it recovered.
             log.flush_all()?;
@@ -594,6 +619,15 @@ impl Log {
     /// and appends. Each batch is walked once: its header is parsed and its CRC checked in one pass, and
     /// everything after works on the parsed headers. Either every batch is appended or none is.
     ///
+    /// The topic's settings apply as Kafka's LogValidator applies them: on a compacted log every record
+    /// needs a key; with `message.timestamp.type=CreateTime` each record's timestamp must be within
+    /// `message.timestamp.before.max.ms` / `after.max.ms` of now (both refused as
+    /// [`batch::BatchError::RecordsRejected`], naming the records); with `LogAppendTime` each batch is
+    /// stamped with now. A batch whose codec is not the topic's `compression.type` is recompressed; only
+    /// then are the records decompressed whole and the bytes copied, and the rebuilt batch must still fit
+    /// `max.message.bytes`. A batch the log rewrites is appended from a buffer of its own, leaving
+    /// `batches` as it was.
+    ///
     /// An epoch below the latest one in the log is refused (`Error::StaleLeaderEpoch`): only a stale leader
     /// appends with one. An epoch above it starts a new entry in the leader-epoch cache. A producer's retry
     /// of a batch still among its last five is [`LeaderAppend::Duplicate`]; a sequence that does not follow,
@@ -603,7 +637,25 @@ impl Log {
             return Err(Error::Offline { path: self.dir.clone() }.into());
         }
         self.reap_rolled_syncs();
-        let mut pending = self.split_batches(batches, Origin::Client)?;
+        let now_ms = now_ms();
+        let rules = self.record_rules(now_ms);
+        let decompressed_bytes_max = self.config.max_message_bytes.saturating_mul(DECOMPRESSION_RATIO_MAX);
+        // Per batch: the codec to store it with when it is not the one it came with, and its records
+        // decompressed when they were compressed.
+        let mut recompress: Vec<Option<(Compression, Option<Vec<u8>>)>> = Vec::new();
+        let mut pending = self.split_batches(batches, Origin::Client, |one| {
+            if one.len() as u64 > self.config.max_message_bytes {
+                return Err(AppendError::TooLarge {
+                    size: one.len(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            let target = self.recompression_target(one);
+            let validated = batch::validate_as_leader(one, decompressed_bytes_max, &rules, target.is_some())
+                .map_err(|source| AppendError::InvalidBatch { position: 0, source })?;
+            recompress.push(target.map(|codec| (codec, validated.decompressed)));
+            Ok(validated.header)
+        })?;
         if let Some(latest_epoch) = self.epochs.latest_epoch()
             && leader_epoch < latest_epoch
         {
@@ -621,13 +673,109 @@ impl Log {
             next += batch.header.record_count as u64;
         }
         if let Some(batch) = self.producers.check(pending.iter().map(|b| &b.header))? {
-            return Ok(LeaderAppend::Duplicate { batch });
+            let log_append_time_ms = self.log_append_time_of(batch.base_offset);
+            return Ok(LeaderAppend::Duplicate {
+                batch,
+                log_append_time_ms,
+            });
         }
-        for batch in &pending {
-            let end = batch.start + batch.header.total_bytes();
-            batch::assign(&mut batches[batch.start..end], batch.header.base_offset, leader_epoch);
+        let log_append_time_ms = (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let appended = if recompress.iter().all(Option::is_none) {
+            // The common case: headers rewritten in place, nothing copied.
+            for batch in &mut pending {
+                let one = &mut batches[batch.start..batch.start + batch.header.total_bytes()];
+                batch::assign(one, batch.header.base_offset, leader_epoch);
+                if let Some(now_ms) = log_append_time_ms {
+                    batch::set_log_append_time(one, now_ms);
+                    batch.header = BatchHeader::parse(one).expect("validated above");
+                }
+            }
+            self.append_batches(batches, &pending)
+        } else {
+            let rewritten = self.rewrite(batches, &mut pending, recompress, log_append_time_ms)?;
+            self.append_batches(&rewritten, &pending)
+        };
+        appended.map(|info| {
+            LeaderAppend::Appended(AppendInfo {
+                log_append_time_ms,
+                ..info
+            })
+        })
+    }
+
+    /// The topic's rules for the records of a client's batch at `now_ms`.
+    fn record_rules(&self, now_ms: i64) -> RecordRules {
+        RecordRules {
+            key_required: self.config.cleanup_compact,
+            timestamps: match self.config.message_timestamp_type {
+                TimestampType::CreateTime => TimestampRule::CreateTime {
+                    now_ms,
+                    before_max_ms: self.config.message_timestamp_before_max_ms,
+                    after_max_ms: self.config.message_timestamp_after_max_ms,
+                },
+                TimestampType::LogAppendTime => TimestampRule::LogAppendTime,
+            },
         }
-        self.append_batches(batches, &pending).map(LeaderAppend::Appended)
+    }
+
+    /// The codec the batch `one` must be recompressed to, if its own is not the topic's
+    /// `compression.type`. Uncompressed control batches stay uncompressed, as in Kafka.
+    fn recompression_target(&self, one: &[u8]) -> Option<Compression> {
+        let header = BatchHeader::parse(one).ok()?;
+        let source = header.compression().ok()?;
+        let target = self.config.compression_type.target(source);
+        (target != source && !(header.is_control() && source == Compression::None)).then_some(target)
+    }
+
+    /// The batches of `batches` rebuilt where they must be: recompressed to the topic's codec (from the
+    /// records validation decompressed, or the batch's own bytes when it was uncompressed), stamped with the
+    /// append time, and with their offsets and epoch. `pending` is updated to the new buffer.
+    fn rewrite(
+        &self,
+        batches: &[u8],
+        pending: &mut [PendingBatch],
+        recompress: Vec<Option<(Compression, Option<Vec<u8>>)>>,
+        log_append_time_ms: Option<i64>,
+    ) -> Result<Vec<u8>, AppendError> {
+        let mut out = Vec::with_capacity(batches.len());
+        for (batch, recompress) in pending.iter_mut().zip(recompress) {
+            let one = &batches[batch.start..batch.start + batch.header.total_bytes()];
+            let start = out.len();
+            match recompress {
+                Some((codec, decompressed)) => {
+                    let records = decompressed.as_deref().unwrap_or(&one[batch::BATCH_HEADER_BYTES..]);
+                    let level = self.config.compression_level(codec);
+                    out.extend_from_slice(&batch::recompressed(one, records, codec, level, log_append_time_ms));
+                    let size = out.len() - start;
+                    // Kafka checks the size again after recompression: another codec may not shrink it as much.
+                    if size as u64 > self.config.max_message_bytes {
+                        return Err(AppendError::TooLarge {
+                            size,
+                            max: self.config.max_message_bytes,
+                        });
+                    }
+                }
+                None => {
+                    out.extend_from_slice(one);
+                    if let Some(now_ms) = log_append_time_ms {
+                        batch::set_log_append_time(&mut out[start..], now_ms);
+                    }
+                }
+            }
+            let written = &mut out[start..];
+            batch::assign(written, batch.header.base_offset, batch.header.partition_leader_epoch);
+            *batch = PendingBatch {
+                start,
+                header: BatchHeader::parse(written).expect("a batch just built"),
+            };
+        }
+        Ok(out)
+    }
+
+    /// The append time the batch at `base_offset` was stamped with, if it was (for a producer's retry).
+    fn log_append_time_of(&self, base_offset: u64) -> Option<i64> {
+        let (_, _, header) = self.find_batch(base_offset).ok()??;
+        header.is_log_append_time().then_some(header.max_timestamp)
     }
 
     /// [`Self::append_as_leader`] for callers that write their own batches (the group coordinator, tests):
@@ -635,13 +783,17 @@ impl Log {
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo, AppendError> {
         Ok(match self.append_as_leader(batches, leader_epoch)? {
             LeaderAppend::Appended(info) => info,
-            LeaderAppend::Duplicate { batch } => AppendInfo {
+            LeaderAppend::Duplicate {
+                batch,
+                log_append_time_ms,
+            } => AppendInfo {
                 first_offset: batch.base_offset,
                 last_offset: batch.last_offset,
                 log_end_offset: self.log_end_offset(),
                 max_timestamp: i64::MIN,
                 batches: 0,
                 records: 0,
+                log_append_time_ms,
             },
         })
     }
@@ -659,7 +811,9 @@ impl Log {
             return Err(Error::Offline { path: self.dir.clone() }.into());
         }
         self.reap_rolled_syncs();
-        let pending = self.split_batches(batches, Origin::Replica)?;
+        let pending = self.split_batches(batches, Origin::Replica, |one| {
+            batch::validate_replicated(one).map_err(|source| AppendError::InvalidBatch { position: 0, source })
+        })?;
         self.check_continues_log(&pending)?;
         let last = pending.last().expect("split_batches refuses an empty append");
         let whole = last.start + last.header.total_bytes();
@@ -761,6 +915,7 @@ impl Log {
             max_timestamp,
             batches: pending.len(),
             records,
+            log_append_time_ms: None,
         })
     }
 
@@ -790,8 +945,15 @@ impl Log {
         Ok(before)
     }
 
-    /// Splits `bytes` into batches and checks each (see [`Origin`]); nothing is changed.
-    fn split_batches(&self, bytes: &[u8], origin: Origin) -> Result<Vec<PendingBatch>, AppendError> {
+    /// Splits `bytes` into whole batches and checks each with `check` (which sees one batch and answers
+    /// with its header; an `InvalidBatch` it returns gets the batch's position); nothing is changed. A
+    /// replica's partial batch at the end is left out (see [`Origin`]).
+    fn split_batches(
+        &self,
+        bytes: &[u8],
+        origin: Origin,
+        mut check: impl FnMut(&[u8]) -> Result<BatchHeader, AppendError>,
+    ) -> Result<Vec<PendingBatch>, AppendError> {
         let mut pending = Vec::new();
         let mut start = 0;
         while start < bytes.len() {
@@ -816,23 +978,10 @@ impl Log {
                     present: bytes.len() - start - batch::BATCH_LENGTH_PREFIX_BYTES,
                 }));
             }
-            let one = &bytes[start..start + size];
-            let header = match origin {
-                Origin::Client => {
-                    if size as u64 > self.config.max_message_bytes {
-                        return Err(AppendError::TooLarge {
-                            size,
-                            max: self.config.max_message_bytes,
-                        });
-                    }
-                    batch::validate_within(
-                        one,
-                        self.config.max_message_bytes.saturating_mul(DECOMPRESSION_RATIO_MAX),
-                    )
-                }
-                Origin::Replica => batch::validate_replicated(one),
-            }
-            .map_err(invalid)?;
+            let header = check(&bytes[start..start + size]).map_err(|e| match e {
+                AppendError::InvalidBatch { source, .. } => invalid(source),
+                other => other,
+            })?;
             pending.push(PendingBatch { start, header });
             start += size;
         }
@@ -849,19 +998,25 @@ impl Log {
         if active.is_empty() {
             return Ok(());
         }
-        let now_ms = now_ms();
         let full = active.size() + bytes > self.config.segment_bytes.min(SEGMENT_POSITION_MAX);
-        // Kafka's `segment.ms` counts from the first batch's timestamp, which the producer chose: one with
-        // an ancient timestamp would roll a segment at every append (thousands of files and maps from one
-        // client). Counting from the segment's creation too bounds the rolls to one per `segment.ms`.
-        let old = active
-            .first_batch_timestamp()
-            .is_some_and(|t| now_ms.saturating_sub(t.max(self.active_since_ms)) > self.config.segment_ms as i64);
+        let old = self.active_is_old(now_ms());
         let offsets_overflow = last_offset - active.base_offset() > RELATIVE_OFFSET_MAX;
         if full || old || offsets_overflow || active.indexes_full() {
             self.roll()?;
         }
         Ok(())
+    }
+
+    /// Whether the active segment has been open long enough to roll: Kafka's `segment.ms` (or, on a
+    /// compacted log, `max.compaction.lag.ms` if shorter), less this segment's `segment.jitter.ms` draw.
+    /// Kafka counts from the first batch's timestamp, which the producer chose: one with an ancient timestamp
+    /// would roll a segment at every append (thousands of files and maps from one client). Counting from the
+    /// segment's creation too bounds the rolls to one per `segment.ms`.
+    fn active_is_old(&self, now_ms: i64) -> bool {
+        let roll_after_ms = self.config.max_segment_ms().saturating_sub(self.roll_jitter_ms);
+        self.active()
+            .first_batch_timestamp()
+            .is_some_and(|t| i128::from(now_ms) - i128::from(t.max(self.active_since_ms)) > i128::from(roll_after_ms))
     }
 
     /// Closes the active segment (final time index entry, trimmed indexes, fsync) and starts a new one at the
@@ -881,6 +1036,7 @@ impl Log {
         let segment = Segment::create(&dir, next, &self.handles, &self.config).context("create segment", &dir)?;
         self.segments.insert(next, segment);
         self.active_since_ms = now_ms();
+        self.roll_jitter_ms = random_jitter_ms(&self.config);
         let bases = self.segment_base_offsets();
         paths.push(self.producers.take_snapshot(next, false, &bases)?);
         // Every fsync of a roll (the full segment, up to `segment.bytes`; the producer snapshot; the
@@ -1137,26 +1293,73 @@ impl Log {
         self.install_compaction(built)
     }
 
-    /// The first step of compaction, under the lock and cheap: which closed segments to clean, as they are
-    /// now. `None` when there is nothing to do (not compacted, offline, or no segment closed since the last
-    /// compaction).
+    /// The first step of compaction, under the lock and cheap: whether the log is due for it, and which
+    /// closed segments to clean, as they are now. `None` when there is nothing to do.
     ///
-    /// Compaction keeps, in every closed segment, only the newest record of each key (records without a key
-    /// stay), and drops tombstones older than `delete.retention.ms` (by their batch's newest timestamp).
-    /// Offsets never change: a batch that loses records keeps its offset range, rewritten uncompressed. The
-    /// active segment is left alone, as in Kafka. As Kafka's cleaner does, the work is split in three so that
-    /// appends go on meanwhile: plan under the lock, build outside it, install under it.
+    /// Compaction keeps, in every closed segment, only the newest record of each key, and drops tombstones
+    /// older than `delete.retention.ms` (by their batch's newest timestamp). Offsets never change: a batch
+    /// that loses records keeps its offset range, rewritten uncompressed. The active segment is left alone,
+    /// as in Kafka. As Kafka's cleaner does, the work is split in three so that appends go on meanwhile: plan
+    /// under the lock, build outside it, install under it.
+    ///
+    /// When, as Kafka's `LogCleanerManager` decides: the dirty part (segments appended since the last
+    /// compaction, up to the first that may not be cleaned yet) is more than `min.cleanable.dirty.ratio` of
+    /// the closed log, or a dirty segment's first batch is older than `max.compaction.lag.ms` (then at once,
+    /// whatever the ratio). A segment holding a record younger than `min.compaction.lag.ms`, and every one
+    /// after it, is not cleaned yet. A compacted log whose active segment is older than
+    /// `max.compaction.lag.ms` is rolled first, even without appends (Kafka rolls only on append), so that
+    /// no record waits longer than the lag for want of a closed segment.
     pub fn plan_compaction(&mut self, now_ms: i64) -> Option<CompactionPlan> {
         self.reap_rolled_syncs();
+        if !self.config.cleanup_compact || self.offline {
+            return None;
+        }
+        if self.config.max_compaction_lag_ms < i64::MAX as u64
+            && self.active_is_old(now_ms)
+            && let Err(e) = self.roll()
+        {
+            warn!(dir = %self.dir.display(), error = %e, "could not roll for max.compaction.lag.ms");
+        }
         // Only segments below the recovery point: recovery relies on segments it scans never having been
         // compacted (a gap between two of them means a lost tail there). Below it is every closed segment but
         // the last one rolled, until its fsync finishes.
-        let clean_below = *self
+        let below_recovery_point = *self
             .segments
             .range(..=self.recovery_point)
             .next_back()
             .map_or(&0, |(base, _)| base);
-        if !self.config.cleanup_compact || self.offline || self.compacted_up_to >= clean_below {
+        let first_dirty = self.compacted_up_to;
+        let mut clean_below = below_recovery_point;
+        let min_lag_ms = self.config.min_compaction_lag_ms;
+        if min_lag_ms > 0 {
+            let newest_allowed = now_ms.saturating_sub_unsigned(min_lag_ms);
+            let too_young = self
+                .segments
+                .range(first_dirty..clean_below)
+                .find(|(_, s)| s.max_timestamp().is_some_and(|(ts, _)| ts > newest_allowed));
+            if let Some((&base, _)) = too_young {
+                clean_below = base;
+            }
+        }
+        if first_dirty >= clean_below {
+            return None;
+        }
+        let bytes = |range: std::ops::Range<u64>| self.segments.range(range).map(|(_, s)| s.size()).sum::<u64>();
+        let (clean_bytes, cleanable_bytes) = (bytes(0..first_dirty), bytes(first_dirty..clean_below));
+        let total_bytes = clean_bytes + cleanable_bytes;
+        if cleanable_bytes == 0 {
+            return None;
+        }
+        let dirty_ratio = cleanable_bytes as f64 / total_bytes as f64;
+        let active_base = self.active().base_offset();
+        let cleaned_by = now_ms.saturating_sub_unsigned(self.config.max_compaction_lag_ms);
+        let overdue = self
+            .segments
+            .range(first_dirty..active_base)
+            .filter_map(|(_, s)| s.first_batch_timestamp())
+            .any(|ts| ts > 0 && ts < cleaned_by);
+        // Strictly greater, as Kafka compares: a ratio of 1.0 never triggers, 0.0 always does.
+        if !overdue && dirty_ratio <= self.config.min_cleanable_dirty_ratio.get() {
             return None;
         }
         let segments = self
@@ -1172,11 +1375,13 @@ impl Log {
             dir: self.dir.clone(),
             generation: self.generation,
             segments,
-            first_dirty: self.compacted_up_to,
+            first_dirty,
             clean_below,
             tombstone_cutoff: now_ms.saturating_sub(self.config.delete_retention_ms as i64),
             config: self.config.clone(),
             handles: self.handles.clone(),
+            dirty_ratio,
+            overdue,
         })
     }
 
@@ -1231,7 +1436,10 @@ impl Log {
         old.close_handles();
         // Held open so that the old file's blocks are freed when `built` is dropped, not at the rename.
         if let Ok(file) = fs::File::open(old.log_path()) {
-            built.retired.push(file);
+            built.retired.push(DeletedFile {
+                file,
+                due: later_by(Instant::now(), built.file_delete_delay),
+            });
         }
         for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
             let name = segment::file_name(cleaned.base, suffix);
@@ -1279,7 +1487,10 @@ impl Log {
             if let Ok(file) = fs::File::open(segment.log_path())
                 && self.deleted_files.len() < DELETED_FILES_HELD_MAX
             {
-                self.deleted_files.push(file);
+                self.deleted_files.push(DeletedFile {
+                    file,
+                    due: later_by(Instant::now(), Duration::from_millis(self.config.file_delete_delay_ms)),
+                });
             }
             segment.delete().context("delete segment", &self.dir)?;
         }
@@ -1295,9 +1506,9 @@ impl Log {
     }
 
     /// The files of segments deleted since the last call, still open: dropping them frees their blocks.
-    /// The log manager drops them after releasing the log's lock. (Disk space of deleted segments is thus
-    /// given back at the next upkeep round at the latest, as Kafka deletes after `file.delete.delay.ms`.)
-    pub fn take_deleted_files(&mut self) -> Vec<fs::File> {
+    /// The log manager drops each after releasing the log's lock, once its `file.delete.delay.ms` has passed
+    /// (Kafka's delay: readers that found the segment before it went may finish).
+    pub fn take_deleted_files(&mut self) -> Vec<DeletedFile> {
         std::mem::take(&mut self.deleted_files)
     }
 
@@ -1514,6 +1725,8 @@ pub struct CompactionPlan {
     tombstone_cutoff: i64,
     config: LogConfig,
     handles: Arc<HandleCache>,
+    dirty_ratio: f64,
+    overdue: bool,
 }
 
 /// One segment compaction rewrote, waiting in the cleaner's directory.
@@ -1533,8 +1746,17 @@ pub struct CompactedSegments {
     cleaner_dir: PathBuf,
     /// Not yet swapped in, oldest first.
     segments: Vec<CleanedSegment>,
-    /// The replaced `.log` files, held open so that their blocks are freed here, not under the lock.
-    retired: Vec<fs::File>,
+    /// The replaced `.log` files, held open so that their blocks are freed without the lock, once their
+    /// `file.delete.delay.ms` has passed (see [`Self::take_retired`]), or when this is dropped.
+    retired: Vec<DeletedFile>,
+    file_delete_delay: Duration,
+}
+
+impl CompactedSegments {
+    /// The replaced segments' files, for the log manager to free after `file.delete.delay.ms`.
+    pub fn take_retired(&mut self) -> Vec<DeletedFile> {
+        std::mem::take(&mut self.retired)
+    }
 }
 
 impl Drop for CompactedSegments {
@@ -1545,6 +1767,21 @@ impl Drop for CompactedSegments {
 }
 
 impl CompactionPlan {
+    /// The share of the closed log appended since the last compaction, when planned.
+    pub fn dirty_ratio(&self) -> f64 {
+        self.dirty_ratio
+    }
+
+    /// Whether a record waited longer than `max.compaction.lag.ms` (compaction then runs whatever the ratio).
+    pub fn overdue(&self) -> bool {
+        self.overdue
+    }
+
+    /// The segments below this offset are cleaned; it is where the next compaction's dirty part starts.
+    pub fn clean_below(&self) -> u64 {
+        self.clean_below
+    }
+
     /// Reads the planned segments, without the log's lock (closed segments are not appended to; if one is
     /// truncated, deleted or swapped meanwhile, the install sees it and throws this build away), and writes
     /// each segment that loses records into the cleaner's directory with its indexes, fsynced. Memory: one
@@ -1686,6 +1923,7 @@ impl CompactionPlan {
             cleaner_dir: cleaner_dir.to_owned(),
             segments: cleaned,
             retired: Vec::new(),
+            file_delete_delay: Duration::from_millis(self.config.file_delete_delay_ms),
         })
     }
 }
@@ -1782,8 +2020,48 @@ pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), Error> {
     disk.sync_path(dir).context("sync directory", dir)
 }
 
+/// `at + delay`, or a century on when a setting of up to `i64::MAX` ms does not fit an `Instant`.
+pub(crate) fn later_by(at: Instant, delay: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(delay.min(CENTURY)).unwrap_or(at)
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A segment's `segment.jitter.ms` draw, as Kafka's `randomSegmentJitter`: uniform below
+/// `min(segment.jitter.ms, segment.ms)`, 0 without jitter. Randomness from std's per-process hash keys is
+/// plenty for spreading rolls.
+fn random_jitter_ms(config: &LogConfig) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound == 0 {
+        return 0;
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms() as u64);
+    hasher.finish() % bound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roll_jitter_is_drawn_below_jitter_and_segment_ms() {
+        let mut config = LogConfig::default();
+        assert_eq!(random_jitter_ms(&config), 0, "no jitter by default");
+        config.set("segment.jitter.ms", "1000").unwrap();
+        let draws: BTreeSet<u64> = (0..200).map(|_| random_jitter_ms(&config)).collect();
+        assert!(draws.iter().all(|&d| d < 1000), "{draws:?}");
+        assert!(draws.len() > 100, "draws vary: {}", draws.len());
+        config.set("segment.ms", "10").unwrap();
+        assert!(
+            (0..200).all(|_| random_jitter_ms(&config) < 10),
+            "never past segment.ms"
+        );
+    }
 }

@@ -14,6 +14,12 @@
 //! logged and ignored: every log then recovers from its first segment, which is slow but loses nothing.
 //!
 //! Directories this manager does not own (the controller's `__cluster_metadata-0`) are left alone.
+//!
+//! Background work runs on one thread in two rounds with intervals of their own, as Kafka's log manager and
+//! log cleaner do: upkeep (retention, `flush.ms`, checkpoints) every `log.retention.check.interval.ms`, and
+//! the cleaner (compaction of the logs that are due, see [`Log::plan_compaction`]) every
+//! `log.cleaner.backoff.ms`. The files of deleted and compacted-away segments are held open, unlinked, and
+//! dropped (their space given back) once their `file.delete.delay.ms` has passed, at the first round after.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -31,7 +37,7 @@ use crate::config::LogConfig;
 use crate::disk::{Disk, OpenMode, OsDisk};
 use crate::error::{Error, IoContext};
 use crate::handles::{HANDLES_MAX_DEFAULT, HandleCache};
-use crate::log::{Log, OpenState, RecoveryReport, now_ms, sync_dir};
+use crate::log::{DeletedFile, Log, OpenState, RecoveryReport, later_by, now_ms, sync_dir};
 
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -39,6 +45,9 @@ pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
 const LOCK_FILE: &str = ".lock";
 /// Directories in a data directory that are not partition logs.
 const FOREIGN_DIRS: &[&str] = &["__cluster_metadata-0"];
+/// Deleted segment files held open across all logs, waiting for their `file.delete.delay.ms`: each is a
+/// descriptor. Past this, the ones due soonest are freed early (and that is logged).
+const DELETED_FILES_PENDING_MAX: usize = 4096;
 
 /// A partition: topic name and partition number. Its directory is `<topic>-<partition>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,6 +128,10 @@ pub struct LogManager {
     log_starts: OffsetCheckpoint,
     /// Serialises checkpoint writers (the background thread, shutdown).
     checkpointing: Mutex<()>,
+    /// Serialises cleaner rounds: two compactions of one log would share its cleaner directory.
+    cleaning: Mutex<()>,
+    /// Files of deleted segments waiting for their `file.delete.delay.ms`; see the module documentation.
+    deleted_files: Mutex<Vec<DeletedFile>>,
     _lock: fs::File,
 }
 
@@ -215,6 +228,8 @@ impl LogManager {
             recovery_points,
             log_starts,
             checkpointing: Mutex::new(()),
+            cleaning: Mutex::new(()),
+            deleted_files: Mutex::new(Vec::new()),
             _lock: lock,
         };
         Ok((manager, report))
@@ -330,9 +345,18 @@ impl LogManager {
         self.log_starts.write(&log_starts)
     }
 
-    /// One round of upkeep: retention, compaction, `flush.ms`, checkpoints. A failing log is logged and skipped so that
-    /// one bad partition does not stop upkeep of the others.
+    /// One round of everything the background does: [`Self::upkeep`], then [`Self::clean`]. For callers that
+    /// drive the manager themselves (tests, tools).
     pub fn maintain(&self) -> Result<(), Error> {
+        let upkeep = self.upkeep();
+        self.clean();
+        upkeep
+    }
+
+    /// One round of upkeep: retention, `flush.ms`, freeing deleted segments whose delay has passed, and the
+    /// checkpoints. A failing log is logged and skipped so that one bad partition does not stop upkeep of the
+    /// others.
+    pub fn upkeep(&self) -> Result<(), Error> {
         let now = Instant::now();
         let now_ms = now_ms();
         for (tp, log) in self.logs() {
@@ -342,31 +366,100 @@ impl LogManager {
             }
             // The fsync runs on a thread of its own; the recovery point follows when it is done.
             locked.flush_in_background_if_due(now);
-            let plan = locked.plan_compaction(now_ms);
             let deleted = locked.take_deleted_files();
             drop(locked);
-            // Frees the blocks of segments retention (or DeleteRecords since the last round) deleted.
-            drop(deleted);
-            if let Some(plan) = plan {
-                compact_unlocked(&tp, &log, plan);
-            }
+            self.hold_deleted(deleted);
         }
+        self.free_due_deleted_files();
         self.checkpoint()
     }
 
-    /// Runs [`Self::maintain`] every `interval` on a thread until the returned handle is stopped or dropped.
-    pub fn start_background(self: &Arc<Self>, interval: Duration) -> Background {
+    /// One round of the cleaner: every compacted log that is due (dirty ratio, `max.compaction.lag.ms`; see
+    /// [`Log::plan_compaction`]) is compacted, its segments built without the log's lock. Returns how many
+    /// logs were compacted.
+    pub fn clean(&self) -> usize {
+        let _serialised = lock(&self.cleaning);
+        let now_ms = now_ms();
+        let mut compacted = 0;
+        for (tp, log) in self.logs() {
+            let plan = lock(&log).plan_compaction(now_ms);
+            if let Some(plan) = plan {
+                let retired = compact_unlocked(&tp, &log, plan);
+                self.hold_deleted(retired);
+                compacted += 1;
+            }
+        }
+        self.free_due_deleted_files();
+        compacted
+    }
+
+    /// Keeps deleted segments' files until their delay has passed; past the bound, frees those due soonest.
+    fn hold_deleted(&self, files: Vec<DeletedFile>) {
+        if files.is_empty() {
+            return;
+        }
+        let mut held = lock(&self.deleted_files);
+        held.extend(files);
+        if held.len() > DELETED_FILES_PENDING_MAX {
+            held.sort_by_key(|f| std::cmp::Reverse(f.due));
+            let early = held.split_off(DELETED_FILES_PENDING_MAX);
+            drop(held);
+            warn!(
+                files = early.len(),
+                "more deleted segment files waiting than held: freed before their file.delete.delay.ms"
+            );
+            drop(early);
+        }
+    }
+
+    /// Drops (and so frees the space of) the deleted segments' files whose `file.delete.delay.ms` has passed.
+    pub fn free_due_deleted_files(&self) {
+        let now = Instant::now();
+        let due: Vec<DeletedFile> = {
+            let mut held = lock(&self.deleted_files);
+            let (due, waiting) = std::mem::take(&mut *held).into_iter().partition(|f| f.due <= now);
+            *held = waiting;
+            due
+        };
+        // Freeing a large file's blocks takes a while: outside the lock.
+        drop(due);
+    }
+
+    /// Deleted segment files still holding their space, waiting for `file.delete.delay.ms`.
+    pub fn deleted_files_pending(&self) -> usize {
+        lock(&self.deleted_files).len()
+    }
+
+    /// Runs [`Self::upkeep`] every `upkeep_interval` and [`Self::clean`] every `cleaner_interval` on a thread
+    /// until the returned handle is stopped or dropped.
+    pub fn start_background(self: &Arc<Self>, upkeep_interval: Duration, cleaner_interval: Duration) -> Background {
         let (stop, stopped) = mpsc::channel::<()>();
         let manager = Arc::downgrade(self);
         let thread = thread::Builder::new()
             .name("strata-log-upkeep".into())
             .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                let started = Instant::now();
+                let (mut next_upkeep, mut next_clean) =
+                    (later_by(started, upkeep_interval), later_by(started, cleaner_interval));
+                loop {
+                    let wake = next_upkeep.min(next_clean);
+                    let wait = wake.saturating_duration_since(Instant::now());
+                    if let Err(mpsc::RecvTimeoutError::Disconnected) | Ok(()) = stopped.recv_timeout(wait) {
+                        break;
+                    }
                     let Some(manager) = manager.upgrade() else {
                         break;
                     };
-                    if let Err(e) = manager.maintain() {
-                        error!(error = %e, "log upkeep failed");
+                    let now = Instant::now();
+                    if now >= next_upkeep {
+                        if let Err(e) = manager.upkeep() {
+                            error!(error = %e, "log upkeep failed");
+                        }
+                        next_upkeep = later_by(Instant::now(), upkeep_interval);
+                    }
+                    if now >= next_clean {
+                        manager.clean();
+                        next_clean = later_by(Instant::now(), cleaner_interval);
                     }
                 }
             })
@@ -405,13 +498,15 @@ impl LogManager {
 
 /// Builds the compaction `plan` without the log's lock, then swaps the segments in one at a time, taking
 /// the lock for each (see [`Log::install_next_compacted`]): appends and reads wait for one segment's swap
-/// at most. A build the log outran is thrown away and planned again on the next round.
-fn compact_unlocked(tp: &TopicPartition, log: &SharedLog, plan: crate::log::CompactionPlan) {
+/// at most. A build the log outran is thrown away and planned again on the next round. Returns the replaced
+/// segments' files, to be freed after their delay.
+fn compact_unlocked(tp: &TopicPartition, log: &SharedLog, plan: crate::log::CompactionPlan) -> Vec<DeletedFile> {
+    let (dirty_ratio, overdue) = (plan.dirty_ratio(), plan.overdue());
     let mut built = match plan.build() {
         Ok(built) => built,
         Err(e) => {
             error!(partition = %tp, error = %e, "compaction failed");
-            return;
+            return Vec::new();
         }
     };
     let mut report = crate::log::CompactionReport::default();
@@ -424,8 +519,14 @@ fn compact_unlocked(tp: &TopicPartition, log: &SharedLog, plan: crate::log::Comp
         }
         break;
     }
-    // Deletes the cleaner's directory and frees the replaced segments' blocks, without the lock.
+    if report.segments_rewritten > 0 {
+        info!(partition = %tp, dirty_ratio, overdue, segments = report.segments_rewritten,
+            bytes_removed = report.bytes_removed, "cleaned");
+    }
+    let retired = built.take_retired();
+    // Deletes the cleaner's directory, without the lock.
     drop(built);
+    retired
 }
 
 /// Stops the upkeep thread when stopped or dropped.

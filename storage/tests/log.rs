@@ -530,7 +530,7 @@ fn retention_deletes_old_and_excess_closed_segments() {
     // manager does it without the lock).
     let deleted = log.take_deleted_files();
     assert_eq!(deleted.len(), 3);
-    assert!(deleted.iter().all(|f| f.metadata().unwrap().len() == batch_bytes));
+    assert!(deleted.iter().all(|f| f.file.metadata().unwrap().len() == batch_bytes));
     assert_eq!(segment_files(dir.path(), "log").len(), 3);
     drop(deleted);
     assert!(log.take_deleted_files().is_empty());

@@ -173,7 +173,7 @@ fn background_upkeep_applies_retention_and_writes_checkpoints() {
         }
         log.append(&mut one_record(now_ms()), 0).unwrap();
     }
-    let background = manager.start_background(Duration::from_millis(20));
+    let background = manager.start_background(Duration::from_millis(20), Duration::from_millis(20));
     let deadline = Instant::now() + Duration::from_secs(20);
     while log.lock().unwrap().log_start_offset() < 3 {
         assert!(Instant::now() < deadline, "retention never ran");

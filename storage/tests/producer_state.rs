@@ -40,7 +40,7 @@ fn append(log: &mut Log, id: i64, epoch: i16, sequence: i32, records: usize) -> 
         .unwrap()
     {
         LeaderAppend::Appended(info) => Ok(info.first_offset),
-        LeaderAppend::Duplicate { batch } => Err(batch.base_offset),
+        LeaderAppend::Duplicate { batch, .. } => Err(batch.base_offset),
     }
 }
 

@@ -8,6 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 
 use crate::broker::{Broker, TopicFailure};
+use crate::settings::SettingSource;
 
 /// Kafka's `ConfigResource.Type` codes.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -17,6 +18,15 @@ pub const RESOURCE_BROKER: i8 = 4;
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
+
+/// The `ConfigSource` code of where a topic's setting comes from.
+pub fn source_code(source: SettingSource) -> i8 {
+    match source {
+        SettingSource::Topic => SOURCE_TOPIC,
+        SettingSource::StaticBroker => SOURCE_STATIC_BROKER,
+        SettingSource::Default => SOURCE_DEFAULT,
+    }
+}
 
 /// Applies new overrides to a topic resource, or says why not, as (error, message) for the response.
 pub async fn alter_topic(

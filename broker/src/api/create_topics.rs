@@ -7,7 +7,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use super::configs::source_code;
 use crate::broker::{Broker, NewTopic};
 
 pub async fn handle(broker: &Broker, request: CreateTopicsRequest, _version: i16) -> CreateTopicsResponse {
@@ -42,7 +42,7 @@ pub async fn handle(broker: &Broker, request: CreateTopicsRequest, _version: i16
                         CreatableTopicConfigs::default()
                             .with_name(StrBytes::from_static_str(s.name))
                             .with_value(Some(StrBytes::from_string(s.value)))
-                            .with_config_source(if s.overridden { SOURCE_TOPIC } else { SOURCE_DEFAULT })
+                            .with_config_source(source_code(s.source))
                     })
                     .collect();
                 result

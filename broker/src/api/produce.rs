@@ -3,7 +3,12 @@
 //! Each partition stands alone, as in Kafka: a bad batch fails its partition with an error code and appends
 //! nothing there; other partitions of the same request go ahead. With `acks=0` no response is sent.
 //!
-//! Only the partition's leader appends, stamping its leader epoch into each batch. `acks=all` first checks
+//! Only the partition's leader appends, stamping its leader epoch into each batch, and applying the topic's
+//! settings as Kafka's LogValidator does (see `Log::append_as_leader`): records without a key on a compacted
+//! topic are `INVALID_RECORD` and create times outside the topic's window `INVALID_TIMESTAMP`, each naming
+//! the records in `record_errors`; `LogAppendTime` topics answer with the time stamped
+//! (`log_append_time_ms`, else -1); a batch in another codec than the topic's `compression.type` is
+//! recompressed. `acks=all` first checks
 //! that the ISR has at least `min.insync.replicas` members (else NOT_ENOUGH_REPLICAS, nothing appended), then
 //! answers once the high watermark has passed the appended batches, that is once every in-sync replica has
 //! them, or REQUEST_TIMED_OUT after the request's timeout.
@@ -14,7 +19,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use strata_storage::batch::BatchError;
+use strata_storage::batch::{BatchError, RejectionKind};
 use strata_storage::{AppendError, LeaderAppend, ProducerError, TopicPartition};
 use tracing::warn;
 
@@ -33,8 +38,9 @@ const ACKS_ALL_TIMEOUT_MAX_MS: i32 = 300_000;
 struct Refusal {
     error: ResponseError,
     message: String,
-    /// The record of the batch the error is about, for INVALID_RECORD.
-    record: Option<i32>,
+    /// The records of the batch the error is about (index in the batch, why), for INVALID_RECORD and
+    /// INVALID_TIMESTAMP (Kafka's `record_errors`, KIP-467).
+    records: Vec<(i32, String)>,
 }
 
 impl Refusal {
@@ -42,7 +48,7 @@ impl Refusal {
         Refusal {
             error,
             message: message.into(),
-            record: None,
+            records: Vec::new(),
         }
     }
 }
@@ -54,6 +60,8 @@ struct Written {
     /// The offset after the last appended record: acks=all waits for the high watermark to reach it.
     end_offset: u64,
     log_start_offset: u64,
+    /// The time a `LogAppendTime` topic stamped on the batches.
+    log_append_time_ms: Option<i64>,
 }
 
 /// One partition of the request after the appends.
@@ -127,17 +135,22 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                 match result {
                     Ok(written) => response
                         .with_base_offset(written.base_offset as i64)
-                        .with_log_start_offset(written.log_start_offset as i64),
-                    Err(Refusal { error, message, record }) => {
+                        .with_log_start_offset(written.log_start_offset as i64)
+                        .with_log_append_time_ms(written.log_append_time_ms.unwrap_or(-1)),
+                    Err(Refusal {
+                        error,
+                        message,
+                        records,
+                    }) => {
                         warn!(topic = %name.0, partition = index, error = ?error, %message, "produce refused");
-                        // Kafka names the record an INVALID_RECORD is about (KIP-467).
-                        let record_errors = record
-                            .map(|at| {
+                        // Kafka names the records an INVALID_RECORD or INVALID_TIMESTAMP is about (KIP-467).
+                        let record_errors = records
+                            .into_iter()
+                            .map(|(at, why)| {
                                 BatchIndexAndErrorMessage::default()
                                     .with_batch_index(at)
-                                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(why)))
                             })
-                            .into_iter()
                             .collect();
                         response
                             .with_error_code(error.code())
@@ -189,31 +202,76 @@ fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8])
         let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.append_as_leader(&mut batches, leader_epoch)
             .map(|append| match append {
-                LeaderAppend::Appended(info) => (info.first_offset, info.log_end_offset, log.log_start_offset()),
-                // A retry: answered with the offsets it got the first time; acks=all waits for those.
-                LeaderAppend::Duplicate { batch } => (batch.base_offset, batch.last_offset + 1, log.log_start_offset()),
+                LeaderAppend::Appended(info) => (
+                    info.first_offset,
+                    info.log_end_offset,
+                    log.log_start_offset(),
+                    info.log_append_time_ms,
+                ),
+                // A retry: answered with the offsets (and append time) it got the first time; acks=all waits
+                // for those.
+                LeaderAppend::Duplicate {
+                    batch,
+                    log_append_time_ms,
+                } => (
+                    batch.base_offset,
+                    batch.last_offset + 1,
+                    log.log_start_offset(),
+                    log_append_time_ms,
+                ),
             })
     };
     match appended {
-        Ok((base_offset, end_offset, log_start_offset)) => {
+        Ok((base_offset, end_offset, log_start_offset, log_append_time_ms)) => {
             partition.leader_appended();
             Ok(Written {
                 partition,
                 base_offset,
                 end_offset,
                 log_start_offset,
+                log_append_time_ms,
             })
         }
-        Err(e) => Err(Refusal {
-            record: match &e {
-                AppendError::InvalidBatch {
-                    source: BatchError::InvalidRecord { index, .. },
-                    ..
-                } => i32::try_from(*index).ok(),
-                _ => None,
-            },
-            ..Refusal::new(error_code(&e), e.to_string())
-        }),
+        Err(e) => Err(refusal(e)),
+    }
+}
+
+/// What the client is told about a failed append: the error code, the message and the records named.
+fn refusal(e: AppendError) -> Refusal {
+    let error = error_code(&e);
+    match e {
+        AppendError::InvalidBatch {
+            source: BatchError::InvalidRecord { index, reason },
+            position,
+        } => Refusal {
+            records: i32::try_from(index)
+                .ok()
+                .map(|at| (at, format!("record {at}: {reason}")))
+                .into_iter()
+                .collect(),
+            ..Refusal::new(
+                error,
+                format!("invalid record batch at byte {position} of the appended bytes: record {index}: {reason}"),
+            )
+        },
+        // Kafka's own message for the batch, and each refused record with its own.
+        AppendError::InvalidBatch {
+            source: source @ BatchError::RecordsRejected { .. },
+            ..
+        } => {
+            let message = source.to_string();
+            let BatchError::RecordsRejected { errors, .. } = source else {
+                unreachable!("matched above")
+            };
+            Refusal {
+                records: errors
+                    .into_iter()
+                    .filter_map(|r| Some((i32::try_from(r.index).ok()?, r.message)))
+                    .collect(),
+                ..Refusal::new(error, message)
+            }
+        }
+        e => Refusal::new(error, e.to_string()),
     }
 }
 
@@ -227,7 +285,23 @@ fn error_code(e: &AppendError) -> ResponseError {
         AppendError::InvalidBatch {
             source: BatchError::InvalidRecord { .. },
             ..
+        }
+        | AppendError::InvalidBatch {
+            source:
+                BatchError::RecordsRejected {
+                    kind: RejectionKind::InvalidRecord,
+                    ..
+                },
+            ..
         } => ResponseError::InvalidRecord,
+        AppendError::InvalidBatch {
+            source:
+                BatchError::RecordsRejected {
+                    kind: RejectionKind::InvalidTimestamp,
+                    ..
+                },
+            ..
+        } => ResponseError::InvalidTimestamp,
         AppendError::InvalidBatch { .. } | AppendError::Empty => ResponseError::CorruptMessage,
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
         // This broker's view of the leadership is behind: a newer leader's batches are in the log.
