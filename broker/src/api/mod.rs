@@ -14,6 +14,7 @@ use crate::broker::Broker;
 
 mod alter_configs;
 mod api_versions;
+mod authorized;
 mod configs;
 mod create_partitions;
 mod create_topics;
