@@ -385,6 +385,7 @@ fn compute(image: &MetadataImage, command: Command) -> Result<ControllerResult<(
             let resource = match ConfigResourceType::try_from(s.resource_type) {
                 Ok(ConfigResourceType::Topic) => ConfigResource::Topic(s.resource_name),
                 Ok(ConfigResourceType::Broker) => ConfigResource::Broker(s.resource_name),
+                Ok(ConfigResourceType::Group) => ConfigResource::Group(s.resource_name),
                 _ => return Err(reply_error(INVALID_REQUEST, "unknown config resource type")),
             };
             let set: BTreeMap<String, String> = s.set.into_iter().collect();
