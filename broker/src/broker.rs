@@ -227,6 +227,8 @@ impl Broker {
             partitions,
             replication_factor: i32::from(replication_factor),
             configs: new.configs.clone().into_iter().collect(),
+            // Placed by the controller.
+            assignments: Vec::new(),
         });
         self.change_metadata(command, validate_only).await?;
         if validate_only {
@@ -321,6 +323,7 @@ impl Broker {
         let command = Command::CreatePartitions(pb::CreatePartitions {
             name: name.to_owned(),
             count,
+            assignments: Vec::new(),
         });
         self.change_metadata(command, validate_only).await?;
         if validate_only {
