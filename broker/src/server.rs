@@ -319,7 +319,7 @@ async fn serve(
     let peer = origin.peer;
     debug!(%peer, listener = %origin.listener, "connection opened");
     loop {
-        let (frame, _memory) = match read_frame(&mut stream, &mut buffer, &broker.settings, memory, shutdown).await {
+        let (frame, _memory) = match read_frame(&mut stream, &mut buffer, &broker.static_settings, memory, shutdown).await {
             Ok(read) => read,
             Err(Closed::Gone | Closed::Stopping) => break,
             Err(Closed::Refused(why)) => {

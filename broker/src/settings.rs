@@ -370,7 +370,7 @@ pub struct TopicSetting {
 }
 
 /// Kafka's broker name for the default of a topic storage setting.
-fn broker_to_topic_key(key: &str) -> Option<&'static str> {
+pub(crate) fn broker_to_topic_key(key: &str) -> Option<&'static str> {
     Some(match key {
         "log.segment.bytes" => "segment.bytes",
         "log.roll.ms" => "segment.ms",

@@ -35,7 +35,7 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
         return Ok(());
     }
     let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
-    let replication_factor = match broker.settings.offsets_topic_replication_factor {
+    let replication_factor = match broker.settings().offsets_topic_replication_factor {
         Some(wanted) if live < wanted as usize => {
             // Clients retry FindCoordinator every few hundred ms: not an error worth a line each time.
             debug!(live, wanted, "__consumer_offsets waits for more live brokers");
@@ -49,6 +49,7 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
         partitions: Some(OFFSETS_PARTITIONS),
         replication_factor: Some(replication_factor),
         configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+        assignment: None,
     };
     match broker.create_topic(new, false).await {
         Ok(_) => Ok(()),
