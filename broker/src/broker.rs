@@ -201,14 +201,20 @@ impl Broker {
 
     /// The settings in force now (static settings with the dynamic broker configs over them).
     pub fn settings(&self) -> Arc<BrokerSettings> {
-        self.live_settings.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.live_settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// This broker's dynamic configs and the cluster-wide ones, as `image` holds them.
     pub fn dynamic_configs<'a>(
         &self,
         image: &'a MetadataImage,
-    ) -> (Option<&'a strata_controller::Configs>, Option<&'a strata_controller::Configs>) {
+    ) -> (
+        Option<&'a strata_controller::Configs>,
+        Option<&'a strata_controller::Configs>,
+    ) {
         (
             image.configs(&ConfigResource::Broker(String::new())),
             image.configs(&ConfigResource::Broker(self.node_id().to_string())),

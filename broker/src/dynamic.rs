@@ -80,7 +80,11 @@ fn refused_broker(message: String) -> TopicFailure {
 
 /// Checks the new dynamic configs of broker resource `resource` (a broker id, or "" for the cluster-wide
 /// defaults) against the static settings.
-pub fn validate_broker(static_settings: &BrokerSettings, resource: &str, configs: &Configs) -> Result<(), TopicFailure> {
+pub fn validate_broker(
+    static_settings: &BrokerSettings,
+    resource: &str,
+    configs: &Configs,
+) -> Result<(), TopicFailure> {
     let mut scratch = static_settings.clone();
     for (key, value) in configs {
         if !broker_key_is_dynamic(key) {
@@ -108,7 +112,11 @@ pub fn validate_broker(static_settings: &BrokerSettings, resource: &str, configs
 
 /// The settings in force on a broker: `static_settings`, then the cluster-wide dynamic configs, then this
 /// broker's own (Kafka's order of precedence).
-pub fn effective(static_settings: &BrokerSettings, cluster: Option<&Configs>, node: Option<&Configs>) -> BrokerSettings {
+pub fn effective(
+    static_settings: &BrokerSettings,
+    cluster: Option<&Configs>,
+    node: Option<&Configs>,
+) -> BrokerSettings {
     let mut settings = static_settings.clone();
     for configs in [cluster, node].into_iter().flatten() {
         for (key, value) in configs {
@@ -310,7 +318,11 @@ pub fn describe_group(overrides: Option<&Configs>) -> Vec<(&'static str, String,
         .collect();
     described.push(match own(SHARE_AUTO_OFFSET_RESET) {
         Some(value) => (SHARE_AUTO_OFFSET_RESET, value, true),
-        None => (SHARE_AUTO_OFFSET_RESET, SHARE_AUTO_OFFSET_RESET_VALUES[0].to_owned(), false),
+        None => (
+            SHARE_AUTO_OFFSET_RESET,
+            SHARE_AUTO_OFFSET_RESET_VALUES[0].to_owned(),
+            false,
+        ),
     });
     described
 }
@@ -358,7 +370,13 @@ mod tests {
         assert_eq!(effective(&settings, Some(&cluster), None).log.retention_ms, Some(200));
         let described = describe_broker(&live, Some(&cluster), Some(&node));
         let shown = |name: &str| described.iter().find(|d| d.name == name).unwrap().clone();
-        assert_eq!((shown("log.retention.ms").value.as_str(), shown("log.retention.ms").source), ("300", 2));
+        assert_eq!(
+            (
+                shown("log.retention.ms").value.as_str(),
+                shown("log.retention.ms").source
+            ),
+            ("300", 2)
+        );
         assert_eq!(shown("log.segment.bytes").source, 3);
         assert!(shown("num.partitions").read_only);
     }

@@ -22,8 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -94,7 +93,9 @@ fn described_raw(server: &Server, resource_type: i8, name: &str, key: &str) -> O
             .with_configuration_keys(Some(vec![StrBytes::from_string(key.to_owned())])),
     ]);
     let mut stream = raw::connect(server);
-    stream.write_all(&raw::frame(ApiKey::DescribeConfigs, 4, &request)).unwrap();
+    stream
+        .write_all(&raw::frame(ApiKey::DescribeConfigs, 4, &request))
+        .unwrap();
     let response: DescribeConfigsResponse = raw::response(&mut stream, ApiKey::DescribeConfigs, 4);
     let result = &response.results[0];
     assert_eq!(result.error_code, 0, "{:?}", result.error_message);
@@ -142,11 +143,20 @@ async fn append_and_subtract_edit_list_configs_and_refuse_others() {
     let policy = || async { described(&server.addr, topic, "cleanup.policy").await.unwrap().0 };
 
     // From Kafka's default, `delete`: APPEND adds, an item already there is not repeated.
-    assert_eq!(incremental_alter(&server, TOPIC, "policies", &[("cleanup.policy", APPEND, "compact")]).0, 0);
+    assert_eq!(
+        incremental_alter(&server, TOPIC, "policies", &[("cleanup.policy", APPEND, "compact")]).0,
+        0
+    );
     assert_eq!(policy().await, "compact,delete");
-    assert_eq!(incremental_alter(&server, TOPIC, "policies", &[("cleanup.policy", APPEND, "compact")]).0, 0);
+    assert_eq!(
+        incremental_alter(&server, TOPIC, "policies", &[("cleanup.policy", APPEND, "compact")]).0,
+        0
+    );
     assert_eq!(policy().await, "compact,delete");
-    assert_eq!(incremental_alter(&server, TOPIC, "policies", &[("cleanup.policy", SUBTRACT, "delete")]).0, 0);
+    assert_eq!(
+        incremental_alter(&server, TOPIC, "policies", &[("cleanup.policy", SUBTRACT, "delete")]).0,
+        0
+    );
     assert_eq!(policy().await, "compact");
 
     // Not a list: INVALID_CONFIG, and nothing changes.
@@ -162,7 +172,10 @@ async fn append_and_subtract_edit_list_configs_and_refuse_others() {
     assert_eq!(code, INVALID_CONFIG);
     assert_eq!(policy().await, "compact", "a refused resource changes nothing");
     // SET still works alongside.
-    assert_eq!(incremental_alter(&server, TOPIC, "policies", &[("retention.ms", SET, "60000")]).0, 0);
+    assert_eq!(
+        incremental_alter(&server, TOPIC, "policies", &[("retention.ms", SET, "60000")]).0,
+        0
+    );
     assert_eq!(
         described(&server.addr, topic, "retention.ms").await,
         Some(("60000".into(), ConfigSource::DynamicTopic))
@@ -210,7 +223,9 @@ async fn dynamic_broker_configs_apply_at_once_and_survive_a_restart() {
         .await
         .unwrap();
     assert!(altered.iter().all(Result::is_ok), "{altered:?}");
-    send(&big).await.expect("this broker's own value wins over the cluster-wide one");
+    send(&big)
+        .await
+        .expect("this broker's own value wins over the cluster-wide one");
     assert_eq!(
         described(&server.addr, ResourceSpecifier::Broker(1), "message.max.bytes").await,
         Some(("100000".into(), ConfigSource::DynamicBroker))
@@ -247,12 +262,20 @@ async fn group_configs_are_bounded_described_with_defaults_and_kept() {
     let group = ResourceSpecifier::Group("payments");
     let key = "consumer.session.timeout.ms";
     assert_eq!(
-        described(&server.addr, group, key).await.map(|(value, _)| value).as_deref(),
+        described(&server.addr, group, key)
+            .await
+            .map(|(value, _)| value)
+            .as_deref(),
         Some("45000"),
         "a group without configs shows the defaults"
     );
-    assert_eq!(incremental_alter(&server, GROUP, "payments", &[(key, SET, "50000")]).0, 0);
-    let alter = AlterConfig::new(group).set(key, "50000").set("share.auto.offset.reset", "earliest");
+    assert_eq!(
+        incremental_alter(&server, GROUP, "payments", &[(key, SET, "50000")]).0,
+        0
+    );
+    let alter = AlterConfig::new(group)
+        .set(key, "50000")
+        .set("share.auto.offset.reset", "earliest");
     let altered = admin(&server.addr)
         .alter_configs([&alter], &AdminOptions::new())
         .await
@@ -297,9 +320,7 @@ async fn list_groups_v5_filters_by_type_and_state() {
         .unwrap();
     let mut offsets = TopicPartitionList::new();
     offsets.add_partition_offset("listed", 0, Offset::Offset(0)).unwrap();
-    consumer
-        .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
-        .unwrap();
+    consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync).unwrap();
 
     let list = |types: &[&str], states: &[&str]| {
         let strings = |items: &[&str]| items.iter().map(|s| StrBytes::from_string((*s).to_owned())).collect();
@@ -313,12 +334,22 @@ async fn list_groups_v5_filters_by_type_and_state() {
         response
             .groups
             .into_iter()
-            .map(|g| (g.group_id.to_string(), g.group_type.to_string(), g.group_state.to_string()))
+            .map(|g| {
+                (
+                    g.group_id.to_string(),
+                    g.group_type.to_string(),
+                    g.group_state.to_string(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let listed = vec![("listed-group".to_owned(), "classic".to_owned(), "Empty".to_owned())];
     assert_eq!(list(&[], &[]), listed);
-    assert_eq!(list(&["Classic"], &["empty"]), listed, "filters match case-insensitively");
+    assert_eq!(
+        list(&["Classic"], &["empty"]),
+        listed,
+        "filters match case-insensitively"
+    );
     assert_eq!(list(&["consumer"], &[]), vec![], "no KIP-848 consumer groups");
     assert_eq!(list(&["classic"], &["Stable"]), vec![]);
 }
@@ -347,7 +378,9 @@ fn authorized_operations_are_given_when_asked_and_the_sentinel_otherwise() {
     let cluster = |asked: bool| {
         let request = DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
         let mut stream = raw::connect(&server);
-        stream.write_all(&raw::frame(ApiKey::DescribeCluster, 1, &request)).unwrap();
+        stream
+            .write_all(&raw::frame(ApiKey::DescribeCluster, 1, &request))
+            .unwrap();
         let response: DescribeClusterResponse = raw::response(&mut stream, ApiKey::DescribeCluster, 1);
         response.cluster_authorized_operations
     };
@@ -372,14 +405,14 @@ fn a_transactional_producer_fails_at_once_with_a_clear_error() {
     let text = error.to_string();
     assert!(text.contains("transactions are not supported"), "{text}");
     // The idempotent producer, which needs no transaction coordinator, still works.
-    let idempotent: BaseProducer = config(&server.addr)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
+    let idempotent: BaseProducer = config(&server.addr).set("enable.idempotence", "true").create().unwrap();
     idempotent
         .send(rdkafka::producer::BaseRecord::to("plain").key("k").payload("v"))
         .unwrap();
-    assert_eq!(idempotent.flush(Duration::from_secs(30)).map_err(|e| e.to_string()), Ok(()));
+    assert_eq!(
+        idempotent.flush(Duration::from_secs(30)).map_err(|e| e.to_string()),
+        Ok(())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

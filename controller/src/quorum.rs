@@ -383,15 +383,13 @@ fn compute(image: &MetadataImage, command: Command) -> Result<ControllerResult<(
             let result = control::delete_topic(image, &d.name).map_err(|e| refused(e.kafka_error_code(), &e))?;
             ControllerResult::new(result.records, ())
         }
-        Command::CreatePartitions(c) => {
-            if c.assignments.is_empty() {
-                control::create_partitions(image, &c.name, c.count)
-            } else {
-                let assignment = c.assignments.into_iter().map(|ids| ids.ids).collect();
-                control::create_partitions_assigned(image, &c.name, assignment)
-            }
-            .map_err(|e| refused(e.kafka_error_code(), &e))?
+        Command::CreatePartitions(c) => if c.assignments.is_empty() {
+            control::create_partitions(image, &c.name, c.count)
+        } else {
+            let assignment = c.assignments.into_iter().map(|ids| ids.ids).collect();
+            control::create_partitions_assigned(image, &c.name, assignment)
         }
+        .map_err(|e| refused(e.kafka_error_code(), &e))?,
         Command::SetConfigs(s) => {
             let resource = match ConfigResourceType::try_from(s.resource_type) {
                 Ok(ConfigResourceType::Topic) => ConfigResource::Topic(s.resource_name),

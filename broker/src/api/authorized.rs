@@ -32,7 +32,16 @@ pub enum Resource {
 impl Resource {
     fn operations(self) -> &'static [u8] {
         match self {
-            Resource::Topic => &[READ, WRITE, CREATE, DESCRIBE, DELETE, ALTER, DESCRIBE_CONFIGS, ALTER_CONFIGS],
+            Resource::Topic => &[
+                READ,
+                WRITE,
+                CREATE,
+                DESCRIBE,
+                DELETE,
+                ALTER,
+                DESCRIBE_CONFIGS,
+                ALTER_CONFIGS,
+            ],
             Resource::Group => &[READ, DESCRIBE, DELETE],
             Resource::Cluster => &[
                 CREATE,

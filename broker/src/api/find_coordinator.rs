@@ -62,7 +62,12 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
 }
 
 /// The coordinator of `group`: (node id, host, port).
-async fn coordinator(broker: &Broker, key_type: i8, group: &str, listener: &str) -> Result<(i32, String, i32), Refusal> {
+async fn coordinator(
+    broker: &Broker,
+    key_type: i8,
+    group: &str,
+    listener: &str,
+) -> Result<(i32, String, i32), Refusal> {
     match key_type {
         KEY_TYPE_GROUP => {}
         KEY_TYPE_TRANSACTION => return Err((ResponseError::TransactionalIdAuthorizationFailed, Some(NO_TRANSACTIONS))),

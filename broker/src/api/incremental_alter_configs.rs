@@ -67,7 +67,11 @@ fn apply(ops: &[AlterableConfig], configs: &mut BTreeMap<String, String>) -> Res
         let name = op.name.to_string();
         let operation = op.config_operation;
         if matches!(operation, OP_APPEND | OP_SUBTRACT) && !is_list(&name) {
-            let verb = if operation == OP_APPEND { "APPEND to" } else { "SUBTRACT from" };
+            let verb = if operation == OP_APPEND {
+                "APPEND to"
+            } else {
+                "SUBTRACT from"
+            };
             return Err(failure(
                 ResponseError::InvalidConfig,
                 format!("cannot {verb} `{name}`: its type is not LIST"),
@@ -130,9 +134,15 @@ mod tests {
     fn append_and_subtract_edit_lists_from_the_default() {
         let mut configs = BTreeMap::new();
         apply(&[op("cleanup.policy", OP_APPEND, Some("compact"))], &mut configs).unwrap();
-        assert_eq!(configs["cleanup.policy"], "delete,compact", "from Kafka's default, `delete`");
+        assert_eq!(
+            configs["cleanup.policy"], "delete,compact",
+            "from Kafka's default, `delete`"
+        );
         apply(&[op("cleanup.policy", OP_APPEND, Some("compact"))], &mut configs).unwrap();
-        assert_eq!(configs["cleanup.policy"], "delete,compact", "an item already there is not repeated");
+        assert_eq!(
+            configs["cleanup.policy"], "delete,compact",
+            "an item already there is not repeated"
+        );
         apply(&[op("cleanup.policy", OP_SUBTRACT, Some("delete"))], &mut configs).unwrap();
         assert_eq!(configs["cleanup.policy"], "compact");
         let throttled = "follower.replication.throttled.replicas";
@@ -144,14 +154,33 @@ mod tests {
     #[test]
     fn kafkas_refusals() {
         let mut configs = BTreeMap::new();
-        let code = |ops: &[AlterableConfig], configs: &mut BTreeMap<String, String>| apply(ops, configs).unwrap_err().error;
-        assert_eq!(code(&[op("retention.ms", OP_APPEND, Some("1"))], &mut configs), ResponseError::InvalidConfig);
-        assert_eq!(code(&[op("retention.ms", OP_SUBTRACT, Some("1"))], &mut configs), ResponseError::InvalidConfig);
+        let code =
+            |ops: &[AlterableConfig], configs: &mut BTreeMap<String, String>| apply(ops, configs).unwrap_err().error;
         assert_eq!(
-            code(&[op("retention.ms", OP_SET, Some("1")), op("retention.ms", OP_DELETE, None)], &mut configs),
+            code(&[op("retention.ms", OP_APPEND, Some("1"))], &mut configs),
+            ResponseError::InvalidConfig
+        );
+        assert_eq!(
+            code(&[op("retention.ms", OP_SUBTRACT, Some("1"))], &mut configs),
+            ResponseError::InvalidConfig
+        );
+        assert_eq!(
+            code(
+                &[
+                    op("retention.ms", OP_SET, Some("1")),
+                    op("retention.ms", OP_DELETE, None)
+                ],
+                &mut configs
+            ),
             ResponseError::InvalidRequest
         );
-        assert_eq!(code(&[op("retention.ms", OP_SET, None)], &mut configs), ResponseError::InvalidRequest);
-        assert_eq!(code(&[op("retention.ms", 9, Some("1"))], &mut configs), ResponseError::InvalidRequest);
+        assert_eq!(
+            code(&[op("retention.ms", OP_SET, None)], &mut configs),
+            ResponseError::InvalidRequest
+        );
+        assert_eq!(
+            code(&[op("retention.ms", 9, Some("1"))], &mut configs),
+            ResponseError::InvalidRequest
+        );
     }
 }

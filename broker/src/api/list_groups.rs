@@ -26,7 +26,8 @@ pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> Lis
         }
     }
     // The filters decode empty at versions without them.
-    let matches = |filter: &[StrBytes], value: &str| filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value));
+    let matches =
+        |filter: &[StrBytes], value: &str| filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value));
     if !matches(&request.types_filter, GROUP_TYPE_CLASSIC) {
         groups.clear();
     }

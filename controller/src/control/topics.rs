@@ -117,7 +117,10 @@ pub fn create_topic(
         return Err(PlacementError::InvalidPartitionCount(partitions).into());
     }
     let placement = place_replicas(image, id, 0, partitions, replication_factor)?;
-    Ok(ControllerResult::new(topic_records(image, name, id, placement, configs), id))
+    Ok(ControllerResult::new(
+        topic_records(image, name, id, placement, configs),
+        id,
+    ))
 }
 
 /// Creates topic `name` as [`create_topic`] does, with the replicas of partition `p` as `assignment[p]`
@@ -136,7 +139,10 @@ pub fn create_topic_assigned(
         return Err(PlacementError::InvalidPartitionCount(assignment.len() as i32).into());
     }
     check_assignment(image, 0, &assignment, None).map_err(CreateTopicError::InvalidReplicaAssignment)?;
-    Ok(ControllerResult::new(topic_records(image, name, id, assignment, configs), id))
+    Ok(ControllerResult::new(
+        topic_records(image, name, id, assignment, configs),
+        id,
+    ))
 }
 
 fn check_new_topic(
@@ -195,7 +201,9 @@ fn check_assignment(
     let expected = replication_factor.or_else(|| assignment.first().map(Vec::len));
     for (partition, replicas) in (first..).zip(assignment) {
         if replicas.is_empty() {
-            return Err(format!("the manual assignment of partition {partition} is an empty replica list"));
+            return Err(format!(
+                "the manual assignment of partition {partition} is an empty replica list"
+            ));
         }
         let mut distinct = replicas.clone();
         distinct.sort_unstable();
