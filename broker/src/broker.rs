@@ -4,7 +4,7 @@
 //! in one place, so each API file only copies them into its response.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use strata_controller::client::ControllerClient;
 use strata_controller::proto::controller::{self as pb, write_request::Command};
 use strata_controller::proto::metadata::ConfigResourceType;
+use strata_controller::{ConfigResource, MetadataImage};
 use strata_storage::TopicPartition;
 use tracing::{debug, info};
 use uuid::Uuid;
@@ -48,7 +49,12 @@ pub struct Broker {
     pub identity: NodeIdentity,
     /// Every Kafka listener of this broker, as registered with the controller.
     pub advertised: Vec<Advertised>,
-    pub settings: BrokerSettings,
+    /// The settings given at start (`--set`, config file, environment): what dynamic broker configs fall
+    /// back to.
+    pub static_settings: BrokerSettings,
+    /// The settings in force: the static ones with the dynamic broker configs of the metadata over them
+    /// (`crate::dynamic`), replaced whole when those change. A std lock: held only to clone the `Arc`.
+    pub live_settings: RwLock<Arc<BrokerSettings>>,
     /// This run of the broker process, as registered with the controller.
     pub incarnation: u64,
     /// The cluster metadata, followed from the controllers.
@@ -104,6 +110,10 @@ pub struct NewTopic {
     pub partitions: Option<i32>,
     pub replication_factor: Option<i16>,
     pub configs: BTreeMap<String, String>,
+    /// A manual replica assignment: the replicas of partition `i` at index `i`, preferred leader first. Set,
+    /// it decides the partition count and the replication factor (`partitions` and `replication_factor` are
+    /// `None` then), and the controller checks it against the registered brokers.
+    pub assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// How long a metadata change may take: the controller's answer, and this broker seeing it applied.
@@ -192,6 +202,41 @@ impl Broker {
         self.identity.node_id
     }
 
+    /// The settings in force now (static settings with the dynamic broker configs over them).
+    pub fn settings(&self) -> Arc<BrokerSettings> {
+        self.live_settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// This broker's dynamic configs and the cluster-wide ones, as `image` holds them.
+    pub fn dynamic_configs<'a>(
+        &self,
+        image: &'a MetadataImage,
+    ) -> (
+        Option<&'a strata_controller::Configs>,
+        Option<&'a strata_controller::Configs>,
+    ) {
+        (
+            image.configs(&ConfigResource::Broker(String::new())),
+            image.configs(&ConfigResource::Broker(self.node_id().to_string())),
+        )
+    }
+
+    /// Makes the dynamic broker configs of `image` the settings in force, if they differ from those of
+    /// `previous`. Returns whether they did (and so every hosted log needs its settings again).
+    pub fn apply_dynamic_configs(&self, previous: &MetadataImage, image: &MetadataImage) -> bool {
+        if self.dynamic_configs(previous) == self.dynamic_configs(image) {
+            return false;
+        }
+        let (cluster, node) = self.dynamic_configs(image);
+        let settings = crate::dynamic::effective(&self.static_settings, cluster, node);
+        info!(cluster_wide = ?cluster, this_broker = ?node, "dynamic broker configs changed");
+        *self.live_settings.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
+        true
+    }
+
     async fn change_metadata(&self, command: Command, validate_only: bool) -> Result<(), TopicFailure> {
         self.changes.change(command, validate_only).await
     }
@@ -200,23 +245,29 @@ impl Broker {
     /// `validate_only`) and waits until this broker knows it.
     pub async fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<Topic, TopicFailure> {
         validate_topic_name(&new.name)?;
-        let partitions = new.partitions.unwrap_or(self.settings.num_partitions);
+        let settings = self.settings();
+        let assigned = new.assignment.as_ref();
+        let partitions = match assigned {
+            Some(assignment) => i32::try_from(assignment.len()).unwrap_or(i32::MAX),
+            None => new.partitions.unwrap_or(settings.num_partitions),
+        };
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
             return Err(TopicFailure::new(
                 ResponseError::InvalidPartitions,
                 format!("a topic has 1 to {PARTITIONS_MAX} partitions, not {partitions}"),
             ));
         }
-        let replication_factor = new
-            .replication_factor
-            .unwrap_or(self.settings.default_replication_factor);
+        let replication_factor = match assigned {
+            Some(assignment) => assignment.first().map_or(0, |replicas| replicas.len() as i16),
+            None => new.replication_factor.unwrap_or(settings.default_replication_factor),
+        };
         if replication_factor < 1 {
             return Err(TopicFailure::new(
                 ResponseError::InvalidReplicationFactor,
                 format!("replication factor {replication_factor} is below 1"),
             ));
         }
-        self.settings.validate_topic_settings(&new.configs)?;
+        settings.validate_topic_settings(&new.configs)?;
         if self.metadata.get(&new.name).is_some() {
             return Err(TopicFailure::new(
                 ResponseError::TopicAlreadyExists,
@@ -228,6 +279,7 @@ impl Broker {
             partitions,
             replication_factor: i32::from(replication_factor),
             configs: new.configs.clone().into_iter().collect(),
+            assignments: broker_ids(new.assignment.as_deref().unwrap_or_default()),
         });
         self.change_metadata(command, validate_only).await?;
         if validate_only {
@@ -251,7 +303,7 @@ impl Broker {
         if let Some(topic) = self.metadata.get(name) {
             return Ok(Some(topic));
         }
-        if !self.settings.auto_create_topics {
+        if !self.settings().auto_create_topics {
             return Ok(None);
         }
         let new = NewTopic {
@@ -275,38 +327,66 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Replaces a topic's overrides with `configs` (each validated first). Nothing changes if any setting is
-    /// refused or with `validate_only`. Brokers apply the new settings when the metadata reaches them.
-    pub async fn set_topic_configs(
+    /// The settings `resource` has of its own (a topic's overrides, a broker's or the cluster's dynamic
+    /// configs, a group's configs). A topic must exist; brokers and groups have none until some are set.
+    pub fn configs_of(&self, resource: &ConfigResource) -> Result<BTreeMap<String, String>, TopicFailure> {
+        if let ConfigResource::Topic(name) = resource {
+            return Ok(self.existing(name)?.configs);
+        }
+        Ok(self.metadata.image().configs(resource).cloned().unwrap_or_default())
+    }
+
+    /// Replaces the settings of `resource` with `configs` (each validated first, as its kind of resource
+    /// requires). Nothing changes if any setting is refused or with `validate_only`. Every broker applies the
+    /// new settings when the metadata reaches it.
+    pub async fn set_configs(
         &self,
-        name: &str,
+        resource: &ConfigResource,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<Topic, TopicFailure> {
-        let topic = self.existing(name)?;
-        self.settings.validate_topic_settings(&configs)?;
-        let remove = topic
-            .configs
+    ) -> Result<(), TopicFailure> {
+        let current = self.configs_of(resource)?;
+        let (resource_type, name) = match resource {
+            ConfigResource::Topic(name) => {
+                self.settings().validate_topic_settings(&configs)?;
+                (ConfigResourceType::Topic, name)
+            }
+            ConfigResource::Broker(name) => {
+                crate::dynamic::validate_broker(&self.static_settings, name, &configs)?;
+                (ConfigResourceType::Broker, name)
+            }
+            ConfigResource::Group(name) => {
+                crate::dynamic::validate_group(&configs)?;
+                (ConfigResourceType::Group, name)
+            }
+        };
+        let remove = current
             .keys()
             .filter(|key| !configs.contains_key(*key))
             .cloned()
             .collect();
         let command = Command::SetConfigs(pb::SetConfigs {
-            resource_type: ConfigResourceType::Topic.into(),
+            resource_type: resource_type.into(),
             resource_name: name.to_owned(),
             set: configs.clone().into_iter().collect(),
             remove,
         });
         self.change_metadata(command, validate_only).await?;
-        if validate_only {
-            return Ok(Topic { configs, ..topic });
+        if !validate_only {
+            info!(resource = ?resource, configs = ?configs, "settings changed");
         }
-        info!(topic = name, configs = ?configs, "topic settings changed");
-        self.existing(name)
+        Ok(())
     }
 
-    /// Grows a topic to `count` partitions. Kafka never shrinks a topic.
-    pub async fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Topic, TopicFailure> {
+    /// Grows a topic to `count` partitions, placed by the controller or, with `assignment`, on the replicas
+    /// it gives for each new partition. Kafka never shrinks a topic.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<&[Vec<i32>]>,
+        validate_only: bool,
+    ) -> Result<Topic, TopicFailure> {
         let topic = self.existing(name)?;
         if count <= topic.partitions || count > PARTITIONS_MAX {
             return Err(TopicFailure::new(
@@ -317,9 +397,22 @@ impl Broker {
                 ),
             ));
         }
+        if let Some(assignment) = assignment
+            && assignment.len() as i64 != i64::from(count) - i64::from(topic.partitions)
+        {
+            return Err(TopicFailure::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "{} partitions are added to `{name}`, but {} assignments were given",
+                    count - topic.partitions,
+                    assignment.len()
+                ),
+            ));
+        }
         let command = Command::CreatePartitions(pb::CreatePartitions {
             name: name.to_owned(),
             count,
+            assignments: broker_ids(assignment.unwrap_or_default()),
         });
         self.change_metadata(command, validate_only).await?;
         if validate_only {
@@ -340,6 +433,14 @@ impl Broker {
             )
         })
     }
+}
+
+/// A replica assignment as the controller's request carries it.
+fn broker_ids(assignment: &[Vec<i32>]) -> Vec<strata_controller::proto::metadata::BrokerIds> {
+    assignment
+        .iter()
+        .map(|ids| strata_controller::proto::metadata::BrokerIds { ids: ids.clone() })
+        .collect()
 }
 
 /// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.

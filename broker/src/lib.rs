@@ -20,6 +20,8 @@
 //!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use).
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
+//! - `dynamic`: settings changed at run time through the metadata: dynamic broker configs (which of them
+//!   may change, and the settings in force) and group configs.
 //! - [`config`]: `strata server` flags, environment and config file.
 //! - `http`: `/health` and `/metrics`.
 //!
@@ -30,6 +32,7 @@
 pub mod api;
 mod broker;
 pub mod config;
+mod dynamic;
 mod fetcher;
 mod groups;
 mod http;
@@ -320,7 +323,8 @@ async fn run_broker(
         limits: server::Limits::new(&config.settings),
         identity,
         advertised,
-        settings: config.settings.clone(),
+        static_settings: config.settings.clone(),
+        live_settings: std::sync::RwLock::new(Arc::new(config.settings.clone())),
         incarnation,
         metadata,
         controller: client,

@@ -33,7 +33,7 @@ pub async fn register(broker: &Broker, shutdown: &CancellationToken) -> Option<u
                 security_protocol: crate::config::PLAINTEXT.into(),
             })
             .collect(),
-        rack: broker.settings.rack.clone(),
+        rack: broker.static_settings.rack.clone(),
     };
     loop {
         let sent = Instant::now();
@@ -87,7 +87,7 @@ pub async fn wait_until_ready(broker: &Broker, registered_at: u64, shutdown: &Ca
 /// Tells the active controller this broker is alive every `broker.heartbeat.interval.ms`, with the
 /// metadata index it has applied (which is how it gets unfenced).
 pub async fn heartbeat(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let interval = Duration::from_millis(broker.settings.broker_heartbeat_interval_ms);
+    let interval = Duration::from_millis(broker.static_settings.broker_heartbeat_interval_ms);
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut followed = broker.metadata.subscribe();

@@ -2,7 +2,8 @@
 //! deleted here.
 //!
 //! Only what changed between two images is looked at: a topic whose `Arc` is the same in both, with the same
-//! settings, is skipped, so a metadata change costs in proportion to what it touched. For each partition of a
+//! settings, is skipped, so a metadata change costs in proportion to what it touched (a change of the
+//! dynamic broker configs touches every topic: they are the defaults of all). For each partition of a
 //! changed topic this broker is a replica of, the log is hosted with the topic's settings and the replica
 //! state is taken from the image (`crate::replica`); a follower gets a fetcher from its leader
 //! (`crate::fetcher`); a new leader of a `__consumer_offsets` partition loads the offsets of the groups it
@@ -47,6 +48,9 @@ pub fn start(broker: Arc<Broker>, shutdown: CancellationToken) {
 
 fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) {
     let me = broker.node_id();
+    // New dynamic broker configs change the defaults of every topic: every hosted log is configured again.
+    let defaults_changed = broker.apply_dynamic_configs(previous, image);
+    let settings = broker.settings();
     // Deleted topics first: a topic deleted and created again under the same name must not lose its new
     // logs to the old one's deletion.
     for (id, topic) in previous.topics() {
@@ -62,13 +66,13 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
     }
     for topic in image.topics().values() {
         let resource = ConfigResource::Topic(topic.name.clone());
-        let configs_changed = previous.configs(&resource) != image.configs(&resource);
+        let configs_changed = defaults_changed || previous.configs(&resource) != image.configs(&resource);
         let before = previous.topic(&topic.id);
         if !configs_changed && before.is_some_and(|b| Arc::ptr_eq(b, topic)) {
             continue;
         }
         let configs = image.configs(&resource).cloned().unwrap_or_default();
-        let log_config = broker.settings.topic_log_config(&configs);
+        let log_config = settings.topic_log_config(&configs);
         for (&index, partition) in topic.partitions.iter() {
             let tp = TopicPartition::new(topic.name.clone(), index);
             let was = before.and_then(|b| b.partitions.get(&index));

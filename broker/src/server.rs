@@ -319,14 +319,15 @@ async fn serve(
     let peer = origin.peer;
     debug!(%peer, listener = %origin.listener, "connection opened");
     loop {
-        let (frame, _memory) = match read_frame(&mut stream, &mut buffer, &broker.settings, memory, shutdown).await {
-            Ok(read) => read,
-            Err(Closed::Gone | Closed::Stopping) => break,
-            Err(Closed::Refused(why)) => {
-                warn!(%peer, "closing connection: {why}");
-                break;
-            }
-        };
+        let (frame, _memory) =
+            match read_frame(&mut stream, &mut buffer, &broker.static_settings, memory, shutdown).await {
+                Ok(read) => read,
+                Err(Closed::Gone | Closed::Stopping) => break,
+                Err(Closed::Refused(why)) => {
+                    warn!(%peer, "closing connection: {why}");
+                    break;
+                }
+            };
         let reply = match request::decode(frame, api::supported) {
             Ok(request) => {
                 let (api_key, version, correlation_id) = (request.api_key, request.version(), request.correlation_id());

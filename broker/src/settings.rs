@@ -464,7 +464,7 @@ pub enum SettingSource {
 
 /// Kafka's broker name for the default of a topic storage setting (`ServerTopicConfigSynonyms`; the ones
 /// that convert units, `log.retention.hours` and the like, are handled in [`BrokerSettings::set`]).
-fn broker_to_topic_key(key: &str) -> Option<&'static str> {
+pub(crate) fn broker_to_topic_key(key: &str) -> Option<&'static str> {
     Some(match key {
         "log.segment.bytes" => "segment.bytes",
         "log.roll.ms" => "segment.ms",

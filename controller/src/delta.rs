@@ -244,7 +244,8 @@ impl MetadataDelta {
         Ok(())
     }
 
-    /// The resource a config record names, checked: topics must exist, brokers are named by id or "".
+    /// The resource a config record names, checked: topics must exist, brokers are named by id or "", groups
+    /// by a non-empty group id.
     fn config_resource(&self, record: &ConfigRecord) -> Result<ConfigResource, ReplayError> {
         let name = &record.resource_name;
         match ConfigResourceType::try_from(record.resource_type) {
@@ -256,6 +257,7 @@ impl MetadataDelta {
                 Ok(ConfigResource::Broker(name.clone()))
             }
             Ok(ConfigResourceType::Broker) => Err(ReplayError::InvalidConfigResource(format!("broker {name:?}"))),
+            Ok(ConfigResourceType::Group) if !name.is_empty() => Ok(ConfigResource::Group(name.clone())),
             _ => Err(ReplayError::InvalidConfigResource(format!(
                 "resource type {}",
                 record.resource_type
@@ -654,6 +656,20 @@ mod tests {
         assert_eq!(unknown, Err(ReplayError::UnknownTopicName("nope".into())));
         let bad_broker = image.replay_batch(&batch(vec![config(ConfigResourceType::Broker, "x", "k", Some("v"))]));
         assert!(matches!(bad_broker, Err(ReplayError::InvalidConfigResource(_))));
+
+        // Group configs belong to a group id, with or without a group.
+        let key = "consumer.session.timeout.ms";
+        let group = batch(vec![config(ConfigResourceType::Group, "payments", key, Some("50000"))]);
+        let image = image.replay_batch(&group).unwrap();
+        let payments = ConfigResource::Group("payments".into());
+        assert_eq!(image.configs(&payments).unwrap()[key], "50000");
+        assert_eq!(
+            MetadataImage::empty().replay_batch(&batch(image.to_records())).unwrap(),
+            image,
+            "a snapshot keeps group configs"
+        );
+        let nameless = image.replay_batch(&batch(vec![config(ConfigResourceType::Group, "", key, Some("1"))]));
+        assert!(matches!(nameless, Err(ReplayError::InvalidConfigResource(_))));
     }
 
     #[test]

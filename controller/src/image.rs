@@ -76,6 +76,9 @@ pub enum ConfigResource {
     Topic(String),
     /// A broker, by id as text; the empty name holds the cluster-wide defaults.
     Broker(String),
+    /// A group, by group id (KIP-848's group configs). A group's settings outlive the group: they are
+    /// Kafka's per-group-id settings, not part of a group's state.
+    Group(String),
 }
 
 /// Settings of one resource: key → value, only the keys that were set.
@@ -217,6 +220,7 @@ fn config_record(resource: &ConfigResource, key: &str, value: &str) -> MetadataR
     let (resource_type, resource_name) = match resource {
         ConfigResource::Topic(name) => (ConfigResourceType::Topic, name),
         ConfigResource::Broker(name) => (ConfigResourceType::Broker, name),
+        ConfigResource::Group(name) => (ConfigResourceType::Group, name),
     };
     record(Record::Config(ConfigRecord {
         resource_type: resource_type.into(),

@@ -363,14 +363,19 @@ fn compute(image: &MetadataImage, command: Command) -> Result<ControllerResult<(
     Ok(match command {
         Command::CreateTopic(c) => {
             let configs: BTreeMap<String, String> = c.configs.into_iter().collect();
-            let result = control::create_topic(
-                image,
-                &c.name,
-                Uuid::new_v4(),
-                c.partitions,
-                c.replication_factor,
-                &configs,
-            )
+            let result = if c.assignments.is_empty() {
+                control::create_topic(
+                    image,
+                    &c.name,
+                    Uuid::new_v4(),
+                    c.partitions,
+                    c.replication_factor,
+                    &configs,
+                )
+            } else {
+                let assignment = c.assignments.into_iter().map(|ids| ids.ids).collect();
+                control::create_topic_assigned(image, &c.name, Uuid::new_v4(), assignment, &configs)
+            }
             .map_err(|e| refused(e.kafka_error_code(), &e))?;
             ControllerResult::new(result.records, ())
         }
@@ -378,13 +383,18 @@ fn compute(image: &MetadataImage, command: Command) -> Result<ControllerResult<(
             let result = control::delete_topic(image, &d.name).map_err(|e| refused(e.kafka_error_code(), &e))?;
             ControllerResult::new(result.records, ())
         }
-        Command::CreatePartitions(c) => {
-            control::create_partitions(image, &c.name, c.count).map_err(|e| refused(e.kafka_error_code(), &e))?
+        Command::CreatePartitions(c) => if c.assignments.is_empty() {
+            control::create_partitions(image, &c.name, c.count)
+        } else {
+            let assignment = c.assignments.into_iter().map(|ids| ids.ids).collect();
+            control::create_partitions_assigned(image, &c.name, assignment)
         }
+        .map_err(|e| refused(e.kafka_error_code(), &e))?,
         Command::SetConfigs(s) => {
             let resource = match ConfigResourceType::try_from(s.resource_type) {
                 Ok(ConfigResourceType::Topic) => ConfigResource::Topic(s.resource_name),
                 Ok(ConfigResourceType::Broker) => ConfigResource::Broker(s.resource_name),
+                Ok(ConfigResourceType::Group) => ConfigResource::Group(s.resource_name),
                 _ => return Err(reply_error(INVALID_REQUEST, "unknown config resource type")),
             };
             let set: BTreeMap<String, String> = s.set.into_iter().collect();

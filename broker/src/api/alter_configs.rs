@@ -1,4 +1,5 @@
-//! AlterConfigs: replaces all of a topic's overrides with the ones given (the legacy, non-incremental API).
+//! AlterConfigs: replaces all of a resource's own settings (a topic's overrides, a broker's dynamic configs,
+//! a group's configs) with the ones given (the legacy, non-incremental API).
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use futures_util::future::join_all;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::configs::alter_topic;
+use super::configs::alter;
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Broker, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
@@ -17,11 +18,11 @@ pub async fn handle(broker: &Broker, request: AlterConfigsRequest, _version: i16
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
-        let (error_code, error_message) = alter_topic(
+        let (error_code, error_message) = alter(
             broker,
             resource.resource_type,
             &resource.resource_name,
-            |configs| {
+            |_, configs| {
                 *configs = replacement;
                 Ok(())
             },

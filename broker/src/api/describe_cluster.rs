@@ -6,6 +6,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::{self, Resource};
 use crate::broker::Broker;
 
 /// Brokers are listed at their addresses on `listener`, the one the request came in on; a broker without it
@@ -42,5 +43,8 @@ pub fn handle(
         // As in Kafka (KRaft), a live broker, which forwards controller requests.
         .with_controller_id(BrokerId(broker.node_id()))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(authorized::operations(
+            request.include_cluster_authorized_operations,
+            Resource::Cluster,
+        ))
 }

@@ -1,12 +1,18 @@
-//! DescribeConfigs: a topic's settings (its overrides and the broker defaults it inherits), or the broker's.
+//! DescribeConfigs: a topic's settings (its overrides and the broker defaults it inherits), a broker's (the
+//! settings in force, each with its source: dynamic for this broker, dynamic cluster-wide, or static; the
+//! empty broker name shows only the cluster-wide dynamic configs, as Kafka does), or a group's (KIP-848 group
+//! configs, defaults included).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::configs::{RESOURCE_BROKER, RESOURCE_TOPIC, SOURCE_STATIC_BROKER, source_code};
+use strata_controller::ConfigResource;
+
+use super::configs::{self, SOURCE_DEFAULT, SOURCE_GROUP, source_code};
 use crate::broker::Broker;
+use crate::dynamic;
 
 /// Kafka's `ConfigType` codes, shown from v3.
 const TYPE_BOOLEAN: i8 = 1;
@@ -17,7 +23,16 @@ const TYPE_LONG: i8 = 5;
 const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
+/// One setting of a described resource.
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+}
+
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+    let image = broker.metadata.image();
     let results = request
         .resources
         .into_iter()
@@ -25,35 +40,55 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let entries: Vec<(&str, String, i8)> = match resource.resource_type {
-                RESOURCE_TOPIC => match broker.metadata.get(&resource.resource_name) {
+            let target = match configs::resource(broker, resource.resource_type, &resource.resource_name) {
+                Ok(target) => target,
+                Err(failure) => {
+                    return result
+                        .with_error_code(failure.error.code())
+                        .with_error_message(Some(StrBytes::from_string(failure.message)));
+                }
+            };
+            let entries: Vec<Entry> = match &target {
+                ConfigResource::Topic(name) => match broker.metadata.get(name) {
                     Some(topic) => broker
-                        .settings
+                        .settings()
                         .describe_topic(&topic.configs)
                         .into_iter()
-                        .map(|s| (s.name, s.value, source_code(s.source)))
+                        .map(|s| Entry {
+                            name: s.name.to_owned(),
+                            value: s.value,
+                            source: source_code(s.source),
+                            read_only: false,
+                        })
                         .collect(),
                     None => return result.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 },
-                RESOURCE_BROKER
-                    if resource.resource_name.is_empty() || *resource.resource_name == broker.node_id().to_string() =>
-                {
-                    broker
-                        .settings
-                        .describe_broker()
+                ConfigResource::Broker(name) => {
+                    let (cluster, node) = broker.dynamic_configs(&image);
+                    let described = if name.is_empty() {
+                        dynamic::describe_cluster_defaults(cluster)
+                    } else {
+                        dynamic::describe_broker(&broker.settings(), cluster, node)
+                    };
+                    described
                         .into_iter()
-                        .map(|(name, value)| (name, value, SOURCE_STATIC_BROKER))
+                        .map(|d| Entry {
+                            name: d.name,
+                            value: d.value,
+                            source: d.source,
+                            read_only: d.read_only,
+                        })
                         .collect()
                 }
-                RESOURCE_BROKER => {
-                    return result
-                        .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(StrBytes::from_string(format!(
-                            "this is broker {}",
-                            broker.node_id()
-                        ))));
-                }
-                _ => return result.with_error_code(ResponseError::InvalidRequest.code()),
+                ConfigResource::Group(_) => dynamic::describe_group(image.configs(&target))
+                    .into_iter()
+                    .map(|(name, value, own)| Entry {
+                        name: name.to_owned(),
+                        value,
+                        source: if own { SOURCE_GROUP } else { SOURCE_DEFAULT },
+                        read_only: false,
+                    })
+                    .collect(),
             };
             let wanted = |name: &str| {
                 resource
@@ -63,13 +98,19 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
             };
             let configs = entries
                 .into_iter()
-                .filter(|(name, _, _)| wanted(name))
-                .map(|(name, value, source)| {
+                .filter(|entry| wanted(&entry.name))
+                .map(|entry| {
+                    let config_type = match &target {
+                        ConfigResource::Group(_) if dynamic::group_config_is_int(&entry.name) => TYPE_INT,
+                        ConfigResource::Group(_) => TYPE_STRING,
+                        _ => config_type(&entry.name),
+                    };
                     DescribeConfigsResourceResult::default()
-                        .with_name(StrBytes::from_static_str(name))
-                        .with_value(Some(StrBytes::from_string(value)))
-                        .with_config_source(source)
-                        .with_config_type(config_type(name))
+                        .with_name(StrBytes::from_string(entry.name))
+                        .with_value(Some(StrBytes::from_string(entry.value)))
+                        .with_config_source(entry.source)
+                        .with_read_only(entry.read_only)
+                        .with_config_type(config_type)
                 })
                 .collect();
             result.with_configs(configs)

@@ -5,17 +5,19 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorized::{self, Resource};
 use super::check_coordinator;
 use crate::broker::Broker;
 
 pub fn handle(broker: &Broker, request: DescribeGroupsRequest, _version: i16) -> DescribeGroupsResponse {
+    let operations = authorized::operations(request.include_authorized_operations, Resource::Group);
     let groups = request
         .groups
         .into_iter()
         .map(|id| {
             let described = DescribedGroup::default()
                 .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(operations);
             if let Err(error) = check_coordinator(broker, &id) {
                 return described.with_error_code(error.code());
             }

@@ -1,6 +1,11 @@
 //! FindCoordinator: the broker that coordinates a consumer group, which is the leader of the group's
-//! partition of `__consumer_offsets` (created here on first use, as Kafka does). Transaction coordinators
-//! are not offered.
+//! partition of `__consumer_offsets` (created here on first use, as Kafka does).
+//!
+//! Transactions are not implemented, so no transaction coordinator is offered. The answer for one must make
+//! the client give up at once rather than retry until `transaction.timeout.ms`: clients retry
+//! COORDINATOR_NOT_AVAILABLE, while TRANSACTIONAL_ID_AUTHORIZATION_FAILED is fatal for librdkafka's
+//! transaction manager (`init_transactions()` fails at once with the message below) and for the Java
+//! producer alike. Idempotent producers never ask for a transaction coordinator and are not affected.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -13,6 +18,14 @@ use crate::broker::{Broker, NewTopic};
 use crate::groups::offsets::{OFFSETS_PARTITIONS, OFFSETS_REPLICATION_FACTOR, OFFSETS_TOPIC, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Why a transactional producer is turned away, for the client's error.
+const NO_TRANSACTIONS: &str = "transactions are not supported by this broker (Strata); use an idempotent producer \
+                               (enable.idempotence=true) without transactional.id";
+
+/// Why there is no coordinator to give: the error code and, for the client's log, a message.
+type Refusal = (ResponseError, Option<&'static str>);
 
 /// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, with
 /// `offsets.topic.replication.factor` replicas once that many brokers are live (until then groups have no
@@ -22,7 +35,7 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
         return Ok(());
     }
     let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
-    let replication_factor = match broker.settings.offsets_topic_replication_factor {
+    let replication_factor = match broker.settings().offsets_topic_replication_factor {
         Some(wanted) if live < wanted as usize => {
             // Clients retry FindCoordinator every few hundred ms: not an error worth a line each time.
             debug!(live, wanted, "__consumer_offsets waits for more live brokers");
@@ -36,6 +49,7 @@ async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
         partitions: Some(OFFSETS_PARTITIONS),
         replication_factor: Some(replication_factor),
         configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+        assignment: None,
     };
     match broker.create_topic(new, false).await {
         Ok(_) => Ok(()),
@@ -53,22 +67,24 @@ async fn coordinator(
     key_type: i8,
     group: &str,
     listener: &str,
-) -> Result<(i32, String, i32), ResponseError> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err(ResponseError::CoordinatorNotAvailable);
+) -> Result<(i32, String, i32), Refusal> {
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION => return Err((ResponseError::TransactionalIdAuthorizationFailed, Some(NO_TRANSACTIONS))),
+        _ => return Err((ResponseError::InvalidRequest, Some("unknown coordinator key type"))),
     }
-    ensure_offsets_topic(broker).await?;
+    ensure_offsets_topic(broker).await.map_err(|e| (e, None))?;
     let image = broker.metadata.image();
     let leader = image
         .topic_by_name(OFFSETS_TOPIC)
         .and_then(|topic| topic.partitions.get(&partition_for(group)))
         .map(|partition| partition.leader)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        .ok_or((ResponseError::CoordinatorNotAvailable, None))?;
     let listener = image
         .broker(leader)
         .filter(|b| !b.fenced)
         .and_then(|b| b.listener(listener))
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        .ok_or((ResponseError::CoordinatorNotAvailable, None))?;
     Ok((leader, listener.host.clone(), listener.port as i32))
 }
 
@@ -82,8 +98,10 @@ pub async fn handle(
     if version < 4 {
         let found = coordinator(broker, request.key_type, &request.key, listener).await;
         let (node, host, port) = found.clone().unwrap_or((-1, String::new(), -1));
+        let (error, message) = refusal(found.err());
         return FindCoordinatorResponse::default()
-            .with_error_code(found.err().map_or(0, |e| e.code()))
+            .with_error_code(error)
+            .with_error_message(message)
             .with_node_id(BrokerId(node))
             .with_host(StrBytes::from_string(host))
             .with_port(port);
@@ -93,14 +111,24 @@ pub async fn handle(
     for key in request.coordinator_keys {
         let found = coordinator(broker, request.key_type, &key, listener).await;
         let (node, host, port) = found.clone().unwrap_or((-1, String::new(), -1));
+        let (error, message) = refusal(found.err());
         coordinators.push(
             Coordinator::default()
                 .with_key(key)
-                .with_error_code(found.err().map_or(0, |e| e.code()))
+                .with_error_code(error)
+                .with_error_message(message)
                 .with_node_id(BrokerId(node))
                 .with_host(StrBytes::from_string(host))
                 .with_port(port),
         );
     }
     FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+/// A refusal as the response's error code and message (0 and none when there is a coordinator).
+fn refusal(refused: Option<Refusal>) -> (i16, Option<StrBytes>) {
+    match refused {
+        None => (0, None),
+        Some((error, message)) => (error.code(), message.map(StrBytes::from_static_str)),
+    }
 }

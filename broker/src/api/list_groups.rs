@@ -1,10 +1,16 @@
-//! ListGroups: every group the coordinator knows, with its state (v4 filters by state).
+//! ListGroups: every group the coordinator knows, with its state. v4 filters by state (KIP-518), v5 by group
+//! type (KIP-848); both filters match case-insensitively, as Kafka's do, and an empty filter matches all.
+//! Every group here is a `classic` one (JoinGroup/SyncGroup): Strata has no KIP-848 consumer groups yet, so
+//! a filter for `consumer` or `share` matches none.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+
+/// KIP-848's name for the groups of the JoinGroup/SyncGroup protocol.
+const GROUP_TYPE_CLASSIC: &str = "classic";
 
 pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
     let mut groups: Vec<(String, &'static str, String)> = broker
@@ -19,16 +25,21 @@ pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> Lis
             groups.push((group, "Empty", "consumer".into()));
         }
     }
+    // The filters decode empty at versions without them.
+    let matches =
+        |filter: &[StrBytes], value: &str| filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value));
+    if !matches(&request.types_filter, GROUP_TYPE_CLASSIC) {
+        groups.clear();
+    }
     let listed = groups
         .into_iter()
-        .filter(|(_, state, _)| {
-            request.states_filter.is_empty() || request.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state))
-        })
+        .filter(|(_, state, _)| matches(&request.states_filter, state))
         .map(|(id, state, protocol_type)| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(id)))
                 .with_protocol_type(StrBytes::from_string(protocol_type))
                 .with_group_state(StrBytes::from_static_str(state))
+                .with_group_type(StrBytes::from_static_str(GROUP_TYPE_CLASSIC))
         })
         .collect();
     ListGroupsResponse::default().with_groups(listed)

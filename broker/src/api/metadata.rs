@@ -10,10 +10,8 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use strata_controller::{MetadataImage, NO_LEADER};
 
+use super::authorized::{self, Resource};
 use crate::broker::{Broker, validate_topic_name};
-
-/// Authorized-operations fields when the client did not ask for them.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// Brokers and leaders are given at their addresses on `listener`, the one the request came in on.
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16, listener: &str) -> MetadataResponse {
@@ -45,6 +43,15 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16, lis
         }
         topics
     };
+    // Only topics that exist have operations (the flag decodes as false before v8, where the field is absent).
+    let topic_operations = authorized::operations(request.include_topic_authorized_operations, Resource::Topic);
+    let topics = topics
+        .into_iter()
+        .map(|t| match t.error_code {
+            0 => t.with_topic_authorized_operations(topic_operations),
+            _ => t,
+        })
+        .collect();
     let image = broker.metadata.image();
     MetadataResponse::default()
         .with_brokers(live_brokers(&image, listener))
@@ -52,7 +59,10 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16, lis
         // Kafka (KRaft) names a live broker here: clients send controller requests to it, and it forwards.
         .with_controller_id(BrokerId(broker.node_id()))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(authorized::operations(
+            request.include_cluster_authorized_operations,
+            Resource::Cluster,
+        ))
 }
 
 /// Every broker that is registered and not fenced, at its address on `listener` (a broker without that
@@ -133,5 +143,5 @@ fn describe(image: &MetadataImage, topic: &strata_controller::Topic, listener: &
         .with_topic_id(topic.id)
         .with_is_internal(topic.name == crate::groups::offsets::OFFSETS_TOPIC)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_topic_authorized_operations(authorized::NOT_REQUESTED)
 }

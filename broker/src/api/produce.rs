@@ -186,7 +186,7 @@ fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8])
         ));
     };
     if acks == -1 {
-        let min_insync = broker.settings.min_insync_replicas(&topic.configs);
+        let min_insync = broker.settings().min_insync_replicas(&topic.configs);
         let in_sync = partition.state().isr.len();
         if (in_sync as i32) < min_insync {
             return Err(Refusal::new(

@@ -16,6 +16,9 @@ pub enum ConfigError {
     /// Kafka's INVALID_CONFIG: an empty key.
     #[error("a setting needs a name")]
     EmptyKey,
+    /// Kafka's INVALID_GROUP_ID: group configs belong to a named group.
+    #[error("a group config needs a group id")]
+    EmptyGroupId,
 }
 
 impl ConfigError {
@@ -24,6 +27,7 @@ impl ConfigError {
         match self {
             Self::UnknownTopic(_) => 3,
             Self::EmptyKey => 40,
+            Self::EmptyGroupId => 24,
         }
     }
 }
@@ -44,6 +48,8 @@ pub fn set_configs(
             (ConfigResourceType::Topic, name)
         }
         ConfigResource::Broker(name) => (ConfigResourceType::Broker, name),
+        ConfigResource::Group(name) if name.is_empty() => return Err(ConfigError::EmptyGroupId),
+        ConfigResource::Group(name) => (ConfigResourceType::Group, name),
     };
     if set.keys().chain(remove).any(String::is_empty) {
         return Err(ConfigError::EmptyKey);

@@ -11,7 +11,7 @@
 //! nothing here decodes requests. Everything stays deterministic and testable.
 //!
 //! - [`placement`]: replicas and preferred leaders of new partitions, spread over live brokers and racks.
-//! - [`topics`]: CreateTopics, CreatePartitions, DeleteTopics.
+//! - [`topics`]: CreateTopics, CreatePartitions (placed, or as a manual assignment asks), DeleteTopics.
 //! - [`brokers`]: fencing and unfencing, with the leader elections they cause.
 //! - [`election`]: choosing a leader from an ISR, and the preferred leader rebalance.
 //! - [`registration`]: BrokerRegistration: a broker's new run, registered fenced.
@@ -38,7 +38,8 @@ pub use changes::{AlterPartition, AlterPartitionError, ConfigError, alter_partit
 pub use election::preferred_leader_elections;
 pub use placement::{PlacementError, place_replicas};
 pub use topics::{
-    CreatePartitionsError, CreateTopicError, DeleteTopicError, create_partitions, create_topic, delete_topic,
+    CreatePartitionsError, CreateTopicError, DeleteTopicError, create_partitions, create_partitions_assigned,
+    create_topic, create_topic_assigned, delete_topic,
 };
 
 /// Kafka's topic setting (and broker default) that allows electing a leader outside the ISR, losing data.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::control::placement::{PlacementError, place_replicas};
-use crate::control::{ControllerResult, record};
+use crate::control::{ControllerResult, is_live, record};
 use crate::delta::TOPIC_NAME_BYTES_MAX;
 use crate::image::{BrokerId, MetadataImage, TopicId};
 use crate::proto::metadata::{
@@ -34,6 +34,9 @@ pub enum CreateTopicError {
     /// Kafka's INVALID_CONFIG.
     #[error("invalid config key {0:?}")]
     InvalidConfig(String),
+    /// Kafka's INVALID_REPLICA_ASSIGNMENT: a manual assignment that cannot be placed as asked.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
 }
@@ -46,6 +49,7 @@ impl CreateTopicError {
             Self::TopicExists(_) => 36,
             Self::InvalidTopicId(_) => -1,
             Self::InvalidConfig(_) => 40,
+            Self::InvalidReplicaAssignment(_) => 39,
             Self::Placement(error) => error.kafka_error_code(),
         }
     }
@@ -60,6 +64,9 @@ pub enum CreatePartitionsError {
     /// Kafka's INVALID_PARTITIONS: partitions can only be added, up to [`TOPIC_PARTITIONS_MAX`].
     #[error("topic has {current} partitions, {requested} requested")]
     InvalidPartitionCount { current: i32, requested: i32 },
+    /// Kafka's INVALID_REPLICA_ASSIGNMENT: a manual assignment that cannot be placed as asked.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
 }
@@ -70,6 +77,7 @@ impl CreatePartitionsError {
         match self {
             Self::UnknownTopic(_) => 3,
             Self::InvalidPartitionCount { .. } => 37,
+            Self::InvalidReplicaAssignment(_) => 39,
             Self::Placement(error) => error.kafka_error_code(),
         }
     }
@@ -104,6 +112,45 @@ pub fn create_topic(
     replication_factor: i32,
     configs: &BTreeMap<String, String>,
 ) -> Result<ControllerResult<TopicId>, CreateTopicError> {
+    check_new_topic(image, name, id, configs)?;
+    if partitions > TOPIC_PARTITIONS_MAX {
+        return Err(PlacementError::InvalidPartitionCount(partitions).into());
+    }
+    let placement = place_replicas(image, id, 0, partitions, replication_factor)?;
+    Ok(ControllerResult::new(
+        topic_records(image, name, id, placement, configs),
+        id,
+    ))
+}
+
+/// Creates topic `name` as [`create_topic`] does, with the replicas of partition `p` as `assignment[p]`
+/// (Kafka's manual replica assignment), preferred leader first. Checked as Kafka checks it: at least one
+/// partition, every partition the same number of distinct replicas, every replica a registered broker, and
+/// at least one of each partition's replicas live (the live ones are its ISR, the first of them its leader).
+pub fn create_topic_assigned(
+    image: &MetadataImage,
+    name: &str,
+    id: TopicId,
+    assignment: Vec<Vec<BrokerId>>,
+    configs: &BTreeMap<String, String>,
+) -> Result<ControllerResult<TopicId>, CreateTopicError> {
+    check_new_topic(image, name, id, configs)?;
+    if assignment.is_empty() || assignment.len() > TOPIC_PARTITIONS_MAX as usize {
+        return Err(PlacementError::InvalidPartitionCount(assignment.len() as i32).into());
+    }
+    check_assignment(image, 0, &assignment, None).map_err(CreateTopicError::InvalidReplicaAssignment)?;
+    Ok(ControllerResult::new(
+        topic_records(image, name, id, assignment, configs),
+        id,
+    ))
+}
+
+fn check_new_topic(
+    image: &MetadataImage,
+    name: &str,
+    id: TopicId,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), CreateTopicError> {
     check_topic_name(name)?;
     if image.topic_by_name(name).is_some() {
         return Err(CreateTopicError::TopicExists(name.to_owned()));
@@ -114,16 +161,23 @@ pub fn create_topic(
     if let Some(key) = configs.keys().find(|key| key.is_empty()) {
         return Err(CreateTopicError::InvalidConfig(key.clone()));
     }
-    if partitions > TOPIC_PARTITIONS_MAX {
-        return Err(PlacementError::InvalidPartitionCount(partitions).into());
-    }
-    let placement = place_replicas(image, id, 0, partitions, replication_factor)?;
+    Ok(())
+}
+
+/// A new topic's records: the topic, its partitions, its settings.
+fn topic_records(
+    image: &MetadataImage,
+    name: &str,
+    id: TopicId,
+    placement: Vec<Vec<BrokerId>>,
+    configs: &BTreeMap<String, String>,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::with_capacity(1 + placement.len() + configs.len());
     records.push(record(Record::Topic(TopicRecord {
         name: name.to_owned(),
         topic_id: id.as_bytes().to_vec(),
     })));
-    records.extend(partition_records(id, 0, placement));
+    records.extend(partition_records(image, id, 0, placement));
     records.extend(configs.iter().map(|(key, value)| {
         record(Record::Config(ConfigRecord {
             resource_type: ConfigResourceType::Topic.into(),
@@ -132,7 +186,52 @@ pub fn create_topic(
             value: Some(value.clone()),
         }))
     }));
-    Ok(ControllerResult::new(records, id))
+    records
+}
+
+/// Checks a manual assignment of partitions `first..` (Kafka's `validateManualPartitionAssignment`), with
+/// Kafka's messages. `replication_factor`, when given, is what every partition must have (that of the topic's
+/// existing partitions); otherwise the first partition sets it.
+fn check_assignment(
+    image: &MetadataImage,
+    first: i32,
+    assignment: &[Vec<BrokerId>],
+    replication_factor: Option<usize>,
+) -> Result<(), String> {
+    let expected = replication_factor.or_else(|| assignment.first().map(Vec::len));
+    for (partition, replicas) in (first..).zip(assignment) {
+        if replicas.is_empty() {
+            return Err(format!(
+                "the manual assignment of partition {partition} is an empty replica list"
+            ));
+        }
+        let mut distinct = replicas.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != replicas.len() {
+            return Err(format!(
+                "the manual assignment of partition {partition} names a broker twice: {replicas:?}"
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|id| image.broker(**id).is_none()) {
+            return Err(format!(
+                "the manual assignment of partition {partition} names broker {unknown}, but no such broker is registered"
+            ));
+        }
+        if Some(replicas.len()) != expected {
+            return Err(format!(
+                "partition {partition} is assigned {} replica(s), inconsistent with the other partitions, which have {}",
+                replicas.len(),
+                expected.unwrap_or_default()
+            ));
+        }
+        if !replicas.iter().any(|id| is_live(image, *id)) {
+            return Err(format!(
+                "every broker of the manual assignment of partition {partition} ({replicas:?}) is fenced"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Grows topic `name` to `new_count` partitions. The new ones are placed as at creation (continuing the
@@ -142,6 +241,31 @@ pub fn create_partitions(
     name: &str,
     new_count: i32,
 ) -> Result<ControllerResult, CreatePartitionsError> {
+    let (topic, current, replication_factor) = growable(image, name, new_count)?;
+    let placement = place_replicas(image, topic, current, new_count - current, replication_factor as i32)?;
+    let records = partition_records(image, topic, current, placement).collect();
+    Ok(ControllerResult::new(records, ()))
+}
+
+/// Grows topic `name` by the partitions of `assignment`, each with the replicas given (Kafka's
+/// CreatePartitions with assignments): checked as [`create_topic_assigned`] checks, and each new partition
+/// must have as many replicas as the topic's others.
+pub fn create_partitions_assigned(
+    image: &MetadataImage,
+    name: &str,
+    assignment: Vec<Vec<BrokerId>>,
+) -> Result<ControllerResult, CreatePartitionsError> {
+    let current = image.topic_by_name(name).map_or(0, |t| t.partitions.len() as i32);
+    let new_count = current.saturating_add(i32::try_from(assignment.len()).unwrap_or(i32::MAX));
+    let (topic, current, replication_factor) = growable(image, name, new_count)?;
+    check_assignment(image, current, &assignment, Some(replication_factor))
+        .map_err(CreatePartitionsError::InvalidReplicaAssignment)?;
+    let records = partition_records(image, topic, current, assignment).collect();
+    Ok(ControllerResult::new(records, ()))
+}
+
+/// The topic to grow to `new_count` partitions: its id, its partition count and replication factor.
+fn growable(image: &MetadataImage, name: &str, new_count: i32) -> Result<(TopicId, i32, usize), CreatePartitionsError> {
     let topic = image
         .topic_by_name(name)
         .ok_or_else(|| CreatePartitionsError::UnknownTopic(name.to_owned()))?;
@@ -153,13 +277,8 @@ pub fn create_partitions(
             requested: new_count,
         });
     }
-    let replication_factor = topic
-        .partitions
-        .get(&0)
-        .map_or(1, |partition| partition.replicas.len() as i32);
-    let placement = place_replicas(image, topic.id, current, new_count - current, replication_factor)?;
-    let records = partition_records(topic.id, current, placement).collect();
-    Ok(ControllerResult::new(records, ()))
+    let replication_factor = topic.partitions.get(&0).map_or(1, |partition| partition.replicas.len());
+    Ok((topic.id, current, replication_factor))
 }
 
 /// Deletes topic `name`, its partitions and its settings. Answers the id of the deleted topic.
@@ -173,18 +292,22 @@ pub fn delete_topic(image: &MetadataImage, name: &str) -> Result<ControllerResul
     Ok(ControllerResult::new(vec![remove], topic.id))
 }
 
-/// New partitions `first..`, led by their first replica, every replica in sync, epochs 0.
-fn partition_records(
+/// New partitions `first..`, epochs 0. The live replicas are in sync (a new partition is empty), and the
+/// first of them leads: with placement that is every replica and the first; a manual assignment may name
+/// fenced brokers, which join the ISR once they return and catch up.
+fn partition_records<'a>(
+    image: &'a MetadataImage,
     topic: TopicId,
     first: i32,
     placement: Vec<Vec<BrokerId>>,
-) -> impl Iterator<Item = MetadataRecord> {
+) -> impl Iterator<Item = MetadataRecord> + 'a {
     (first..).zip(placement).map(move |(partition, replicas)| {
+        let isr: Vec<BrokerId> = replicas.iter().copied().filter(|id| is_live(image, *id)).collect();
         record(Record::Partition(PartitionRecord {
             topic_id: topic.as_bytes().to_vec(),
             partition,
-            isr: replicas.clone(),
-            leader: replicas[0],
+            leader: isr[0],
+            isr,
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
@@ -286,6 +409,34 @@ mod tests {
         }
         let unknown = create_partitions(&grown, "nope", 9).unwrap_err();
         assert_eq!(unknown.kafka_error_code(), 3);
+    }
+
+    #[test]
+    fn manual_assignments_place_replicas_as_asked() {
+        let image = three();
+        let none = BTreeMap::new();
+        let assignment = vec![vec![3, 1], vec![2, 3], vec![1, 2]];
+        let created = create_topic_assigned(&image, "orders", ORDERS, assignment.clone(), &none).unwrap();
+        let image = apply(&image, &created);
+        for (index, replicas) in assignment.iter().enumerate() {
+            let p = partition(&image, index as i32);
+            assert_eq!((&p.replicas, &p.isr, p.leader), (replicas, replicas, replicas[0]));
+        }
+        let grown = create_partitions_assigned(&image, "orders", vec![vec![1, 3]]).unwrap();
+        assert_eq!(partition(&apply(&image, &grown), 3).replicas, vec![1, 3]);
+
+        let other = TopicId::from_u128(2);
+        for (bad, why) in [
+            (vec![vec![1, 1]], "duplicate"),
+            (vec![vec![1, 9]], "unknown broker"),
+            (vec![vec![1, 2], vec![3]], "unequal counts"),
+            (vec![vec![]], "no replicas"),
+        ] {
+            let refused = create_topic_assigned(&image, "payments", other, bad, &none).unwrap_err();
+            assert_eq!(refused.kafka_error_code(), 39, "{why}");
+        }
+        let short = create_partitions_assigned(&image, "orders", vec![vec![1]]).unwrap_err();
+        assert_eq!(short.kafka_error_code(), 39, "fewer replicas than the topic's others");
     }
 
     #[test]
