@@ -213,7 +213,7 @@ async fn dynamic_broker_configs_apply_at_once_and_survive_a_restart() {
     );
     assert_eq!(
         described(&server.addr, ResourceSpecifier::Topic("sized"), "max.message.bytes").await,
-        Some(("1000".into(), ConfigSource::Default)),
+        Some(("1000".into(), ConfigSource::DynamicDefaultBroker)),
         "topics inherit the new default"
     );
 

@@ -13,6 +13,7 @@ use strata_controller::ConfigResource;
 use super::configs::{self, SOURCE_DEFAULT, SOURCE_GROUP, source_code};
 use crate::broker::Broker;
 use crate::dynamic;
+use crate::settings::{SettingSource, broker_to_topic_key};
 
 /// Kafka's `ConfigType` codes, shown from v3.
 const TYPE_BOOLEAN: i8 = 1;
@@ -50,17 +51,20 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
             };
             let entries: Vec<Entry> = match &target {
                 ConfigResource::Topic(name) => match broker.metadata.get(name) {
-                    Some(topic) => broker
-                        .settings()
-                        .describe_topic(&topic.configs)
-                        .into_iter()
-                        .map(|s| Entry {
-                            name: s.name.to_owned(),
-                            value: s.value,
-                            source: source_code(s.source),
-                            read_only: false,
-                        })
-                        .collect(),
+                    Some(topic) => {
+                        let (cluster, node) = broker.dynamic_configs(&image);
+                        broker
+                            .settings()
+                            .describe_topic(&topic.configs)
+                            .into_iter()
+                            .map(|s| Entry {
+                                name: s.name.to_owned(),
+                                value: s.value,
+                                source: topic_source(s.name, s.source, cluster, node),
+                                read_only: false,
+                            })
+                            .collect()
+                    }
                     None => return result.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 },
                 ConfigResource::Broker(name) => {
@@ -117,6 +121,25 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Where a topic's value of `name` comes from: the topic, else a dynamic broker config (this broker's, then
+/// the cluster-wide one) under its broker name, else the static settings or Kafka's default.
+fn topic_source(
+    name: &str,
+    source: SettingSource,
+    cluster: Option<&strata_controller::Configs>,
+    node: Option<&strata_controller::Configs>,
+) -> i8 {
+    let set_in = |configs: Option<&strata_controller::Configs>| {
+        configs.is_some_and(|c| c.keys().any(|key| key == name || broker_to_topic_key(key) == Some(name)))
+    };
+    match source {
+        SettingSource::Topic => source_code(source),
+        _ if set_in(node) => dynamic::SOURCE_DYNAMIC_BROKER,
+        _ if set_in(cluster) => dynamic::SOURCE_DYNAMIC_DEFAULT_BROKER,
+        _ => source_code(source),
+    }
 }
 
 /// The type Kafka's `ConfigDef` gives each setting, topic and broker names alike.
