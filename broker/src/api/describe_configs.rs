@@ -132,7 +132,10 @@ fn topic_source(
     node: Option<&strata_controller::Configs>,
 ) -> i8 {
     let set_in = |configs: Option<&strata_controller::Configs>| {
-        configs.is_some_and(|c| c.keys().any(|key| key == name || broker_to_topic_key(key) == Some(name)))
+        configs.is_some_and(|c| {
+            c.keys()
+                .any(|key| key == name || broker_to_topic_key(key) == Some(name))
+        })
     };
     match source {
         SettingSource::Topic => source_code(source),
