@@ -400,18 +400,24 @@ async fn cooperative_sticky_moves_only_what_must_move_when_a_member_joins() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
-    let dir = tempfile::tempdir().unwrap();
-    // A long initial delay: both members must land in the first generation (see below).
-    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=3000"]);
+/// A server and two static members "a" and "b" of one generation, three partitions each, with a's log of
+/// revocations cleared. The leader is the member whose id sorts first ("a-…"), so "b" is the follower.
+async fn static_pair(dir: &std::path::Path) -> (Server, BaseConsumer<RevocationLog>, BaseConsumer<RevocationLog>) {
+    // A long initial delay: both members must land in the first generation.
+    let server = Server::start(dir, &["group.initial.rebalance.delay.ms=3000"]);
     setup(&server, 60).await;
-    // Both join one generation; the leader is the member whose id sorts first ("a-…"), so "b" is the follower.
     let a = static_member(&server, "a");
     let b = static_member(&server, "b");
     poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
-    let (a_before, b_before) = (assigned(&a), assigned(&b));
     a.context().0.lock().unwrap().clear();
+    (server, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, a, b) = static_pair(dir.path()).await;
+    let (a_before, b_before) = (assigned(&a), assigned(&b));
 
     // "b" restarts: a static member leaves no LeaveGroup behind, and comes back with the same instance id.
     drop(b);
@@ -432,13 +438,8 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_consumer_with_the_same_instance_id_fences_the_first() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=3000"]);
-    setup(&server, 60).await;
-    let a = static_member(&server, "a");
-    let b = static_member(&server, "b");
-    poll_until(&[&a, &b], "the static members settling", |counts| counts == [3, 3]);
+    let (server, a, b) = static_pair(dir.path()).await;
     let b_partitions = assigned(&b);
-    a.context().0.lock().unwrap().clear();
 
     // A rolling deploy whose pods overlap: a second process with b's instance id while b still runs.
     let b_next = static_member(&server, "b");

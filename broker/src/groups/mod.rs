@@ -580,14 +580,13 @@ impl Coordinator {
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
         let id = match instance_id {
             Some(instance) => {
-                let id = group
-                    .member_for_instance(instance)
-                    .ok_or(ResponseError::UnknownMemberId)?;
                 // A fenced (older) process of the instance does not take the current one out.
-                if !member_id.is_empty() && member_id != id {
-                    return Err(ResponseError::FencedInstanceId);
+                if !member_id.is_empty() {
+                    check_instance(group, member_id, Some(instance))?;
                 }
-                id
+                group
+                    .member_for_instance(instance)
+                    .ok_or(ResponseError::UnknownMemberId)?
             }
             None => member_id.to_owned(),
         };
