@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::fetch_sessions::FetchSessions;
 use crate::groups::Coordinator;
 use crate::groups::offsets::OffsetStore;
 use crate::http::Metrics;
@@ -70,6 +71,8 @@ pub struct Broker {
     pub metrics: Metrics,
     pub groups: Arc<Coordinator>,
     pub offsets: Arc<OffsetStore>,
+    /// Consumers' fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessions,
     /// Cancelled when the server stops: waiting fetches answer at once.
     pub shutdown: CancellationToken,
 }

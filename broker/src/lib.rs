@@ -11,6 +11,7 @@
 //! - `replica`: the replica manager: hosted partitions, their logs, their replication state (role, ISR,
 //!   high watermark, lease), the fetchers and the ISR upkeep, and waking fetches and produces that wait. It
 //!   depends on the node only through the `ClusterView` and `ControllerChannel` traits and a `Connector`.
+//! - `fetch_sessions`: KIP-227 fetch sessions: which partitions a fetch reads and which its answer carries.
 //! - `fetcher`: replica fetchers, pulling followed partitions from their leaders (owned by the replica
 //!   manager).
 //! - `reconcile`: acting on each new metadata image: hosting, leading, following, deleting partitions.
@@ -33,6 +34,7 @@ pub mod api;
 mod broker;
 pub mod config;
 mod dynamic;
+mod fetch_sessions;
 mod fetcher;
 mod groups;
 mod http;
@@ -337,6 +339,7 @@ async fn run_broker(
             max_size: config.settings.group_max_size,
         }),
         offsets: Default::default(),
+        fetch_sessions: fetch_sessions::FetchSessions::new(config.settings.fetch_session_cache_slots),
         shutdown: shutdown.clone(),
     });
     let Some(registered_at) = membership::register(&broker, &shutdown).await else {

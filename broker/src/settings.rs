@@ -124,6 +124,8 @@ pub struct BrokerSettings {
     /// under-replicated. Unset, the topic gets up to three replicas, as many as there are live brokers,
     /// so that a single node serves groups without configuration.
     pub offsets_topic_replication_factor: Option<i16>,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227) kept at once.
+    pub fetch_session_cache_slots: usize,
     /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
     pub log: LogConfig,
     /// The topic settings whose broker default was set (by any of its broker names), for DescribeConfigs.
@@ -154,6 +156,7 @@ impl Default for BrokerSettings {
             auto_leader_rebalance: true,
             replica_lag_time_max_ms: 30_000,
             offsets_topic_replication_factor: None,
+            fetch_session_cache_slots: crate::fetch_sessions::CACHE_SLOTS_DEFAULT,
             log: LogConfig::default(),
             log_defaults_set: BTreeSet::new(),
         }
@@ -222,6 +225,10 @@ impl BrokerSettings {
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = int(1)? as u64,
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = Some(int(1)?.min(i64::from(i16::MAX)) as i16)
+            }
+            // An int in Kafka, at least 0 (no sessions: every fetch is a full one).
+            "max.incremental.fetch.session.cache.slots" => {
+                self.fetch_session_cache_slots = int(0)?.min(i64::from(i32::MAX)) as usize
             }
             "log.retention.hours" => {
                 self.log = log_key("retention.ms", int(-1)?.saturating_mul(3_600_000).max(-1).to_string())?;
@@ -375,6 +382,10 @@ impl BrokerSettings {
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
             ("group.max.size", self.group_max_size.to_string()),
+            (
+                "max.incremental.fetch.session.cache.slots",
+                self.fetch_session_cache_slots.to_string(),
+            ),
             (
                 "offsets.retention.minutes",
                 (self.offsets_retention_ms / 60_000).to_string(),

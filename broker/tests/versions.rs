@@ -18,6 +18,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::Compression;
 use strata_broker::api::SUPPORTED;
+use uuid::Uuid;
 
 const TOPIC: &str = "versions";
 /// The group that has committed offsets.
@@ -43,6 +44,8 @@ struct Connection<'a> {
     server: &'a Server,
     stream: TcpStream,
     correlation_id: i32,
+    /// The id of `TOPIC`, for Produce v13 and Fetch v13 on, which name topics by id.
+    topic_id: Uuid,
 }
 
 impl<'a> Connection<'a> {
@@ -51,6 +54,7 @@ impl<'a> Connection<'a> {
             server,
             stream: connect(server),
             correlation_id: 0,
+            topic_id: Uuid::nil(),
         }
     }
 
@@ -184,6 +188,7 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
                     .with_topic_data(vec![
                         TopicProduceData::default()
                             .with_name(topic_name())
+                            .with_topic_id(if v >= 13 { connection.topic_id } else { Uuid::nil() })
                             .with_partition_data(vec![
                                 PartitionProduceData::default()
                                     .with_index(0)
@@ -213,6 +218,7 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
                     .with_topics(vec![
                         FetchTopic::default()
                             .with_topic(topic_name())
+                            .with_topic_id(if v >= 13 { connection.topic_id } else { Uuid::nil() })
                             .with_partitions(vec![partition]),
                     ]),
             )
@@ -510,7 +516,7 @@ fn every_supported_version_of_every_api_answers() {
     let mut connection = Connection::new(&server);
 
     // A topic with a record, so lookups find something.
-    let setup = request(&mut connection, ApiKey::CreateTopics, 5);
+    let setup = request(&mut connection, ApiKey::CreateTopics, 7);
     let RequestKind::CreateTopics(create) = setup else {
         unreachable!()
     };
@@ -520,7 +526,10 @@ fn every_supported_version_of_every_api_answers() {
             .with_num_partitions(1)
             .with_replication_factor(1),
     ]);
-    connection.exchange(&RequestKind::CreateTopics(create), 5).unwrap();
+    let Ok(ResponseKind::CreateTopics(created)) = connection.exchange(&RequestKind::CreateTopics(create), 7) else {
+        panic!("the topic is created")
+    };
+    connection.topic_id = created.topics[0].topic_id;
     let produce = request(&mut connection, ApiKey::Produce, 9);
     connection.exchange(&produce, 9).unwrap();
 
@@ -541,6 +550,21 @@ fn every_supported_version_of_every_api_answers() {
                             "ListOffsets v{version}: the epoch that wrote it"
                         );
                     }
+                    answered += 1;
+                }
+                Ok(ResponseKind::Produce(response)) => {
+                    // Named by id from v13, by name before: either way the record is appended.
+                    let partition = &response.responses[0].partition_responses[0];
+                    assert_eq!(partition.error_code, 0, "Produce v{version}");
+                    answered += 1;
+                }
+                Ok(ResponseKind::Fetch(response)) => {
+                    let partition = &response.responses[0].partitions[0];
+                    assert_eq!(partition.error_code, 0, "Fetch v{version}");
+                    assert!(
+                        partition.records.as_ref().is_some_and(|r| !r.is_empty()),
+                        "Fetch v{version} reads the records"
+                    );
                     answered += 1;
                 }
                 Ok(_) => answered += 1,

@@ -181,6 +181,7 @@ fn config_type(name: &str) -> i8 {
         | "queued.max.request.bytes"
         | "group.initial.rebalance.delay.ms"
         | "group.max.size"
+        | "max.incremental.fetch.session.cache.slots"
         | "offsets.retention.minutes"
         | "broker.heartbeat.interval.ms"
         | "broker.session.timeout.ms" => TYPE_INT,

@@ -47,10 +47,10 @@ pub use api_versions::unsupported_version_response;
 /// The APIs this broker implements, with the versions it handles. Lower bounds are the oldest versions that
 /// Kafka 4 still accepts (KIP-896), upper bounds the newest whose semantics are implemented in full.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
+    (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),

@@ -26,8 +26,6 @@ use tracing::warn;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use kafka_protocol::messages::TopicName;
-
 use crate::broker::Broker;
 use crate::metadata::Topic;
 use crate::replica::Partition;
@@ -70,20 +68,34 @@ struct Appended {
     result: Result<Written, Refusal>,
 }
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    // From v13 topics are named by id (KIP-516), in the request and in the answer.
+    let topic_ids = version >= 13;
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, ACKS_ALL_TIMEOUT_MAX_MS) as u64);
     // Appends first, for every partition; then, with acks=all, the waits, all running at once.
-    let mut appended: Vec<(TopicName, Vec<Appended>)> = Vec::new();
+    let mut appended: Vec<(TopicProduceResponse, Vec<Appended>)> = Vec::new();
     for topic_data in request.topic_data {
-        let topic = broker.metadata.get(&topic_data.name);
+        let (topic, unknown, named) = if topic_ids {
+            (
+                broker.metadata.by_id(topic_data.topic_id),
+                Refusal::new(ResponseError::UnknownTopicId, "unknown topic id"),
+                TopicProduceResponse::default().with_topic_id(topic_data.topic_id),
+            )
+        } else {
+            (
+                broker.metadata.get(&topic_data.name),
+                Refusal::new(ResponseError::UnknownTopicOrPartition, "unknown topic"),
+                TopicProduceResponse::default().with_name(topic_data.name),
+            )
+        };
         let partitions = topic_data
             .partition_data
             .into_iter()
             .map(|data| {
                 let index = data.index;
                 let result = match &topic {
-                    None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, "unknown topic")),
+                    None => Err(Refusal::new(unknown.error, unknown.message.clone())),
                     Some(topic) if !matches!(acks, -1..=1) => Err(Refusal::new(
                         ResponseError::InvalidRequiredAcks,
                         format!("acks={acks} is not -1, 0 or 1 ({})", topic.name),
@@ -93,13 +105,14 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                 Appended { index, result }
             })
             .collect();
-        appended.push((topic_data.name, partitions));
+        appended.push((named, partitions));
     }
     if acks == 0 {
         return None;
     }
     let mut responses = Vec::with_capacity(appended.len());
-    for (name, partitions) in appended {
+    for (named, partitions) in appended {
+        let topic = topic_label(&named);
         let waits = partitions.into_iter().map(|Appended { index, result }| async move {
             let result = match result {
                 Ok(written) if acks == -1 => {
@@ -142,7 +155,7 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                         message,
                         records,
                     }) => {
-                        warn!(topic = %name.0, partition = index, error = ?error, %message, "produce refused");
+                        warn!(%topic, partition = index, error = ?error, %message, "produce refused");
                         // Kafka names the records an INVALID_RECORD or INVALID_TIMESTAMP is about (KIP-467).
                         let record_errors = records
                             .into_iter()
@@ -162,13 +175,18 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> 
                 }
             })
             .collect();
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(name)
-                .with_partition_responses(partition_responses),
-        );
+        responses.push(named.with_partition_responses(partition_responses));
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// How the log names a topic of the answer: by name, or by id from v13.
+fn topic_label(named: &TopicProduceResponse) -> String {
+    if named.topic_id.is_nil() {
+        named.name.0.to_string()
+    } else {
+        named.topic_id.to_string()
+    }
 }
 
 /// Appends to one partition as its leader.
