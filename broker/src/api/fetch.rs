@@ -25,7 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 use strata_storage::{ReadError, ReadLimits, TopicPartition};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::{error, info};
 
 use crate::broker::Broker;
 use crate::fetch_sessions::{FINAL_EPOCH, Outcome, Plan, TopicKey, Wanted};
@@ -54,7 +54,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         {
             Ok(plan) => plan,
             Err(refused) => {
-                warn!(session = request.session_id, epoch, error = ?refused, "fetch session refused");
+                info!(session = request.session_id, epoch, error = ?refused, "fetch session refused");
                 return FetchResponse::default().with_error_code(refused.response_error().code());
             }
         };
