@@ -73,6 +73,8 @@ pub struct Broker {
     pub offsets: Arc<OffsetStore>,
     /// Consumers' fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessions,
+    /// Share groups (KIP-932): their members, share sessions and share-partitions.
+    pub shares: crate::share::Shares,
     /// Cancelled when the server stops: waiting fetches answer at once.
     pub shutdown: CancellationToken,
 }

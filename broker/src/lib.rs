@@ -20,6 +20,7 @@
 //! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets, which live in
 //!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use).
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
+//! - `share`: share groups (KIP-932): membership, share sessions and share-partition state.
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
 //! - `dynamic`: settings changed at run time through the metadata: dynamic broker configs (which of them
 //!   may change, and the settings in force) and group configs.
@@ -45,6 +46,7 @@ mod reconcile;
 mod replica;
 pub mod server;
 mod settings;
+mod share;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -340,6 +342,7 @@ async fn run_broker(
         }),
         offsets: Default::default(),
         fetch_sessions: fetch_sessions::FetchSessions::new(config.settings.fetch_session_cache_slots),
+        shares: share::Shares::new(&config.settings),
         shutdown: shutdown.clone(),
     });
     let Some(registered_at) = membership::register(&broker, &shutdown).await else {

@@ -71,6 +71,36 @@ const GROUP_MAX_SIZE_DEFAULT: usize = i32::MAX as usize;
 /// Kafka's `offsets.retention.minutes` default: seven days (KIP-186).
 const OFFSETS_RETENTION_MINUTES_DEFAULT: u64 = 7 * 24 * 60;
 
+/// Share group settings (Kafka's `group.share.*` broker configs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareGroupSettings {
+    /// `group.share.record.lock.duration.ms`: how long a member holds the records it was given.
+    pub record_lock_duration_ms: u64,
+    /// `group.share.delivery.count.limit`: deliveries after which a record that comes back is archived.
+    pub delivery_count_limit: u16,
+    /// `group.share.partition.max.record.locks`: records in flight per share-partition.
+    pub partition_max_record_locks: u64,
+    /// `group.share.session.timeout.ms`: a member that does not heartbeat for this long is removed.
+    pub session_timeout_ms: u64,
+    /// `group.share.heartbeat.interval.ms`: how often members heartbeat.
+    pub heartbeat_interval_ms: i32,
+    /// `group.share.max.share.sessions`: share sessions one broker keeps.
+    pub max_share_sessions: usize,
+}
+
+impl Default for ShareGroupSettings {
+    fn default() -> Self {
+        Self {
+            record_lock_duration_ms: 30_000,
+            delivery_count_limit: 5,
+            partition_max_record_locks: 2_000,
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+            max_share_sessions: 2_000,
+        }
+    }
+}
+
 /// Settings of the whole broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
@@ -126,6 +156,8 @@ pub struct BrokerSettings {
     pub offsets_topic_replication_factor: Option<i16>,
     /// `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227) kept at once.
     pub fetch_session_cache_slots: usize,
+    /// Share groups (KIP-932): `group.share.*`.
+    pub share: ShareGroupSettings,
     /// Defaults for every topic's storage settings (`log.segment.bytes` and friends).
     pub log: LogConfig,
     /// The topic settings whose broker default was set (by any of its broker names), for DescribeConfigs.
@@ -157,6 +189,7 @@ impl Default for BrokerSettings {
             replica_lag_time_max_ms: 30_000,
             offsets_topic_replication_factor: None,
             fetch_session_cache_slots: crate::fetch_sessions::CACHE_SLOTS_DEFAULT,
+            share: ShareGroupSettings::default(),
             log: LogConfig::default(),
             log_defaults_set: BTreeSet::new(),
         }
@@ -178,6 +211,17 @@ impl BrokerSettings {
                     key: key.into(),
                     value: value.into(),
                     reason: format!("must be >= {min}"),
+                });
+            }
+            Ok(v)
+        };
+        let range = |min: i64, max: i64| -> Result<i64, SettingError> {
+            let v = int(min)?;
+            if v > max {
+                return Err(SettingError::OutOfRange {
+                    key: key.into(),
+                    value: value.into(),
+                    reason: format!("must be between {min} and {max}"),
                 });
             }
             Ok(v)
@@ -230,6 +274,18 @@ impl BrokerSettings {
             "max.incremental.fetch.session.cache.slots" => {
                 self.fetch_session_cache_slots = int(0)?.min(i64::from(i32::MAX)) as usize
             }
+            "group.share.record.lock.duration.ms" => {
+                self.share.record_lock_duration_ms = range(1_000, 3_600_000)? as u64
+            }
+            "group.share.delivery.count.limit" => self.share.delivery_count_limit = range(2, 10)? as u16,
+            "group.share.partition.max.record.locks" => {
+                self.share.partition_max_record_locks = range(100, 10_000)? as u64
+            }
+            "group.share.session.timeout.ms" => self.share.session_timeout_ms = range(1, i64::from(i32::MAX))? as u64,
+            "group.share.heartbeat.interval.ms" => {
+                self.share.heartbeat_interval_ms = range(1, i64::from(i32::MAX))? as i32
+            }
+            "group.share.max.share.sessions" => self.share.max_share_sessions = range(1, 100_000)? as usize,
             "log.retention.hours" => {
                 self.log = log_key("retention.ms", int(-1)?.saturating_mul(3_600_000).max(-1).to_string())?;
                 self.log_defaults_set.insert("retention.ms");
@@ -385,6 +441,30 @@ impl BrokerSettings {
             (
                 "max.incremental.fetch.session.cache.slots",
                 self.fetch_session_cache_slots.to_string(),
+            ),
+            (
+                "group.share.record.lock.duration.ms",
+                self.share.record_lock_duration_ms.to_string(),
+            ),
+            (
+                "group.share.delivery.count.limit",
+                self.share.delivery_count_limit.to_string(),
+            ),
+            (
+                "group.share.partition.max.record.locks",
+                self.share.partition_max_record_locks.to_string(),
+            ),
+            (
+                "group.share.session.timeout.ms",
+                self.share.session_timeout_ms.to_string(),
+            ),
+            (
+                "group.share.heartbeat.interval.ms",
+                self.share.heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "group.share.max.share.sessions",
+                self.share.max_share_sessions.to_string(),
             ),
             (
                 "offsets.retention.minutes",

@@ -3,10 +3,23 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
-use common::Server;
+use common::raw::{connect, frame, response};
+use common::{Server, wait_for};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("STRATA_PYTHON") {
@@ -65,4 +78,203 @@ fn kafka_python_consumes_through_a_fetch_session() {
         sessions.values().all(|id| id.as_i64().is_some_and(|id| id > 0)),
         "the broker kept the consumer's session: {report}"
     );
+}
+
+/// One worker process of `share_worker.py`, writing what it gets to its own file.
+struct Worker {
+    child: Child,
+    out: PathBuf,
+}
+
+/// A record as a worker wrote it down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    mode: String,
+    partition: i32,
+    offset: i64,
+    deliveries: i32,
+    value: String,
+}
+
+impl Worker {
+    fn start(python: &Path, server: &Server, dir: &Path, name: &str, mode: &str) -> Worker {
+        let out = dir.join(format!("{name}.log"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/share_worker.py");
+        let child = Command::new(python)
+            .arg(script)
+            .args([server.addr.as_str(), "workers", "jobs", out.to_str().unwrap(), mode])
+            .spawn()
+            .expect("starting a worker");
+        Worker { child, out }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let mut f = line.splitn(5, ' ');
+                Some(Seen {
+                    mode: f.next()?.to_owned(),
+                    partition: f.next()?.parse().ok()?,
+                    offset: f.next()?.parse().ok()?,
+                    deliveries: f.next()?.parse().ok()?,
+                    value: f.next()?.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Asks the worker to close its consumer and waits for it.
+    fn stop(mut self) {
+        std::fs::write(self.out.with_extension("log.stop"), b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a worker did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn name(value: &str) -> TopicName {
+    TopicName(StrBytes::from_string(value.to_owned()))
+}
+
+/// Creates `jobs` with two partitions, and has the share group `workers` start from the earliest records.
+fn setup(server: &Server) {
+    let mut stream = connect(server);
+    let create = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(name("jobs"))
+            .with_num_partitions(2)
+            .with_replication_factor(1),
+    ]);
+    stream.write_all(&frame(ApiKey::CreateTopics, 7, &create)).unwrap();
+    let created: CreateTopicsResponse = response(&mut stream, ApiKey::CreateTopics, 7);
+    assert_eq!(created.topics[0].error_code, 0);
+    let earliest = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(StrBytes::from_static_str("workers"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("share.auto.offset.reset"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("earliest"))),
+            ]),
+    ]);
+    stream
+        .write_all(&frame(ApiKey::IncrementalAlterConfigs, 1, &earliest))
+        .unwrap();
+    let altered: IncrementalAlterConfigsResponse = response(&mut stream, ApiKey::IncrementalAlterConfigs, 1);
+    assert_eq!(
+        altered.responses[0].error_code, 0,
+        "{:?}",
+        altered.responses[0].error_message
+    );
+}
+
+/// Produces `values` to the two partitions of `jobs` in turn, one batch per record.
+fn produce(server: &Server, values: &[String]) {
+    let mut stream = connect(server);
+    for (i, value) in values.iter().enumerate() {
+        let value: &'static str = Box::leak(value.clone().into_boxed_str());
+        let batch = common::raw::batch(Compression::None, &[value], &[0], 1_780_000_000_000).freeze();
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name("jobs"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index((i % 2) as i32)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        stream.write_all(&frame(ApiKey::Produce, 9, &request)).unwrap();
+        let produced: ProduceResponse = response(&mut stream, ApiKey::Produce, 9);
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+}
+
+/// Share groups with librdkafka's share consumer (confluent-kafka 2.16): a worker SIGKILLed while it holds
+/// records, whose records go to the others once their acquisition locks expire, delivered a second time;
+/// then five workers on a two-partition topic, all of which get work, and every record processed by exactly
+/// one of them.
+#[test]
+fn confluent_kafka_share_consumers_share_a_two_partition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.share.record.lock.duration.ms=3000",
+            "group.share.heartbeat.interval.ms=500",
+            "group.share.session.timeout.ms=5000",
+        ],
+    );
+    let python = python();
+    setup(&server);
+
+    // A worker takes records and dies holding them.
+    let held: Vec<String> = (0..10).map(|i| format!("held-{i}")).collect();
+    produce(&server, &held);
+    let mut holder = Worker::start(&python, &server, dir.path(), "holder", "hold");
+    wait_for("the holder to get records", Duration::from_secs(60), || {
+        !holder.seen().is_empty()
+    });
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let taken: BTreeSet<(i32, i64)> = holder.seen().iter().map(|s| (s.partition, s.offset)).collect();
+
+    let jobs: Vec<String> = (0..200).map(|i| format!("job-{i}")).collect();
+    produce(&server, &jobs);
+    let workers: Vec<Worker> = (0..5)
+        .map(|i| Worker::start(&python, &server, dir.path(), &format!("worker-{i}"), "accept"))
+        .collect();
+    let everything = held.len() + jobs.len();
+    let mut redelivered_after = None;
+    wait_for("every record to be processed", Duration::from_secs(120), || {
+        let seen: BTreeSet<(i32, i64)> = workers
+            .iter()
+            .flat_map(Worker::seen)
+            .map(|s| (s.partition, s.offset))
+            .collect();
+        if redelivered_after.is_none() && taken.iter().all(|t| seen.contains(t)) {
+            redelivered_after = Some(killed_at.elapsed());
+        }
+        seen.len() >= everything
+    });
+    eprintln!("the held records were redelivered {redelivered_after:?} after the kill");
+    let seen: Vec<Vec<Seen>> = workers.iter().map(Worker::seen).collect();
+    for worker in workers {
+        worker.stop();
+    }
+
+    // Every record exactly once among the accepting workers, each of which got some.
+    let mut by_record: BTreeMap<(i32, i64), Vec<&Seen>> = BTreeMap::new();
+    for s in seen.iter().flatten() {
+        by_record.entry((s.partition, s.offset)).or_default().push(s);
+    }
+    assert_eq!(by_record.len(), everything, "every record processed");
+    let twice: Vec<_> = by_record.iter().filter(|(_, s)| s.len() > 1).collect();
+    assert!(twice.is_empty(), "records processed more than once: {twice:?}");
+    for (i, got) in seen.iter().enumerate() {
+        assert!(
+            !got.is_empty(),
+            "worker {i} got no work: {:?}",
+            seen.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+    let mut values: Vec<&str> = by_record.values().map(|s| s[0].value.as_str()).collect();
+    values.sort();
+    let mut expected: Vec<&str> = held.iter().chain(&jobs).map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(values, expected);
+    // The records the dead worker held came back, delivered a second time; the rest once.
+    for (record, s) in &by_record {
+        let deliveries = if taken.contains(record) { 2 } else { 1 };
+        assert_eq!(s[0].deliveries, deliveries, "{record:?}: {:?}", s[0]);
+        assert_eq!(s[0].mode, "accept");
+    }
 }

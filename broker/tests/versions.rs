@@ -23,6 +23,9 @@ use uuid::Uuid;
 const TOPIC: &str = "versions";
 /// The group that has committed offsets.
 const GROUP: &str = "versions-group";
+/// The share group, and its one member.
+const SHARE_GROUP: &str = "versions-share";
+const SHARE_MEMBER: &str = "versions-share-member";
 /// The timestamp of every record produced here.
 const TIMESTAMP: i64 = 1_780_000_000_000;
 
@@ -138,6 +141,10 @@ fn api_key(request: &RequestKind) -> ApiKey {
         RequestKind::DeleteGroups(_) => ApiKey::DeleteGroups,
         RequestKind::OffsetDelete(_) => ApiKey::OffsetDelete,
         RequestKind::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
+        RequestKind::ShareGroupHeartbeat(_) => ApiKey::ShareGroupHeartbeat,
+        RequestKind::ShareGroupDescribe(_) => ApiKey::ShareGroupDescribe,
+        RequestKind::ShareFetch(_) => ApiKey::ShareFetch,
+        RequestKind::ShareAcknowledge(_) => ApiKey::ShareAcknowledge,
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -505,6 +512,39 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
             }
             RequestKind::OffsetForLeaderEpoch(request)
         }
+        // A share group member joins, is described, fetches (opening its share session) and acknowledges.
+        ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(
+            ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(SHARE_GROUP)))
+                .with_member_id(s(SHARE_MEMBER))
+                .with_member_epoch(0)
+                .with_subscribed_topic_names(Some(vec![topic_name()])),
+        ),
+        ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(
+            ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(SHARE_GROUP))]),
+        ),
+        ApiKey::ShareFetch => RequestKind::ShareFetch(
+            ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(s(SHARE_GROUP))))
+                .with_member_id(Some(s(SHARE_MEMBER)))
+                .with_share_session_epoch(0)
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_max_records(10)
+                .with_topics(vec![
+                    share_fetch_request::FetchTopic::default()
+                        .with_topic_id(connection.topic_id)
+                        .with_partitions(vec![
+                            share_fetch_request::FetchPartition::default().with_partition_index(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::ShareAcknowledge => RequestKind::ShareAcknowledge(
+            ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(s(SHARE_GROUP))))
+                .with_member_id(Some(s(SHARE_MEMBER)))
+                .with_share_session_epoch(1),
+        ),
         other => panic!("SUPPORTED lists {other:?}, which this test has no request for: add one"),
     }
 }
@@ -565,6 +605,22 @@ fn every_supported_version_of_every_api_answers() {
                         partition.records.as_ref().is_some_and(|r| !r.is_empty()),
                         "Fetch v{version} reads the records"
                     );
+                    answered += 1;
+                }
+                Ok(ResponseKind::ShareGroupHeartbeat(response)) => {
+                    assert_eq!(
+                        response.error_code, 0,
+                        "ShareGroupHeartbeat: {:?}",
+                        response.error_message
+                    );
+                    answered += 1;
+                }
+                Ok(ResponseKind::ShareFetch(response)) => {
+                    assert_eq!(response.error_code, 0, "ShareFetch: {:?}", response.error_message);
+                    answered += 1;
+                }
+                Ok(ResponseKind::ShareAcknowledge(response)) => {
+                    assert_eq!(response.error_code, 0, "ShareAcknowledge: {:?}", response.error_message);
                     answered += 1;
                 }
                 Ok(_) => answered += 1,

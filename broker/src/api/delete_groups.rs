@@ -11,8 +11,16 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
         let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();
+        let share = broker.shares.groups.describe(&group, &Default::default()).is_some();
         let result = if let Err(error) = check_coordinator(broker, &group) {
             Err(error)
+        } else if share {
+            // A share group with members is not deleted, as Kafka refuses.
+            Err(ResponseError::NonEmptyGroup)
+        } else if !known && !broker.shares.of_group(&group).is_empty() {
+            // An empty share group: what its share-partitions remember goes.
+            broker.shares.forget_group(&group);
+            Ok(())
         } else if !known {
             Err(ResponseError::GroupIdNotFound)
         } else {

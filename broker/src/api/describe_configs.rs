@@ -182,6 +182,12 @@ fn config_type(name: &str) -> i8 {
         | "group.initial.rebalance.delay.ms"
         | "group.max.size"
         | "max.incremental.fetch.session.cache.slots"
+        | "group.share.record.lock.duration.ms"
+        | "group.share.delivery.count.limit"
+        | "group.share.partition.max.record.locks"
+        | "group.share.session.timeout.ms"
+        | "group.share.heartbeat.interval.ms"
+        | "group.share.max.share.sessions"
         | "offsets.retention.minutes"
         | "broker.heartbeat.interval.ms"
         | "broker.session.timeout.ms" => TYPE_INT,

@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 
 use kafka_protocol::messages::{
-    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind, SyncGroupResponse,
+    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind,
+    ShareGroupHeartbeatResponse, SyncGroupResponse,
 };
 use strata_protocol::request::Request;
 
@@ -40,6 +41,10 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod share_acknowledge;
+mod share_fetch;
+mod share_group_describe;
+mod share_group_heartbeat;
 mod sync_group;
 
 pub use api_versions::unsupported_version_response;
@@ -74,6 +79,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -86,7 +95,7 @@ pub fn supported(api_key: ApiKey) -> Option<std::ops::RangeInclusive<i16>> {
 
 /// Whether this broker may answer for `group` now: NOT_COORDINATOR unless it leads the group's partition of
 /// `__consumer_offsets`, COORDINATOR_LOAD_IN_PROGRESS while it reads that partition back.
-fn check_coordinator(broker: &Broker, group: &str) -> Result<(), kafka_protocol::ResponseError> {
+pub(crate) fn check_coordinator(broker: &Broker, group: &str) -> Result<(), kafka_protocol::ResponseError> {
     broker
         .offsets
         .coordinator_partition(&broker.replicas, group)
@@ -162,6 +171,21 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         RequestKind::LeaveGroup(body) if coordinator_error(broker, &body.group_id) != 0 => ResponseKind::LeaveGroup(
             LeaveGroupResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
         ),
+        RequestKind::ShareGroupHeartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => {
+            ResponseKind::ShareGroupHeartbeat(
+                ShareGroupHeartbeatResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+            )
+        }
+        RequestKind::ShareGroupHeartbeat(body) => {
+            ResponseKind::ShareGroupHeartbeat(share_group_heartbeat::handle(broker, body, version, &client_id, peer))
+        }
+        RequestKind::ShareGroupDescribe(body) => {
+            ResponseKind::ShareGroupDescribe(share_group_describe::handle(broker, body, version))
+        }
+        RequestKind::ShareFetch(body) => ResponseKind::ShareFetch(share_fetch::handle(broker, body, version).await),
+        RequestKind::ShareAcknowledge(body) => {
+            ResponseKind::ShareAcknowledge(share_acknowledge::handle(broker, body, version))
+        }
         RequestKind::JoinGroup(body) => {
             ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)
         }

@@ -1,0 +1,160 @@
+//! Share groups (KIP-932, "queues for Kafka"): many members consume the same partitions, each record goes to
+//! one member at a time and is acknowledged one by one.
+//!
+//! - [`group`]: membership (ShareGroupHeartbeat), kept by the group's coordinator: every member is
+//!   assigned every partition of the topics it subscribes to.
+//! - [`session`]: share sessions, kept by each partition leader: which partitions a member fetches from.
+//! - [`partition`]: one share-partition's in-flight records and their states, kept by the partition's
+//!   leader.
+//!
+//! [`Shares`] holds the three for one broker. The share-partitions live in memory on the leader: a leader
+//! change starts them again from `share.auto.offset.reset` (persisting them through a share coordinator is
+//! not built yet).
+
+pub mod group;
+pub mod partition;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use strata_controller::{ConfigResource, MetadataImage};
+use strata_storage::TopicPartition;
+
+use self::group::ShareGroups;
+use self::partition::{MemberId, SharePartition, ShareSettings};
+use self::session::ShareSessions;
+use crate::settings::BrokerSettings;
+
+/// The most share-partitions one broker keeps, over all groups: a bound on what clients can make it hold.
+pub const SHARE_PARTITIONS_MAX: usize = 100_000;
+
+/// A share-partition behind its own lock, held while the log is read and records are acquired (never across
+/// an await).
+pub type SharedPartition = Arc<Mutex<SharePartition>>;
+
+/// One broker's share groups, sessions and share-partitions.
+#[derive(Debug)]
+pub struct Shares {
+    pub groups: ShareGroups,
+    pub sessions: ShareSessions,
+    partitions: Mutex<HashMap<(String, TopicPartition), SharedPartition>>,
+}
+
+/// Where a share group starts reading a partition it has not read before (`share.auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    Latest,
+    Earliest,
+}
+
+impl Shares {
+    pub fn new(settings: &BrokerSettings) -> Self {
+        Self {
+            groups: ShareGroups::default(),
+            sessions: ShareSessions::new(settings.share.max_share_sessions),
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, TopicPartition), SharedPartition>> {
+        self.partitions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `group`'s share-partition of `tp`, made with `init` if it has none; `None` when the broker holds
+    /// [`SHARE_PARTITIONS_MAX`] already.
+    pub fn partition(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+        init: impl FnOnce() -> SharePartition,
+    ) -> Option<SharedPartition> {
+        let mut partitions = self.lock();
+        let key = (group.to_owned(), tp.clone());
+        if let Some(found) = partitions.get(&key) {
+            return Some(found.clone());
+        }
+        if partitions.len() >= SHARE_PARTITIONS_MAX {
+            return None;
+        }
+        Some(
+            partitions
+                .entry(key)
+                .or_insert_with(|| Arc::new(Mutex::new(init())))
+                .clone(),
+        )
+    }
+
+    /// `group`'s share-partition of `tp`, if it has one.
+    pub fn get(&self, group: &str, tp: &TopicPartition) -> Option<SharedPartition> {
+        self.lock().get(&(group.to_owned(), tp.clone())).cloned()
+    }
+
+    /// Every share-partition of `group`.
+    pub fn of_group(&self, group: &str) -> Vec<(TopicPartition, SharedPartition)> {
+        let mut found: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|((g, _), _)| g == group)
+            .map(|((_, tp), p)| (tp.clone(), p.clone()))
+            .collect();
+        found.sort_by(|a, b| (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition)));
+        found
+    }
+
+    /// Forgets `group`'s share-partitions (the group was deleted).
+    pub fn forget_group(&self, group: &str) {
+        self.lock().retain(|(g, _), _| g != group);
+    }
+
+    /// `member` left `group` or its session ended: its share sessions close and the records it held are
+    /// available to the others at once.
+    pub fn member_gone(&self, group: &str, member: &MemberId) {
+        self.sessions.close_member(group, member);
+        for (_, partition) in self.of_group(group) {
+            partition
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .release_member(member);
+        }
+    }
+}
+
+/// The share settings of `group`: the broker's, under the group's own configs.
+pub fn settings_of(settings: &BrokerSettings, image: &MetadataImage, group: &str) -> (ShareSettings, Duration) {
+    let configs = image.configs(&ConfigResource::Group(group.to_owned()));
+    let own = |key: &str| configs.and_then(|c| c.get(key)).and_then(|v| v.parse::<u64>().ok());
+    let share = &settings.share;
+    let lock_ms = own("share.record.lock.duration.ms").unwrap_or(share.record_lock_duration_ms);
+    let session_ms = own("share.session.timeout.ms").unwrap_or(share.session_timeout_ms);
+    (
+        ShareSettings {
+            lock_duration: Duration::from_millis(lock_ms),
+            delivery_limit: share.delivery_count_limit,
+            max_in_flight: share.partition_max_record_locks,
+        },
+        Duration::from_millis(session_ms),
+    )
+}
+
+/// `group`'s heartbeat interval in milliseconds.
+pub fn heartbeat_interval_ms(settings: &BrokerSettings, image: &MetadataImage, group: &str) -> i32 {
+    let configs = image.configs(&ConfigResource::Group(group.to_owned()));
+    configs
+        .and_then(|c| c.get("share.heartbeat.interval.ms"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(settings.share.heartbeat_interval_ms)
+}
+
+/// `group`'s `share.auto.offset.reset` (latest unless the group says otherwise).
+pub fn auto_offset_reset(image: &MetadataImage, group: &str) -> AutoOffsetReset {
+    let configs = image.configs(&ConfigResource::Group(group.to_owned()));
+    match configs
+        .and_then(|c| c.get("share.auto.offset.reset"))
+        .map(String::as_str)
+    {
+        Some("earliest") => AutoOffsetReset::Earliest,
+        _ => AutoOffsetReset::Latest,
+    }
+}

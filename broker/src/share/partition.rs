@@ -1,0 +1,660 @@
+//! One share-partition (KIP-932): a partition as one share group consumes it, kept by the partition's leader.
+//!
+//! Records of a share-partition are delivered to members one by one rather than by position. Below the
+//! share-partition start offset (SPSO, [`SharePartition::start_offset`]) every record is done with. From it up
+//! to the end offset (SPEO, [`SharePartition::end_offset`], the first offset never handed out) are the
+//! in-flight records, each in one state:
+//!
+//! - **available**: may be handed out (again);
+//! - **acquired** by one member, until it acknowledges the record or its acquisition lock expires
+//!   (`share.record.lock.duration.ms`);
+//! - **acknowledged** (ACCEPT): processed, never delivered again;
+//! - **archived**: given up, never delivered again: rejected (REJECT), released or expired once too often
+//!   (`share.delivery.count.limit` deliveries), or an offset the log has no record at (a gap).
+//!
+//! Each handing out counts a delivery. RELEASE and an expired lock make a record available again, or archive
+//! it once it has been delivered `delivery_limit` times. The start offset moves past acknowledged and
+//! archived records as soon as nothing before them is in flight, so the in-flight window is as short as the
+//! slowest record in it; it holds at most `max_in_flight` offsets (Kafka's
+//! `group.share.partition.max.record.locks`), past which nothing new is handed out until the start moves.
+//!
+//! Everything here is plain state: the caller reads the log, passes the offsets it found
+//! ([`SharePartition::acquire`]), and passes the time. Archived records that the dead-letter topic should
+//! receive are queued in [`SharePartition::take_dead_letters`]. What must survive a leader failover (the start
+//! offset, and which in-flight records are acknowledged or archived, with delivery counts) is
+//! [`SharePartition::snapshot`]; restored from one, records acquired before are available again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A share group member's id.
+pub type MemberId = Arc<str>;
+
+/// How a share-partition hands records out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareSettings {
+    /// `share.record.lock.duration.ms`: how long a member holds a record it was given.
+    pub lock_duration: Duration,
+    /// `share.delivery.count.limit`: deliveries after which a record that comes back is archived.
+    pub delivery_limit: u16,
+    /// `group.share.partition.max.record.locks`: the most offsets in flight at once.
+    pub max_in_flight: u64,
+}
+
+impl Default for ShareSettings {
+    fn default() -> Self {
+        Self {
+            lock_duration: Duration::from_millis(30_000),
+            delivery_limit: 5,
+            max_in_flight: 2_000,
+        }
+    }
+}
+
+/// The state of an in-flight record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    Available,
+    Acquired,
+    Acknowledged,
+    Archived,
+}
+
+/// What a member says of a record it was given (KIP-932's acknowledge types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckType {
+    /// An offset without a record, which the member never saw.
+    Gap,
+    /// Processed.
+    Accept,
+    /// Not processed: give it to someone (perhaps the same member) again.
+    Release,
+    /// Unprocessable: never deliver it again.
+    Reject,
+}
+
+impl AckType {
+    /// From the wire value: 0 gap, 1 accept, 2 release, 3 reject.
+    pub fn from_wire(value: i8) -> Option<AckType> {
+        Some(match value {
+            0 => AckType::Gap,
+            1 => AckType::Accept,
+            2 => AckType::Release,
+            3 => AckType::Reject,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an acknowledgement was refused (Kafka's `INVALID_RECORD_STATE`): the whole batch is refused and
+/// nothing in it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRecordState {
+    pub offset: u64,
+    pub reason: &'static str,
+}
+
+/// Offsets handed to a member in one go, all delivered `delivery_count` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    pub first: u64,
+    pub last: u64,
+    pub delivery_count: u16,
+}
+
+/// Why a record was archived without being accepted, for the dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    Rejected,
+    DeliveryLimit,
+}
+
+/// A record archived without being accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub offset: u64,
+    pub delivery_count: u16,
+    pub reason: DeadLetterReason,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    state: RecordState,
+    delivery_count: u16,
+    /// The member holding an acquired record, and until when.
+    holder: Option<(MemberId, Instant)>,
+}
+
+/// What a share-partition must keep across a leader failover: Kafka's share-group state batches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShareSnapshot {
+    pub start_offset: u64,
+    /// Runs of in-flight offsets past the start with the same state and delivery count; offsets past the
+    /// start that no run covers are available and were never delivered.
+    pub batches: Vec<StateBatch>,
+}
+
+/// A run of in-flight offsets in one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateBatch {
+    pub first: u64,
+    pub last: u64,
+    pub state: RecordState,
+    pub delivery_count: u16,
+}
+
+#[derive(Debug)]
+pub struct SharePartition {
+    settings: ShareSettings,
+    start_offset: u64,
+    end_offset: u64,
+    /// Every offset in `start_offset..end_offset`.
+    in_flight: BTreeMap<u64, InFlight>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+impl SharePartition {
+    /// A share-partition whose consumption starts at `start_offset` (the log start or end, by
+    /// `share.auto.offset.reset`).
+    pub fn new(start_offset: u64, settings: ShareSettings) -> Self {
+        Self {
+            settings,
+            start_offset,
+            end_offset: start_offset,
+            in_flight: BTreeMap::new(),
+            dead_letters: Vec::new(),
+        }
+    }
+
+    /// A share-partition as a snapshot left it: acquired records were lost with their holders' locks, so
+    /// everything not acknowledged or archived is available.
+    pub fn restore(snapshot: &ShareSnapshot, settings: ShareSettings) -> Self {
+        let mut partition = Self::new(snapshot.start_offset, settings);
+        for batch in &snapshot.batches {
+            let first = batch.first.max(snapshot.start_offset);
+            if first > batch.last {
+                continue;
+            }
+            // Offsets between runs are available and undelivered.
+            for offset in partition.end_offset..first {
+                partition.in_flight.insert(offset, available(0));
+            }
+            let state = match batch.state {
+                RecordState::Acquired => RecordState::Available,
+                state => state,
+            };
+            for offset in first..=batch.last {
+                partition.in_flight.insert(
+                    offset,
+                    InFlight {
+                        state,
+                        delivery_count: batch.delivery_count,
+                        holder: None,
+                    },
+                );
+            }
+            partition.end_offset = partition.end_offset.max(batch.last + 1);
+        }
+        partition.advance_start();
+        partition
+    }
+
+    pub fn set_settings(&mut self, settings: ShareSettings) {
+        self.settings = settings;
+    }
+
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset
+    }
+
+    pub fn end_offset(&self) -> u64 {
+        self.end_offset
+    }
+
+    /// The state and delivery count of `offset`, if it is in flight.
+    #[cfg(test)]
+    pub fn state(&self, offset: u64) -> Option<(RecordState, u16)> {
+        self.in_flight.get(&offset).map(|r| (r.state, r.delivery_count))
+    }
+
+    /// Records in flight that are not done with (available or acquired).
+    #[cfg(test)]
+    pub fn pending(&self) -> usize {
+        self.in_flight
+            .values()
+            .filter(|r| matches!(r.state, RecordState::Available | RecordState::Acquired))
+            .count()
+    }
+
+    /// Where the next read of the log for this share-partition starts: the first available in-flight
+    /// record, else the end offset. `None` when the in-flight window is full and nothing in it is available.
+    pub fn next_fetch_offset(&self) -> Option<u64> {
+        let available = self
+            .in_flight
+            .iter()
+            .find(|(_, r)| r.state == RecordState::Available)
+            .map(|(offset, _)| *offset);
+        match available {
+            Some(offset) => Some(offset),
+            None if self.window_full() => None,
+            None => Some(self.end_offset),
+        }
+    }
+
+    /// The earliest time an acquisition lock expires, for a fetch that waits.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.in_flight
+            .values()
+            .filter_map(|r| r.holder.as_ref().map(|(_, until)| *until))
+            .min()
+    }
+
+    fn window_full(&self) -> bool {
+        self.end_offset - self.start_offset >= self.settings.max_in_flight
+    }
+
+    /// Hands `member` up to `max_records` records from `batches`, the `(first, last)` offset ranges of the
+    /// record batches the log returned from [`next_fetch_offset`](Self::next_fetch_offset) on, in order.
+    /// Available in-flight records are handed out again; records past the end offset are handed out for the
+    /// first time, and offsets the log skipped are archived as gaps. Returns the runs handed out.
+    pub fn acquire(
+        &mut self,
+        member: &MemberId,
+        batches: &[(u64, u64)],
+        max_records: usize,
+        now: Instant,
+    ) -> Vec<Acquired> {
+        self.expire(now);
+        let until = now + self.settings.lock_duration;
+        let mut acquired: Vec<Acquired> = Vec::new();
+        let mut count = 0;
+        'batches: for &(first, last) in batches {
+            for offset in first.max(self.start_offset)..=last {
+                if count >= max_records {
+                    break 'batches;
+                }
+                if offset >= self.end_offset {
+                    if self.window_full() {
+                        break 'batches;
+                    }
+                    // The log has no record between the end offset and this one (compacted away, or a
+                    // control batch the reader skipped): nobody will ever acknowledge them.
+                    for gap in self.end_offset..offset {
+                        self.in_flight.insert(
+                            gap,
+                            InFlight {
+                                state: RecordState::Archived,
+                                delivery_count: 0,
+                                holder: None,
+                            },
+                        );
+                    }
+                    self.in_flight.insert(offset, available(0));
+                    self.end_offset = offset + 1;
+                }
+                let Some(record) = self.in_flight.get_mut(&offset) else {
+                    continue;
+                };
+                if record.state != RecordState::Available {
+                    continue;
+                }
+                record.state = RecordState::Acquired;
+                record.delivery_count = record.delivery_count.saturating_add(1);
+                record.holder = Some((member.clone(), until));
+                count += 1;
+                match acquired.last_mut() {
+                    Some(run) if run.last + 1 == offset && run.delivery_count == record.delivery_count => {
+                        run.last = offset;
+                    }
+                    _ => acquired.push(Acquired {
+                        first: offset,
+                        last: offset,
+                        delivery_count: record.delivery_count,
+                    }),
+                }
+            }
+        }
+        self.advance_start();
+        acquired
+    }
+
+    /// Applies `member`'s acknowledgement of `first..=last`: one type for the whole range, or one per offset.
+    /// Every record must be acquired by `member` (a gap may also be acknowledged as one), else nothing
+    /// changes.
+    pub fn acknowledge(
+        &mut self,
+        member: &MemberId,
+        first: u64,
+        last: u64,
+        types: &[AckType],
+        now: Instant,
+    ) -> Result<(), InvalidRecordState> {
+        let refuse = |offset, reason| Err(InvalidRecordState { offset, reason });
+        if first > last || (types.len() != 1 && types.len() as u64 != last - first + 1) {
+            return refuse(first, "the acknowledge types do not match the offsets");
+        }
+        self.expire(now);
+        let kind = |offset: u64| types[if types.len() == 1 { 0 } else { (offset - first) as usize }];
+        for offset in first..=last {
+            let Some(record) = self.in_flight.get(&offset) else {
+                return refuse(offset, "not in flight");
+            };
+            let held = record.holder.as_ref().is_some_and(|(holder, _)| holder == member);
+            match (kind(offset), record.state) {
+                (AckType::Gap, RecordState::Archived) if record.delivery_count == 0 => {}
+                (_, RecordState::Acquired) if held => {}
+                (_, RecordState::Acquired) => return refuse(offset, "acquired by another member"),
+                _ => return refuse(offset, "not acquired (its lock may have expired)"),
+            }
+        }
+        for offset in first..=last {
+            let kind = kind(offset);
+            let limit = self.settings.delivery_limit;
+            let record = self.in_flight.get_mut(&offset).expect("checked above");
+            if record.state != RecordState::Acquired {
+                continue;
+            }
+            record.holder = None;
+            record.state = match kind {
+                AckType::Accept => RecordState::Acknowledged,
+                AckType::Gap => RecordState::Archived,
+                AckType::Reject => {
+                    self.dead_letters.push(DeadLetter {
+                        offset,
+                        delivery_count: record.delivery_count,
+                        reason: DeadLetterReason::Rejected,
+                    });
+                    RecordState::Archived
+                }
+                AckType::Release => back(record, offset, limit, &mut self.dead_letters),
+            };
+        }
+        self.advance_start();
+        Ok(())
+    }
+
+    /// Makes the records whose acquisition lock has expired available again (or archives them).
+    pub fn expire(&mut self, now: Instant) {
+        let limit = self.settings.delivery_limit;
+        for (offset, record) in self.in_flight.range_mut(self.start_offset..) {
+            if record.holder.as_ref().is_some_and(|(_, until)| *until <= now) {
+                record.holder = None;
+                record.state = back(record, *offset, limit, &mut self.dead_letters);
+            }
+        }
+        self.advance_start();
+    }
+
+    /// Makes every record `member` holds available again: it left the group or its session expired.
+    pub fn release_member(&mut self, member: &MemberId) {
+        let limit = self.settings.delivery_limit;
+        for (offset, record) in self.in_flight.range_mut(self.start_offset..) {
+            if record.holder.as_ref().is_some_and(|(holder, _)| holder == member) {
+                record.holder = None;
+                record.state = back(record, *offset, limit, &mut self.dead_letters);
+            }
+        }
+        self.advance_start();
+    }
+
+    /// Moves the start offset, as an administrator resets it (AlterShareGroupOffsets): everything before is
+    /// done with, everything from it is undelivered.
+    pub fn reset(&mut self, start_offset: u64) {
+        self.start_offset = start_offset;
+        self.end_offset = start_offset;
+        self.in_flight.clear();
+    }
+
+    /// Records archived without being accepted since the last call, for the dead-letter topic.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
+    }
+
+    /// What must survive a failover, as runs of offsets in one state.
+    pub fn snapshot(&self) -> ShareSnapshot {
+        let mut batches: Vec<StateBatch> = Vec::new();
+        for (&offset, record) in &self.in_flight {
+            // Acquired records are kept with their delivery count: restored, they are available again but
+            // their deliveries still count.
+            match batches.last_mut() {
+                Some(run)
+                    if run.last + 1 == offset
+                        && run.state == record.state
+                        && run.delivery_count == record.delivery_count =>
+                {
+                    run.last = offset
+                }
+                _ => batches.push(StateBatch {
+                    first: offset,
+                    last: offset,
+                    state: record.state,
+                    delivery_count: record.delivery_count,
+                }),
+            }
+        }
+        ShareSnapshot {
+            start_offset: self.start_offset,
+            batches,
+        }
+    }
+
+    /// Drops the done records at the start of the window.
+    fn advance_start(&mut self) {
+        while let Some(entry) = self.in_flight.first_entry() {
+            if !matches!(entry.get().state, RecordState::Acknowledged | RecordState::Archived) {
+                break;
+            }
+            self.start_offset = *entry.key() + 1;
+            entry.remove();
+        }
+        if self.in_flight.is_empty() {
+            self.start_offset = self.start_offset.max(self.end_offset);
+            self.end_offset = self.start_offset;
+        }
+    }
+}
+
+fn available(delivery_count: u16) -> InFlight {
+    InFlight {
+        state: RecordState::Available,
+        delivery_count,
+        holder: None,
+    }
+}
+
+/// The state of a record given back (released, or its lock expired): available, or archived once it has
+/// been delivered `limit` times.
+fn back(record: &InFlight, offset: u64, limit: u16, dead_letters: &mut Vec<DeadLetter>) -> RecordState {
+    if record.delivery_count >= limit {
+        dead_letters.push(DeadLetter {
+            offset,
+            delivery_count: record.delivery_count,
+            reason: DeadLetterReason::DeliveryLimit,
+        });
+        RecordState::Archived
+    } else {
+        RecordState::Available
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str) -> MemberId {
+        Arc::from(name)
+    }
+
+    fn settings() -> ShareSettings {
+        ShareSettings {
+            lock_duration: Duration::from_secs(30),
+            delivery_limit: 3,
+            max_in_flight: 100,
+        }
+    }
+
+    fn run(first: u64, last: u64, delivery_count: u16) -> Acquired {
+        Acquired {
+            first,
+            last,
+            delivery_count,
+        }
+    }
+
+    #[test]
+    fn records_go_to_one_member_each_and_accepted_ones_never_return() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0, settings());
+        let (a, b) = (member("a"), member("b"));
+        assert_eq!(share.acquire(&a, &[(0, 9)], 4, now), vec![run(0, 3, 1)]);
+        // b is handed what a was not, from the same batch read again.
+        assert_eq!(share.next_fetch_offset(), Some(4));
+        assert_eq!(share.acquire(&b, &[(0, 9)], 100, now), vec![run(4, 9, 1)]);
+        assert_eq!(share.acquire(&b, &[(0, 9)], 100, now), vec![], "all in flight");
+
+        share.acknowledge(&a, 0, 3, &[AckType::Accept], now).unwrap();
+        assert_eq!(share.start_offset(), 4, "the start moves past the accepted records");
+        // b accepts some, releases one: only the released record is available again.
+        let types = [AckType::Accept, AckType::Release, AckType::Accept, AckType::Accept];
+        share.acknowledge(&b, 4, 7, &types, now).unwrap();
+        assert_eq!(share.start_offset(), 5);
+        assert_eq!(share.next_fetch_offset(), Some(5));
+        assert_eq!(share.acquire(&a, &[(0, 9)], 100, now), vec![run(5, 5, 2)]);
+        share.acknowledge(&a, 5, 5, &[AckType::Accept], now).unwrap();
+        share.acknowledge(&b, 8, 9, &[AckType::Accept], now).unwrap();
+        assert_eq!((share.start_offset(), share.end_offset(), share.pending()), (10, 10, 0));
+    }
+
+    #[test]
+    fn an_expired_lock_makes_records_available_again_with_their_delivery_counted() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0, settings());
+        let (a, b) = (member("a"), member("b"));
+        share.acquire(&a, &[(0, 1)], 10, now);
+        assert_eq!(share.next_expiry(), Some(now + Duration::from_secs(30)));
+        let later = now + Duration::from_secs(30);
+        assert_eq!(share.acquire(&b, &[(0, 1)], 10, later), vec![run(0, 1, 2)]);
+        // a's acknowledgement comes too late: refused, and b keeps the records.
+        let late = share.acknowledge(&a, 0, 1, &[AckType::Accept], later).unwrap_err();
+        assert_eq!(late.offset, 0);
+        share.acknowledge(&b, 0, 1, &[AckType::Accept], later).unwrap();
+        assert_eq!(share.start_offset(), 2);
+    }
+
+    #[test]
+    fn a_record_delivered_too_often_or_rejected_is_archived_for_the_dead_letter_topic() {
+        let mut now = Instant::now();
+        let mut share = SharePartition::new(0, settings());
+        let a = member("a");
+        for delivery in 1..=3 {
+            assert_eq!(share.acquire(&a, &[(0, 0)], 10, now), vec![run(0, 0, delivery)]);
+            now += Duration::from_secs(31);
+        }
+        share.expire(now);
+        assert_eq!(share.state(0), None, "archived and passed");
+        assert_eq!(share.start_offset(), 1);
+        assert_eq!(
+            share.take_dead_letters(),
+            vec![DeadLetter {
+                offset: 0,
+                delivery_count: 3,
+                reason: DeadLetterReason::DeliveryLimit
+            }]
+        );
+        share.acquire(&a, &[(1, 1)], 10, now);
+        share.acknowledge(&a, 1, 1, &[AckType::Reject], now).unwrap();
+        assert_eq!(share.take_dead_letters()[0].reason, DeadLetterReason::Rejected);
+        assert_eq!(share.start_offset(), 2);
+    }
+
+    #[test]
+    fn acknowledgements_of_records_not_held_change_nothing() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0, settings());
+        let (a, b) = (member("a"), member("b"));
+        share.acquire(&a, &[(0, 3)], 10, now);
+        let refused = share.acknowledge(&b, 0, 3, &[AckType::Accept], now).unwrap_err();
+        assert_eq!(refused.reason, "acquired by another member");
+        // One offset of the range not held: the whole range is refused.
+        let refused = share.acknowledge(&a, 2, 5, &[AckType::Accept], now).unwrap_err();
+        assert_eq!(refused.offset, 4);
+        assert_eq!(share.state(2), Some((RecordState::Acquired, 1)));
+        assert!(
+            share
+                .acknowledge(&a, 0, 3, &[AckType::Accept, AckType::Accept], now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_departed_member_s_records_go_back_and_gaps_are_archived() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0, settings());
+        let (a, b) = (member("a"), member("b"));
+        // The log has records at 0-1 and 5-6 (2-4 compacted away).
+        assert_eq!(
+            share.acquire(&a, &[(0, 1), (5, 6)], 10, now),
+            vec![run(0, 1, 1), run(5, 6, 1)]
+        );
+        assert_eq!(share.state(3), Some((RecordState::Archived, 0)));
+        share.release_member(&a);
+        assert_eq!(
+            share.acquire(&b, &[(0, 1), (5, 6)], 10, now),
+            vec![run(0, 1, 2), run(5, 6, 2)]
+        );
+        share.acknowledge(&b, 0, 6, &[AckType::Accept], now).unwrap_err();
+        let types = [
+            AckType::Accept,
+            AckType::Accept,
+            AckType::Gap,
+            AckType::Gap,
+            AckType::Gap,
+            AckType::Accept,
+            AckType::Accept,
+        ];
+        share.acknowledge(&b, 0, 6, &types, now).unwrap();
+        assert_eq!(share.start_offset(), 7);
+    }
+
+    #[test]
+    fn the_in_flight_window_is_bounded() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(
+            0,
+            ShareSettings {
+                max_in_flight: 5,
+                ..settings()
+            },
+        );
+        let a = member("a");
+        assert_eq!(share.acquire(&a, &[(0, 9)], 100, now), vec![run(0, 4, 1)]);
+        assert_eq!(share.next_fetch_offset(), None, "full, nothing available");
+        share.acknowledge(&a, 0, 1, &[AckType::Accept], now).unwrap();
+        assert_eq!(share.next_fetch_offset(), Some(5));
+        assert_eq!(share.acquire(&a, &[(5, 9)], 100, now), vec![run(5, 6, 1)]);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_was_acknowledged_and_frees_what_was_acquired() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(10, settings());
+        let a = member("a");
+        share.acquire(&a, &[(10, 19)], 100, now);
+        share.acknowledge(&a, 12, 13, &[AckType::Accept], now).unwrap();
+        share.acknowledge(&a, 15, 15, &[AckType::Reject], now).unwrap();
+        let snapshot = share.snapshot();
+        assert_eq!(snapshot.start_offset, 10);
+
+        let mut restored = SharePartition::restore(&snapshot, settings());
+        assert_eq!((restored.start_offset(), restored.end_offset()), (10, 20));
+        assert_eq!(restored.state(12), Some((RecordState::Acknowledged, 1)));
+        assert_eq!(restored.state(15), Some((RecordState::Archived, 1)));
+        // The records a held come back, their first delivery counted; the acknowledged ones never do.
+        let b = member("b");
+        let again = restored.acquire(&b, &[(10, 19)], 100, now);
+        assert_eq!(again, vec![run(10, 11, 2), run(14, 14, 2), run(16, 19, 2)]);
+    }
+}
