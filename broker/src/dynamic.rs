@@ -255,6 +255,11 @@ const GROUP_KEYS: &[GroupKey] = &[
 const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
 const SHARE_AUTO_OFFSET_RESET_VALUES: &[&str] = &["latest", "earliest"];
 
+/// Strata's own group config (modelled on KIP-1191, which no Kafka release has yet): the topic that share
+/// records archived without being accepted (rejected, or delivered `group.share.delivery.count.limit` times)
+/// are copied to. Unset, they are only archived.
+pub const SHARE_DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";
+
 /// A refused group config: INVALID_CONFIG, as Kafka's `GroupConfig.validate` answers.
 fn refused_group(message: String) -> TopicFailure {
     TopicFailure {
@@ -268,6 +273,10 @@ fn refused_group(message: String) -> TopicFailure {
 pub fn validate_group(configs: &Configs) -> Result<(), TopicFailure> {
     let mut values: BTreeMap<&str, i64> = GROUP_KEYS.iter().map(|k| (k.name, k.default)).collect();
     for (key, value) in configs {
+        if key == SHARE_DEAD_LETTER_TOPIC {
+            crate::broker::validate_topic_name(value).map_err(|e| refused_group(format!("`{key}`: {}", e.message)))?;
+            continue;
+        }
         if key == SHARE_AUTO_OFFSET_RESET {
             if !SHARE_AUTO_OFFSET_RESET_VALUES.contains(&value.as_str()) {
                 return Err(refused_group(format!(
@@ -316,6 +325,9 @@ pub fn describe_group(overrides: Option<&Configs>) -> Vec<(&'static str, String,
             None => (k.name, k.default.to_string(), false),
         })
         .collect();
+    if let Some(topic) = own(SHARE_DEAD_LETTER_TOPIC) {
+        described.push((SHARE_DEAD_LETTER_TOPIC, topic, true));
+    }
     described.push(match own(SHARE_AUTO_OFFSET_RESET) {
         Some(value) => (SHARE_AUTO_OFFSET_RESET, value, true),
         None => (
@@ -385,7 +397,9 @@ mod tests {
     fn group_configs_are_bounded_as_kafka_bounds_them() {
         assert!(validate_group(&configs(&[("consumer.session.timeout.ms", "50000")])).is_ok());
         assert!(validate_group(&configs(&[("share.auto.offset.reset", "earliest")])).is_ok());
+        assert!(validate_group(&configs(&[(SHARE_DEAD_LETTER_TOPIC, "jobs.dlq")])).is_ok());
         for (key, value) in [
+            (SHARE_DEAD_LETTER_TOPIC, "bad name"),
             ("consumer.session.timeout.ms", "1000"),
             ("consumer.session.timeout.ms", "60001"),
             ("consumer.heartbeat.interval.ms", "x"),

@@ -349,6 +349,7 @@ async fn run_broker(
         return stop_broker(&broker, &logs, None).await;
     };
     reconcile::start(broker.clone(), shutdown.clone());
+    share::dead_letters::DeadLetters::start(broker.clone());
     let heartbeats = tokio::spawn(membership::heartbeat(broker.clone(), shutdown.clone()));
     let isr_checks = tokio::spawn(replica::maintain_isrs(broker.replicas.clone()));
     // Serve once this broker is unfenced and has acted on the metadata that unfenced it (and so leads

@@ -139,8 +139,9 @@ fn name(value: &str) -> TopicName {
     TopicName(StrBytes::from_string(value.to_owned()))
 }
 
-/// Creates `jobs` with two partitions, and has the share group `workers` start from the earliest records.
-fn setup(server: &Server) {
+/// Creates `jobs` with two partitions, and has the share group `workers` start from the earliest records,
+/// with more group configs if given.
+fn setup(server: &Server, more: &[(&'static str, &'static str)]) {
     let mut stream = connect(server);
     let create = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
         CreatableTopic::default()
@@ -155,12 +156,18 @@ fn setup(server: &Server) {
         AlterConfigsResource::default()
             .with_resource_type(32)
             .with_resource_name(StrBytes::from_static_str("workers"))
-            .with_configs(vec![
-                AlterableConfig::default()
-                    .with_name(StrBytes::from_static_str("share.auto.offset.reset"))
-                    .with_config_operation(0)
-                    .with_value(Some(StrBytes::from_static_str("earliest"))),
-            ]),
+            .with_configs(
+                [("share.auto.offset.reset", "earliest")]
+                    .iter()
+                    .chain(more)
+                    .map(|(key, value)| {
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str(key))
+                            .with_config_operation(0)
+                            .with_value(Some(StrBytes::from_static_str(value)))
+                    })
+                    .collect(),
+            ),
     ]);
     stream
         .write_all(&frame(ApiKey::IncrementalAlterConfigs, 1, &earliest))
@@ -213,7 +220,7 @@ fn confluent_kafka_share_consumers_share_a_two_partition_topic() {
         ],
     );
     let python = python();
-    setup(&server);
+    setup(&server, &[]);
 
     // A worker takes records and dies holding them.
     let held: Vec<String> = (0..10).map(|i| format!("held-{i}")).collect();
@@ -276,5 +283,88 @@ fn confluent_kafka_share_consumers_share_a_two_partition_topic() {
         let deliveries = if taken.contains(record) { 2 } else { 1 };
         assert_eq!(s[0].deliveries, deliveries, "{record:?}: {:?}", s[0]);
         assert_eq!(s[0].mode, "accept");
+    }
+}
+
+/// The dead-letter topic: a record a worker rejects, and one that fails (is released) on every delivery
+/// until the delivery limit, are copied there with headers saying where from and why; every other record is
+/// processed once.
+#[test]
+fn rejected_and_exhausted_share_records_land_in_the_dead_letter_topic() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.share.delivery.count.limit=3",
+            "group.share.heartbeat.interval.ms=500",
+        ],
+    );
+    let python = python();
+    setup(&server, &[("errors.deadletterqueue.topic.name", "jobs.dlq")]);
+    let values: Vec<String> = ["ok-0", "poison-0", "ok-1", "flaky-0", "ok-2", "ok-3"]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    produce(&server, &values);
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&python, &server, dir.path(), &format!("worker-{i}"), "accept"))
+        .collect();
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &server.addr)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "200")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["jobs.dlq"]).unwrap();
+    let mut letters: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters.len() < 2 {
+        assert!(Instant::now() < deadline, "dead letters so far: {letters:?}");
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.insert(value, headers);
+    }
+    let seen: Vec<Seen> = workers.iter().flat_map(Worker::seen).collect();
+    for worker in workers {
+        worker.stop();
+    }
+
+    let poison = &letters["poison-0"];
+    assert_eq!(poison["__dlq.errors.reason"], "rejected");
+    assert_eq!(poison["__dlq.errors.delivery.count"], "1");
+    assert_eq!(poison["__dlq.errors.topic"], "jobs");
+    assert_eq!(poison["__dlq.errors.group.id"], "workers");
+    assert_eq!(poison["__dlq.errors.partition"], "1");
+    assert_eq!(poison["__dlq.errors.offset"], "0");
+    let flaky = &letters["flaky-0"];
+    assert_eq!(flaky["__dlq.errors.reason"], "delivery-limit");
+    assert_eq!(flaky["__dlq.errors.delivery.count"], "3");
+    // The flaky record was handed out exactly three times; the good ones once each.
+    let deliveries = |value: &str| seen.iter().filter(|s| s.value == value).count();
+    assert_eq!(deliveries("flaky-0"), 3);
+    for ok in ["ok-0", "ok-1", "ok-2", "ok-3"] {
+        wait_for(ok, Duration::from_secs(1), || true);
+        assert_eq!(deliveries(ok), 1, "{ok}");
     }
 }

@@ -20,6 +20,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::share_fetch_response::{AcquiredRecords, PartitionData, ShareFetchableTopicResponse};
 use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
 use kafka_protocol::protocol::StrBytes;
+use strata_storage::log::Log;
 use strata_storage::{ReadLimits, TopicPartition};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -289,11 +290,11 @@ fn acquire(
                     }
                 }
                 *bytes_left = bytes_left.saturating_sub(records.len());
-                dead_letters(group, &tp, &mut share);
+                dead_letters(broker, group, &tp, &log, &mut share);
                 (!acquired.is_empty()).then(|| (records.freeze(), acquired))
             }
             _ => {
-                dead_letters(group, &tp, &mut share);
+                dead_letters(broker, group, &tp, &log, &mut share);
                 None
             }
         }
@@ -301,10 +302,21 @@ fn acquire(
     Ok(Acquiring { partition, shared, got })
 }
 
-/// Records archived without being accepted. The dead-letter topic does not exist yet: they are logged.
-fn dead_letters(group: &str, tp: &TopicPartition, share: &mut SharePartition) {
-    for dead in share.take_dead_letters() {
-        info!(%group, partition = %tp, offset = dead.offset, deliveries = dead.delivery_count, reason = ?dead.reason, "share record archived");
+/// Records archived without being accepted: logged, and copied to the group's dead-letter topic if it has
+/// one (`crate::share::dead_letters`).
+fn dead_letters(broker: &Broker, group: &str, tp: &TopicPartition, log: &Log, share: &mut SharePartition) {
+    let dead = share.take_dead_letters();
+    if dead.is_empty() {
+        return;
+    }
+    for letter in &dead {
+        info!(%group, partition = %tp, offset = letter.offset, deliveries = letter.delivery_count, reason = ?letter.reason, "share record archived");
+    }
+    if let Some(topic) = share::dead_letter_topic(&broker.metadata.image(), group) {
+        broker
+            .shares
+            .dead_letters
+            .queue(&topic, group, (&tp.topic, tp.partition), log, &dead);
     }
 }
 
@@ -341,7 +353,7 @@ pub(super) fn acknowledge<'a>(
     key: SharePartitionKey,
     batches: impl Iterator<Item = (i64, i64, &'a [i8])>,
 ) -> Result<(), (ResponseError, String)> {
-    let (tp, _) = led(broker, key).map_err(|e| (e, e.to_string()))?;
+    let (tp, partition) = led(broker, key).map_err(|e| (e, e.to_string()))?;
     let shared = broker.shares.get(group, &tp).ok_or_else(|| {
         (
             ResponseError::InvalidRecordState,
@@ -371,7 +383,8 @@ pub(super) fn acknowledge<'a>(
             ));
         }
     }
-    dead_letters(group, &tp, &mut share);
+    let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+    dead_letters(broker, group, &tp, &log, &mut share);
     outcome
 }
 

@@ -7,10 +7,14 @@
 //! - [`partition`]: one share-partition's in-flight records and their states, kept by the partition's
 //!   leader.
 //!
-//! [`Shares`] holds the three for one broker. The share-partitions live in memory on the leader: a leader
+//! - [`dead_letters`]: copies of records archived without being accepted, to the group's dead-letter
+//!   topic.
+//!
+//! [`Shares`] holds them for one broker. The share-partitions live in memory on the leader: a leader
 //! change starts them again from `share.auto.offset.reset` (persisting them through a share coordinator is
 //! not built yet).
 
+pub mod dead_letters;
 pub mod group;
 pub mod partition;
 pub mod session;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use strata_controller::{ConfigResource, MetadataImage};
 use strata_storage::TopicPartition;
 
+use self::dead_letters::DeadLetters;
 use self::group::ShareGroups;
 use self::partition::{MemberId, SharePartition, ShareSettings};
 use self::session::ShareSessions;
@@ -39,6 +44,7 @@ pub type SharedPartition = Arc<Mutex<SharePartition>>;
 pub struct Shares {
     pub groups: ShareGroups,
     pub sessions: ShareSessions,
+    pub dead_letters: DeadLetters,
     partitions: Mutex<HashMap<(String, TopicPartition), SharedPartition>>,
 }
 
@@ -54,6 +60,7 @@ impl Shares {
         Self {
             groups: ShareGroups::default(),
             sessions: ShareSessions::new(settings.share.max_share_sessions),
+            dead_letters: DeadLetters::default(),
             partitions: Mutex::new(HashMap::new()),
         }
     }
@@ -157,4 +164,12 @@ pub fn auto_offset_reset(image: &MetadataImage, group: &str) -> AutoOffsetReset 
         Some("earliest") => AutoOffsetReset::Earliest,
         _ => AutoOffsetReset::Latest,
     }
+}
+
+/// `group`'s dead-letter topic (`errors.deadletterqueue.topic.name`), if it has one.
+pub fn dead_letter_topic(image: &MetadataImage, group: &str) -> Option<String> {
+    image
+        .configs(&ConfigResource::Group(group.to_owned()))
+        .and_then(|c| c.get(crate::dynamic::SHARE_DEAD_LETTER_TOPIC))
+        .cloned()
 }

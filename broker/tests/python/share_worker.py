@@ -1,8 +1,9 @@
 """A share group worker (confluent-kafka ShareConsumer, KIP-932), for broker/tests/python_clients.rs.
 
 Usage: share_worker.py BOOTSTRAP GROUP TOPIC OUT MODE. Appends one line per record it gets to OUT:
-"<mode> <partition> <offset> <delivery count> <value>". MODE `accept` acknowledges every record (ACCEPT)
-after writing it down; `hold` writes down the records of its first non-empty poll and then holds them
+"<mode> <partition> <offset> <delivery count> <value>". MODE `accept` acknowledges every record after
+writing it down: REJECT for a value starting `poison`, RELEASE for one starting `flaky` (it fails every
+time), ACCEPT for the rest; `hold` writes down the records of its first non-empty poll and then holds them
 without acknowledging, until it is killed. Stops, closing the consumer, when the file OUT.stop appears.
 """
 
@@ -10,7 +11,7 @@ import os
 import sys
 import time
 
-from confluent_kafka import ShareConsumer
+from confluent_kafka import AcknowledgeType, ShareConsumer
 
 
 def main():
@@ -33,7 +34,13 @@ def main():
             for m in batch:
                 # A little work per record, so that the five workers share the backlog.
                 time.sleep(0.005)
-                consumer.acknowledge(m)
+                value = m.value().decode()
+                if value.startswith("poison"):
+                    consumer.acknowledge(m, AcknowledgeType.REJECT)
+                elif value.startswith("flaky"):
+                    consumer.acknowledge(m, AcknowledgeType.RELEASE)
+                else:
+                    consumer.acknowledge(m, AcknowledgeType.ACCEPT)
             if batch:
                 consumer.commit_async()
     consumer.close()
