@@ -14,6 +14,7 @@
 //! [`QUEUE_RECORDS_MAX`]; beyond that a copy is dropped and the log says so) and one task writes them.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,15 +170,16 @@ async fn write(broker: &Broker, connections: &mut HashMap<i32, Client>, record: 
                 .map(|p| p.leader)
                 .filter(|leader| *leader >= 0)
                 .ok_or("the dead-letter partition has no leader")?;
-            if !connections.contains_key(&leader) {
-                let addr = broker
-                    .metadata
-                    .broker_address(leader)
-                    .ok_or("the leader has no address")?;
-                let client = Client::connect(&addr).await.map_err(|e| e.to_string())?;
-                connections.insert(leader, client);
-            }
-            let client = connections.get_mut(&leader).expect("connected above");
+            let client = match connections.entry(leader) {
+                Entry::Occupied(client) => client.into_mut(),
+                Entry::Vacant(slot) => {
+                    let addr = broker
+                        .metadata
+                        .broker_address(leader)
+                        .ok_or("the leader has no address")?;
+                    slot.insert(Client::connect(&addr).await.map_err(|e| e.to_string())?)
+                }
+            };
             let mut batch = BatchBuilder::new(Compression::None);
             batch.push(
                 record.key.clone(),
