@@ -337,6 +337,8 @@ async fn run_broker(
         groups: groups::Coordinator::new(groups::GroupSettings {
             initial_rebalance_delay: Duration::from_millis(config.settings.group_initial_rebalance_delay_ms),
             max_size: config.settings.group_max_size,
+            consumer_session_timeout: Duration::from_millis(config.settings.group_consumer_session_timeout_ms),
+            consumer_heartbeat_interval: Duration::from_millis(config.settings.group_consumer_heartbeat_interval_ms),
         }),
         offsets: Default::default(),
         fetch_sessions: fetch_sessions::FetchSessions::new(config.settings.fetch_session_cache_slots),

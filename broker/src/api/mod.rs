@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use kafka_protocol::messages::{
-    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind, SyncGroupResponse,
+    ApiKey, ConsumerGroupHeartbeatResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind, SyncGroupResponse,
 };
 use strata_protocol::request::Request;
 
@@ -16,6 +16,8 @@ mod alter_configs;
 mod api_versions;
 mod authorized;
 mod configs;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -74,6 +76,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -162,6 +166,17 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         RequestKind::LeaveGroup(body) if coordinator_error(broker, &body.group_id) != 0 => ResponseKind::LeaveGroup(
             LeaveGroupResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
         ),
+        RequestKind::ConsumerGroupHeartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => {
+            ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+            )
+        }
+        RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(broker, body, version, &client_id, format!("/{}", peer.ip())),
+        ),
+        RequestKind::ConsumerGroupDescribe(body) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, body, version))
+        }
         RequestKind::JoinGroup(body) => {
             ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)
         }
