@@ -361,7 +361,6 @@ impl Group {
         if self.members.is_empty() {
             self.empty_since = now;
         }
-        tracing::info!(member = member_id, epoch = self.epoch, "consumer group member left");
         Some(member)
     }
 

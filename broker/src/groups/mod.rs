@@ -345,7 +345,12 @@ impl Coordinator {
             groups.insert(group_id.to_owned(), consumer::Group::new(now));
         }
         let group = groups.get_mut(group_id).expect("present or inserted");
+        let leaving = request.member_epoch < 0;
+        let member_id = leaving.then(|| request.member_id.clone());
         let answer = group.heartbeat(request, topics, now);
+        if let (Some(member), Ok(_)) = (member_id, &answer) {
+            tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "consumer group member left");
+        }
         if answer.is_err() && joining && group.is_empty() && group.epoch() == 0 {
             // A refused join does not leave a group behind.
             groups.remove(group_id);
