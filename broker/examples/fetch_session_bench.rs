@@ -36,17 +36,19 @@ async fn main() -> anyhow::Result<()> {
     let mut consumer = Client::connect(bootstrap).await?;
     let mut producer = Client::connect(bootstrap).await?;
     let created = consumer
-        .send(
-            CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(vec![
+        .send(CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(vec![
                 CreatableTopic::default()
                     .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
                     .with_num_partitions(partitions)
                     .with_replication_factor(1),
-            ]),
-        )
+            ]))
         .await?;
     let topic_id = created.topics[0].topic_id;
-    anyhow::ensure!(created.topics[0].error_code == 0, "creating the topic: {:?}", created.topics[0]);
+    anyhow::ensure!(
+        created.topics[0].error_code == 0,
+        "creating the topic: {:?}",
+        created.topics[0]
+    );
 
     let baseline = Phase::start(pid, polls)?;
     for _ in 0..polls {
@@ -89,7 +91,11 @@ async fn main() -> anyhow::Result<()> {
 /// One record to each of the first `active` partitions, acks=1.
 async fn produce(client: &mut Client, active: i32) -> anyhow::Result<()> {
     let data = (0..active)
-        .map(|p| PartitionProduceData::default().with_index(p).with_records(Some(batch())))
+        .map(|p| {
+            PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(batch()))
+        })
         .collect();
     let response = client
         .send(
@@ -186,7 +192,11 @@ impl Poller {
         let topics = if named.is_empty() {
             vec![]
         } else {
-            vec![FetchTopic::default().with_topic_id(self.topic_id).with_partitions(named)]
+            vec![
+                FetchTopic::default()
+                    .with_topic_id(self.topic_id)
+                    .with_partitions(named),
+            ]
         };
         let request = FetchRequest::default()
             .with_max_wait_ms(0)

@@ -186,7 +186,10 @@ async fn three_consumer_protocol_members_share_six_partitions_and_partitions_mov
     });
     for (member, kept) in [(&a, &before[0]), (&b, &before[1])] {
         assert!(assigned(member).is_superset(kept), "{kept:?} kept");
-        assert!(member.context().0.lock().unwrap().is_empty(), "nothing revoked from a or b");
+        assert!(
+            member.context().0.lock().unwrap().is_empty(),
+            "nothing revoked from a or b"
+        );
     }
     commit(&[&a, &b]);
     let before = [assigned(&a), assigned(&b)];
@@ -214,7 +217,174 @@ async fn three_consumer_protocol_members_share_six_partitions_and_partitions_mov
         wanted.add_partition(TOPIC, p);
     }
     let committed = a.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
-    let offsets: BTreeMap<i32, Offset> = committed.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+    let offsets: BTreeMap<i32, Offset> = committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect();
     let end = Offset::Offset((3 * RECORDS / PARTITIONS as usize) as i64);
-    assert!(offsets.values().all(|o| *o == end), "committed {offsets:?}, expected {end:?}");
+    assert!(
+        offsets.values().all(|o| *o == end),
+        "committed {offsets:?}, expected {end:?}"
+    );
+}
+
+/// Sends `request` at `version` on a new connection and reads the answer.
+fn exchange<Q: kafka_protocol::protocol::Encodable, A: kafka_protocol::protocol::Decodable>(
+    server: &Server,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    request: &Q,
+) -> A {
+    use std::io::Write;
+    let mut stream = common::raw::connect(server);
+    stream.write_all(&common::raw::frame(key, version, request)).unwrap();
+    common::raw::response(&mut stream, key, version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let s = |v: &str| StrBytes::from_string(v.to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0"]);
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    let heartbeat = |group: &str, member: &str, epoch: i32| {
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(s(group).into())
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1);
+        if epoch == 0 {
+            request = request
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]))
+                .with_topic_partitions(Some(vec![]));
+        }
+        exchange::<_, ConsumerGroupHeartbeatResponse>(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request)
+    };
+
+    // The first FindCoordinator creates __consumer_offsets; until the partitions of both groups are led and
+    // read back, their requests are answered COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR.
+    common::wait_for("coordinators", TIMEOUT, || {
+        ["cg", "classic"].iter().all(|group| {
+            let request = FindCoordinatorRequest::default().with_key(s(group));
+            let found: FindCoordinatorResponse = exchange(&server, ApiKey::FindCoordinator, 1, &request);
+            let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![s(group).into()]);
+            let described: ConsumerGroupDescribeResponse =
+                exchange(&server, ApiKey::ConsumerGroupDescribe, 0, &request);
+            found.error_code == 0 && described.groups[0].error_code == ResponseError::GroupIdNotFound.code()
+        })
+    });
+    let joined = heartbeat("cg", "m1", 0);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    assert_eq!(joined.member_epoch, 1);
+    assert_eq!(joined.heartbeat_interval_ms, 5000, "the broker default");
+    let partitions: Vec<i32> = joined.assignment.unwrap().topic_partitions[0].partitions.clone();
+    assert_eq!(partitions, (0..PARTITIONS).collect::<Vec<_>>());
+    assert_eq!(
+        heartbeat("cg", "m1", 7).error_code,
+        ResponseError::FencedMemberEpoch.code()
+    );
+    assert_eq!(
+        heartbeat("cg", "nobody", 1).error_code,
+        ResponseError::UnknownMemberId.code()
+    );
+
+    // ListGroups v5: a `consumer` group.
+    let listed: ListGroupsResponse = exchange(
+        &server,
+        ApiKey::ListGroups,
+        5,
+        &ListGroupsRequest::default().with_types_filter(vec![s("consumer")]),
+    );
+    let listed: Vec<(String, String, String)> = listed
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.to_string(),
+                g.group_type.to_string(),
+                g.group_state.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![("cg".into(), "consumer".into(), "Stable".into())]);
+
+    // ConsumerGroupDescribe: epochs, assignor, the member and its assignment.
+    let described: ConsumerGroupDescribeResponse = exchange(
+        &server,
+        ApiKey::ConsumerGroupDescribe,
+        1,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![s("cg").into(), s("absent").into()]),
+    );
+    let group = &described.groups[0];
+    assert_eq!(
+        (
+            group.error_code,
+            group.group_epoch,
+            group.assignment_epoch,
+            group.assignor_name.as_str()
+        ),
+        (0, 1, 1, "uniform")
+    );
+    assert_eq!(group.members[0].member_id.as_str(), "m1");
+    assert_eq!(
+        group.members[0].assignment.topic_partitions[0].topic_name.0.as_str(),
+        TOPIC
+    );
+    assert_eq!(described.groups[1].error_code, ResponseError::GroupIdNotFound.code());
+
+    // OffsetCommit v9 at the member's epoch is accepted; at another, STALE_MEMBER_EPOCH; below v9, refused.
+    let commit = |version: i16, epoch: i32| {
+        use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        let request = OffsetCommitRequest::default()
+            .with_group_id(s("cg").into())
+            .with_member_id(s("m1"))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default().with_committed_offset(0)]),
+            ]);
+        let response: OffsetCommitResponse = exchange(&server, ApiKey::OffsetCommit, version, &request);
+        response.topics[0].partitions[0].error_code
+    };
+    assert_eq!(commit(9, 1), 0);
+    assert_eq!(commit(9, 0), ResponseError::StaleMemberEpoch.code());
+    assert_eq!(commit(8, 1), ResponseError::UnsupportedVersion.code());
+
+    // A classic JoinGroup cannot take the consumer group; a heartbeat cannot take a classic group.
+    let join = JoinGroupRequest::default()
+        .with_group_id(s("cg").into())
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\x01\0\0\0\0\0\0\0\0")),
+        ]);
+    let refused: JoinGroupResponse = exchange(&server, ApiKey::JoinGroup, 5, &join);
+    assert_eq!(refused.error_code, ResponseError::InconsistentGroupProtocol.code());
+    let classic: JoinGroupResponse = exchange(
+        &server,
+        ApiKey::JoinGroup,
+        3,
+        &join.clone().with_group_id(s("classic").into()),
+    );
+    assert_eq!(classic.error_code, 0);
+    let refused = heartbeat("classic", "m2", 0);
+    assert_eq!(refused.error_code, ResponseError::GroupIdNotFound.code());
+
+    // The member leaves: the group is empty, and a classic member may have the id.
+    let left = heartbeat("cg", "m1", -1);
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    let taken: JoinGroupResponse = exchange(&server, ApiKey::JoinGroup, 3, &join);
+    assert_eq!(taken.error_code, 0);
 }

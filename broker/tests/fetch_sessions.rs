@@ -221,7 +221,7 @@ fn topic_ids_name_topics_and_sessions_work_by_name_before_v13() {
     // v12 names topics; its sessions are kept by name.
     produce(&mut stream, topic_id, 1);
     let by_name = |partitions: Vec<FetchPartition>| {
-        let topics = if partitions.is_empty() {
+        if partitions.is_empty() {
             vec![]
         } else {
             vec![
@@ -229,8 +229,7 @@ fn topic_ids_name_topics_and_sessions_work_by_name_before_v13() {
                     .with_topic(name("named"))
                     .with_partitions(partitions),
             ]
-        };
-        topics
+        }
     };
     let full = fetch(
         &mut stream,

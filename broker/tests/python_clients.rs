@@ -25,11 +25,18 @@ fn python() -> PathBuf {
 /// Runs `broker/tests/python/<script>` with `args`; its last line of output, parsed as JSON.
 fn run(script: &str, args: &[&str]) -> serde_json::Value {
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(python()).arg(&path).args(args).output().expect("running python");
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("running python");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let last = stdout.lines().last().unwrap_or_else(|| panic!("{script} printed nothing:\n{stderr}"));
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("{script} printed nothing:\n{stderr}"));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last:?}: {e}"))
 }
 
@@ -41,7 +48,10 @@ fn kafka_python_consumes_through_a_fetch_session() {
     let server = Server::start(dir.path(), &[]);
     let report = run("fetch_sessions.py", &[&server.addr, "sessions"]);
 
-    assert_eq!(report["produced_first"], 40, "one record at offset 0 of each partition: {report}");
+    assert_eq!(
+        report["produced_first"], 40,
+        "one record at offset 0 of each partition: {report}"
+    );
     let mut first: Vec<String> = (0..40).map(|p| format!("first-{p}")).collect();
     first.sort();
     assert_eq!(report["first_read"], serde_json::json!(first));

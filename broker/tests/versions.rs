@@ -595,7 +595,10 @@ fn every_supported_version_of_every_api_answers() {
                     answered += 1;
                 }
                 Ok(ResponseKind::ConsumerGroupHeartbeat(response)) => {
-                    assert_eq!(response.error_code, 0, "ConsumerGroupHeartbeat v{version}: {response:?}");
+                    assert_eq!(
+                        response.error_code, 0,
+                        "ConsumerGroupHeartbeat v{version}: {response:?}"
+                    );
                     let assignment = response.assignment.expect("a join is answered its assignment");
                     assert_eq!(assignment.topic_partitions[0].partitions, vec![0]);
                     answered += 1;

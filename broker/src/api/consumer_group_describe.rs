@@ -3,9 +3,7 @@
 //! Kafka answers.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::consumer_group_describe_response::{
-    Assignment, DescribedGroup, Member, TopicPartitions,
-};
+use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -32,11 +30,7 @@ fn assignment(topics: &ImageTopics, assignment: consumer::Assignment) -> Assignm
     Assignment::default().with_topic_partitions(topic_partitions)
 }
 
-pub fn handle(
-    broker: &Broker,
-    request: ConsumerGroupDescribeRequest,
-    _version: i16,
-) -> ConsumerGroupDescribeResponse {
+pub fn handle(broker: &Broker, request: ConsumerGroupDescribeRequest, _version: i16) -> ConsumerGroupDescribeResponse {
     let operations = authorized::operations(request.include_authorized_operations, Resource::Group);
     let topics = ImageTopics(broker.metadata.image());
     let groups = request

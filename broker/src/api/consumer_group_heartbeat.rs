@@ -46,7 +46,12 @@ pub fn handle(
     let group = request.group_id.0.to_string();
     let image = broker.metadata.image();
     let settings = broker.groups.settings();
-    let session_timeout = group_ms(&image, &group, "consumer.session.timeout.ms", settings.consumer_session_timeout);
+    let session_timeout = group_ms(
+        &image,
+        &group,
+        "consumer.session.timeout.ms",
+        settings.consumer_session_timeout,
+    );
     let heartbeat_interval = group_ms(
         &image,
         &group,

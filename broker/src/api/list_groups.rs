@@ -1,7 +1,7 @@
 //! ListGroups: every group the coordinator knows, with its state. v4 filters by state (KIP-518), v5 by group
 //! type (KIP-848); both filters match case-insensitively, as Kafka's do, and an empty filter matches all.
-//! Every group here is a `classic` one (JoinGroup/SyncGroup): Strata has no KIP-848 consumer groups yet, so
-//! a filter for `consumer` or `share` matches none.
+//! Groups of JoinGroup/SyncGroup are `classic`, groups of ConsumerGroupHeartbeat `consumer` (with Kafka's
+//! consumer group states: Empty, Assigning, Reconciling, Stable); both have protocol type `consumer`.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -11,35 +11,38 @@ use crate::broker::Broker;
 
 /// KIP-848's name for the groups of the JoinGroup/SyncGroup protocol.
 const GROUP_TYPE_CLASSIC: &str = "classic";
+/// KIP-848's name for the groups of the ConsumerGroupHeartbeat protocol.
+const GROUP_TYPE_CONSUMER: &str = "consumer";
 
 pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
-    let mut groups: Vec<(String, &'static str, String)> = broker
+    // (id, state, protocol type, group type)
+    let mut groups: Vec<(String, &'static str, String, &'static str)> = broker
         .groups
         .list()
         .into_iter()
-        .map(|(id, state, protocol_type)| (id, state.name(), protocol_type))
+        .map(|(id, state, protocol_type)| (id, state.name(), protocol_type, GROUP_TYPE_CLASSIC))
         .collect();
-    // Groups known only by their committed offsets (after a restart) are empty consumer groups.
+    for (id, state) in broker.groups.list_consumer() {
+        groups.push((id, state, "consumer".into(), GROUP_TYPE_CONSUMER));
+    }
+    // Groups known only by their committed offsets (after a restart) are empty classic consumer groups.
     for group in broker.offsets.groups() {
-        if !groups.iter().any(|(id, _, _)| *id == group) {
-            groups.push((group, "Empty", "consumer".into()));
+        if !groups.iter().any(|(id, _, _, _)| *id == group) {
+            groups.push((group, "Empty", "consumer".into(), GROUP_TYPE_CLASSIC));
         }
     }
     // The filters decode empty at versions without them.
     let matches =
         |filter: &[StrBytes], value: &str| filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value));
-    if !matches(&request.types_filter, GROUP_TYPE_CLASSIC) {
-        groups.clear();
-    }
     let listed = groups
         .into_iter()
-        .filter(|(_, state, _)| matches(&request.states_filter, state))
-        .map(|(id, state, protocol_type)| {
+        .filter(|(_, state, _, kind)| matches(&request.states_filter, state) && matches(&request.types_filter, kind))
+        .map(|(id, state, protocol_type, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(id)))
                 .with_protocol_type(StrBytes::from_string(protocol_type))
                 .with_group_state(StrBytes::from_static_str(state))
-                .with_group_type(StrBytes::from_static_str(GROUP_TYPE_CLASSIC))
+                .with_group_type(StrBytes::from_static_str(kind))
         })
         .collect();
     ListGroupsResponse::default().with_groups(listed)

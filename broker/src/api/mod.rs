@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupHeartbeatResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind, SyncGroupResponse,
+    ApiKey, ConsumerGroupHeartbeatResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind,
+    ResponseKind, SyncGroupResponse,
 };
 use strata_protocol::request::Request;
 

@@ -40,6 +40,8 @@ const BALANCE_ROUNDS_MAX: usize = 1_000_000;
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
+/// Partitions as (topic id, index) pairs, for set arithmetic.
+type Partitions = BTreeSet<(Uuid, i32)>;
 
 /// What the coordinator knows of topics: the metadata image, or a fixture in tests.
 pub trait Topics {
@@ -327,7 +329,10 @@ impl Group {
 
     /// The topics the group's members subscribe to.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+        self.members
+            .values()
+            .flat_map(|m| m.subscribed.iter().cloned())
+            .collect()
     }
 
     pub fn view(&self) -> GroupView {
@@ -420,20 +425,19 @@ impl Group {
             return;
         }
         let target = self.target.get(member_id).cloned().unwrap_or_default();
-        let held_by_others: BTreeSet<(Uuid, i32)> = self
+        let held_by_others: Partitions = self
             .members
             .iter()
             .filter(|(id, _)| id.as_str() != member_id)
             .flat_map(|(_, m)| partitions(&m.assigned).chain(partitions(&m.revoking)))
             .collect();
         let member = self.members.get_mut(member_id).expect("reconciled member exists");
-        let current: BTreeSet<(Uuid, i32)> = partitions(&member.assigned).collect();
-        let wanted: BTreeSet<(Uuid, i32)> = partitions(&target).collect();
-        let retained: BTreeSet<(Uuid, i32)> = current.intersection(&wanted).copied().collect();
-        let to_revoke: BTreeSet<(Uuid, i32)> = current.difference(&wanted).copied().collect();
-        let (free, unreleased): (BTreeSet<(Uuid, i32)>, BTreeSet<(Uuid, i32)>) = wanted
-            .difference(&current)
-            .partition(|tp| !held_by_others.contains(tp));
+        let current: Partitions = partitions(&member.assigned).collect();
+        let wanted: Partitions = partitions(&target).collect();
+        let retained: Partitions = current.intersection(&wanted).copied().collect();
+        let to_revoke: Partitions = current.difference(&wanted).copied().collect();
+        let (free, unreleased): (Partitions, Partitions) =
+            wanted.difference(&current).partition(|tp| !held_by_others.contains(tp));
         if !to_revoke.is_empty() {
             member.state = MemberState::UnrevokedPartitions;
             member.assigned = collect(retained);
@@ -723,7 +727,10 @@ mod tests {
 
     fn owned(answer: &Answer) -> Vec<i32> {
         let assignment = answer.assignment.as_ref().expect("an assignment");
-        assignment.get(&topic()).map(|p| p.iter().copied().collect()).unwrap_or_default()
+        assignment
+            .get(&topic())
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Heartbeats `member` (owning what it was last told) until its answer is stable at the group's
@@ -832,7 +839,10 @@ mod tests {
             fenced(group.heartbeat(beat("a", 1, Some(&[0, 1])), &t, now)),
             ResponseError::FencedMemberEpoch
         );
-        assert_eq!(group.check_member_epoch("b", 1, false), Err(ResponseError::StaleMemberEpoch));
+        assert_eq!(
+            group.check_member_epoch("b", 1, false),
+            Err(ResponseError::StaleMemberEpoch)
+        );
         assert_eq!(group.check_member_epoch("a", 2, false), Ok(()));
         group.heartbeat(beat("a", LEAVE_EPOCH, None), &t, now).unwrap();
         assert_eq!(
@@ -840,7 +850,10 @@ mod tests {
             ResponseError::UnknownMemberId,
             "a left"
         );
-        assert_eq!(fenced(group.heartbeat(beat("z", 1, None), &t, now)), ResponseError::UnknownMemberId);
+        assert_eq!(
+            fenced(group.heartbeat(beat("z", 1, None), &t, now)),
+            ResponseError::UnknownMemberId
+        );
     }
 
     #[test]

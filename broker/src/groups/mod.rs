@@ -871,7 +871,7 @@ impl Coordinator {
         groups.retain(|id, g| !(g.state == State::Empty && g.is_bare() && !has_offsets(id)));
         let mut consumer = self.lock_consumer();
         let consumer_before = consumer.len();
-        consumer.retain(|id, g| !(g.is_empty() && !has_offsets(id)));
+        consumer.retain(|id, g| !g.is_empty() || has_offsets(id));
         before - groups.len() + consumer_before - consumer.len()
     }
 }
