@@ -17,7 +17,8 @@
 //! - `reconcile`: acting on each new metadata image: hosting, leading, following, deleting partitions.
 //! - `membership`: registration with the active controller, heartbeats, readiness, controlled shutdown.
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
-//! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets, which live in
+//! - `groups`: the group coordinator (join, sync, heartbeat, sessions; `groups::consumer`, the KIP-848
+//!   consumer protocol's groups, assigned by the coordinator) and committed offsets, which live in
 //!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use).
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
