@@ -242,6 +242,98 @@ fn exchange<Q: kafka_protocol::protocol::Encodable, A: kafka_protocol::protocol:
     common::raw::response(&mut stream, key, version)
 }
 
+/// The first FindCoordinator creates __consumer_offsets; until the partitions of `groups` are led and read
+/// back, their requests are answered COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR.
+fn coordinators_ready(server: &Server, groups: &[&str]) {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    common::wait_for("coordinators", TIMEOUT, || {
+        groups.iter().all(|group| {
+            let key = StrBytes::from_string((*group).to_owned());
+            let request = FindCoordinatorRequest::default().with_key(key.clone());
+            let found: FindCoordinatorResponse = exchange(server, ApiKey::FindCoordinator, 1, &request);
+            let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![key.into()]);
+            let described: ConsumerGroupDescribeResponse = exchange(server, ApiKey::ConsumerGroupDescribe, 0, &request);
+            found.error_code == 0 && described.groups[0].error_code == ResponseError::GroupIdNotFound.code()
+        })
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_heartbeating_is_removed_after_its_session_and_its_partitions_move() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let s = |v: &str| StrBytes::from_string(v.to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.consumer.session.timeout.ms=1000",
+            "group.consumer.heartbeat.interval.ms=100",
+        ],
+    );
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    coordinators_ready(&server, &["expiring"]);
+    let join = |member: &str| {
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(s("expiring").into())
+            .with_member_id(s(member))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]))
+            .with_topic_partitions(Some(vec![]));
+        let answer: ConsumerGroupHeartbeatResponse = exchange(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request);
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+        (answer.member_epoch, answer.assignment.unwrap().topic_partitions)
+    };
+    // "gone" joins first and gets everything, then never heartbeats again; "stays" heartbeats, owning what
+    // it was last told, until it has all six.
+    let (_, gone) = join("gone");
+    assert_eq!(gone[0].partitions.len(), PARTITIONS as usize);
+    let (mut epoch, mut owned) = join("stays");
+    assert_eq!(
+        owned.iter().map(|t| t.partitions.len()).sum::<usize>(),
+        0,
+        "nothing free yet"
+    );
+    common::wait_for("gone's partitions to move to stays", TIMEOUT, || {
+        let mine: Vec<TopicPartitions> = owned
+            .iter()
+            .map(|t| {
+                TopicPartitions::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(t.partitions.clone())
+            })
+            .collect();
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(s("expiring").into())
+            .with_member_id(s("stays"))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(Some(mine));
+        let answer: ConsumerGroupHeartbeatResponse = exchange(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request);
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+        epoch = answer.member_epoch;
+        if let Some(assignment) = answer.assignment {
+            owned = assignment.topic_partitions;
+        }
+        owned.iter().map(|t| t.partitions.len()).sum::<usize>() == PARTITIONS as usize
+    });
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![s("expiring").into()]);
+    let described: ConsumerGroupDescribeResponse = exchange(&server, ApiKey::ConsumerGroupDescribe, 1, &request);
+    let members: Vec<&str> = described.groups[0]
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert_eq!(members, vec!["stays"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups() {
     use kafka_protocol::ResponseError;
@@ -269,18 +361,7 @@ async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups
         exchange::<_, ConsumerGroupHeartbeatResponse>(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request)
     };
 
-    // The first FindCoordinator creates __consumer_offsets; until the partitions of both groups are led and
-    // read back, their requests are answered COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR.
-    common::wait_for("coordinators", TIMEOUT, || {
-        ["cg", "classic"].iter().all(|group| {
-            let request = FindCoordinatorRequest::default().with_key(s(group));
-            let found: FindCoordinatorResponse = exchange(&server, ApiKey::FindCoordinator, 1, &request);
-            let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![s(group).into()]);
-            let described: ConsumerGroupDescribeResponse =
-                exchange(&server, ApiKey::ConsumerGroupDescribe, 0, &request);
-            found.error_code == 0 && described.groups[0].error_code == ResponseError::GroupIdNotFound.code()
-        })
-    });
+    coordinators_ready(&server, &["cg", "classic"]);
     let joined = heartbeat("cg", "m1", 0);
     assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
     assert_eq!(joined.member_epoch, 1);

@@ -308,9 +308,24 @@ impl Group {
         expired
     }
 
-    /// Kafka's `ConsumerGroup.validateOffsetCommit`/`validateOffsetFetch`: a member at its current epoch.
-    /// A commit or fetch without a member (epoch < 0) is accepted for an empty group (commit) or always
-    /// (fetch, `any_without_member`).
+    /// Kafka's `ConsumerGroup.validateOffsetCommit`: a commit without a member (epoch < 0) only to an
+    /// empty group; a member's with OffsetCommit v9+ (`version`), at its current epoch.
+    pub fn check_commit(&self, member_id: &str, member_epoch: i32, version: i16) -> Result<(), ResponseError> {
+        if member_epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if version < 9 {
+            return Err(ResponseError::UnsupportedVersion);
+        }
+        self.check_member_epoch(member_id, member_epoch, false)
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetFetch` (and the epoch half of `validateOffsetCommit`): a member
+    /// at its current epoch. A fetch without a member (epoch < 0) is accepted (`any_without_member`), a
+    /// commit without one only for an empty group.
     pub fn check_member_epoch(
         &self,
         member_id: &str,
@@ -634,31 +649,32 @@ fn assign_uniform(
             *counts.get_mut(member).expect("counted") += 1;
         }
     }
+    let mut by_member: BTreeMap<&str, Partitions> = subscriptions.keys().map(|m| (*m, Partitions::new())).collect();
+    for (tp, member) in &owner {
+        by_member.get_mut(member).expect("listed").insert(*tp);
+    }
+    // Each move takes a partition from a member with c to one with d < c - 1, which lowers the sum of the
+    // squared counts: this ends, and within the bound for any group that fits in memory.
     for _ in 0..BALANCE_ROUNDS_MAX {
-        // A partition of a member with the most that a member with at least two fewer could take.
-        let mut moved = false;
         let mut by_load: Vec<(&str, usize)> = counts.iter().map(|(m, c)| (*m, *c)).collect();
         by_load.sort_by_key(|(m, c)| (std::cmp::Reverse(*c), *m));
-        'search: for (from, from_count) in &by_load {
-            for (tp, _) in owner.iter().filter(|(_, o)| **o == *from) {
-                let to = counts
+        let found = by_load.iter().find_map(|(from, from_count)| {
+            by_member[from].iter().find_map(|tp| {
+                counts
                     .iter()
                     .filter(|(m, c)| **c + 1 < *from_count && subscribes(m, tp.0))
                     .min_by_key(|(m, c)| (**c, **m))
-                    .map(|(m, _)| *m);
-                if let Some(to) = to {
-                    let tp = *tp;
-                    owner.insert(tp, to);
-                    *counts.get_mut(from).expect("counted") -= 1;
-                    *counts.get_mut(to).expect("counted") += 1;
-                    moved = true;
-                    break 'search;
-                }
-            }
-        }
-        if !moved {
+                    .map(|(to, _)| (*from, *to, *tp))
+            })
+        });
+        let Some((from, to, tp)) = found else {
             break;
-        }
+        };
+        owner.insert(tp, to);
+        by_member.get_mut(from).expect("listed").remove(&tp);
+        by_member.get_mut(to).expect("listed").insert(tp);
+        *counts.get_mut(from).expect("counted") -= 1;
+        *counts.get_mut(to).expect("counted") += 1;
     }
     let mut target: BTreeMap<String, Assignment> = subscriptions
         .keys()
@@ -887,6 +903,35 @@ mod tests {
         assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);
         assert_eq!(refused(&mut group, join("")), ResponseError::InvalidRequest);
         assert!(group.is_empty());
+    }
+
+    #[test]
+    fn uniform_is_balanced_and_sticky_at_scale_and_with_different_subscriptions() {
+        let (t1, t2) = ((Uuid::from_u128(1), 1000), (Uuid::from_u128(2), 10));
+        let names: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+        let subscriptions: BTreeMap<&str, Vec<(Uuid, i32)>> = names.iter().map(|m| (m.as_str(), vec![t1])).collect();
+        let first = assign_uniform(&subscriptions, &BTreeMap::new());
+        let sizes: Vec<usize> = first.values().map(|a| partitions(a).count()).collect();
+        assert_eq!((sizes.iter().min(), sizes.iter().max()), (Some(&10), Some(&10)));
+        assert_eq!(
+            assign_uniform(&subscriptions, &first),
+            first,
+            "nothing moves when nothing changed"
+        );
+        // One member more: each of the others gives up at most one partition, keeping the rest.
+        let mut more = subscriptions.clone();
+        more.insert("new", vec![t1]);
+        let second = assign_uniform(&more, &first);
+        for (member, had) in &first {
+            let kept = partitions(&second[member]).filter(|tp| contains(had, *tp)).count();
+            assert!(kept >= 9, "{member} kept {kept}");
+        }
+        assert!(partitions(&second["new"]).count() >= 9);
+        // Different subscriptions: t2's partitions go to the one member that takes them; balanced otherwise.
+        let mixed: BTreeMap<&str, Vec<(Uuid, i32)>> = [("x", vec![t2]), ("y", vec![t1, t2])].into();
+        let target = assign_uniform(&mixed, &BTreeMap::new());
+        assert_eq!(partitions(&target["x"]).count(), 10);
+        assert_eq!(partitions(&target["y"]).count(), 1000);
     }
 
     #[test]

@@ -390,10 +390,11 @@ impl Coordinator {
     ) -> Option<Result<(), ResponseError>> {
         let groups = self.lock_consumer();
         let group = groups.get(group_id)?;
-        if !fetch && version < 9 && !(member_epoch < 0 && group.is_empty()) {
-            return Some(Err(ResponseError::UnsupportedVersion));
-        }
-        Some(group.check_member_epoch(member_id, member_epoch, fetch))
+        Some(if fetch {
+            group.check_member_epoch(member_id, member_epoch, true)
+        } else {
+            group.check_commit(member_id, member_epoch, version)
+        })
     }
 
     /// Expires members that stopped heartbeating, until `shutdown`.
