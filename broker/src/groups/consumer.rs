@@ -190,6 +190,8 @@ impl Group {
     /// Handles one heartbeat at `now`; see the module documentation.
     pub fn heartbeat(&mut self, request: Heartbeat, topics: &dyn Topics, now: Instant) -> Result<Answer, Refusal> {
         validate(&request)?;
+        let full_request =
+            request.rebalance_timeout_ms >= 0 && request.subscribed_topic_names.is_some() && request.owned.is_some();
         if request.member_epoch == LEAVE_EPOCH || request.member_epoch == LEAVE_STATIC_EPOCH {
             if self.remove(&request.member_id, now).is_none() {
                 return Err(unknown_member(&request.member_id));
@@ -282,7 +284,8 @@ impl Group {
         let before = self.members[&request.member_id].assigned.clone();
         self.reconcile(&request.member_id, request.owned.as_ref(), now);
         let member = &self.members[&request.member_id];
-        let full = request.member_epoch == JOIN_EPOCH || request.owned.is_some() && request.rebalance_timeout_ms >= 0;
+        // Kafka's full request (sent when joining, and after errors): every non-optional field set.
+        let full = request.member_epoch == JOIN_EPOCH || full_request;
         Ok(Answer {
             member_id: request.member_id,
             member_epoch: member.epoch,
@@ -439,6 +442,12 @@ impl Group {
         if !ready {
             return;
         }
+        // A member that revoked moves on by one epoch at most (Kafka's `min(memberEpoch + 1, target)`), so
+        // that one that must revoke again shows it got past the previous round.
+        let revoking_epoch = match member.state {
+            MemberState::UnrevokedPartitions => (member.epoch + 1).min(self.assignment_epoch),
+            MemberState::Stable | MemberState::UnreleasedPartitions => member.epoch,
+        };
         let target = self.target.get(member_id).cloned().unwrap_or_default();
         let held_by_others: Partitions = self
             .members
@@ -454,6 +463,10 @@ impl Group {
         let (free, unreleased): (Partitions, Partitions) =
             wanted.difference(&current).partition(|tp| !held_by_others.contains(tp));
         if !to_revoke.is_empty() {
+            if member.epoch != revoking_epoch {
+                member.previous_epoch = member.epoch;
+                member.epoch = revoking_epoch;
+            }
             member.state = MemberState::UnrevokedPartitions;
             member.assigned = collect(retained);
             member.revoking = collect(to_revoke);
