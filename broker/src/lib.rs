@@ -340,6 +340,7 @@ async fn run_broker(
             max_size: config.settings.group_max_size,
             consumer_session_timeout: Duration::from_millis(config.settings.group_consumer_session_timeout_ms),
             consumer_heartbeat_interval: Duration::from_millis(config.settings.group_consumer_heartbeat_interval_ms),
+            consumer_max_size: config.settings.group_consumer_max_size,
         }),
         offsets: Default::default(),
         fetch_sessions: fetch_sessions::FetchSessions::new(config.settings.fetch_session_cache_slots),

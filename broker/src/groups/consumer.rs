@@ -170,6 +170,14 @@ impl Group {
         self.epoch
     }
 
+    pub fn has_member(&self, member_id: &str) -> bool {
+        self.members.contains_key(member_id)
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
     /// Kafka's consumer group states.
     pub fn state(&self) -> &'static str {
         if self.members.is_empty() {

@@ -71,6 +71,8 @@ pub struct GroupSettings {
     pub consumer_session_timeout: Duration,
     /// `group.consumer.heartbeat.interval.ms`, likewise.
     pub consumer_heartbeat_interval: Duration,
+    /// `group.consumer.max.size`: members one consumer-protocol group may have.
+    pub consumer_max_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +347,15 @@ impl Coordinator {
             groups.insert(group_id.to_owned(), consumer::Group::new(now));
         }
         let group = groups.get_mut(group_id).expect("present or inserted");
+        if joining && !group.has_member(&request.member_id) && group.member_count() >= self.settings.consumer_max_size {
+            return Err((
+                ResponseError::GroupMaxSizeReached,
+                format!(
+                    "The consumer group has reached its maximum capacity of {} members.",
+                    self.settings.consumer_max_size
+                ),
+            ));
+        }
         let leaving = request.member_epoch < 0;
         let member_id = leaving.then(|| request.member_id.clone());
         let answer = group.heartbeat(request, topics, now);
@@ -1142,6 +1153,7 @@ mod tests {
             max_size,
             consumer_session_timeout: Duration::from_secs(45),
             consumer_heartbeat_interval: Duration::from_secs(5),
+            consumer_max_size: max_size,
         })
     }
 
@@ -1340,6 +1352,76 @@ mod tests {
             coordinator.heartbeat("g", &b.member_id, Some("b"), b.generation),
             Err(ResponseError::FencedInstanceId)
         );
+    }
+
+    struct NoTopics;
+
+    impl consumer::Topics for NoTopics {
+        fn by_name(&self, _: &str) -> Option<(uuid::Uuid, i32)> {
+            None
+        }
+        fn name(&self, _: uuid::Uuid) -> Option<String> {
+            None
+        }
+    }
+
+    fn consumer_join(member: &str) -> consumer::Heartbeat {
+        consumer::Heartbeat {
+            member_id: member.into(),
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned: Some(consumer::Assignment::new()),
+            session_timeout: Duration::from_secs(45),
+            ..consumer::Heartbeat::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_id_is_classic_or_consumer_and_consumer_groups_have_a_max_size() {
+        let coordinator = coordinator(1);
+        coordinator
+            .consumer_heartbeat("cg", consumer_join("a"), &NoTopics)
+            .unwrap();
+        assert_eq!(
+            coordinator
+                .consumer_heartbeat("cg", consumer_join("b"), &NoTopics)
+                .unwrap_err()
+                .0,
+            ResponseError::GroupMaxSizeReached
+        );
+        assert!(
+            coordinator
+                .consumer_heartbeat("cg", consumer_join("a"), &NoTopics)
+                .is_ok(),
+            "a member rejoining keeps its place"
+        );
+        assert_eq!(
+            coordinator.join(join_request("cg", "")).await.unwrap_err().0,
+            ResponseError::InconsistentGroupProtocol
+        );
+        assert_eq!(coordinator.delete("cg"), Err(ResponseError::NonEmptyGroup));
+        let mut direct = join_request("classic", "");
+        direct.require_known_member_id = false;
+        coordinator.join(direct).await.unwrap();
+        assert_eq!(
+            coordinator
+                .consumer_heartbeat("classic", consumer_join("c"), &NoTopics)
+                .unwrap_err()
+                .0,
+            ResponseError::GroupIdNotFound
+        );
+        let left = consumer::Heartbeat {
+            member_epoch: consumer::LEAVE_EPOCH,
+            ..consumer_join("a")
+        };
+        coordinator.consumer_heartbeat("cg", left, &NoTopics).unwrap();
+        assert!(matches!(coordinator.expiry()["cg"], Expiry::EmptySince(_)));
+        assert_eq!(
+            coordinator.remove_dead(|_| false),
+            1,
+            "the empty consumer group, without offsets"
+        );
+        assert!(coordinator.describe_consumer("cg").is_none());
     }
 
     #[test]
