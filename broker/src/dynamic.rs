@@ -14,10 +14,11 @@
 //! INVALID_REQUEST, as Kafka refuses a read-only config ("cannot be updated dynamically").
 //!
 //! **Group configs** (resource type GROUP, KIP-848/KIP-932): per group id, Kafka 4.0's six keys, each checked
-//! against the broker's bounds for it as Kafka's `GroupConfig.validate` does. Strata's groups are classic
-//! (JoinGroup/SyncGroup) groups, whose timeouts come from the client's JoinGroup; these keys are for the
-//! consumer (KIP-848) and share (KIP-932) group protocols, which Strata does not run yet. They are kept and
-//! described, so tools that manage them work, and take effect once those protocols exist.
+//! against the broker's bounds for it as Kafka's `GroupConfig.validate` does. The `consumer.*` keys set the
+//! session timeout and heartbeat interval of consumer-protocol (KIP-848) groups, read at each heartbeat
+//! (`api::consumer_group_heartbeat`); classic groups take theirs from the client's JoinGroup. The `share.*`
+//! keys are for share groups (KIP-932), which Strata does not run yet: they are kept and described, so tools
+//! that manage them work.
 
 use std::collections::BTreeMap;
 

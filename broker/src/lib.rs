@@ -17,7 +17,8 @@
 //! - `reconcile`: acting on each new metadata image: hosting, leading, following, deleting partitions.
 //! - `membership`: registration with the active controller, heartbeats, readiness, controlled shutdown.
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
-//! - `groups`: the group coordinator (join, sync, heartbeat, sessions) and committed offsets, which live in
+//! - `groups`: the group coordinator (join, sync, heartbeat, sessions; `groups::consumer`, the KIP-848
+//!   consumer protocol's groups, assigned by the coordinator) and committed offsets, which live in
 //!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use).
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
 //! - `share`: share groups (KIP-932): membership, share sessions and share-partition state.
@@ -339,6 +340,9 @@ async fn run_broker(
         groups: groups::Coordinator::new(groups::GroupSettings {
             initial_rebalance_delay: Duration::from_millis(config.settings.group_initial_rebalance_delay_ms),
             max_size: config.settings.group_max_size,
+            consumer_session_timeout: Duration::from_millis(config.settings.group_consumer_session_timeout_ms),
+            consumer_heartbeat_interval: Duration::from_millis(config.settings.group_consumer_heartbeat_interval_ms),
+            consumer_max_size: config.settings.group_consumer_max_size,
         }),
         offsets: Default::default(),
         fetch_sessions: fetch_sessions::FetchSessions::new(config.settings.fetch_session_cache_slots),

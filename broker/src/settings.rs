@@ -133,6 +133,15 @@ pub struct BrokerSettings {
     /// `group.max.size`: members (and members handed an id that have not joined yet) one group may have;
     /// a JoinGroup past it is answered `GROUP_MAX_SIZE_REACHED`.
     pub group_max_size: usize,
+    /// `group.consumer.session.timeout.ms`: how long a member of a consumer-protocol (KIP-848) group may go
+    /// without a heartbeat, unless its group's `consumer.session.timeout.ms` says otherwise.
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`: how often members of a consumer-protocol group heartbeat,
+    /// unless its group's `consumer.heartbeat.interval.ms` says otherwise.
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// `group.consumer.max.size`: members one consumer-protocol group may have; a join past it is answered
+    /// `GROUP_MAX_SIZE_REACHED`.
+    pub group_consumer_max_size: usize,
     /// `offsets.retention.minutes` (or Strata's `offsets.retention.ms`), in milliseconds: how long a group's
     /// committed offsets outlive its last member, or a standalone commit its commit.
     pub offsets_retention_ms: u64,
@@ -180,6 +189,9 @@ impl Default for BrokerSettings {
             min_insync_replicas: 1,
             group_initial_rebalance_delay_ms: 3000,
             group_max_size: GROUP_MAX_SIZE_DEFAULT,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_max_size: GROUP_MAX_SIZE_DEFAULT,
             offsets_retention_ms: OFFSETS_RETENTION_MINUTES_DEFAULT * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             rack: None,
@@ -256,6 +268,14 @@ impl BrokerSettings {
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = int(0)? as u64,
             // An int in Kafka, at least 1.
             "group.max.size" => self.group_max_size = int(1)?.min(i64::from(i32::MAX)) as usize,
+            // Ints in Kafka; the heartbeat interval travels as an i32 in every heartbeat answer.
+            "group.consumer.session.timeout.ms" => {
+                self.group_consumer_session_timeout_ms = int(1)?.min(i64::from(i32::MAX)) as u64;
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group_consumer_heartbeat_interval_ms = int(1)?.min(i64::from(i32::MAX)) as u64;
+            }
+            "group.consumer.max.size" => self.group_consumer_max_size = int(1)?.min(i64::from(i32::MAX)) as usize,
             "offsets.retention.minutes" => self.offsets_retention_ms = int(1)?.min(i64::from(i32::MAX)) as u64 * 60_000,
             // Not a Kafka setting: the same retention in milliseconds, so that a test need not wait minutes.
             "offsets.retention.ms" => self.offsets_retention_ms = int(1)? as u64,
@@ -438,6 +458,15 @@ impl BrokerSettings {
                 self.group_initial_rebalance_delay_ms.to_string(),
             ),
             ("group.max.size", self.group_max_size.to_string()),
+            (
+                "group.consumer.session.timeout.ms",
+                self.group_consumer_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                self.group_consumer_heartbeat_interval_ms.to_string(),
+            ),
+            ("group.consumer.max.size", self.group_consumer_max_size.to_string()),
             (
                 "max.incremental.fetch.session.cache.slots",
                 self.fetch_session_cache_slots.to_string(),

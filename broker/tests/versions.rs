@@ -145,6 +145,8 @@ fn api_key(request: &RequestKind) -> ApiKey {
         RequestKind::ShareGroupDescribe(_) => ApiKey::ShareGroupDescribe,
         RequestKind::ShareFetch(_) => ApiKey::ShareFetch,
         RequestKind::ShareAcknowledge(_) => ApiKey::ShareAcknowledge,
+        RequestKind::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+        RequestKind::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -180,6 +182,17 @@ fn join_request(group: &str, member_id: StrBytes, version: i16) -> JoinGroupRequ
         request = request.with_rebalance_timeout_ms(30_000);
     }
     request
+}
+
+/// A KIP-848 join of `group` by member `member_id`, subscribed to `TOPIC`.
+fn consumer_join(group: &str, member_id: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(s(group).into())
+        .with_member_id(s(member_id))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name()]))
+        .with_topic_partitions(Some(vec![]))
 }
 
 /// A request of `key` at `version` with values the broker has something to say about.
@@ -545,6 +558,20 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
                 .with_member_id(Some(s(SHARE_MEMBER)))
                 .with_share_session_epoch(1),
         ),
+        ApiKey::ConsumerGroupHeartbeat => {
+            RequestKind::ConsumerGroupHeartbeat(consumer_join(&format!("consumer-{v}"), &Uuid::new_v4().to_string()))
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let group = format!("consumer-described-{v}");
+            let join = RequestKind::ConsumerGroupHeartbeat(consumer_join(&group, &Uuid::new_v4().to_string()));
+            let Ok(ResponseKind::ConsumerGroupHeartbeat(joined)) = connection.exchange(&join, 1) else {
+                panic!("joining {group} failed")
+            };
+            assert_eq!(joined.error_code, 0, "joining {group}: {:?}", joined.error_message);
+            RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![s(&group).into()]),
+            )
+        }
         other => panic!("SUPPORTED lists {other:?}, which this test has no request for: add one"),
     }
 }
@@ -621,6 +648,21 @@ fn every_supported_version_of_every_api_answers() {
                 }
                 Ok(ResponseKind::ShareAcknowledge(response)) => {
                     assert_eq!(response.error_code, 0, "ShareAcknowledge: {:?}", response.error_message);
+                    answered += 1;
+                }
+                Ok(ResponseKind::ConsumerGroupHeartbeat(response)) => {
+                    assert_eq!(
+                        response.error_code, 0,
+                        "ConsumerGroupHeartbeat v{version}: {response:?}"
+                    );
+                    let assignment = response.assignment.expect("a join is answered its assignment");
+                    assert_eq!(assignment.topic_partitions[0].partitions, vec![0]);
+                    answered += 1;
+                }
+                Ok(ResponseKind::ConsumerGroupDescribe(response)) => {
+                    let group = &response.groups[0];
+                    assert_eq!(group.error_code, 0, "ConsumerGroupDescribe v{version}: {group:?}");
+                    assert_eq!((group.group_state.as_str(), group.members.len()), ("Stable", 1));
                     answered += 1;
                 }
                 Ok(_) => answered += 1,

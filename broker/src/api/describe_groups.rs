@@ -1,5 +1,5 @@
-//! DescribeGroups: state, protocol and members with their assignments. An unknown group is described as
-//! `Dead`, as Kafka describes it.
+//! DescribeGroups: state, protocol and members with their assignments of classic groups. An unknown group,
+//! or a consumer-protocol one, is described as `Dead`, as Kafka describes them before v6.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -20,6 +20,12 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest, _version: i16) ->
                 .with_authorized_operations(operations);
             if let Err(error) = check_coordinator(broker, &id) {
                 return described.with_error_code(error.code());
+            }
+            // A consumer-protocol group is no classic group: Kafka 4 answers `GROUP_ID_NOT_FOUND` from v6, and
+            // `Dead` without an error at the versions before (which are all this broker speaks). Its members
+            // are for ConsumerGroupDescribe.
+            if broker.groups.describe_consumer(&id).is_some() {
+                return described.with_group_state(StrBytes::from_static_str("Dead"));
             }
             let Some(view) = broker.groups.describe(&id) else {
                 let state = if broker.offsets.of_group(&id).is_empty() {

@@ -1,7 +1,8 @@
 //! ListGroups: every group the coordinator knows, with its state. v4 filters by state (KIP-518), v5 by group
 //! type (KIP-848); both filters match case-insensitively, as Kafka's do, and an empty filter matches all.
-//! Groups of the JoinGroup/SyncGroup protocol are `classic`, share groups (KIP-932) `share`; Strata has no
-//! KIP-848 consumer groups yet, so a filter for `consumer` matches none.
+//! Groups of JoinGroup/SyncGroup are `classic`, groups of ConsumerGroupHeartbeat `consumer` (with Kafka's
+//! consumer group states: Empty, Assigning, Reconciling, Stable); both have protocol type `consumer`. Share
+//! groups (KIP-932) are `share`, with protocol type `share`.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -11,19 +12,25 @@ use crate::broker::Broker;
 
 /// KIP-848's name for the groups of the JoinGroup/SyncGroup protocol.
 const GROUP_TYPE_CLASSIC: &str = "classic";
+/// KIP-848's name for the groups of the ConsumerGroupHeartbeat protocol.
+const GROUP_TYPE_CONSUMER: &str = "consumer";
 /// KIP-932's group type and protocol type of share groups.
 const GROUP_TYPE_SHARE: &str = "share";
 
 pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
+    // (id, state, protocol type, group type)
     let mut groups: Vec<(String, &'static str, String, &'static str)> = broker
         .groups
         .list()
         .into_iter()
         .map(|(id, state, protocol_type)| (id, state.name(), protocol_type, GROUP_TYPE_CLASSIC))
         .collect();
-    // Groups known only by their committed offsets (after a restart) are empty consumer groups.
+    for (id, state) in broker.groups.list_consumer() {
+        groups.push((id, state, "consumer".into(), GROUP_TYPE_CONSUMER));
+    }
+    // Groups known only by their committed offsets (after a restart) are empty classic consumer groups.
     for group in broker.offsets.groups() {
-        if !groups.iter().any(|(id, ..)| *id == group) {
+        if !groups.iter().any(|(id, _, _, _)| *id == group) {
             groups.push((group, "Empty", "consumer".into(), GROUP_TYPE_CLASSIC));
         }
     }

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use kafka_protocol::messages::{
-    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind, ResponseKind,
-    ShareGroupHeartbeatResponse, SyncGroupResponse,
+    ApiKey, ConsumerGroupHeartbeatResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, RequestKind,
+    ResponseKind, ShareGroupHeartbeatResponse, SyncGroupResponse,
 };
 use strata_protocol::request::Request;
 
@@ -17,6 +17,8 @@ mod alter_configs;
 mod api_versions;
 mod authorized;
 mod configs;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -83,6 +85,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The versions of `api_key` this broker handles.
@@ -185,6 +189,17 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         RequestKind::ShareFetch(body) => ResponseKind::ShareFetch(share_fetch::handle(broker, body, version).await),
         RequestKind::ShareAcknowledge(body) => {
             ResponseKind::ShareAcknowledge(share_acknowledge::handle(broker, body, version))
+        }
+        RequestKind::ConsumerGroupHeartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => {
+            ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(coordinator_error(broker, &body.group_id)),
+            )
+        }
+        RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(broker, body, version, &client_id, format!("/{}", peer.ip())),
+        ),
+        RequestKind::ConsumerGroupDescribe(body) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, body, version))
         }
         RequestKind::JoinGroup(body) => {
             ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)

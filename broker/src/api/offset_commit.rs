@@ -1,4 +1,5 @@
-//! OffsetCommit: checked against the group's generation, then made durable in `__consumer_offsets`.
+//! OffsetCommit: checked against the group's generation (a consumer-protocol group: the member's epoch), then
+//! made durable in `__consumer_offsets`.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -8,14 +9,26 @@ use strata_storage::TopicPartition;
 use crate::broker::Broker;
 use crate::groups::offsets::{Committed, METADATA_BYTES_MAX};
 
-pub async fn handle(broker: &Broker, request: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
+pub async fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
-    let allowed = broker.groups.check_commit(
-        &group,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-        request.generation_id_or_member_epoch,
-    );
+    // A consumer-protocol group checks member id and member epoch (v9+); a classic one the generation.
+    let allowed = broker
+        .groups
+        .check_consumer_member(
+            &group,
+            &request.member_id,
+            request.generation_id_or_member_epoch,
+            version,
+            false,
+        )
+        .unwrap_or_else(|| {
+            broker.groups.check_commit(
+                &group,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation_id_or_member_epoch,
+            )
+        });
     // Per partition: an error now, or an offset to write.
     let mut to_write = Vec::new();
     let mut results: Vec<(usize, usize, ResponseError)> = Vec::new();

@@ -117,6 +117,18 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                     .with_group_id(group.group_id)
                     .with_error_code(error.code());
             }
+            // v9: a member of a consumer-protocol group fetches at its current epoch (Kafka's
+            // `ConsumerGroup.validateOffsetFetch`); without a member id anyone may.
+            if let Some(member_id) = group.member_id.as_deref()
+                && let Some(Err(error)) =
+                    broker
+                        .groups
+                        .check_consumer_member(&group.group_id, member_id, group.member_epoch, version, true)
+            {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_error_code(error.code());
+            }
             let wanted = group
                 .topics
                 .map(|topics| topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect());

@@ -1,6 +1,7 @@
 //! ShareGroupHeartbeat (KIP-932): a share group member joins (epoch 0), keeps its session, changes its
 //! subscription, or leaves (epoch -1); the answer carries its epoch and, when it changed, its assignment
-//! (`crate::share::group`). A group id in use by a classic consumer group is `INCONSISTENT_GROUP_PROTOCOL`.
+//! (`crate::share::group`). A group id in use by a consumer group (classic or KIP-848) with members is
+//! `GROUP_ID_NOT_FOUND`, as Kafka answers for a group of another type.
 
 use std::net::SocketAddr;
 
@@ -31,10 +32,16 @@ pub fn handle(
     if group.is_empty() {
         return refuse(ResponseError::InvalidGroupId, "the group id is empty");
     }
-    if broker.groups.describe(group).is_some_and(|g| !g.members.is_empty()) {
+    // A group id belongs to one kind of group; Kafka answers GROUP_ID_NOT_FOUND for another kind.
+    let classic = broker.groups.describe(group).is_some_and(|g| !g.members.is_empty());
+    let consumer = broker
+        .groups
+        .describe_consumer(group)
+        .is_some_and(|g| !g.members.is_empty());
+    if classic || consumer {
         return refuse(
-            ResponseError::InconsistentGroupProtocol,
-            "the group id is in use by a classic consumer group",
+            ResponseError::GroupIdNotFound,
+            &format!("group {group} is not a share group"),
         );
     }
     expire_members(broker);

@@ -31,7 +31,14 @@
 //! `group.max.size` members, counting the members handed an id that have not joined yet (which are
 //! forgotten after their session timeout); a group that is `Empty` and has no committed offsets is removed
 //! (Kafka's `Dead`) by the periodic check in [`expiry`], which also expires committed offsets.
+//!
+//! Groups of the KIP-848 consumer protocol (ConsumerGroupHeartbeat) are in [`consumer`], behind a second
+//! mutex. A group id is one or the other: a heartbeat for a classic group with members is answered
+//! `GROUP_ID_NOT_FOUND`, a JoinGroup for a consumer group with members `INCONSISTENT_GROUP_PROTOCOL`; an
+//! empty group of either kind is taken over by the other. Whoever needs both locks takes the classic one
+//! first, so that the two never wait for each other.
 
+pub mod consumer;
 pub mod expiry;
 pub mod offsets;
 
@@ -59,6 +66,13 @@ pub struct GroupSettings {
     pub initial_rebalance_delay: Duration,
     /// `group.max.size`.
     pub max_size: usize,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol group's session timeout, unless the group's
+    /// `consumer.session.timeout.ms` config says otherwise.
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms`, likewise.
+    pub consumer_heartbeat_interval: Duration,
+    /// `group.consumer.max.size`: members one consumer-protocol group may have.
+    pub consumer_max_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +280,8 @@ enum JoinStep {
 #[derive(Debug)]
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
+    /// Consumer-protocol groups; locked after `groups` when both are needed.
+    consumer: Mutex<HashMap<String, consumer::Group>>,
     settings: GroupSettings,
     /// The last rebalance number handed out (see [`Group::rebalance`]).
     rebalances: AtomicU64,
@@ -275,6 +291,7 @@ impl Coordinator {
     pub fn new(settings: GroupSettings) -> Arc<Self> {
         Arc::new(Self {
             groups: Mutex::new(HashMap::new()),
+            consumer: Mutex::new(HashMap::new()),
             settings,
             rebalances: AtomicU64::new(0),
         })
@@ -282,6 +299,113 @@ impl Coordinator {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The consumer-protocol groups. Taken after [`Coordinator::lock`] when both are held.
+    fn lock_consumer(&self) -> MutexGuard<'_, HashMap<String, consumer::Group>> {
+        self.consumer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn settings(&self) -> GroupSettings {
+        self.settings
+    }
+
+    /// ConsumerGroupHeartbeat for `group_id` (see [`consumer`]).
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        request: consumer::Heartbeat,
+        topics: &dyn consumer::Topics,
+    ) -> Result<consumer::Answer, consumer::Refusal> {
+        if group_id.is_empty() {
+            return Err((ResponseError::InvalidRequest, "GroupId can't be empty.".into()));
+        }
+        let now = Instant::now();
+        let mut classic = self.lock();
+        if let Some(group) = classic.get(group_id) {
+            if !group.is_bare() {
+                return Err((
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group."),
+                ));
+            }
+            // An empty classic group (its offsets stay, they are kept apart) becomes a consumer group.
+            classic.remove(group_id);
+        }
+        let mut groups = self.lock_consumer();
+        drop(classic);
+        let joining = request.member_epoch == consumer::JOIN_EPOCH;
+        if !groups.contains_key(group_id) {
+            if !joining {
+                // Kafka's answer to a member of a group it does not know (here: after the coordinator moved or
+                // restarted, as groups are kept in memory): the member rejoins.
+                return Err((
+                    ResponseError::UnknownMemberId,
+                    format!("member {} is not a member of group {group_id}", request.member_id),
+                ));
+            }
+            groups.insert(group_id.to_owned(), consumer::Group::new(now));
+        }
+        let group = groups.get_mut(group_id).expect("present or inserted");
+        if joining && !group.has_member(&request.member_id) && group.member_count() >= self.settings.consumer_max_size {
+            return Err((
+                ResponseError::GroupMaxSizeReached,
+                format!(
+                    "The consumer group has reached its maximum capacity of {} members.",
+                    self.settings.consumer_max_size
+                ),
+            ));
+        }
+        let leaving = request.member_epoch < 0;
+        let member_id = leaving.then(|| request.member_id.clone());
+        let answer = group.heartbeat(request, topics, now);
+        if let (Some(member), Ok(_)) = (member_id, &answer) {
+            tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "consumer group member left");
+        }
+        if answer.is_err() && joining && group.is_empty() && group.epoch() == 0 {
+            // A refused join does not leave a group behind.
+            groups.remove(group_id);
+        }
+        answer
+    }
+
+    /// A view of consumer group `group_id`, if it is one.
+    pub fn describe_consumer(&self, group_id: &str) -> Option<consumer::GroupView> {
+        self.lock_consumer().get(group_id).map(consumer::Group::view)
+    }
+
+    /// Whether `group_id` is a classic group this coordinator knows.
+    pub fn is_classic(&self, group_id: &str) -> bool {
+        self.lock().contains_key(group_id)
+    }
+
+    /// Every consumer-protocol group with its state.
+    pub fn list_consumer(&self) -> Vec<(String, &'static str)> {
+        self.lock_consumer()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.state()))
+            .collect()
+    }
+
+    /// OffsetCommit (`fetch` false) or OffsetFetch (`fetch` true) checks for a consumer-protocol group: `None`
+    /// if `group_id` is not one (the classic checks apply). A member must be at its current epoch
+    /// (`STALE_MEMBER_EPOCH` otherwise) and commit with OffsetCommit v9+, as Kafka requires of members of
+    /// the consumer protocol.
+    pub fn check_consumer_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+        version: i16,
+        fetch: bool,
+    ) -> Option<Result<(), ResponseError>> {
+        let groups = self.lock_consumer();
+        let group = groups.get(group_id)?;
+        Some(if fetch {
+            group.check_member_epoch(member_id, member_epoch, true)
+        } else {
+            group.check_commit(member_id, member_epoch, version)
+        })
     }
 
     /// Expires members that stopped heartbeating, until `shutdown`.
@@ -311,6 +435,13 @@ impl Coordinator {
                 }
                 group.pending.retain(|_, deadline| now < *deadline);
             }
+            drop(groups);
+            for (id, group) in self.lock_consumer().iter_mut() {
+                let expired = group.expire(now);
+                if !expired.is_empty() {
+                    tracing::info!(group = %id, members = ?expired, "consumer group members missed their session or rebalance timeout");
+                }
+            }
         }
     }
 
@@ -324,6 +455,19 @@ impl Coordinator {
         }
         let waiter = {
             let mut groups = self.lock();
+            {
+                let mut consumer = self.lock_consumer();
+                match consumer.get(&request.group_id) {
+                    Some(group) if !group.is_empty() => {
+                        return Err((ResponseError::InconsistentGroupProtocol, request.member_id));
+                    }
+                    // An empty consumer group becomes a classic one.
+                    Some(_) => {
+                        consumer.remove(&request.group_id);
+                    }
+                    None => {}
+                }
+            }
             let created = !groups.contains_key(&request.group_id);
             let group = groups.entry(request.group_id.clone()).or_insert_with(Group::new);
             let step = self.join_locked(group, &request);
@@ -636,6 +780,13 @@ impl Coordinator {
     /// Forgets a group that has no members (DeleteGroups). Its offsets are the caller's to delete.
     pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
         let mut groups = self.lock();
+        let mut consumer = self.lock_consumer();
+        match consumer.get(group_id) {
+            Some(group) if !group.is_empty() => return Err(ResponseError::NonEmptyGroup),
+            _ => {
+                consumer.remove(group_id);
+            }
+        }
         match groups.get(group_id) {
             Some(group) if !group.members.is_empty() => Err(ResponseError::NonEmptyGroup),
             _ => {
@@ -649,6 +800,9 @@ impl Coordinator {
     /// `i16` version, then an array of topic names). Empty for a group without members.
     pub fn subscribed_topics(&self, group_id: &str) -> Vec<String> {
         let groups = self.lock();
+        if let Some(group) = self.lock_consumer().get(group_id) {
+            return group.subscribed_topics().into_iter().collect();
+        }
         let Some(group) = groups.get(group_id) else {
             return Vec::new();
         };
@@ -706,7 +860,19 @@ impl Coordinator {
     /// How the committed offsets of each group it knows expire now. A group it does not know (known only by
     /// its offsets) is [`offsets::Expiry::ByCommit`].
     pub fn expiry(&self) -> HashMap<String, offsets::Expiry> {
-        self.lock().iter().map(|(id, g)| (id.clone(), g.expiry())).collect()
+        let mut expiry: HashMap<String, offsets::Expiry> =
+            self.lock().iter().map(|(id, g)| (id.clone(), g.expiry())).collect();
+        for (id, group) in self.lock_consumer().iter() {
+            // Kafka's `ConsumerGroup`: an empty group's offsets expire from when it became empty, a live
+            // group's only for topics no member subscribes to.
+            let rule = if group.is_empty() {
+                offsets::Expiry::EmptySince(group.empty_since)
+            } else {
+                offsets::Expiry::Unsubscribed(group.subscribed_topics().into_iter().collect())
+            };
+            expiry.insert(id.clone(), rule);
+        }
+        expiry
     }
 
     /// Removes the groups that are `Empty`, with no member about to join and no committed offsets
@@ -715,7 +881,10 @@ impl Coordinator {
         let mut groups = self.lock();
         let before = groups.len();
         groups.retain(|id, g| !(g.state == State::Empty && g.is_bare() && !has_offsets(id)));
-        before - groups.len()
+        let mut consumer = self.lock_consumer();
+        let consumer_before = consumer.len();
+        consumer.retain(|id, g| !g.is_empty() || has_offsets(id));
+        before - groups.len() + consumer_before - consumer.len()
     }
 }
 
@@ -982,6 +1151,9 @@ mod tests {
         Coordinator::new(GroupSettings {
             initial_rebalance_delay: Duration::ZERO,
             max_size,
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
+            consumer_max_size: max_size,
         })
     }
 
@@ -1180,6 +1352,76 @@ mod tests {
             coordinator.heartbeat("g", &b.member_id, Some("b"), b.generation),
             Err(ResponseError::FencedInstanceId)
         );
+    }
+
+    struct NoTopics;
+
+    impl consumer::Topics for NoTopics {
+        fn by_name(&self, _: &str) -> Option<(uuid::Uuid, i32)> {
+            None
+        }
+        fn name(&self, _: uuid::Uuid) -> Option<String> {
+            None
+        }
+    }
+
+    fn consumer_join(member: &str) -> consumer::Heartbeat {
+        consumer::Heartbeat {
+            member_id: member.into(),
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned: Some(consumer::Assignment::new()),
+            session_timeout: Duration::from_secs(45),
+            ..consumer::Heartbeat::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_id_is_classic_or_consumer_and_consumer_groups_have_a_max_size() {
+        let coordinator = coordinator(1);
+        coordinator
+            .consumer_heartbeat("cg", consumer_join("a"), &NoTopics)
+            .unwrap();
+        assert_eq!(
+            coordinator
+                .consumer_heartbeat("cg", consumer_join("b"), &NoTopics)
+                .unwrap_err()
+                .0,
+            ResponseError::GroupMaxSizeReached
+        );
+        assert!(
+            coordinator
+                .consumer_heartbeat("cg", consumer_join("a"), &NoTopics)
+                .is_ok(),
+            "a member rejoining keeps its place"
+        );
+        assert_eq!(
+            coordinator.join(join_request("cg", "")).await.unwrap_err().0,
+            ResponseError::InconsistentGroupProtocol
+        );
+        assert_eq!(coordinator.delete("cg"), Err(ResponseError::NonEmptyGroup));
+        let mut direct = join_request("classic", "");
+        direct.require_known_member_id = false;
+        coordinator.join(direct).await.unwrap();
+        assert_eq!(
+            coordinator
+                .consumer_heartbeat("classic", consumer_join("c"), &NoTopics)
+                .unwrap_err()
+                .0,
+            ResponseError::GroupIdNotFound
+        );
+        let left = consumer::Heartbeat {
+            member_epoch: consumer::LEAVE_EPOCH,
+            ..consumer_join("a")
+        };
+        coordinator.consumer_heartbeat("cg", left, &NoTopics).unwrap();
+        assert!(matches!(coordinator.expiry()["cg"], Expiry::EmptySince(_)));
+        assert_eq!(
+            coordinator.remove_dead(|_| false),
+            1,
+            "the empty consumer group, without offsets"
+        );
+        assert!(coordinator.describe_consumer("cg").is_none());
     }
 
     #[test]

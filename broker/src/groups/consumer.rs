@@ -1,0 +1,976 @@
+//! Consumer groups of the KIP-848 protocol (`group.protocol=consumer`): the coordinator assigns partitions
+//! itself and hands them out one heartbeat at a time. Sans-IO: every call takes the time and a view of the
+//! topics, so the unit tests below drive it without a broker or a clock.
+//!
+//! Three epochs, as in Kafka's `GroupMetadataManager`:
+//! - the **group epoch** bumps when the group's inputs change: a member joins or leaves, a subscription or
+//!   the assignor a member asks for changes, or a subscribed topic appears, goes or gets partitions;
+//! - the **assignment epoch** is the group epoch the target assignment was computed at (it catches up on the
+//!   next heartbeat, when the assignor runs: `uniform`, sticky and balanced, or `range`);
+//! - each **member epoch** is the assignment epoch the member has reconciled to.
+//!
+//! Reconciliation (Kafka's `CurrentAssignmentBuilder`) is incremental: a member is first told to give up
+//! what its target no longer has (`UnrevokedPartitions`: it is sent its assignment without them, and keeps
+//! its epoch until a heartbeat shows it owns no more than that); only then do others get those partitions.
+//! A member whose target holds partitions another member still owns gets the free ones and waits for the
+//! rest (`UnreleasedPartitions`). Nobody ever owns a partition another member still owns.
+//!
+//! What this module does not do (yet): it keeps groups in memory only (Kafka writes them to
+//! `__consumer_offsets`; here a coordinator restart or move makes members rejoin with `UNKNOWN_MEMBER_ID`),
+//! subscriptions by regular expression (`INVALID_REQUEST`), static membership (`instance_id` is shown, not
+//! acted on: a member leaving with epoch -2 leaves), and converting groups between the classic and the
+//! consumer protocol (the caller keeps a group id to one of them).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+/// The assignors this coordinator runs (Kafka's `group.consumer.assignors` default); the first is used
+/// when no member names one.
+pub const ASSIGNORS: &[&str] = &["uniform", "range"];
+/// `member_epoch` of a heartbeat that joins, leaves, or (static members) leaves for a while.
+pub const JOIN_EPOCH: i32 = 0;
+pub const LEAVE_EPOCH: i32 = -1;
+pub const LEAVE_STATIC_EPOCH: i32 = -2;
+/// Bound on the rounds of moves that balance a uniform assignment: each round moves one partition, and
+/// a balanced assignment is reached in far fewer for any real group; the bound keeps a bug from spinning.
+const BALANCE_ROUNDS_MAX: usize = 1_000_000;
+
+/// Partitions by topic id.
+pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
+/// Partitions as (topic id, index) pairs, for set arithmetic.
+type Partitions = BTreeSet<(Uuid, i32)>;
+
+/// What the coordinator knows of topics: the metadata image, or a fixture in tests.
+pub trait Topics {
+    /// A topic's id and partition count.
+    fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
+    fn name(&self, id: Uuid) -> Option<String>;
+}
+
+/// A member's reconciliation state (Kafka's `MemberState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Stable,
+    UnrevokedPartitions,
+    UnreleasedPartitions,
+}
+
+/// A ConsumerGroupHeartbeat, reduced to what the state machine needs. `None` means "unchanged since the
+/// last heartbeat", as on the wire.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    pub owned: Option<Assignment>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The group's `consumer.session.timeout.ms` (group config or broker default).
+    pub session_timeout: Duration,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub member_id: String,
+    pub member_epoch: i32,
+    /// The member's assignment, when it changed or the request was a full one; `None` otherwise.
+    pub assignment: Option<Assignment>,
+}
+
+/// A refused heartbeat: the error and its message.
+pub type Refusal = (ResponseError, String);
+
+#[derive(Debug, Clone)]
+struct Member {
+    epoch: i32,
+    previous_epoch: i32,
+    state: MemberState,
+    instance_id: Option<String>,
+    rack_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    subscribed: Vec<String>,
+    assignor: Option<String>,
+    rebalance_timeout: Duration,
+    session_timeout: Duration,
+    last_seen: Instant,
+    /// What the member owns, as far as the coordinator has told it.
+    assigned: Assignment,
+    /// What it was told to give up and has not yet confirmed giving up.
+    revoking: Assignment,
+    /// When a member in `UnrevokedPartitions` must have revoked by: past it, it is removed.
+    revoke_deadline: Option<Instant>,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    epoch: i32,
+    assignment_epoch: i32,
+    members: BTreeMap<String, Member>,
+    target: BTreeMap<String, Assignment>,
+    /// The subscribed topics as resolved at the last epoch bump: a change bumps the epoch.
+    topics: BTreeMap<String, Option<(Uuid, i32)>>,
+    assignor: &'static str,
+    /// When the last member left (or the group was created): offsets' retention counts from it.
+    pub empty_since: Instant,
+}
+
+/// A member as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    pub assignment: Assignment,
+    pub target: Assignment,
+}
+
+/// A group as ConsumerGroupDescribe and ListGroups show it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub state: &'static str,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: &'static str,
+    pub members: Vec<MemberView>,
+}
+
+impl Group {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            epoch: 0,
+            assignment_epoch: 0,
+            members: BTreeMap::new(),
+            target: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            assignor: ASSIGNORS[0],
+            empty_since: now,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.epoch
+    }
+
+    pub fn has_member(&self, member_id: &str) -> bool {
+        self.members.contains_key(member_id)
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Kafka's consumer group states.
+    pub fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.assignment_epoch < self.epoch {
+            "Assigning"
+        } else if self
+            .members
+            .values()
+            .any(|m| m.state != MemberState::Stable || m.epoch != self.assignment_epoch)
+        {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    /// Handles one heartbeat at `now`; see the module documentation.
+    pub fn heartbeat(&mut self, request: Heartbeat, topics: &dyn Topics, now: Instant) -> Result<Answer, Refusal> {
+        validate(&request)?;
+        let full_request =
+            request.rebalance_timeout_ms >= 0 && request.subscribed_topic_names.is_some() && request.owned.is_some();
+        if request.member_epoch == LEAVE_EPOCH || request.member_epoch == LEAVE_STATIC_EPOCH {
+            if self.remove(&request.member_id, now).is_none() {
+                return Err(unknown_member(&request.member_id));
+            }
+            return Ok(Answer {
+                member_id: request.member_id,
+                member_epoch: request.member_epoch,
+                assignment: None,
+            });
+        }
+        let mut bump = false;
+        let joining = request.member_epoch == JOIN_EPOCH;
+        let member = match self.members.get_mut(&request.member_id) {
+            Some(member) if joining => {
+                // A known member back at epoch 0 (fenced, or it lost its state): it owns nothing now, so
+                // its partitions are free; its target stays, so it is handed them again.
+                member.epoch = 0;
+                member.previous_epoch = 0;
+                member.state = MemberState::Stable;
+                member.assigned.clear();
+                member.revoking.clear();
+                member.revoke_deadline = None;
+                member
+            }
+            None if joining => {
+                bump = true;
+                self.members.entry(request.member_id.clone()).or_insert(Member {
+                    epoch: 0,
+                    previous_epoch: 0,
+                    state: MemberState::Stable,
+                    instance_id: None,
+                    rack_id: None,
+                    client_id: String::new(),
+                    client_host: String::new(),
+                    subscribed: Vec::new(),
+                    assignor: None,
+                    rebalance_timeout: Duration::ZERO,
+                    session_timeout: request.session_timeout,
+                    last_seen: now,
+                    assigned: Assignment::new(),
+                    revoking: Assignment::new(),
+                    revoke_deadline: None,
+                })
+            }
+            None => return Err(unknown_member(&request.member_id)),
+            Some(member) => {
+                check_epoch(member, request.member_epoch, request.owned.as_ref())?;
+                member
+            }
+        };
+        member.last_seen = now;
+        member.session_timeout = request.session_timeout;
+        member.client_id = request.client_id;
+        member.client_host = request.client_host;
+        if let Some(instance) = request.instance_id {
+            member.instance_id = Some(instance);
+        }
+        if let Some(rack) = request.rack_id {
+            member.rack_id = Some(rack);
+        }
+        if request.rebalance_timeout_ms >= 0 {
+            member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms as u64);
+        }
+        if let Some(mut names) = request.subscribed_topic_names {
+            names.sort();
+            names.dedup();
+            if names != member.subscribed {
+                member.subscribed = names;
+                bump = true;
+            }
+        }
+        if let Some(assignor) = request.server_assignor {
+            let assignor = Some(assignor).filter(|a| !a.is_empty());
+            if assignor != member.assignor {
+                member.assignor = assignor;
+                bump = true;
+            }
+        }
+        let resolved = self.resolve_topics(topics);
+        if resolved != self.topics {
+            self.topics = resolved;
+            bump = true;
+        }
+        if bump {
+            self.epoch += 1;
+        }
+        if self.assignment_epoch < self.epoch {
+            self.assign();
+        }
+        let before = self.members[&request.member_id].assigned.clone();
+        self.reconcile(&request.member_id, request.owned.as_ref(), now);
+        let member = &self.members[&request.member_id];
+        // Kafka's full request (sent when joining, and after errors): every non-optional field set.
+        let full = request.member_epoch == JOIN_EPOCH || full_request;
+        Ok(Answer {
+            member_id: request.member_id,
+            member_epoch: member.epoch,
+            assignment: (full || member.assigned != before).then(|| member.assigned.clone()),
+        })
+    }
+
+    /// Removes the members whose session timed out, or that did not revoke within their rebalance timeout.
+    /// Returns their ids.
+    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                now.saturating_duration_since(m.last_seen) > m.session_timeout
+                    || m.revoke_deadline.is_some_and(|deadline| now > deadline)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove(id, now);
+        }
+        expired
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetCommit`: a commit without a member (epoch < 0) only to an
+    /// empty group; a member's with OffsetCommit v9+ (`version`), at its current epoch.
+    pub fn check_commit(&self, member_id: &str, member_epoch: i32, version: i16) -> Result<(), ResponseError> {
+        if member_epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if version < 9 {
+            return Err(ResponseError::UnsupportedVersion);
+        }
+        self.check_member_epoch(member_id, member_epoch, false)
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetFetch` (and the epoch half of `validateOffsetCommit`): a member
+    /// at its current epoch. A fetch without a member (epoch < 0) is accepted (`any_without_member`), a
+    /// commit without one only for an empty group.
+    pub fn check_member_epoch(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+        any_without_member: bool,
+    ) -> Result<(), ResponseError> {
+        if member_epoch < 0 && (any_without_member || self.members.is_empty()) {
+            return Ok(());
+        }
+        let member = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
+        if member.epoch != member_epoch {
+            return Err(ResponseError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// The topics the group's members subscribe to.
+    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .flat_map(|m| m.subscribed.iter().cloned())
+            .collect()
+    }
+
+    pub fn view(&self) -> GroupView {
+        GroupView {
+            state: self.state(),
+            epoch: self.epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor,
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberView {
+                    member_id: id.clone(),
+                    member_epoch: m.epoch,
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed: m.subscribed.clone(),
+                    assignment: m.assigned.clone(),
+                    target: self.target.get(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn remove(&mut self, member_id: &str, now: Instant) -> Option<Member> {
+        let member = self.members.remove(member_id)?;
+        self.target.remove(member_id);
+        self.epoch += 1;
+        if self.members.is_empty() {
+            self.empty_since = now;
+        }
+        Some(member)
+    }
+
+    fn resolve_topics(&self, topics: &dyn Topics) -> BTreeMap<String, Option<(Uuid, i32)>> {
+        self.subscribed_topics()
+            .into_iter()
+            .map(|name| {
+                let resolved = topics.by_name(&name);
+                (name, resolved)
+            })
+            .collect()
+    }
+
+    /// Computes the target assignment at the group epoch. The assignor is the one most members ask for
+    /// (ties to the first in [`ASSIGNORS`]), the default when none asks.
+    fn assign(&mut self) {
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for assignor in self.members.values().filter_map(|m| m.assignor.as_deref()) {
+            *votes.entry(assignor).or_default() += 1;
+        }
+        let most = votes.values().copied().max().unwrap_or(0);
+        self.assignor = ASSIGNORS
+            .iter()
+            .copied()
+            .find(|name| votes.get(name).copied().unwrap_or(0) == most && (most > 0 || *name == ASSIGNORS[0]))
+            .unwrap_or(ASSIGNORS[0]);
+        let subscriptions: BTreeMap<&str, Vec<(Uuid, i32)>> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let topics = m
+                    .subscribed
+                    .iter()
+                    .filter_map(|name| self.topics.get(name).copied().flatten())
+                    .collect();
+                (id.as_str(), topics)
+            })
+            .collect();
+        self.target = match self.assignor {
+            "range" => assign_range(&subscriptions),
+            _ => assign_uniform(&subscriptions, &self.target),
+        };
+        self.assignment_epoch = self.epoch;
+    }
+
+    /// Kafka's `CurrentAssignmentBuilder`: moves `member_id` towards its target, never handing it a
+    /// partition another member still owns.
+    fn reconcile(&mut self, member_id: &str, owned: Option<&Assignment>, now: Instant) {
+        let member = &self.members[member_id];
+        let ready = match member.state {
+            MemberState::Stable => member.epoch != self.assignment_epoch,
+            // Revoked once a heartbeat shows it owns none of what it had to give up.
+            MemberState::UnrevokedPartitions => owned.is_some_and(|owned| !intersects(owned, &member.revoking)),
+            MemberState::UnreleasedPartitions => true,
+        };
+        if !ready {
+            return;
+        }
+        // A member that revoked moves on by one epoch at most (Kafka's `min(memberEpoch + 1, target)`), so
+        // that one that must revoke again shows it got past the previous round.
+        let revoking_epoch = match member.state {
+            MemberState::UnrevokedPartitions => (member.epoch + 1).min(self.assignment_epoch),
+            MemberState::Stable | MemberState::UnreleasedPartitions => member.epoch,
+        };
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let held_by_others: Partitions = self
+            .members
+            .iter()
+            .filter(|(id, _)| id.as_str() != member_id)
+            .flat_map(|(_, m)| partitions(&m.assigned).chain(partitions(&m.revoking)))
+            .collect();
+        let member = self.members.get_mut(member_id).expect("reconciled member exists");
+        let current: Partitions = partitions(&member.assigned).collect();
+        let wanted: Partitions = partitions(&target).collect();
+        let retained: Partitions = current.intersection(&wanted).copied().collect();
+        let to_revoke: Partitions = current.difference(&wanted).copied().collect();
+        let (free, unreleased): (Partitions, Partitions) =
+            wanted.difference(&current).partition(|tp| !held_by_others.contains(tp));
+        if !to_revoke.is_empty() {
+            if member.epoch != revoking_epoch {
+                member.previous_epoch = member.epoch;
+                member.epoch = revoking_epoch;
+            }
+            member.state = MemberState::UnrevokedPartitions;
+            member.assigned = collect(retained);
+            member.revoking = collect(to_revoke);
+            member.revoke_deadline = Some(now + member.rebalance_timeout);
+            return;
+        }
+        member.assigned = collect(retained.into_iter().chain(free));
+        member.revoking.clear();
+        member.revoke_deadline = None;
+        member.state = if unreleased.is_empty() {
+            MemberState::Stable
+        } else {
+            MemberState::UnreleasedPartitions
+        };
+        if member.epoch != self.assignment_epoch {
+            member.previous_epoch = member.epoch;
+            member.epoch = self.assignment_epoch;
+        }
+    }
+}
+
+fn unknown_member(member_id: &str) -> Refusal {
+    (
+        ResponseError::UnknownMemberId,
+        format!("member {member_id} is not a member of the group"),
+    )
+}
+
+fn invalid(message: &str) -> Refusal {
+    (ResponseError::InvalidRequest, message.to_owned())
+}
+
+/// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid`.
+fn validate(request: &Heartbeat) -> Result<(), Refusal> {
+    if request.member_id.is_empty() {
+        return Err(invalid("MemberId can't be empty."));
+    }
+    if request.instance_id.as_deref() == Some("") {
+        return Err(invalid("InstanceId can't be empty."));
+    }
+    if request.rack_id.as_deref() == Some("") {
+        return Err(invalid("RackId can't be empty."));
+    }
+    if request.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty()) {
+        return Err(invalid("SubscribedTopicRegex is not supported by this broker."));
+    }
+    match request.member_epoch {
+        JOIN_EPOCH => {
+            if request.rebalance_timeout_ms < 0 {
+                return Err(invalid("RebalanceTimeoutMs must be provided in first request."));
+            }
+            if request.owned.as_ref().is_none_or(|owned| !owned.is_empty()) {
+                return Err(invalid("TopicPartitions must be empty when (re-)joining."));
+            }
+            if request.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty) {
+                return Err(invalid(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                ));
+            }
+        }
+        LEAVE_STATIC_EPOCH if request.instance_id.is_none() => return Err(invalid("InstanceId can't be null.")),
+        epoch if epoch < LEAVE_STATIC_EPOCH => return Err(invalid("MemberEpoch is invalid.")),
+        _ => {}
+    }
+    if let Some(assignor) = request.server_assignor.as_deref()
+        && !assignor.is_empty()
+        && !ASSIGNORS.contains(&assignor)
+    {
+        return Err((
+            ResponseError::UnsupportedAssignor,
+            format!("ServerAssignor {assignor} is not supported. Supported assignors: {ASSIGNORS:?}."),
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's `throwIfMemberEpochIsInvalid`: a member ahead of the coordinator, or behind it other than by
+/// the one epoch whose answer it may have missed (owning no more than it has now), is fenced.
+fn check_epoch(member: &Member, received: i32, owned: Option<&Assignment>) -> Result<(), Refusal> {
+    let fenced = || {
+        Err((
+            ResponseError::FencedMemberEpoch,
+            format!(
+                "The consumer group member has a member epoch ({received}) different from the one known by the \
+                 group coordinator ({}).",
+                member.epoch
+            ),
+        ))
+    };
+    if received > member.epoch {
+        return fenced();
+    }
+    if received < member.epoch {
+        let subset = owned.is_some_and(|owned| partitions(owned).all(|tp| contains(&member.assigned, tp)));
+        if received != member.previous_epoch || !subset {
+            return fenced();
+        }
+    }
+    Ok(())
+}
+
+fn partitions(assignment: &Assignment) -> impl Iterator<Item = (Uuid, i32)> + '_ {
+    assignment
+        .iter()
+        .flat_map(|(topic, partitions)| partitions.iter().map(move |p| (*topic, *p)))
+}
+
+fn contains(assignment: &Assignment, (topic, partition): (Uuid, i32)) -> bool {
+    assignment.get(&topic).is_some_and(|p| p.contains(&partition))
+}
+
+fn intersects(a: &Assignment, b: &Assignment) -> bool {
+    partitions(a).any(|tp| contains(b, tp))
+}
+
+fn collect(partitions: impl IntoIterator<Item = (Uuid, i32)>) -> Assignment {
+    let mut assignment = Assignment::new();
+    for (topic, partition) in partitions {
+        assignment.entry(topic).or_default().insert(partition);
+    }
+    assignment
+}
+
+/// The `range` assignor: per topic, its subscribers in member id order each get a contiguous range, the
+/// first `partitions % subscribers` one more.
+fn assign_range(subscriptions: &BTreeMap<&str, Vec<(Uuid, i32)>>) -> BTreeMap<String, Assignment> {
+    let mut by_topic: BTreeMap<(Uuid, i32), Vec<&str>> = BTreeMap::new();
+    for (member, topics) in subscriptions {
+        for topic in topics {
+            by_topic.entry(*topic).or_default().push(member);
+        }
+    }
+    let mut target: BTreeMap<String, Assignment> = subscriptions
+        .keys()
+        .map(|m| ((*m).to_owned(), Assignment::new()))
+        .collect();
+    for ((topic, count), members) in by_topic {
+        let (each, extra) = (count / members.len() as i32, count % members.len() as i32);
+        let mut next = 0;
+        for (i, member) in members.iter().enumerate() {
+            let take = each + i32::from((i as i32) < extra);
+            let range: BTreeSet<i32> = (next..next + take).collect();
+            next += take;
+            if !range.is_empty() {
+                target.get_mut(*member).expect("listed").insert(topic, range);
+            }
+        }
+    }
+    target
+}
+
+/// The `uniform` assignor: sticky and balanced. Each member keeps what it had in `previous` that it still
+/// subscribes to; the partitions nobody keeps go to the subscriber with the fewest; then partitions move,
+/// one at a time, from a member with the most to a subscriber with at least two fewer, until none can.
+fn assign_uniform(
+    subscriptions: &BTreeMap<&str, Vec<(Uuid, i32)>>,
+    previous: &BTreeMap<String, Assignment>,
+) -> BTreeMap<String, Assignment> {
+    let subscribes = |member: &str, topic: Uuid| {
+        subscriptions
+            .get(member)
+            .is_some_and(|topics| topics.iter().any(|(id, _)| *id == topic))
+    };
+    let all: BTreeMap<(Uuid, i32), ()> = subscriptions
+        .values()
+        .flatten()
+        .flat_map(|(topic, count)| (0..*count).map(move |p| ((*topic, p), ())))
+        .collect();
+    let mut owner: BTreeMap<(Uuid, i32), &str> = BTreeMap::new();
+    let mut counts: BTreeMap<&str, usize> = subscriptions.keys().map(|m| (*m, 0)).collect();
+    for (member, assignment) in previous {
+        let Some((member, _)) = subscriptions.get_key_value(member.as_str()) else {
+            continue;
+        };
+        for tp in partitions(assignment) {
+            if all.contains_key(&tp) && subscribes(member, tp.0) && !owner.contains_key(&tp) {
+                owner.insert(tp, member);
+                *counts.get_mut(member).expect("counted") += 1;
+            }
+        }
+    }
+    for tp in all.keys() {
+        if owner.contains_key(tp) {
+            continue;
+        }
+        let fewest = counts
+            .iter()
+            .filter(|(m, _)| subscribes(m, tp.0))
+            .min_by_key(|(m, count)| (**count, **m))
+            .map(|(m, _)| *m);
+        if let Some(member) = fewest {
+            owner.insert(*tp, member);
+            *counts.get_mut(member).expect("counted") += 1;
+        }
+    }
+    let mut by_member: BTreeMap<&str, Partitions> = subscriptions.keys().map(|m| (*m, Partitions::new())).collect();
+    for (tp, member) in &owner {
+        by_member.get_mut(member).expect("listed").insert(*tp);
+    }
+    // Each move takes a partition from a member with c to one with d < c - 1, which lowers the sum of the
+    // squared counts: this ends, and within the bound for any group that fits in memory.
+    for _ in 0..BALANCE_ROUNDS_MAX {
+        let mut by_load: Vec<(&str, usize)> = counts.iter().map(|(m, c)| (*m, *c)).collect();
+        by_load.sort_by_key(|(m, c)| (std::cmp::Reverse(*c), *m));
+        let found = by_load.iter().find_map(|(from, from_count)| {
+            by_member[from].iter().find_map(|tp| {
+                counts
+                    .iter()
+                    .filter(|(m, c)| **c + 1 < *from_count && subscribes(m, tp.0))
+                    .min_by_key(|(m, c)| (**c, **m))
+                    .map(|(to, _)| (*from, *to, *tp))
+            })
+        });
+        let Some((from, to, tp)) = found else {
+            break;
+        };
+        owner.insert(tp, to);
+        by_member.get_mut(from).expect("listed").remove(&tp);
+        by_member.get_mut(to).expect("listed").insert(tp);
+        *counts.get_mut(from).expect("counted") -= 1;
+        *counts.get_mut(to).expect("counted") += 1;
+    }
+    let mut target: BTreeMap<String, Assignment> = subscriptions
+        .keys()
+        .map(|m| ((*m).to_owned(), Assignment::new()))
+        .collect();
+    for ((topic, partition), member) in owner {
+        target
+            .get_mut(member)
+            .expect("listed")
+            .entry(topic)
+            .or_default()
+            .insert(partition);
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture(BTreeMap<String, (Uuid, i32)>);
+
+    impl Topics for Fixture {
+        fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
+            self.0.get(name).copied()
+        }
+        fn name(&self, id: Uuid) -> Option<String> {
+            self.0.iter().find(|(_, (i, _))| *i == id).map(|(n, _)| n.clone())
+        }
+    }
+
+    fn topics(partitions: i32) -> Fixture {
+        Fixture([("t".to_owned(), (Uuid::from_u128(7), partitions))].into())
+    }
+
+    fn topic() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn join(member: &str) -> Heartbeat {
+        Heartbeat {
+            member_id: member.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned: Some(Assignment::new()),
+            session_timeout: Duration::from_secs(45),
+            ..Heartbeat::default()
+        }
+    }
+
+    fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
+        Heartbeat {
+            member_id: member.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: -1,
+            owned: owned.map(of),
+            session_timeout: Duration::from_secs(45),
+            ..Heartbeat::default()
+        }
+    }
+
+    fn of(partitions: &[i32]) -> Assignment {
+        collect(partitions.iter().map(|p| (topic(), *p)))
+    }
+
+    fn owned(answer: &Answer) -> Vec<i32> {
+        let assignment = answer.assignment.as_ref().expect("an assignment");
+        assignment
+            .get(&topic())
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Heartbeats `member` (owning what it was last told) until its answer is stable at the group's
+    /// assignment epoch: what a client does. Returns its partitions and epoch.
+    fn settle(group: &mut Group, t: &Fixture, member: &str, now: Instant) -> (Vec<i32>, i32) {
+        let mut epoch = group.members[member].epoch;
+        let mut mine: Vec<i32> = partitions(&group.members[member].assigned).map(|(_, p)| p).collect();
+        for _ in 0..10 {
+            let answer = group.heartbeat(beat(member, epoch, Some(&mine)), t, now).unwrap();
+            epoch = answer.member_epoch;
+            if answer.assignment.is_some() {
+                mine = owned(&answer);
+            }
+        }
+        (mine, epoch)
+    }
+
+    #[test]
+    fn a_join_bumps_the_group_epoch_and_a_lone_member_gets_everything() {
+        let (t, now) = (topics(4), Instant::now());
+        let mut group = Group::new(now);
+        let answer = group.heartbeat(join("a"), &t, now).unwrap();
+        assert_eq!(answer.member_epoch, 1);
+        assert_eq!(owned(&answer), vec![0, 1, 2, 3]);
+        assert_eq!(group.state(), "Stable");
+        let again = group.heartbeat(beat("a", 1, None), &t, now).unwrap();
+        assert_eq!(again.assignment, None, "unchanged: no assignment");
+    }
+
+    #[test]
+    fn partitions_move_only_after_their_owner_revoked_them() {
+        let (t, now) = (topics(6), Instant::now());
+        let mut group = Group::new(now);
+        let a = group.heartbeat(join("a"), &t, now).unwrap();
+        assert_eq!(owned(&a), vec![0, 1, 2, 3, 4, 5]);
+        // b joins: its target is half of a's partitions, which a still owns.
+        let b = group.heartbeat(join("b"), &t, now).unwrap();
+        assert_eq!(b.member_epoch, 2);
+        assert_eq!(owned(&b), Vec::<i32>::new(), "nothing free yet");
+        assert_eq!(group.state(), "Reconciling");
+        // a is told to keep three; its epoch stays until it has revoked.
+        let a = group.heartbeat(beat("a", 1, None), &t, now).unwrap();
+        assert_eq!(a.member_epoch, 1);
+        let kept = owned(&a);
+        assert_eq!(kept.len(), 3);
+        // b still gets nothing: a has not confirmed.
+        let b = group.heartbeat(beat("b", 2, Some(&[])), &t, now).unwrap();
+        assert_eq!(b.assignment, None, "unchanged: still nothing");
+        // a confirms; then b gets the other three.
+        let a = group.heartbeat(beat("a", 1, Some(&kept)), &t, now).unwrap();
+        assert_eq!(a.member_epoch, 2);
+        let b = group.heartbeat(beat("b", 2, None), &t, now).unwrap();
+        let mut all = owned(&b);
+        assert_eq!(all.len(), 3);
+        all.extend(kept);
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(group.state(), "Stable");
+    }
+
+    #[test]
+    fn three_members_share_six_partitions_and_a_leaver_s_partitions_go_to_the_others() {
+        let (t, now) = (topics(6), Instant::now());
+        let mut group = Group::new(now);
+        for m in ["a", "b", "c"] {
+            group.heartbeat(join(m), &t, now).unwrap();
+        }
+        let mut held = BTreeMap::new();
+        for _ in 0..3 {
+            for m in ["a", "b", "c"] {
+                held.insert(m, settle(&mut group, &t, m, now).0);
+            }
+        }
+        assert!(held.values().all(|p| p.len() == 2), "{held:?}");
+        let epoch = group.members["c"].epoch;
+        group.heartbeat(beat("c", LEAVE_EPOCH, None), &t, now).unwrap();
+        for m in ["a", "b"] {
+            let (mine, _) = settle(&mut group, &t, m, now);
+            assert_eq!(mine.len(), 3);
+            assert!(held[m].iter().all(|p| mine.contains(p)), "{m} kept its partitions");
+        }
+        assert_eq!(
+            group.heartbeat(beat("c", epoch, None), &t, now).unwrap_err().0,
+            ResponseError::UnknownMemberId
+        );
+    }
+
+    #[test]
+    fn stale_and_future_epochs_are_fenced_but_a_missed_answer_is_not() {
+        let (t, now) = (topics(2), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        let fenced = |r: Result<Answer, Refusal>| r.unwrap_err().0;
+        assert_eq!(
+            fenced(group.heartbeat(beat("a", 5, None), &t, now)),
+            ResponseError::FencedMemberEpoch
+        );
+        // b joins; a reconciles to epoch 2 (losing partition 1), then b to 2.
+        group.heartbeat(join("b"), &t, now).unwrap();
+        let (a_owns, a_epoch) = settle(&mut group, &t, "a", now);
+        assert_eq!((a_owns.len(), a_epoch), (1, 2));
+        // The answer that moved a to epoch 2 was lost: a at epoch 1 owning a subset is accepted...
+        assert!(group.heartbeat(beat("a", 1, Some(&a_owns)), &t, now).is_ok());
+        // ...but not owning more than it has, nor an epoch older than that.
+        assert_eq!(
+            fenced(group.heartbeat(beat("a", 1, Some(&[0, 1])), &t, now)),
+            ResponseError::FencedMemberEpoch
+        );
+        assert_eq!(
+            group.check_member_epoch("b", 1, false),
+            Err(ResponseError::StaleMemberEpoch)
+        );
+        assert_eq!(group.check_member_epoch("a", 2, false), Ok(()));
+        group.heartbeat(beat("a", LEAVE_EPOCH, None), &t, now).unwrap();
+        assert_eq!(
+            fenced(group.heartbeat(beat("a", 2, None), &t, now)),
+            ResponseError::UnknownMemberId,
+            "a left"
+        );
+        assert_eq!(
+            fenced(group.heartbeat(beat("z", 1, None), &t, now)),
+            ResponseError::UnknownMemberId
+        );
+    }
+
+    #[test]
+    fn a_member_that_misses_its_session_is_removed_and_its_partitions_reassigned() {
+        let (t, now) = (topics(4), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        group.heartbeat(join("b"), &t, now).unwrap();
+        settle(&mut group, &t, "a", now);
+        settle(&mut group, &t, "b", now);
+        let later = now + Duration::from_secs(30);
+        settle(&mut group, &t, "a", later);
+        assert_eq!(group.expire(now + Duration::from_secs(50)), vec!["b".to_owned()]);
+        let (mine, _) = settle(&mut group, &t, "a", now + Duration::from_secs(50));
+        assert_eq!(mine, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn requests_kafka_refuses_are_refused() {
+        let (t, now) = (topics(1), Instant::now());
+        let mut group = Group::new(now);
+        let refused = |group: &mut Group, h: Heartbeat| group.heartbeat(h, &t, now).unwrap_err().0;
+        let mut h = join("a");
+        h.server_assignor = Some("sticky".into());
+        assert_eq!(refused(&mut group, h), ResponseError::UnsupportedAssignor);
+        let mut h = join("a");
+        h.subscribed_topic_regex = Some("t.*".into());
+        assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);
+        let mut h = join("a");
+        h.subscribed_topic_names = None;
+        assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);
+        assert_eq!(refused(&mut group, join("")), ResponseError::InvalidRequest);
+        assert!(group.is_empty());
+    }
+
+    #[test]
+    fn uniform_is_balanced_and_sticky_at_scale_and_with_different_subscriptions() {
+        let (t1, t2) = ((Uuid::from_u128(1), 1000), (Uuid::from_u128(2), 10));
+        let names: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+        let subscriptions: BTreeMap<&str, Vec<(Uuid, i32)>> = names.iter().map(|m| (m.as_str(), vec![t1])).collect();
+        let first = assign_uniform(&subscriptions, &BTreeMap::new());
+        let sizes: Vec<usize> = first.values().map(|a| partitions(a).count()).collect();
+        assert_eq!((sizes.iter().min(), sizes.iter().max()), (Some(&10), Some(&10)));
+        assert_eq!(
+            assign_uniform(&subscriptions, &first),
+            first,
+            "nothing moves when nothing changed"
+        );
+        // One member more: each of the others gives up at most one partition, keeping the rest.
+        let mut more = subscriptions.clone();
+        more.insert("new", vec![t1]);
+        let second = assign_uniform(&more, &first);
+        for (member, had) in &first {
+            let kept = partitions(&second[member]).filter(|tp| contains(had, *tp)).count();
+            assert!(kept >= 9, "{member} kept {kept}");
+        }
+        assert!(partitions(&second["new"]).count() >= 9);
+        // Different subscriptions: t2's partitions go to the one member that takes them; balanced otherwise.
+        let mixed: BTreeMap<&str, Vec<(Uuid, i32)>> = [("x", vec![t2]), ("y", vec![t1, t2])].into();
+        let target = assign_uniform(&mixed, &BTreeMap::new());
+        assert_eq!(partitions(&target["x"]).count(), 10);
+        assert_eq!(partitions(&target["y"]).count(), 1000);
+    }
+
+    #[test]
+    fn a_new_partition_bumps_the_epoch_and_range_assigns_ranges() {
+        let now = Instant::now();
+        let mut group = Group::new(now);
+        let mut a = join("a");
+        a.server_assignor = Some("range".into());
+        group.heartbeat(a, &topics(2), now).unwrap();
+        let mut b = join("b");
+        b.server_assignor = Some("range".into());
+        group.heartbeat(b, &topics(2), now).unwrap();
+        let epoch = group.epoch;
+        let t = topics(5);
+        settle(&mut group, &t, "a", now);
+        assert_eq!(group.epoch, epoch + 1, "the partition count changed");
+        assert_eq!(group.assignor, "range");
+        assert_eq!(group.target["a"][&topic()], [0, 1, 2].into());
+        assert_eq!(group.target["b"][&topic()], [3, 4].into());
+    }
+}

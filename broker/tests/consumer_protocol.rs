@@ -1,0 +1,471 @@
+//! Consumer groups of the KIP-848 protocol through librdkafka (`group.protocol=consumer`): the coordinator
+//! assigns, members reconcile one heartbeat at a time, and partitions move without the others stopping.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TOPIC: &str = "kip848";
+const GROUP: &str = "kip848-readers";
+const PARTITIONS: i32 = 6;
+/// Records produced in each phase.
+const RECORDS: usize = 600;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn config(server: &Server) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &server.addr)
+        .set("broker.address.family", "v4");
+    config
+}
+
+/// Partitions taken away from a member in rebalances.
+#[derive(Default)]
+struct Revocations(Mutex<Vec<i32>>);
+
+impl rdkafka::client::ClientContext for Revocations {}
+
+impl ConsumerContext for Revocations {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut log = self.0.lock().unwrap();
+            log.extend(partitions.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+type Member = BaseConsumer<Revocations>;
+
+fn member(server: &Server) -> Member {
+    // No session.timeout.ms, heartbeat.interval.ms or partition.assignment.strategy: with the consumer
+    // protocol they are the coordinator's, and librdkafka refuses them.
+    let consumer: Member = config(server)
+        .set("group.id", GROUP)
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create_with_context(Revocations::default())
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    consumer
+}
+
+fn assigned(consumer: &Member) -> BTreeSet<i32> {
+    consumer
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+async fn produce(server: &Server, from: usize, count: usize) {
+    let producer: FutureProducer = config(server).set("linger.ms", "5").create().unwrap();
+    let mut deliveries = Vec::new();
+    for i in from..from + count {
+        let record = FutureRecord::to(TOPIC)
+            .partition((i % PARTITIONS as usize) as i32)
+            .key("k")
+            .payload("v");
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+}
+
+/// The members' positions in the partitions assigned to them.
+fn positions(members: &[&Member]) -> BTreeMap<i32, i64> {
+    let mut positions = BTreeMap::new();
+    for member in members {
+        for e in member.position().unwrap().elements() {
+            if let Offset::Offset(offset) = e.offset() {
+                positions.insert(e.partition(), offset);
+            }
+        }
+    }
+    positions
+}
+
+/// Polls every member, recording what they read in `read`, until `done` holds for their assignments and
+/// every partition's position is at `records` records in all.
+fn poll_until(
+    members: &[&Member],
+    read: &mut BTreeSet<(i32, i64)>,
+    records: usize,
+    what: &str,
+    done: impl Fn(&[BTreeSet<i32>]) -> bool,
+) {
+    let end = (records / PARTITIONS as usize) as i64;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        for member in members {
+            while let Some(message) = member.poll(Duration::from_millis(10)) {
+                let message = message.unwrap();
+                read.insert((message.partition(), message.offset()));
+            }
+        }
+        let assignments: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
+        let positions = positions(members);
+        if done(&assignments) && read_all(read, records) && (0..PARTITIONS).all(|p| positions.get(&p) == Some(&end)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: assignments stuck at {assignments:?}, positions {positions:?}, {} records read",
+            read.len()
+        );
+    }
+}
+
+/// Every partition assigned once, `sizes` partitions each.
+fn shared(assignments: &[BTreeSet<i32>], sizes: &[usize]) -> bool {
+    let all: BTreeSet<i32> = assignments.iter().flatten().copied().collect();
+    let sizes_now: Vec<usize> = assignments.iter().map(BTreeSet::len).collect();
+    sizes_now == sizes && all.len() == PARTITIONS as usize
+}
+
+/// Whether every record of offsets `0..records / PARTITIONS` of every partition was read.
+fn read_all(read: &BTreeSet<(i32, i64)>, records: usize) -> bool {
+    let per_partition = (records / PARTITIONS as usize) as i64;
+    (0..PARTITIONS).all(|p| (0..per_partition).all(|o| read.contains(&(p, o))))
+}
+
+/// Commits each member's positions (its own partitions: a commit is checked against its member epoch).
+fn commit(members: &[&Member]) {
+    for member in members {
+        member.commit(&member.position().unwrap(), CommitMode::Sync).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumer_protocol_members_share_six_partitions_and_partitions_move_without_stopping_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.consumer.heartbeat.interval.ms=200",
+            "group.consumer.session.timeout.ms=10000",
+        ],
+    );
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce(&server, 0, RECORDS).await;
+    let mut read = BTreeSet::new();
+
+    // Three members: two partitions each, everything read and committed.
+    let (a, b, c) = (member(&server), member(&server), member(&server));
+    poll_until(&[&a, &b, &c], &mut read, RECORDS, "three members", |assignments| {
+        shared(assignments, &[2, 2, 2])
+    });
+    commit(&[&a, &b, &c]);
+    let before = [assigned(&a), assigned(&b)];
+    a.context().0.lock().unwrap().clear();
+    b.context().0.lock().unwrap().clear();
+
+    // c leaves: a and b own all six, keeping their own, and read what is produced next.
+    c.unsubscribe();
+    drop(c);
+    produce(&server, RECORDS, RECORDS).await;
+    poll_until(&[&a, &b], &mut read, 2 * RECORDS, "c left", |assignments| {
+        shared(assignments, &[3, 3])
+    });
+    for (member, kept) in [(&a, &before[0]), (&b, &before[1])] {
+        assert!(assigned(member).is_superset(kept), "{kept:?} kept");
+        assert!(
+            member.context().0.lock().unwrap().is_empty(),
+            "nothing revoked from a or b"
+        );
+    }
+    commit(&[&a, &b]);
+    let before = [assigned(&a), assigned(&b)];
+
+    // d joins: one partition each moves to it, and only those were revoked from a and b.
+    let d = member(&server);
+    produce(&server, 2 * RECORDS, RECORDS).await;
+    poll_until(&[&a, &b, &d], &mut read, 3 * RECORDS, "d joined", |assignments| {
+        shared(assignments, &[2, 2, 2])
+    });
+    for (member, had) in [(&a, &before[0]), (&b, &before[1])] {
+        let now = assigned(member);
+        assert!(now.is_subset(had), "{now:?} is what it kept of {had:?}");
+        let revoked: BTreeSet<i32> = member.context().0.lock().unwrap().iter().copied().collect();
+        let moved: BTreeSet<i32> = had.difference(&now).copied().collect();
+        assert_eq!(revoked, moved, "only what moved was revoked");
+        assert!(moved.is_subset(&assigned(&d)));
+    }
+    assert!(d.context().0.lock().unwrap().is_empty());
+    commit(&[&a, &b, &d]);
+
+    // Every record was committed: each partition's committed offset is its end.
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        wanted.add_partition(TOPIC, p);
+    }
+    let committed = a.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
+    let offsets: BTreeMap<i32, Offset> = committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect();
+    let end = Offset::Offset((3 * RECORDS / PARTITIONS as usize) as i64);
+    assert!(
+        offsets.values().all(|o| *o == end),
+        "committed {offsets:?}, expected {end:?}"
+    );
+}
+
+/// Sends `request` at `version` on a new connection and reads the answer.
+fn exchange<Q: kafka_protocol::protocol::Encodable, A: kafka_protocol::protocol::Decodable>(
+    server: &Server,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    request: &Q,
+) -> A {
+    use std::io::Write;
+    let mut stream = common::raw::connect(server);
+    stream.write_all(&common::raw::frame(key, version, request)).unwrap();
+    common::raw::response(&mut stream, key, version)
+}
+
+/// The first FindCoordinator creates __consumer_offsets; until the partitions of `groups` are led and read
+/// back, their requests are answered COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR.
+fn coordinators_ready(server: &Server, groups: &[&str]) {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    common::wait_for("coordinators", TIMEOUT, || {
+        groups.iter().all(|group| {
+            let key = StrBytes::from_string((*group).to_owned());
+            let request = FindCoordinatorRequest::default().with_key(key.clone());
+            let found: FindCoordinatorResponse = exchange(server, ApiKey::FindCoordinator, 1, &request);
+            let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![key.into()]);
+            let described: ConsumerGroupDescribeResponse = exchange(server, ApiKey::ConsumerGroupDescribe, 0, &request);
+            found.error_code == 0 && described.groups[0].error_code == ResponseError::GroupIdNotFound.code()
+        })
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_heartbeating_is_removed_after_its_session_and_its_partitions_move() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let s = |v: &str| StrBytes::from_string(v.to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.consumer.session.timeout.ms=1000",
+            "group.consumer.heartbeat.interval.ms=100",
+        ],
+    );
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    coordinators_ready(&server, &["expiring"]);
+    let join = |member: &str| {
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(s("expiring").into())
+            .with_member_id(s(member))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]))
+            .with_topic_partitions(Some(vec![]));
+        let answer: ConsumerGroupHeartbeatResponse = exchange(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request);
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+        (answer.member_epoch, answer.assignment.unwrap().topic_partitions)
+    };
+    // "gone" joins first and gets everything, then never heartbeats again; "stays" heartbeats, owning what
+    // it was last told, until it has all six.
+    let (_, gone) = join("gone");
+    assert_eq!(gone[0].partitions.len(), PARTITIONS as usize);
+    let (mut epoch, mut owned) = join("stays");
+    assert_eq!(
+        owned.iter().map(|t| t.partitions.len()).sum::<usize>(),
+        0,
+        "nothing free yet"
+    );
+    common::wait_for("gone's partitions to move to stays", TIMEOUT, || {
+        let mine: Vec<TopicPartitions> = owned
+            .iter()
+            .map(|t| {
+                TopicPartitions::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(t.partitions.clone())
+            })
+            .collect();
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(s("expiring").into())
+            .with_member_id(s("stays"))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(Some(mine));
+        let answer: ConsumerGroupHeartbeatResponse = exchange(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request);
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+        epoch = answer.member_epoch;
+        if let Some(assignment) = answer.assignment {
+            owned = assignment.topic_partitions;
+        }
+        owned.iter().map(|t| t.partitions.len()).sum::<usize>() == PARTITIONS as usize
+    });
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![s("expiring").into()]);
+    let described: ConsumerGroupDescribeResponse = exchange(&server, ApiKey::ConsumerGroupDescribe, 1, &request);
+    let members: Vec<&str> = described.groups[0]
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert_eq!(members, vec!["stays"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let s = |v: &str| StrBytes::from_string(v.to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0"]);
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    let heartbeat = |group: &str, member: &str, epoch: i32| {
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(s(group).into())
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1);
+        if epoch == 0 {
+            request = request
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s(TOPIC))]))
+                .with_topic_partitions(Some(vec![]));
+        }
+        exchange::<_, ConsumerGroupHeartbeatResponse>(&server, ApiKey::ConsumerGroupHeartbeat, 1, &request)
+    };
+
+    coordinators_ready(&server, &["cg", "classic"]);
+    let joined = heartbeat("cg", "m1", 0);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    assert_eq!(joined.member_epoch, 1);
+    assert_eq!(joined.heartbeat_interval_ms, 5000, "the broker default");
+    let partitions: Vec<i32> = joined.assignment.unwrap().topic_partitions[0].partitions.clone();
+    assert_eq!(partitions, (0..PARTITIONS).collect::<Vec<_>>());
+    assert_eq!(
+        heartbeat("cg", "m1", 7).error_code,
+        ResponseError::FencedMemberEpoch.code()
+    );
+    assert_eq!(
+        heartbeat("cg", "nobody", 1).error_code,
+        ResponseError::UnknownMemberId.code()
+    );
+
+    // ListGroups v5: a `consumer` group.
+    let listed: ListGroupsResponse = exchange(
+        &server,
+        ApiKey::ListGroups,
+        5,
+        &ListGroupsRequest::default().with_types_filter(vec![s("consumer")]),
+    );
+    let listed: Vec<(String, String, String)> = listed
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.to_string(),
+                g.group_type.to_string(),
+                g.group_state.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![("cg".into(), "consumer".into(), "Stable".into())]);
+
+    // ConsumerGroupDescribe: epochs, assignor, the member and its assignment.
+    let described: ConsumerGroupDescribeResponse = exchange(
+        &server,
+        ApiKey::ConsumerGroupDescribe,
+        1,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![s("cg").into(), s("absent").into()]),
+    );
+    let group = &described.groups[0];
+    assert_eq!(
+        (
+            group.error_code,
+            group.group_epoch,
+            group.assignment_epoch,
+            group.assignor_name.as_str()
+        ),
+        (0, 1, 1, "uniform")
+    );
+    assert_eq!(group.members[0].member_id.as_str(), "m1");
+    assert_eq!(
+        group.members[0].assignment.topic_partitions[0].topic_name.0.as_str(),
+        TOPIC
+    );
+    assert_eq!(described.groups[1].error_code, ResponseError::GroupIdNotFound.code());
+
+    // OffsetCommit v9 at the member's epoch is accepted; at another, STALE_MEMBER_EPOCH; below v9, refused.
+    let commit = |version: i16, epoch: i32| {
+        use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        let request = OffsetCommitRequest::default()
+            .with_group_id(s("cg").into())
+            .with_member_id(s("m1"))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(TOPIC)))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default().with_committed_offset(0)]),
+            ]);
+        let response: OffsetCommitResponse = exchange(&server, ApiKey::OffsetCommit, version, &request);
+        response.topics[0].partitions[0].error_code
+    };
+    assert_eq!(commit(9, 1), 0);
+    assert_eq!(commit(9, 0), ResponseError::StaleMemberEpoch.code());
+    assert_eq!(commit(8, 1), ResponseError::UnsupportedVersion.code());
+
+    // A classic JoinGroup cannot take the consumer group; a heartbeat cannot take a classic group.
+    let join = JoinGroupRequest::default()
+        .with_group_id(s("cg").into())
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\x01\0\0\0\0\0\0\0\0")),
+        ]);
+    let refused: JoinGroupResponse = exchange(&server, ApiKey::JoinGroup, 5, &join);
+    assert_eq!(refused.error_code, ResponseError::InconsistentGroupProtocol.code());
+    let classic: JoinGroupResponse = exchange(
+        &server,
+        ApiKey::JoinGroup,
+        3,
+        &join.clone().with_group_id(s("classic").into()),
+    );
+    assert_eq!(classic.error_code, 0);
+    let refused = heartbeat("classic", "m2", 0);
+    assert_eq!(refused.error_code, ResponseError::GroupIdNotFound.code());
+
+    // The member leaves: the group is empty, and a classic member may have the id.
+    let left = heartbeat("cg", "m1", -1);
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    let taken: JoinGroupResponse = exchange(&server, ApiKey::JoinGroup, 3, &join);
+    assert_eq!(taken.error_code, 0);
+}
