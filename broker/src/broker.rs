@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fetch_sessions::FetchSessions;
 use crate::groups::Coordinator;
-use crate::groups::offsets::OffsetStore;
+use crate::groups::offsets::{OFFSETS_REPLICATION_FACTOR, OffsetStore};
 use crate::http::Metrics;
 use crate::metadata::{MetadataView, NodeIdentity, Topic};
 use crate::producers::ProducerIds;
@@ -300,6 +300,46 @@ impl Broker {
         self.metadata
             .get(&new.name)
             .ok_or_else(|| TopicFailure::new(ResponseError::UnknownTopicOrPartition, "deleted again at once"))
+    }
+
+    /// Creates the internal topic `name` (`__consumer_offsets`, `__share_group_state`) if it does not exist:
+    /// `partitions` partitions, compacted, with `offsets.topic.replication.factor` replicas once that many
+    /// brokers are live (until then `COORDINATOR_NOT_AVAILABLE`, as on Kafka), or, when that is not set, up to
+    /// three, bounded by the live brokers.
+    pub async fn ensure_internal_topic(&self, name: &str, partitions: i32) -> Result<(), ResponseError> {
+        if self.metadata.get(name).is_some() {
+            return Ok(());
+        }
+        let live = self.metadata.image().brokers().values().filter(|b| !b.fenced).count();
+        let replication_factor = match self.settings().offsets_topic_replication_factor {
+            Some(wanted) if live < wanted as usize => {
+                // Clients retry FindCoordinator every few hundred ms: not an error worth a line each time.
+                debug!(
+                    live,
+                    wanted,
+                    topic = name,
+                    "an internal topic waits for more live brokers"
+                );
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            Some(wanted) => wanted,
+            None => live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16,
+        };
+        let new = NewTopic {
+            name: name.into(),
+            partitions: Some(partitions),
+            replication_factor: Some(replication_factor),
+            configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+            assignment: None,
+        };
+        match self.create_topic(new, false).await {
+            Ok(_) => Ok(()),
+            Err(failure) if failure.error == ResponseError::TopicAlreadyExists => Ok(()),
+            Err(failure) => {
+                tracing::error!(error = %failure.message, topic = name, "creating an internal topic failed");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
     }
 
     /// Creates `name` with the broker defaults if it does not exist and auto-creation is on. Returns the

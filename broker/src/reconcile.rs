@@ -20,6 +20,7 @@ use tracing::{error, info};
 use crate::broker::Broker;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::replica::Role;
+use crate::share::state::SHARE_STATE_TOPIC;
 
 /// Applies every new image until `shutdown`, telling the metadata view the index of each one applied.
 pub fn start(broker: Arc<Broker>, shutdown: CancellationToken) {
@@ -108,6 +109,15 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
                 blocking::spawn(move || {
                     if let Err(e) = broker.offsets.load_partition(&hosted) {
                         error!(partition = %hosted.tp, error = %e, "loading committed offsets failed");
+                    }
+                });
+            }
+            if topic.name == SHARE_STATE_TOPIC && role == Role::Leader && role_before != Role::Leader {
+                broker.shares.state.start_loading(index);
+                let (broker, hosted) = (broker.clone(), hosted.clone());
+                blocking::spawn(move || {
+                    if let Err(e) = broker.shares.state.load_partition(&hosted) {
+                        error!(partition = %hosted.tp, error = %e, "loading share-partition states failed");
                     }
                 });
             }

@@ -97,18 +97,28 @@ struct Seen {
 }
 
 impl Worker {
-    fn start(python: &Path, server: &Server, dir: &Path, name: &str, mode: &str) -> Worker {
+    fn start(python: &Path, bootstrap: &str, dir: &Path, name: &str, mode: &str) -> Worker {
         let out = dir.join(format!("{name}.log"));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/share_worker.py");
         let child = Command::new(python)
             .arg(script)
-            .args([server.addr.as_str(), "workers", "jobs", out.to_str().unwrap(), mode])
+            .args([bootstrap, "workers", "jobs", out.to_str().unwrap(), mode])
             .spawn()
             .expect("starting a worker");
         Worker { child, out }
     }
 
+    /// The records the worker got (not the commit confirmations).
     fn seen(&self) -> Vec<Seen> {
+        self.lines().into_iter().filter(|s| s.mode != "committed").collect()
+    }
+
+    /// The records whose acknowledgement the broker confirmed to the worker.
+    fn committed(&self) -> Vec<Seen> {
+        self.lines().into_iter().filter(|s| s.mode == "committed").collect()
+    }
+
+    fn lines(&self) -> Vec<Seen> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .filter_map(|line| {
@@ -142,12 +152,17 @@ fn name(value: &str) -> TopicName {
 /// Creates `jobs` with two partitions, and has the share group `workers` start from the earliest records,
 /// with more group configs if given.
 fn setup(server: &Server, more: &[(&'static str, &'static str)]) {
+    setup_replicated(server, 1, more);
+}
+
+/// [`setup`] with `replicas` replicas of each partition.
+fn setup_replicated(server: &Server, replicas: i16, more: &[(&'static str, &'static str)]) {
     let mut stream = connect(server);
     let create = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
         CreatableTopic::default()
             .with_name(name("jobs"))
             .with_num_partitions(2)
-            .with_replication_factor(1),
+            .with_replication_factor(replicas),
     ]);
     stream.write_all(&frame(ApiKey::CreateTopics, 7, &create)).unwrap();
     let created: CreateTopicsResponse = response(&mut stream, ApiKey::CreateTopics, 7);
@@ -225,7 +240,7 @@ fn confluent_kafka_share_consumers_share_a_two_partition_topic() {
     // A worker takes records and dies holding them.
     let held: Vec<String> = (0..10).map(|i| format!("held-{i}")).collect();
     produce(&server, &held);
-    let mut holder = Worker::start(&python, &server, dir.path(), "holder", "hold");
+    let mut holder = Worker::start(&python, &server.addr, dir.path(), "holder", "hold");
     wait_for("the holder to get records", Duration::from_secs(60), || {
         !holder.seen().is_empty()
     });
@@ -237,7 +252,7 @@ fn confluent_kafka_share_consumers_share_a_two_partition_topic() {
     let jobs: Vec<String> = (0..200).map(|i| format!("job-{i}")).collect();
     produce(&server, &jobs);
     let workers: Vec<Worker> = (0..5)
-        .map(|i| Worker::start(&python, &server, dir.path(), &format!("worker-{i}"), "accept"))
+        .map(|i| Worker::start(&python, &server.addr, dir.path(), &format!("worker-{i}"), "accept"))
         .collect();
     let everything = held.len() + jobs.len();
     let mut redelivered_after = None;
@@ -311,7 +326,7 @@ fn rejected_and_exhausted_share_records_land_in_the_dead_letter_topic() {
         .collect();
     produce(&server, &values);
     let workers: Vec<Worker> = (0..2)
-        .map(|i| Worker::start(&python, &server, dir.path(), &format!("worker-{i}"), "accept"))
+        .map(|i| Worker::start(&python, &server.addr, dir.path(), &format!("worker-{i}"), "accept"))
         .collect();
 
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -367,4 +382,109 @@ fn rejected_and_exhausted_share_records_land_in_the_dead_letter_topic() {
         wait_for(ok, Duration::from_secs(1), || true);
         assert_eq!(deliveries(ok), 1, "{ok}");
     }
+}
+
+/// Produces `values` to the two partitions of `jobs` in turn through librdkafka with acks=all, wherever their
+/// leaders are.
+fn produce_to(bootstrap: &str, values: &[String]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    for (i, value) in values.iter().enumerate() {
+        let partition = (i % 2) as i32;
+        producer
+            .send(BaseRecord::<(), str>::to("jobs").partition(partition).payload(value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(producer.in_flight_count(), 0, "every record acknowledged");
+}
+
+/// The leader of partition `partition` of `jobs`, from `bootstrap`'s metadata.
+fn leader_of(bootstrap: &str, partition: i32) -> i32 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let metadata = client.fetch_metadata(Some("jobs"), Duration::from_secs(10)).unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .map(|p| p.leader())
+        .unwrap()
+}
+
+/// Acknowledged share records survive a leader failover (the persister: `__share_group_state`): on three
+/// nodes, what one worker had acknowledged and the broker confirmed never comes back after the leader of the
+/// partition is SIGKILLed, and what a worker held unacknowledged when it died comes back to the others.
+#[test]
+fn acknowledged_share_records_never_come_back_across_a_leader_failover() {
+    let mut cluster = common::cluster::Cluster::start();
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    setup_replicated(cluster.node(1), 3, &[]);
+    let bootstrap = cluster.bootstrap();
+
+    // A worker processes and acknowledges the first records, and the broker confirms it.
+    let first: Vec<String> = (0..20).map(|i| format!("first-{i}")).collect();
+    produce_to(&bootstrap, &first);
+    let early = Worker::start(&python, &bootstrap, dir.path(), "early", "accept");
+    wait_for("the first records to be acknowledged", Duration::from_secs(90), || {
+        early.committed().len() >= first.len()
+    });
+    let acknowledged: BTreeSet<String> = early.committed().into_iter().map(|s| s.value).collect();
+    early.stop();
+
+    // A worker takes some of the next records and dies holding them; then the leader of their partition dies.
+    let second: Vec<String> = (0..20).map(|i| format!("second-{i}")).collect();
+    produce_to(&bootstrap, &second);
+    let mut holder = Worker::start(&python, &bootstrap, dir.path(), "holder", "hold");
+    wait_for("the holder to get records", Duration::from_secs(60), || {
+        !holder.seen().is_empty()
+    });
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
+    let held: BTreeSet<String> = holder.seen().into_iter().map(|s| s.value).collect();
+    let leader = leader_of(&bootstrap, holder.seen()[0].partition);
+    cluster.kill(leader);
+    let bootstrap = cluster.bootstrap();
+
+    let third: Vec<String> = (0..20).map(|i| format!("third-{i}")).collect();
+    produce_to(&bootstrap, &third);
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&python, &bootstrap, dir.path(), &format!("late-{i}"), "accept"))
+        .collect();
+    let remaining: BTreeSet<String> = second.iter().chain(&third).cloned().collect();
+    wait_for(
+        "every remaining record to be acknowledged",
+        Duration::from_secs(120),
+        || {
+            let done: BTreeSet<String> = workers.iter().flat_map(Worker::committed).map(|s| s.value).collect();
+            remaining.is_subset(&done)
+        },
+    );
+    let late: Vec<Seen> = workers.iter().flat_map(Worker::seen).collect();
+    for worker in workers {
+        worker.stop();
+    }
+
+    assert_eq!(acknowledged.len(), first.len());
+    let again: Vec<&Seen> = late.iter().filter(|s| acknowledged.contains(&s.value)).collect();
+    assert!(
+        again.is_empty(),
+        "acknowledged records delivered again after the failover: {again:?}"
+    );
+    let redelivered: BTreeSet<String> = late
+        .iter()
+        .filter(|s| held.contains(&s.value))
+        .map(|s| s.value.clone())
+        .collect();
+    assert_eq!(redelivered, held, "what the dead worker held went to the others");
 }

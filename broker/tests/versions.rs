@@ -145,6 +145,8 @@ fn api_key(request: &RequestKind) -> ApiKey {
         RequestKind::ShareGroupDescribe(_) => ApiKey::ShareGroupDescribe,
         RequestKind::ShareFetch(_) => ApiKey::ShareFetch,
         RequestKind::ShareAcknowledge(_) => ApiKey::ShareAcknowledge,
+        RequestKind::ReadShareGroupState(_) => ApiKey::ReadShareGroupState,
+        RequestKind::WriteShareGroupState(_) => ApiKey::WriteShareGroupState,
         RequestKind::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
         RequestKind::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
         other => panic!("no test request for {other:?}"),
@@ -572,6 +574,27 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
                 ConsumerGroupDescribeRequest::default().with_group_ids(vec![s(&group).into()]),
             )
         }
+        // A share coordinator's state of a share-partition, written and read as a partition leader would.
+        ApiKey::ReadShareGroupState => RequestKind::ReadShareGroupState(
+            ReadShareGroupStateRequest::default()
+                .with_group_id(s("versions-state"))
+                .with_topics(vec![
+                    read_share_group_state_request::ReadStateData::default()
+                        .with_topic_id(connection.topic_id)
+                        .with_partitions(vec![read_share_group_state_request::PartitionData::default()]),
+                ]),
+        ),
+        ApiKey::WriteShareGroupState => RequestKind::WriteShareGroupState(
+            WriteShareGroupStateRequest::default()
+                .with_group_id(s("versions-state"))
+                .with_topics(vec![
+                    write_share_group_state_request::WriteStateData::default()
+                        .with_topic_id(connection.topic_id)
+                        .with_partitions(vec![
+                            write_share_group_state_request::PartitionData::default().with_start_offset(1),
+                        ]),
+                ]),
+        ),
         other => panic!("SUPPORTED lists {other:?}, which this test has no request for: add one"),
     }
 }

@@ -12,10 +12,8 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use tracing::{debug, error};
-
-use crate::broker::{Broker, NewTopic};
-use crate::groups::offsets::{OFFSETS_PARTITIONS, OFFSETS_REPLICATION_FACTOR, OFFSETS_TOPIC, partition_for};
+use crate::broker::Broker;
+use crate::groups::offsets::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -26,40 +24,6 @@ const NO_TRANSACTIONS: &str = "transactions are not supported by this broker (St
 
 /// Why there is no coordinator to give: the error code and, for the client's log, a message.
 type Refusal = (ResponseError, Option<&'static str>);
-
-/// Creates `__consumer_offsets` if it does not exist: 50 partitions, compacted, with
-/// `offsets.topic.replication.factor` replicas once that many brokers are live (until then groups have no
-/// coordinator, as on Kafka), or, when that is not set, up to three, bounded by the live brokers.
-async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> {
-    if broker.metadata.get(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let live = broker.metadata.image().brokers().values().filter(|b| !b.fenced).count();
-    let replication_factor = match broker.settings().offsets_topic_replication_factor {
-        Some(wanted) if live < wanted as usize => {
-            // Clients retry FindCoordinator every few hundred ms: not an error worth a line each time.
-            debug!(live, wanted, "__consumer_offsets waits for more live brokers");
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        Some(wanted) => wanted,
-        None => live.clamp(1, OFFSETS_REPLICATION_FACTOR) as i16,
-    };
-    let new = NewTopic {
-        name: OFFSETS_TOPIC.into(),
-        partitions: Some(OFFSETS_PARTITIONS),
-        replication_factor: Some(replication_factor),
-        configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
-        assignment: None,
-    };
-    match broker.create_topic(new, false).await {
-        Ok(_) => Ok(()),
-        Err(failure) if failure.error == ResponseError::TopicAlreadyExists => Ok(()),
-        Err(failure) => {
-            error!(error = %failure.message, "creating __consumer_offsets failed");
-            Err(ResponseError::CoordinatorNotAvailable)
-        }
-    }
-}
 
 /// The coordinator of `group`: (node id, host, port).
 async fn coordinator(
@@ -73,7 +37,10 @@ async fn coordinator(
         KEY_TYPE_TRANSACTION => return Err((ResponseError::TransactionalIdAuthorizationFailed, Some(NO_TRANSACTIONS))),
         _ => return Err((ResponseError::InvalidRequest, Some("unknown coordinator key type"))),
     }
-    ensure_offsets_topic(broker).await.map_err(|e| (e, None))?;
+    broker
+        .ensure_internal_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS)
+        .await
+        .map_err(|e| (e, None))?;
     let image = broker.metadata.image();
     let leader = image
         .topic_by_name(OFFSETS_TOPIC)

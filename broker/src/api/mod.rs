@@ -43,11 +43,13 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod read_share_group_state;
 mod share_acknowledge;
 mod share_fetch;
 mod share_group_describe;
 mod share_group_heartbeat;
 mod sync_group;
+mod write_share_group_state;
 
 pub use api_versions::unsupported_version_response;
 
@@ -85,6 +87,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::ReadShareGroupState, 0, 0),
+    (ApiKey::WriteShareGroupState, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -188,7 +192,7 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         }
         RequestKind::ShareFetch(body) => ResponseKind::ShareFetch(share_fetch::handle(broker, body, version).await),
         RequestKind::ShareAcknowledge(body) => {
-            ResponseKind::ShareAcknowledge(share_acknowledge::handle(broker, body, version))
+            ResponseKind::ShareAcknowledge(share_acknowledge::handle(broker, body, version).await)
         }
         RequestKind::ConsumerGroupHeartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => {
             ResponseKind::ConsumerGroupHeartbeat(
@@ -200,6 +204,12 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         ),
         RequestKind::ConsumerGroupDescribe(body) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, body, version))
+        }
+        RequestKind::ReadShareGroupState(body) => {
+            ResponseKind::ReadShareGroupState(read_share_group_state::handle(broker, body, version))
+        }
+        RequestKind::WriteShareGroupState(body) => {
+            ResponseKind::WriteShareGroupState(write_share_group_state::handle(broker, body, version).await)
         }
         RequestKind::JoinGroup(body) => {
             ResponseKind::JoinGroup(join_group::handle(broker, body, version, &client_id, peer).await)

@@ -13,7 +13,7 @@ use crate::broker::Broker;
 use crate::share::partition::MemberId;
 use crate::share::session::{OPEN_EPOCH, Step};
 
-pub fn handle(broker: &Broker, request: ShareAcknowledgeRequest, _version: i16) -> ShareAcknowledgeResponse {
+pub async fn handle(broker: &Broker, request: ShareAcknowledgeRequest, _version: i16) -> ShareAcknowledgeResponse {
     let refuse = |error: ResponseError, message: &str| {
         ShareAcknowledgeResponse::default()
             .with_error_code(error.code())
@@ -42,23 +42,22 @@ pub fn handle(broker: &Broker, request: ShareAcknowledgeRequest, _version: i16) 
     };
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        let partitions = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let batches = p
-                    .acknowledgement_batches
-                    .iter()
-                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.as_slice()));
-                let data = PartitionData::default().with_partition_index(p.partition_index);
-                match acknowledge(broker, &group, &member, (topic.topic_id, p.partition_index), batches) {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let batches = p
+                .acknowledgement_batches
+                .iter()
+                .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.as_slice()));
+            let data = PartitionData::default().with_partition_index(p.partition_index);
+            partitions.push(
+                match acknowledge(broker, &group, &member, (topic.topic_id, p.partition_index), batches).await {
                     Ok(()) => data,
                     Err((error, message)) => data
                         .with_error_code(error.code())
                         .with_error_message(Some(StrBytes::from_string(message))),
-                }
-            })
-            .collect();
+                },
+            );
+        }
         topics.push(
             ShareAcknowledgeTopicResponse::default()
                 .with_topic_id(topic.topic_id)

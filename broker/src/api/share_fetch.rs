@@ -30,7 +30,8 @@ use crate::broker::Broker;
 use crate::replica::Partition;
 use crate::share::partition::{AckType, Acquired, MemberId, SharePartition};
 use crate::share::session::{SharePartitionKey, Step};
-use crate::share::{self, AutoOffsetReset, SharedPartition};
+use crate::share::state::StateKey;
+use crate::share::{self, AutoOffsetReset, SharedPartition, persister};
 
 /// The longest a share fetch may wait, whatever the client asks.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -105,7 +106,8 @@ pub async fn handle(broker: &Broker, request: ShareFetchRequest, _version: i16) 
                 &member,
                 (topic.topic_id, partition.partition_index),
                 batches,
-            );
+            )
+            .await;
             answers.push((
                 (topic.topic_id, partition.partition_index),
                 Answered {
@@ -148,26 +150,41 @@ pub async fn handle(broker: &Broker, request: ShareFetchRequest, _version: i16) 
         let mut next_expiry: Option<Instant> = None;
         let mut fetched = Vec::new();
         for key in &order {
-            let outcome = acquire(broker, &group, &member, *key, &mut records_left, &mut bytes_left, now);
-            let answered = match outcome {
+            let resolved = match led(broker, *key) {
+                Ok((tp, partition)) => match share_partition(broker, &group, *key, &tp, &partition).await {
+                    Ok(shared) => Ok((tp, partition, shared)),
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            let got = resolved.and_then(|(tp, partition, shared)| {
+                partition.watch(&waiter);
+                if let Some(expiry) = shared.lock().next_expiry() {
+                    next_expiry = Some(next_expiry.map_or(expiry, |e: Instant| e.min(expiry)));
+                }
+                acquire(
+                    broker,
+                    &group,
+                    &member,
+                    &tp,
+                    &partition,
+                    &shared,
+                    &mut records_left,
+                    &mut bytes_left,
+                    now,
+                )
+            });
+            let answered = match got {
                 Err(error) => Answered {
                     error: Some(error),
                     ..Default::default()
                 },
-                Ok(Acquiring { partition, shared, got }) => {
-                    partition.watch(&waiter);
-                    if let Some(expiry) = shared.lock().unwrap_or_else(PoisonError::into_inner).next_expiry() {
-                        next_expiry = Some(next_expiry.map_or(expiry, |e: Instant| e.min(expiry)));
-                    }
-                    match got {
-                        Some(got) => {
-                            acquired_any = true;
-                            Answered {
-                                records: Some(got),
-                                ..Default::default()
-                            }
-                        }
-                        None => continue,
+                Ok(None) => continue,
+                Ok(Some(got)) => {
+                    acquired_any = true;
+                    Answered {
+                        records: Some(got),
+                        ..Default::default()
                     }
                 }
             };
@@ -195,13 +212,6 @@ pub async fn handle(broker: &Broker, request: ShareFetchRequest, _version: i16) 
     }
 }
 
-/// A partition led here, its share-partition, and what was acquired from it (`None`: nothing available).
-struct Acquiring {
-    partition: std::sync::Arc<Partition>,
-    shared: SharedPartition,
-    got: Option<(Bytes, Vec<Acquired>)>,
-}
-
 /// The hosted partition `key` names, led by this broker.
 fn led(broker: &Broker, key: SharePartitionKey) -> Result<(TopicPartition, std::sync::Arc<Partition>), ResponseError> {
     let image = broker.metadata.image();
@@ -212,18 +222,29 @@ fn led(broker: &Broker, key: SharePartitionKey) -> Result<(TopicPartition, std::
     Ok((tp, partition))
 }
 
-/// `group`'s share-partition of `tp`, made at the log end or start (`share.auto.offset.reset`) on first use.
-fn share_partition(
+/// `group`'s share-partition of `tp` as this leader serves it: loaded from its durable state the first time
+/// it is served at this leader epoch, or made at the log end or start (`share.auto.offset.reset`) if it has
+/// none.
+pub(super) async fn share_partition(
     broker: &Broker,
     group: &str,
+    key: SharePartitionKey,
     tp: &TopicPartition,
     partition: &Partition,
 ) -> Result<SharedPartition, ResponseError> {
     let image = broker.metadata.image();
     let (settings, _) = share::settings_of(&broker.settings(), &image, group);
-    let shared = broker
-        .shares
-        .partition(group, tp, || {
+    let leader_epoch = partition.leader_epoch().ok_or(ResponseError::NotLeaderOrFollower)?;
+    if let Some(found) = broker.shares.get(group, tp)
+        && found.leader_epoch == leader_epoch
+    {
+        found.lock().set_settings(settings);
+        return Ok(found);
+    }
+    let state_key = state_key(group, key);
+    let fresh = match persister::read(broker, &state_key, leader_epoch).await? {
+        Some(snapshot) => SharePartition::restore(&snapshot, settings),
+        None => {
             let start = match share::auto_offset_reset(&image, group) {
                 AutoOffsetReset::Latest => partition.high_watermark(),
                 AutoOffsetReset::Earliest => partition
@@ -233,73 +254,87 @@ fn share_partition(
                     .log_start_offset(),
             };
             SharePartition::new(start, settings)
-        })
-        .ok_or_else(|| {
-            warn!(%group, partition = %tp, "share-partition refused: the broker keeps as many as it may");
-            ResponseError::UnknownServerError
-        })?;
-    shared
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .set_settings(settings);
-    Ok(shared)
+        }
+    };
+    broker.shares.install(group, tp, leader_epoch, fresh).ok_or_else(|| {
+        warn!(%group, partition = %tp, "share-partition refused: the broker keeps as many as it may");
+        ResponseError::UnknownServerError
+    })
 }
 
-/// Acquires up to `records_left` records of `key` for `member`, within `bytes_left`.
+fn state_key(group: &str, (topic_id, partition): SharePartitionKey) -> StateKey {
+    StateKey {
+        group: group.to_owned(),
+        topic_id,
+        partition,
+    }
+}
+
+/// Writes `shared`'s state to its share coordinator, after an acknowledgement and before it is answered.
+async fn persist(
+    broker: &Broker,
+    group: &str,
+    key: SharePartitionKey,
+    shared: &SharedPartition,
+) -> Result<(), ResponseError> {
+    // Writes of one share-partition go one at a time, each with the state as it is when its turn comes, so
+    // that a later snapshot is never overwritten by an earlier one.
+    let _turn = shared.writes.lock().await;
+    let snapshot = shared.lock().snapshot();
+    persister::write(broker, &state_key(group, key), shared.leader_epoch, snapshot).await
+}
+
+/// Acquires up to `records_left` records of `partition` for `member`, within `bytes_left`.
+#[allow(clippy::too_many_arguments)]
 fn acquire(
     broker: &Broker,
     group: &str,
     member: &MemberId,
-    key: SharePartitionKey,
+    tp: &TopicPartition,
+    partition: &Partition,
+    shared: &SharedPartition,
     records_left: &mut usize,
     bytes_left: &mut usize,
     now: Instant,
-) -> Result<Acquiring, ResponseError> {
-    let (tp, partition) = led(broker, key)?;
-    let shared = share_partition(broker, group, &tp, &partition)?;
-    let got = {
-        let mut share = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        share.expire(now);
-        let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
-        // Records deleted by retention cannot be delivered: the share-partition moves past them.
-        if share.start_offset() < log.log_start_offset() {
-            share.reset(log.log_start_offset());
-        }
-        let high_watermark = partition.high_watermark();
-        match share.next_fetch_offset() {
-            Some(from) if from < high_watermark && *records_left > 0 && *bytes_left > 0 => {
-                let limits = ReadLimits {
-                    max_bytes: *bytes_left,
-                    max_offset: Some(high_watermark),
-                    min_one_batch: true,
-                };
-                let read = log.read(from, limits).map_err(|e| {
-                    warn!(partition = %tp, error = %e, "share fetch read failed");
-                    ResponseError::KafkaStorageError
-                })?;
-                let batches = batch_ranges(&read.records);
-                let ranges: Vec<(u64, u64)> = batches.iter().map(|b| (b.0, b.1)).collect();
-                let acquired = share.acquire(member, &ranges, *records_left, now);
-                let count: u64 = acquired.iter().map(|a| a.last - a.first + 1).sum();
-                *records_left = records_left.saturating_sub(count as usize);
-                // Only the batches that hold an acquired record go back.
-                let mut records = BytesMut::new();
-                for (first, last, bytes) in batches {
-                    if acquired.iter().any(|a| a.first <= last && first <= a.last) {
-                        records.extend_from_slice(&read.records[bytes]);
-                    }
+) -> Result<Option<(Bytes, Vec<Acquired>)>, ResponseError> {
+    let mut share = shared.lock();
+    share.expire(now);
+    let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+    // Records deleted by retention cannot be delivered: the share-partition moves past them.
+    if share.start_offset() < log.log_start_offset() {
+        share.reset(log.log_start_offset());
+    }
+    let high_watermark = partition.high_watermark();
+    let got = match share.next_fetch_offset() {
+        Some(from) if from < high_watermark && *records_left > 0 && *bytes_left > 0 => {
+            let limits = ReadLimits {
+                max_bytes: *bytes_left,
+                max_offset: Some(high_watermark),
+                min_one_batch: true,
+            };
+            let read = log.read(from, limits).map_err(|e| {
+                warn!(partition = %tp, error = %e, "share fetch read failed");
+                ResponseError::KafkaStorageError
+            })?;
+            let batches = batch_ranges(&read.records);
+            let ranges: Vec<(u64, u64)> = batches.iter().map(|b| (b.0, b.1)).collect();
+            let acquired = share.acquire(member, &ranges, *records_left, now);
+            let count: u64 = acquired.iter().map(|a| a.last - a.first + 1).sum();
+            *records_left = records_left.saturating_sub(count as usize);
+            // Only the batches that hold an acquired record go back.
+            let mut records = BytesMut::new();
+            for (first, last, bytes) in batches {
+                if acquired.iter().any(|a| a.first <= last && first <= a.last) {
+                    records.extend_from_slice(&read.records[bytes]);
                 }
-                *bytes_left = bytes_left.saturating_sub(records.len());
-                dead_letters(broker, group, &tp, &log, &mut share);
-                (!acquired.is_empty()).then(|| (records.freeze(), acquired))
             }
-            _ => {
-                dead_letters(broker, group, &tp, &log, &mut share);
-                None
-            }
+            *bytes_left = bytes_left.saturating_sub(records.len());
+            (!acquired.is_empty()).then(|| (records.freeze(), acquired))
         }
+        _ => None,
     };
-    Ok(Acquiring { partition, shared, got })
+    dead_letters(broker, group, tp, &log, &mut share);
+    Ok(got)
 }
 
 /// Records archived without being accepted: logged, and copied to the group's dead-letter topic if it has
@@ -345,8 +380,9 @@ fn batch_ranges(records: &[u8]) -> Vec<(u64, u64, std::ops::Range<usize>)> {
     out
 }
 
-/// Applies one partition's acknowledgement batches for `member`.
-pub(super) fn acknowledge<'a>(
+/// Applies one partition's acknowledgement batches for `member`, and makes the result durable before it
+/// returns.
+pub(super) async fn acknowledge<'a>(
     broker: &Broker,
     group: &str,
     member: &MemberId,
@@ -354,37 +390,50 @@ pub(super) fn acknowledge<'a>(
     batches: impl Iterator<Item = (i64, i64, &'a [i8])>,
 ) -> Result<(), (ResponseError, String)> {
     let (tp, partition) = led(broker, key).map_err(|e| (e, e.to_string()))?;
-    let shared = broker.shares.get(group, &tp).ok_or_else(|| {
-        (
-            ResponseError::InvalidRecordState,
-            "the group has no records in flight here".to_owned(),
-        )
-    })?;
-    let mut share = shared.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut outcome = Ok(());
-    for (first, last, types) in batches {
-        let kinds: Option<Vec<AckType>> = types.iter().map(|t| AckType::from_wire(*t)).collect();
-        let (Some(kinds), Ok(first), Ok(last)) = (kinds, u64::try_from(first), u64::try_from(last)) else {
-            outcome = Err((
-                ResponseError::InvalidRequest,
-                "an acknowledge type or offset is invalid".into(),
-            ));
-            continue;
-        };
-        if kinds.is_empty() {
-            outcome = Err((ResponseError::InvalidRequest, "no acknowledge type".into()));
-            continue;
-        }
-        if let Err(refused) = share.acknowledge(member, first, last, &kinds, Instant::now()) {
-            info!(%group, %member, partition = %tp, offset = refused.offset, reason = refused.reason, "acknowledgement refused");
-            outcome = Err((
+    let shared = match broker.shares.get(group, &tp) {
+        Some(shared) if Some(shared.leader_epoch) == partition.leader_epoch() => shared,
+        // Loaded at an earlier leadership, or never: the member holds nothing here.
+        _ => {
+            return Err((
                 ResponseError::InvalidRecordState,
-                format!("offset {}: {}", refused.offset, refused.reason),
+                "the member holds no records of this partition here".to_owned(),
             ));
         }
+    };
+    let mut outcome = Ok(());
+    let mut changed = false;
+    {
+        let mut share = shared.lock();
+        for (first, last, types) in batches {
+            let kinds: Option<Vec<AckType>> = types.iter().map(|t| AckType::from_wire(*t)).collect();
+            let (Some(kinds), Ok(first), Ok(last)) = (kinds, u64::try_from(first), u64::try_from(last)) else {
+                outcome = Err((
+                    ResponseError::InvalidRequest,
+                    "an acknowledge type or offset is invalid".into(),
+                ));
+                continue;
+            };
+            if kinds.is_empty() {
+                outcome = Err((ResponseError::InvalidRequest, "no acknowledge type".into()));
+                continue;
+            }
+            match share.acknowledge(member, first, last, &kinds, Instant::now()) {
+                Ok(()) => changed = true,
+                Err(refused) => {
+                    info!(%group, %member, partition = %tp, offset = refused.offset, reason = refused.reason, "acknowledgement refused");
+                    outcome = Err((
+                        ResponseError::InvalidRecordState,
+                        format!("offset {}: {}", refused.offset, refused.reason),
+                    ));
+                }
+            }
+        }
+        let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+        dead_letters(broker, group, &tp, &log, &mut share);
     }
-    let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
-    dead_letters(broker, group, &tp, &log, &mut share);
+    if changed && let Err(error) = persist(broker, group, key, &shared).await {
+        return Err((error, "the acknowledgement could not be made durable".to_owned()));
+    }
     outcome
 }
 
@@ -394,10 +443,7 @@ pub(super) fn release(broker: &Broker, group: &str, member: &MemberId, partition
         if let Ok((tp, _)) = led(broker, *key)
             && let Some(shared) = broker.shares.get(group, &tp)
         {
-            shared
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .release_member(member);
+            shared.lock().release_member(member);
         }
     }
 }

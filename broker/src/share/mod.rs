@@ -7,17 +7,22 @@
 //! - [`partition`]: one share-partition's in-flight records and their states, kept by the partition's
 //!   leader.
 //!
+//! - [`state`]: the share coordinator's store of share-partition states in `__share_group_state`, and
+//!   [`persister`], through which a partition leader reads and writes them (KIP-932's persister).
 //! - [`dead_letters`]: copies of records archived without being accepted, to the group's dead-letter
 //!   topic.
 //!
-//! [`Shares`] holds them for one broker. The share-partitions live in memory on the leader: a leader
-//! change starts them again from `share.auto.offset.reset` (persisting them through a share coordinator is
-//! not built yet).
+//! [`Shares`] holds them for one broker. A share-partition lives in the memory of the partition's leader,
+//! loaded from its durable state when the leader first serves it at a leader epoch, and written back before
+//! any acknowledgement is answered: a new leader hands out again what was in flight, never what was
+//! acknowledged.
 
 pub mod dead_letters;
 pub mod group;
 pub mod partition;
+pub mod persister;
 pub mod session;
+pub mod state;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,9 +40,24 @@ use crate::settings::BrokerSettings;
 /// The most share-partitions one broker keeps, over all groups: a bound on what clients can make it hold.
 pub const SHARE_PARTITIONS_MAX: usize = 100_000;
 
-/// A share-partition behind its own lock, held while the log is read and records are acquired (never across
-/// an await).
-pub type SharedPartition = Arc<Mutex<SharePartition>>;
+/// A share-partition as its leader keeps it.
+#[derive(Debug)]
+pub struct ShareSlot {
+    /// The partition's leader epoch this state was loaded at: served at a later epoch, it is loaded again.
+    pub leader_epoch: i32,
+    /// The state, behind a lock held while the log is read and records are acquired (never across an await).
+    pub state: Mutex<SharePartition>,
+    /// Held while a snapshot is taken and written, so that writes reach the coordinator in order.
+    pub writes: tokio::sync::Mutex<()>,
+}
+
+impl ShareSlot {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, SharePartition> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub type SharedPartition = Arc<ShareSlot>;
 
 /// One broker's share groups, sessions and share-partitions.
 #[derive(Debug)]
@@ -45,6 +65,10 @@ pub struct Shares {
     pub groups: ShareGroups,
     pub sessions: ShareSessions,
     pub dead_letters: DeadLetters,
+    /// The share coordinator's store, for the partitions of `__share_group_state` this broker leads.
+    pub state: state::ShareStateStore,
+    /// Connections to other brokers' share coordinators.
+    pub coordinators: persister::Connections,
     partitions: Mutex<HashMap<(String, TopicPartition), SharedPartition>>,
 }
 
@@ -61,6 +85,8 @@ impl Shares {
             groups: ShareGroups::default(),
             sessions: ShareSessions::new(settings.share.max_share_sessions),
             dead_letters: DeadLetters::default(),
+            state: Default::default(),
+            coordinators: Default::default(),
             partitions: Mutex::new(HashMap::new()),
         }
     }
@@ -69,28 +95,31 @@ impl Shares {
         self.partitions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `group`'s share-partition of `tp`, made with `init` if it has none; `None` when the broker holds
-    /// [`SHARE_PARTITIONS_MAX`] already.
-    pub fn partition(
+    /// Installs `fresh` as `group`'s share-partition of `tp` at `leader_epoch`, unless one is there at that
+    /// epoch already (another request loaded it first), which is returned instead. `None` when the broker
+    /// holds [`SHARE_PARTITIONS_MAX`] already.
+    pub fn install(
         &self,
         group: &str,
         tp: &TopicPartition,
-        init: impl FnOnce() -> SharePartition,
+        leader_epoch: i32,
+        fresh: SharePartition,
     ) -> Option<SharedPartition> {
         let mut partitions = self.lock();
         let key = (group.to_owned(), tp.clone());
-        if let Some(found) = partitions.get(&key) {
-            return Some(found.clone());
+        match partitions.get(&key) {
+            Some(found) if found.leader_epoch >= leader_epoch => return Some(found.clone()),
+            Some(_) => {}
+            None if partitions.len() >= SHARE_PARTITIONS_MAX => return None,
+            None => {}
         }
-        if partitions.len() >= SHARE_PARTITIONS_MAX {
-            return None;
-        }
-        Some(
-            partitions
-                .entry(key)
-                .or_insert_with(|| Arc::new(Mutex::new(init())))
-                .clone(),
-        )
+        let slot = Arc::new(ShareSlot {
+            leader_epoch,
+            state: Mutex::new(fresh),
+            writes: tokio::sync::Mutex::new(()),
+        });
+        partitions.insert(key, slot.clone());
+        Some(slot)
     }
 
     /// `group`'s share-partition of `tp`, if it has one.
@@ -120,10 +149,7 @@ impl Shares {
     pub fn member_gone(&self, group: &str, member: &MemberId) {
         self.sessions.close_member(group, member);
         for (_, partition) in self.of_group(group) {
-            partition
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .release_member(member);
+            partition.lock().release_member(member);
         }
     }
 }

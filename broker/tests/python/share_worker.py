@@ -3,7 +3,8 @@
 Usage: share_worker.py BOOTSTRAP GROUP TOPIC OUT MODE. Appends one line per record it gets to OUT:
 "<mode> <partition> <offset> <delivery count> <value>". MODE `accept` acknowledges every record after
 writing it down: REJECT for a value starting `poison`, RELEASE for one starting `flaky` (it fails every
-time), ACCEPT for the rest; `hold` writes down the records of its first non-empty poll and then holds them
+time), ACCEPT for the rest, then commits the acknowledgements synchronously and, for each partition whose
+commit the broker confirmed, writes its records down again as "committed ..."; `hold` writes down the records of its first non-empty poll and then holds them
 without acknowledging, until it is killed. Stops, closing the consumer, when the file OUT.stop appears.
 """
 
@@ -42,7 +43,11 @@ def main():
                 else:
                     consumer.acknowledge(m, AcknowledgeType.ACCEPT)
             if batch:
-                consumer.commit_async()
+                confirmed = consumer.commit_sync()
+                for m in batch:
+                    ok = any(tp.partition == m.partition() and error is None for tp, error in confirmed.items())
+                    if ok:
+                        log.write(f"committed {m.partition()} {m.offset()} {m.delivery_count()} {m.value().decode()}\n")
     consumer.close()
 
 
