@@ -3,6 +3,8 @@
 //! - `rebalance`: two librdkafka consumers are stable; a third subscribes; the time until all three hold
 //!   partitions (heartbeat.interval.ms=100, so members learn of the rebalance within 0.1 s: what is measured
 //!   is the coordinator, not the clients' heartbeat period). Repeated ROUNDS times on fresh groups.
+//! - `rebalance-consumer`: the same with KIP-848 members (`group.protocol=consumer`); the server's
+//!   `group.consumer.heartbeat.interval.ms` must be 100 for the same reason (`scripts/bench-groups` sets it).
 //! - `commit`: COMMITS OffsetCommit round trips of one partition's offset, one at a time; latency percentiles.
 //! - `groups`: commits one offset for each of GROUPS groups (the server's start-up then loads them; the
 //!   script reads the load time from its log).
@@ -29,7 +31,7 @@ const GROUPS: usize = 10_000;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, bootstrap, what] = &args[..] else {
-        anyhow::bail!("usage: group_bench HOST:PORT rebalance|commit|groups")
+        anyhow::bail!("usage: group_bench HOST:PORT rebalance|rebalance-consumer|commit|groups")
     };
     let mut client = Client::connect(bootstrap).await?;
     let topic = NewTopic {
@@ -40,21 +42,36 @@ async fn main() -> anyhow::Result<()> {
     };
     let _ = client.create_topic(&topic).await; // it may exist from an earlier run
     match what.as_str() {
-        "rebalance" => rebalance(bootstrap),
+        "rebalance" => rebalance(bootstrap, Protocol::Classic),
+        "rebalance-consumer" => rebalance(bootstrap, Protocol::Consumer),
         "commit" => commit(&mut client).await,
         "groups" => groups(&mut client).await,
         other => anyhow::bail!("unknown benchmark {other}"),
     }
 }
 
-fn member(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// Which group protocol members speak.
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    /// JoinGroup/SyncGroup, with the client's heartbeat interval.
+    Classic,
+    /// KIP-848's ConsumerGroupHeartbeat; the heartbeat interval is the server's.
+    Consumer,
+}
+
+fn member(bootstrap: &str, group: &str, protocol: Protocol) -> anyhow::Result<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "100")
-        .create()?;
+        .set("enable.auto.commit", "false");
+    match protocol {
+        Protocol::Classic => config
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "100"),
+        Protocol::Consumer => config.set("group.protocol", "consumer"),
+    };
+    let consumer: BaseConsumer = config.create()?;
     consumer.subscribe(&[TOPIC])?;
     Ok(consumer)
 }
@@ -77,20 +94,23 @@ fn settle(consumers: &[&BaseConsumer]) -> anyhow::Result<()> {
     }
 }
 
-fn rebalance(bootstrap: &str) -> anyhow::Result<()> {
+fn rebalance(bootstrap: &str, protocol: Protocol) -> anyhow::Result<()> {
     let mut times = Vec::new();
     for round in 0..ROUNDS {
         let group = format!("rebalance-{round}-{}", std::process::id());
-        let (a, b) = (member(bootstrap, &group)?, member(bootstrap, &group)?);
+        let (a, b) = (
+            member(bootstrap, &group, protocol)?,
+            member(bootstrap, &group, protocol)?,
+        );
         settle(&[&a, &b])?;
         let joined = Instant::now();
-        let c = member(bootstrap, &group)?;
+        let c = member(bootstrap, &group, protocol)?;
         settle(&[&a, &b, &c])?;
         times.push(joined.elapsed());
     }
     times.sort();
     println!(
-        "rebalance after a third member joins ({ROUNDS} rounds): median {:?}, max {:?}",
+        "{protocol:?} group: rebalance after a third member joins ({ROUNDS} rounds): median {:?}, max {:?}",
         times[ROUNDS / 2],
         times[ROUNDS - 1]
     );

@@ -270,18 +270,32 @@ fn state_key(group: &str, (topic_id, partition): SharePartitionKey) -> StateKey 
     }
 }
 
-/// Writes `shared`'s state to its share coordinator, after an acknowledgement and before it is answered.
+/// Makes change `change` of `shared` durable at its share coordinator, after an acknowledgement and before
+/// it is answered.
 async fn persist(
     broker: &Broker,
     group: &str,
     key: SharePartitionKey,
     shared: &SharedPartition,
+    change: u64,
 ) -> Result<(), ResponseError> {
     // Writes of one share-partition go one at a time, each with the state as it is when its turn comes, so
-    // that a later snapshot is never overwritten by an earlier one.
-    let _turn = shared.writes.lock().await;
-    let snapshot = shared.lock().snapshot();
-    persister::write(broker, &state_key(group, key), shared.leader_epoch, snapshot).await
+    // that a later snapshot is never overwritten by an earlier one; a change that a snapshot written while
+    // it waited already carried needs no write of its own (acknowledgements arriving together share one).
+    let mut written = shared.writes.lock().await;
+    if *written >= change {
+        return Ok(());
+    }
+    let (snapshot, upto) = {
+        let state = shared.lock();
+        (
+            state.snapshot(),
+            shared.changes.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    };
+    persister::write(broker, &state_key(group, key), shared.leader_epoch, snapshot).await?;
+    *written = upto;
+    Ok(())
 }
 
 /// Acquires up to `records_left` records of `partition` for `member`, within `bytes_left`.
@@ -401,7 +415,7 @@ pub(super) async fn acknowledge<'a>(
         }
     };
     let mut outcome = Ok(());
-    let mut changed = false;
+    let mut changed = None;
     {
         let mut share = shared.lock();
         for (first, last, types) in batches {
@@ -418,7 +432,7 @@ pub(super) async fn acknowledge<'a>(
                 continue;
             }
             match share.acknowledge(member, first, last, &kinds, Instant::now()) {
-                Ok(()) => changed = true,
+                Ok(()) => changed = Some(shared.changed(&share)),
                 Err(refused) => {
                     info!(%group, %member, partition = %tp, offset = refused.offset, reason = refused.reason, "acknowledgement refused");
                     outcome = Err((
@@ -431,7 +445,9 @@ pub(super) async fn acknowledge<'a>(
         let log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
         dead_letters(broker, group, &tp, &log, &mut share);
     }
-    if changed && let Err(error) = persist(broker, group, key, &shared).await {
+    if let Some(change) = changed
+        && let Err(error) = persist(broker, group, key, &shared, change).await
+    {
         return Err((error, "the acknowledgement could not be made durable".to_owned()));
     }
     outcome

@@ -47,13 +47,22 @@ pub struct ShareSlot {
     pub leader_epoch: i32,
     /// The state, behind a lock held while the log is read and records are acquired (never across an await).
     pub state: Mutex<SharePartition>,
-    /// Held while a snapshot is taken and written, so that writes reach the coordinator in order.
-    pub writes: tokio::sync::Mutex<()>,
+    /// Held while a snapshot is taken and written, so that writes reach the coordinator in order; holds the
+    /// number of the last change a written snapshot carries.
+    pub writes: tokio::sync::Mutex<u64>,
+    /// Changes to persist, numbered under the state lock (see [`ShareSlot::changed`]).
+    pub changes: std::sync::atomic::AtomicU64,
 }
 
 impl ShareSlot {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, SharePartition> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Numbers a change to persist. Called with the state lock held (`_state`), so that a snapshot taken
+    /// under the lock carries every change numbered up to [`ShareSlot::changes`] as read under it.
+    pub fn changed(&self, _state: &SharePartition) -> u64 {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
     }
 }
 
@@ -116,7 +125,8 @@ impl Shares {
         let slot = Arc::new(ShareSlot {
             leader_epoch,
             state: Mutex::new(fresh),
-            writes: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(0),
+            changes: std::sync::atomic::AtomicU64::new(0),
         });
         partitions.insert(key, slot.clone());
         Some(slot)

@@ -256,10 +256,14 @@ impl SharePartition {
         self.end_offset - self.start_offset >= self.settings.max_in_flight
     }
 
-    /// Hands `member` up to `max_records` records from `batches`, the `(first, last)` offset ranges of the
-    /// record batches the log returned from [`next_fetch_offset`](Self::next_fetch_offset) on, in order.
-    /// Available in-flight records are handed out again; records past the end offset are handed out for the
-    /// first time, and offsets the log skipped are archived as gaps. Returns the runs handed out.
+    /// Hands `member` records from `batches`, the `(first, last)` offset ranges of the record batches the log
+    /// returned from [`next_fetch_offset`](Self::next_fetch_offset) on, in order. Available in-flight records
+    /// are handed out again; records past the end offset are handed out for the first time, and offsets the
+    /// log skipped are archived as gaps. Returns the runs handed out.
+    ///
+    /// `max_records` is a soft limit, as in Kafka: a batch once started is handed out to its end (within the
+    /// in-flight window), so that a batch goes whole to one member instead of being sent, and decoded, by
+    /// every member that takes a slice of it.
     pub fn acquire(
         &mut self,
         member: &MemberId,
@@ -272,10 +276,10 @@ impl SharePartition {
         let mut acquired: Vec<Acquired> = Vec::new();
         let mut count = 0;
         'batches: for &(first, last) in batches {
+            if count >= max_records {
+                break;
+            }
             for offset in first.max(self.start_offset)..=last {
-                if count >= max_records {
-                    break 'batches;
-                }
                 if offset >= self.end_offset {
                     if self.window_full() {
                         break 'batches;
@@ -509,11 +513,12 @@ mod tests {
         let now = Instant::now();
         let mut share = SharePartition::new(0, settings());
         let (a, b) = (member("a"), member("b"));
-        assert_eq!(share.acquire(&a, &[(0, 9)], 4, now), vec![run(0, 3, 1)]);
-        // b is handed what a was not, from the same batch read again.
+        // Batches 0-3 and 4-9: the limit stops at a batch's end, not inside it.
+        assert_eq!(share.acquire(&a, &[(0, 3), (4, 9)], 2, now), vec![run(0, 3, 1)]);
+        // b is handed what a was not, from the same batches read again.
         assert_eq!(share.next_fetch_offset(), Some(4));
-        assert_eq!(share.acquire(&b, &[(0, 9)], 100, now), vec![run(4, 9, 1)]);
-        assert_eq!(share.acquire(&b, &[(0, 9)], 100, now), vec![], "all in flight");
+        assert_eq!(share.acquire(&b, &[(0, 3), (4, 9)], 100, now), vec![run(4, 9, 1)]);
+        assert_eq!(share.acquire(&b, &[(0, 3), (4, 9)], 100, now), vec![], "all in flight");
 
         share.acknowledge(&a, 0, 3, &[AckType::Accept], now).unwrap();
         assert_eq!(share.start_offset(), 4, "the start moves past the accepted records");
