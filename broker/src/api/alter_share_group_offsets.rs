@@ -53,6 +53,10 @@ pub fn handle(
             format!("more than {PARTITIONS_MAX} partitions in one request"),
         );
     }
+    // A member could join between this check and the change below (membership and share-partitions have
+    // separate locks, where Kafka orders both through the coordinator's log). Records it acquired in that
+    // moment are forgotten with everything else in flight, and its acknowledgements of them are refused
+    // (INVALID_RECORD_STATE): they are delivered again from the new start, which a reset means anyway.
     if let Err((error, message)) = share_admin::check_empty(broker, &group) {
         return refuse(error, message);
     }
