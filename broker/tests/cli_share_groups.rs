@@ -1,4 +1,4 @@
-//! `strata share-group list | describe | reset-offsets | delete` against a real `strata server` process,
+//! `strata share-group list | describe | reset-offsets | delete-offsets | delete` against a real `strata server` process,
 //! with a share group member (KIP-932) joining, fetching and leaving through the protocol client.
 
 mod common;
@@ -196,6 +196,8 @@ fn share_groups_are_listed_described_reset_and_deleted() {
     assert!(error.contains(refused), "{error}");
     let error = fails(&server, &["share-group", "delete", GROUP]);
     assert!(error.contains(refused), "{error}");
+    let error = fails(&server, &["share-group", "delete-offsets", GROUP, "--topic", TOPIC]);
+    assert!(error.contains(refused), "{error}");
 
     leave(&server);
     assert_eq!(listed(&server), vec![vec![GROUP.to_owned(), "Empty".to_owned()]]);
@@ -271,4 +273,12 @@ fn share_groups_are_listed_described_reset_and_deleted() {
     assert!(out.starts_with("Share group fresh: state Empty"), "{out}");
     assert_eq!(described(&server, "fresh"), vec![row(0, 0, 10, 10), row(1, 0, 10, 10)]);
     assert_eq!(listed(&server), vec![vec!["fresh".to_owned(), "Empty".to_owned()]]);
+
+    // Its offsets forgotten, nothing is left of it.
+    let out = ok(&server, &["share-group", "delete-offsets", "fresh", "--topic", TOPIC]);
+    assert_eq!(out.trim(), "Deleted the start offsets of share group fresh for jobs.");
+    let error = fails(&server, &["share-group", "describe", "fresh"]);
+    assert!(error.contains("share group fresh does not exist"), "{error}");
+    let error = fails(&server, &["share-group", "delete-offsets", "fresh", "--topic", TOPIC]);
+    assert!(error.contains("share group fresh does not exist"), "{error}");
 }

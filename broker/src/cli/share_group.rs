@@ -1,4 +1,4 @@
-//! `strata share-group list | describe | reset-offsets | delete`: share groups (KIP-932), as
+//! `strata share-group list | describe | reset-offsets | delete-offsets | delete`: share groups (KIP-932), as
 //! `kafka-share-groups` shows and changes them.
 //!
 //! A share group has no committed offsets: per partition it has a start offset, before which every record is
@@ -6,7 +6,7 @@
 //! time. `describe` shows it with the lag (log end offset − start offset: the records not yet done with,
 //! in flight or not delivered). `reset-offsets` moves the start offsets (AlterShareGroupOffsets), which the
 //! coordinator allows only while the group has no members; it prints the plan and changes nothing without
-//! `--execute`.
+//! `--execute`. `delete-offsets` forgets them for whole topics (DeleteShareGroupOffsets), under the same rule.
 //!
 //! A group's requests go to its coordinator (FindCoordinator, through the [`Router`]), ListOffsets to each
 //! partition's leader, and `list` asks every broker for the groups it coordinates.
@@ -40,6 +40,14 @@ enum ShareGroupCommand {
     Describe { group: String },
     /// Move a share group's start offsets (refused while it has members); a dry run unless --execute.
     ResetOffsets(ResetArgs),
+    /// Forget a share group's start offsets of whole topics: it starts them again as a new group would
+    /// (refused while it has members).
+    DeleteOffsets {
+        group: String,
+        /// A topic; repeatable.
+        #[arg(long = "topic", required = true, value_name = "TOPIC")]
+        topics: Vec<String>,
+    },
     /// Delete a share group and what it remembers of its partitions (refused while it has members).
     Delete { group: String },
 }
@@ -93,6 +101,20 @@ pub async fn run(args: ShareGroupArgs) -> anyhow::Result<()> {
         ShareGroupCommand::List => list(&mut router).await,
         ShareGroupCommand::Describe { group } => describe(&mut router, &group).await,
         ShareGroupCommand::ResetOffsets(reset) => reset_offsets(&mut router, reset).await,
+        ShareGroupCommand::DeleteOffsets { group, topics } => {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            router
+                .with_coordinator(&group, async |coordinator| {
+                    coordinator.delete_share_group_offsets(&group, &topics).await
+                })
+                .await
+                .map_err(|e| share_group_error(&group, e))?;
+            println!(
+                "Deleted the start offsets of share group {group} for {}.",
+                topics.join(", ")
+            );
+            Ok(())
+        }
         ShareGroupCommand::Delete { group } => {
             router
                 .with_coordinator(&group, async |coordinator| coordinator.delete_group(&group).await)
