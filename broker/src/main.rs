@@ -1,5 +1,5 @@
 //! The `strata` binary: `strata server` (the default) runs a node; `topic`, `produce`, `consume`, `group`,
-//! `cluster` and `bench` are clients of a running one, and `health` asks a node's HTTP endpoint whether it
+//! `share-group`, `cluster` and `bench` are clients of a running one, and `health` asks a node's HTTP endpoint whether it
 //! serves (see the `cli` module and docs/cli.md).
 
 mod cli;
@@ -30,6 +30,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// List, describe and delete consumer groups, and reset their committed offsets.
     Group(cli::group::GroupArgs),
+    /// List, describe and delete share groups (KIP-932), and reset their start offsets.
+    ShareGroup(cli::share_group::ShareGroupArgs),
     /// Show the controller quorum and the brokers.
     Cluster(cli::cluster::ClusterArgs),
     /// Exit 0 if a node's HTTP endpoint answers /health with 200 (for container health checks).
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Consume(args)) => cli::block_on(cli::consume::run(args)),
         Some(Command::Bench(args)) => cli::block_on(cli::bench::run(args)),
         Some(Command::Group(args)) => cli::block_on(cli::group::run(args)),
+        Some(Command::ShareGroup(args)) => cli::block_on(cli::share_group::run(args)),
         Some(Command::Cluster(args)) => cli::block_on(cli::cluster::run(args)),
         // One blocking request: no runtime to start.
         Some(Command::Health(args)) => cli::health::run(args),

@@ -299,6 +299,16 @@ fn confluent_kafka_share_consumers_share_a_two_partition_topic() {
         assert_eq!(s[0].deliveries, deliveries, "{record:?}: {:?}", s[0]);
         assert_eq!(s[0].mode, "accept");
     }
+
+    // confluent-kafka's AdminClient deletes the share group once it has no members (the killed holder's
+    // session ends within `group.share.session.timeout.ms`); then it is gone.
+    wait_for(
+        "the AdminClient to delete the share group",
+        Duration::from_secs(30),
+        || run("share_admin.py", &[&server.addr, "workers"])["error"].is_null(),
+    );
+    let again = run("share_admin.py", &[&server.addr, "workers"]);
+    assert_eq!(again["error"], "GROUP_ID_NOT_FOUND", "{again}");
 }
 
 /// The dead-letter topic: a record a worker rejects, and one that fails (is released) on every delivery

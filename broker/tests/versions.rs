@@ -26,6 +26,8 @@ const GROUP: &str = "versions-group";
 /// The share group, and its one member.
 const SHARE_GROUP: &str = "versions-share";
 const SHARE_MEMBER: &str = "versions-share-member";
+/// A share group without members, whose offsets are altered and deleted.
+const EMPTY_SHARE_GROUP: &str = "versions-share-empty";
 /// The timestamp of every record produced here.
 const TIMESTAMP: i64 = 1_780_000_000_000;
 
@@ -147,6 +149,9 @@ fn api_key(request: &RequestKind) -> ApiKey {
         RequestKind::ShareAcknowledge(_) => ApiKey::ShareAcknowledge,
         RequestKind::ReadShareGroupState(_) => ApiKey::ReadShareGroupState,
         RequestKind::WriteShareGroupState(_) => ApiKey::WriteShareGroupState,
+        RequestKind::DescribeShareGroupOffsets(_) => ApiKey::DescribeShareGroupOffsets,
+        RequestKind::AlterShareGroupOffsets(_) => ApiKey::AlterShareGroupOffsets,
+        RequestKind::DeleteShareGroupOffsets(_) => ApiKey::DeleteShareGroupOffsets,
         RequestKind::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
         RequestKind::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
         other => panic!("no test request for {other:?}"),
@@ -560,6 +565,40 @@ fn request(connection: &mut Connection<'_>, key: ApiKey, version: i16) -> Reques
                 .with_member_id(Some(s(SHARE_MEMBER)))
                 .with_share_session_epoch(1),
         ),
+        // The share group's start offsets (every partition it has); an empty group's set, then forgotten.
+        ApiKey::DescribeShareGroupOffsets => {
+            RequestKind::DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(GroupId(s(SHARE_GROUP)))
+                    .with_topics(None),
+            ]))
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            use alter_share_group_offsets_request::{
+                AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+            };
+            RequestKind::AlterShareGroupOffsets(
+                AlterShareGroupOffsetsRequest::default()
+                    .with_group_id(GroupId(s(EMPTY_SHARE_GROUP)))
+                    .with_topics(vec![
+                        AlterShareGroupOffsetsRequestTopic::default()
+                            .with_topic_name(topic_name())
+                            .with_partitions(vec![
+                                AlterShareGroupOffsetsRequestPartition::default()
+                                    .with_partition_index(0)
+                                    .with_start_offset(0),
+                            ]),
+                    ]),
+            )
+        }
+        ApiKey::DeleteShareGroupOffsets => RequestKind::DeleteShareGroupOffsets(
+            DeleteShareGroupOffsetsRequest::default()
+                .with_group_id(GroupId(s(EMPTY_SHARE_GROUP)))
+                .with_topics(vec![
+                    delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(topic_name()),
+                ]),
+        ),
         ApiKey::ConsumerGroupHeartbeat => {
             RequestKind::ConsumerGroupHeartbeat(consumer_join(&format!("consumer-{v}"), &Uuid::new_v4().to_string()))
         }
@@ -671,6 +710,24 @@ fn every_supported_version_of_every_api_answers() {
                 }
                 Ok(ResponseKind::ShareAcknowledge(response)) => {
                     assert_eq!(response.error_code, 0, "ShareAcknowledge: {:?}", response.error_message);
+                    answered += 1;
+                }
+                Ok(ResponseKind::DescribeShareGroupOffsets(response)) => {
+                    let group = &response.groups[0];
+                    assert_eq!(group.error_code, 0, "DescribeShareGroupOffsets: {group:?}");
+                    let partition = &group.topics[0].partitions[0];
+                    assert_eq!(partition.error_code, 0, "DescribeShareGroupOffsets: {partition:?}");
+                    assert!(partition.start_offset >= 0, "the member fetched: {partition:?}");
+                    answered += 1;
+                }
+                Ok(ResponseKind::AlterShareGroupOffsets(response)) => {
+                    assert_eq!(response.error_code, 0, "AlterShareGroupOffsets: {response:?}");
+                    assert_eq!(response.responses[0].partitions[0].error_code, 0, "{response:?}");
+                    answered += 1;
+                }
+                Ok(ResponseKind::DeleteShareGroupOffsets(response)) => {
+                    assert_eq!(response.error_code, 0, "DeleteShareGroupOffsets: {response:?}");
+                    assert_eq!(response.responses[0].error_code, 0, "{response:?}");
                     answered += 1;
                 }
                 Ok(ResponseKind::ConsumerGroupHeartbeat(response)) => {

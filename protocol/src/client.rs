@@ -24,6 +24,8 @@
 //!   [`ProduceQueue`].
 //! - [`fetch`]: fetch and decode records.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner, so keys land where Java clients put them.
+//! - [`share`]: typed helpers for share groups (KIP-932): describe one, read, set and delete its start
+//!   offsets.
 //! - [`router`]: a cluster through its bootstrap broker: a connection per broker, partition leaders, group
 //!   coordinators, and retries when they move.
 
@@ -33,6 +35,7 @@ pub mod partitioner;
 pub mod produce;
 pub mod records;
 pub mod router;
+pub mod share;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -1,4 +1,6 @@
-//! DeleteGroups: removes groups that have no members, and their committed offsets.
+//! DeleteGroups: removes groups that have no members, and their committed offsets. A share group without
+//! members loses its share-partitions (their start offsets and in-flight records), as Kafka deletes a share
+//! group's state; with members it is `NON_EMPTY_GROUP`.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -8,6 +10,8 @@ use super::check_coordinator;
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
+    // Share group members whose session ended are not members any more.
+    super::share_group_heartbeat::expire_members(broker);
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
         let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();

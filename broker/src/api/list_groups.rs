@@ -2,7 +2,8 @@
 //! type (KIP-848); both filters match case-insensitively, as Kafka's do, and an empty filter matches all.
 //! Groups of JoinGroup/SyncGroup are `classic`, groups of ConsumerGroupHeartbeat `consumer` (with Kafka's
 //! consumer group states: Empty, Assigning, Reconciling, Stable); both have protocol type `consumer`. Share
-//! groups (KIP-932) are `share`, with protocol type `share`.
+//! groups (KIP-932) are `share`, with protocol type `share`: `Stable` with members, `Empty` without members but
+//! with share-partitions on this broker.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -34,8 +35,17 @@ pub fn handle(broker: &Broker, request: ListGroupsRequest, _version: i16) -> Lis
             groups.push((group, "Empty", "consumer".into(), GROUP_TYPE_CLASSIC));
         }
     }
+    super::share_group_heartbeat::expire_members(broker);
     for group in broker.shares.groups.group_ids() {
         groups.push((group, "Stable", GROUP_TYPE_SHARE.into(), GROUP_TYPE_SHARE));
+    }
+    // A share group without members whose share-partitions remain (members left, or its offsets were
+    // altered) is an empty share group, as Kafka lists it; listed by its coordinator only, as share-partitions
+    // live on partition leaders, which may be other brokers.
+    for group in broker.shares.group_ids_with_partitions() {
+        if !groups.iter().any(|(id, _, _, _)| *id == group) && super::check_coordinator(broker, &group).is_ok() {
+            groups.push((group, "Empty", GROUP_TYPE_SHARE.into(), GROUP_TYPE_SHARE));
+        }
     }
     // The filters decode empty at versions without them.
     let matches =

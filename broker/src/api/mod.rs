@@ -14,6 +14,7 @@ use strata_protocol::request::Request;
 use crate::broker::Broker;
 
 mod alter_configs;
+mod alter_share_group_offsets;
 mod api_versions;
 mod authorized;
 mod configs;
@@ -23,11 +24,13 @@ mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
+mod delete_share_group_offsets;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_quorum;
+mod describe_share_group_offsets;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -45,6 +48,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod read_share_group_state;
 mod share_acknowledge;
+mod share_admin;
 mod share_fetch;
 mod share_group_describe;
 mod share_group_heartbeat;
@@ -89,6 +93,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::ReadShareGroupState, 0, 0),
     (ApiKey::WriteShareGroupState, 0, 0),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -193,6 +200,16 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         RequestKind::ShareFetch(body) => ResponseKind::ShareFetch(share_fetch::handle(broker, body, version).await),
         RequestKind::ShareAcknowledge(body) => {
             ResponseKind::ShareAcknowledge(share_acknowledge::handle(broker, body, version).await)
+        }
+        // The group's coordinator answers these (each checks, per group).
+        RequestKind::DescribeShareGroupOffsets(body) => {
+            ResponseKind::DescribeShareGroupOffsets(describe_share_group_offsets::handle(broker, body, version))
+        }
+        RequestKind::AlterShareGroupOffsets(body) => {
+            ResponseKind::AlterShareGroupOffsets(alter_share_group_offsets::handle(broker, body, version))
+        }
+        RequestKind::DeleteShareGroupOffsets(body) => {
+            ResponseKind::DeleteShareGroupOffsets(delete_share_group_offsets::handle(broker, body, version))
         }
         RequestKind::ConsumerGroupHeartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => {
             ResponseKind::ConsumerGroupHeartbeat(

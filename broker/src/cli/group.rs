@@ -72,16 +72,16 @@ struct ResetArgs {
     execute: bool,
 }
 
-/// `--topic T` or `--topic T:P1,P2`.
+/// `--topic T` or `--topic T:P1,P2` (also `share-group reset-offsets`'s).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TopicPartitions {
-    topic: String,
+pub(super) struct TopicPartitions {
+    pub(super) topic: String,
     /// `None`: every partition of the topic.
-    partitions: Option<Vec<i32>>,
+    pub(super) partitions: Option<Vec<i32>>,
 }
 
 impl TopicPartitions {
-    fn parse(text: &str) -> Result<TopicPartitions, String> {
+    pub(super) fn parse(text: &str) -> Result<TopicPartitions, String> {
         let bad = || format!("`{text}` is not TOPIC or TOPIC:PARTITION,PARTITION…");
         let (topic, partitions) = match text.split_once(':') {
             None => (text, None),

@@ -1,6 +1,6 @@
-//! The `strata` client commands: `topic`, `produce`, `consume`, `bench`, `group` and `cluster`, built on
-//! `strata_protocol::client`, and `health`, which asks a node's HTTP endpoint instead (plain HTTP/1.0, no
-//! Kafka, no `--bootstrap`).
+//! The `strata` client commands: `topic`, `produce`, `consume`, `bench`, `group`, `share-group` and
+//! `cluster`, built on `strata_protocol::client`, and `health`, which asks a node's HTTP endpoint instead
+//! (plain HTTP/1.0, no Kafka, no `--bootstrap`).
 //!
 //! Every command starts at the broker given by `--bootstrap` and fails with an error that `main` prints as
 //! one line. Commands that only administer (`topic`, `cluster`) talk to that broker alone; those that need a
@@ -16,7 +16,7 @@
 //! - `format`: how `consume` prints a record (a `%k %v…` template or JSON), and the tables of `group` and
 //!   `cluster`.
 //! - `time`: RFC 3339 timestamps for `consume --from` and `group reset-offsets --to-datetime`.
-//! - `topic`, `produce`, `consume`, `bench`, `group`, `cluster`, `health`: one file per command.
+//! - `topic`, `produce`, `consume`, `bench`, `group`, `share_group`, `cluster`, `health`: one file per command.
 
 pub mod bench;
 pub mod cluster;
@@ -27,6 +27,7 @@ pub mod group;
 pub mod health;
 pub mod produce;
 mod producer;
+pub mod share_group;
 mod time;
 pub mod topic;
 

@@ -209,3 +209,22 @@ pub fn dead_letter_topic(image: &MetadataImage, group: &str) -> Option<String> {
         .and_then(|c| c.get(crate::dynamic::SHARE_DEAD_LETTER_TOPIC))
         .cloned()
 }
+
+// For the admin APIs (DeleteShareGroupOffsets, ListGroups): kept apart from the rest of `Shares`.
+impl Shares {
+    /// Forgets `group`'s share-partitions of `topic`; returns how many there were.
+    pub fn forget_topic(&self, group: &str, topic: &str) -> usize {
+        let mut partitions = self.lock();
+        let before = partitions.len();
+        partitions.retain(|(g, tp), _| !(g == group && tp.topic == topic));
+        before - partitions.len()
+    }
+
+    /// The ids of the groups with share-partitions here, with or without members, sorted.
+    pub fn group_ids_with_partitions(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().keys().map(|(g, _)| g.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}

@@ -90,14 +90,19 @@ pub fn strata_with_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran
 }
 
 /// The rows of the table whose header starts with `first_column`, each row's cells split on whitespace,
-/// up to the first empty line; the lines `group reset-offsets` prints around its table are left out.
+/// up to the first empty line; the lines `group reset-offsets` and `share-group reset-offsets` print around
+/// their tables are left out.
 pub fn table(output: &str, first_column: &str) -> Vec<Vec<String>> {
     output
         .lines()
         .skip_while(|line| !line.starts_with(first_column))
         .skip(1)
         .take_while(|line| !line.trim().is_empty())
-        .filter(|line| !line.starts_with("Dry run") && !line.starts_with("Committed"))
+        .filter(|line| {
+            !["Dry run", "Committed", "Changed"]
+                .iter()
+                .any(|said| line.starts_with(said))
+        })
         .map(|line| line.split_whitespace().map(str::to_owned).collect())
         .collect()
 }
