@@ -203,13 +203,13 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         }
         // The group's coordinator answers these (each checks, per group).
         RequestKind::DescribeShareGroupOffsets(body) => {
-            ResponseKind::DescribeShareGroupOffsets(describe_share_group_offsets::handle(broker, body, version))
+            ResponseKind::DescribeShareGroupOffsets(describe_share_group_offsets::handle(broker, body, version).await)
         }
         RequestKind::AlterShareGroupOffsets(body) => {
-            ResponseKind::AlterShareGroupOffsets(alter_share_group_offsets::handle(broker, body, version))
+            ResponseKind::AlterShareGroupOffsets(alter_share_group_offsets::handle(broker, body, version).await)
         }
         RequestKind::DeleteShareGroupOffsets(body) => {
-            ResponseKind::DeleteShareGroupOffsets(delete_share_group_offsets::handle(broker, body, version))
+            ResponseKind::DeleteShareGroupOffsets(delete_share_group_offsets::handle(broker, body, version).await)
         }
         RequestKind::ConsumerGroupHeartbeat(body) if coordinator_error(broker, &body.group_id) != 0 => {
             ResponseKind::ConsumerGroupHeartbeat(

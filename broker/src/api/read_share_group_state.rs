@@ -28,7 +28,7 @@ pub fn handle(broker: &Broker, request: ReadShareGroupStateRequest, _version: i1
                         Ok(None) => result.with_start_offset(-1),
                         Ok(Some(stored)) => result
                             .with_state_epoch(stored.state_epoch)
-                            .with_start_offset(stored.snapshot.start_offset as i64)
+                            .with_start_offset(crate::share::persister::wire_offset(stored.snapshot.start_offset))
                             .with_state_batches(
                                 stored
                                     .snapshot

@@ -2,10 +2,9 @@
 //! DeleteShareGroupOffsets) check alike: that the group is a share group, whether it has members, and where
 //! a share-partition's state is.
 //!
-//! These requests go to the group's coordinator, but a share-partition lives on the partition's leader
-//! (`crate::share`), so a coordinator can read and change only the share-partitions of partitions it leads:
-//! on one node, all of them. For a partition led by another broker the answer is `NOT_LEADER_OR_FOLLOWER`,
-//! never a guess; keeping share-partition state with the coordinator (`__share_group_state`) closes that gap.
+//! These requests go to the group's coordinator; a share-partition's durable state lives with its share
+//! coordinator (`__share_group_state`, `crate::share::persister`), which any broker reaches, so they read and
+//! change it wherever the partition is led.
 
 use std::sync::Arc;
 
@@ -68,4 +67,39 @@ pub(super) fn led_here(broker: &Broker, tp: &TopicPartition) -> Result<Arc<Parti
     let partition = broker.replicas.get(tp).ok_or(ResponseError::NotLeaderOrFollower)?;
     partition.leader_epoch().ok_or(ResponseError::NotLeaderOrFollower)?;
     Ok(partition)
+}
+
+/// Replaces `group`'s durable state of `tp` with `snapshot` at the next state epoch. A leader holding the old
+/// state is fenced at its next write and reloads when a member opens a session; when that leader is this
+/// broker, it takes the new state at once.
+pub(super) async fn replace_state(
+    broker: &Broker,
+    group: &str,
+    tp: &TopicPartition,
+    topic_id: uuid::Uuid,
+    leader_epoch: i32,
+    snapshot: crate::share::partition::ShareSnapshot,
+) -> Result<(), ResponseError> {
+    let key = crate::share::state::StateKey {
+        group: group.to_owned(),
+        topic_id,
+        partition: tp.partition,
+    };
+    let state_epoch = crate::share::persister::read(broker, &key, leader_epoch)
+        .await?
+        .map_or(0, |(state_epoch, _)| state_epoch);
+    crate::share::persister::write(broker, &key, leader_epoch, state_epoch + 1, snapshot.clone()).await?;
+    if let Some(slot) = broker.shares.get(group, tp) {
+        broker.shares.forget(group, tp, &slot);
+    }
+    if snapshot.start_offset != crate::share::state::UNINITIALIZED
+        && let Ok(partition) = led_here(broker, tp)
+        && let Some(current) = partition.leader_epoch()
+    {
+        let image = broker.metadata.image();
+        let (settings, _) = crate::share::settings_of(&broker.settings(), &image, group);
+        let fresh = crate::share::partition::SharePartition::restore(&snapshot, settings);
+        broker.shares.install(group, tp, (current, state_epoch + 1), fresh);
+    }
+    Ok(())
 }

@@ -29,8 +29,8 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::replica::Partition;
 use crate::share::partition::{AckType, Acquired, MemberId, SharePartition};
-use crate::share::session::{SharePartitionKey, Step};
-use crate::share::state::StateKey;
+use crate::share::session::{OPEN_EPOCH, SharePartitionKey, Step};
+use crate::share::state::{StateKey, UNINITIALIZED};
 use crate::share::{self, AutoOffsetReset, SharedPartition, persister};
 
 /// The longest a share fetch may wait, whatever the client asks.
@@ -142,6 +142,8 @@ pub async fn handle(broker: &Broker, request: ShareFetchRequest, _version: i16) 
         .copied()
         .collect();
     let waiter = std::sync::Arc::new(Notify::new());
+    // A member opening its session checks each share-partition against its durable state once.
+    let mut opening = request.share_session_epoch == OPEN_EPOCH;
     loop {
         let now = Instant::now();
         let mut records_left = max_records;
@@ -151,7 +153,7 @@ pub async fn handle(broker: &Broker, request: ShareFetchRequest, _version: i16) 
         let mut fetched = Vec::new();
         for key in &order {
             let resolved = match led(broker, *key) {
-                Ok((tp, partition)) => match share_partition(broker, &group, *key, &tp, &partition).await {
+                Ok((tp, partition)) => match share_partition(broker, &group, *key, &tp, &partition, opening).await {
                     Ok(shared) => Ok((tp, partition, shared)),
                     Err(error) => Err(error),
                 },
@@ -190,6 +192,7 @@ pub async fn handle(broker: &Broker, request: ShareFetchRequest, _version: i16) 
             };
             fetched.push((*key, answered));
         }
+        opening = false;
         let errors = fetched.iter().any(|(_, a)| a.error.is_some());
         if acquired_any || errors || now >= deadline || broker.shutdown.is_cancelled() {
             for (key, answered) in fetched {
@@ -224,27 +227,43 @@ fn led(broker: &Broker, key: SharePartitionKey) -> Result<(TopicPartition, std::
 
 /// `group`'s share-partition of `tp` as this leader serves it: loaded from its durable state the first time
 /// it is served at this leader epoch, or made at the log end or start (`share.auto.offset.reset`) if it has
-/// none.
+/// none. With `revalidate` (a member opening its share session) the durable state is read even when one is
+/// loaded, and replaces it if an administrator changed it since (a later state epoch).
 pub(super) async fn share_partition(
     broker: &Broker,
     group: &str,
     key: SharePartitionKey,
     tp: &TopicPartition,
     partition: &Partition,
+    revalidate: bool,
 ) -> Result<SharedPartition, ResponseError> {
     let image = broker.metadata.image();
     let (settings, _) = share::settings_of(&broker.settings(), &image, group);
     let leader_epoch = partition.leader_epoch().ok_or(ResponseError::NotLeaderOrFollower)?;
-    if let Some(found) = broker.shares.get(group, tp)
-        && found.leader_epoch == leader_epoch
+    let loaded = broker
+        .shares
+        .get(group, tp)
+        .filter(|found| found.leader_epoch == leader_epoch);
+    if let Some(found) = &loaded
+        && !revalidate
+    {
+        found.lock().set_settings(settings);
+        return Ok(found.clone());
+    }
+    let stored = persister::read(broker, &state_key(group, key), leader_epoch).await?;
+    if let Some(found) = loaded
+        && stored
+            .as_ref()
+            .is_none_or(|(state_epoch, _)| *state_epoch <= found.state_epoch)
     {
         found.lock().set_settings(settings);
         return Ok(found);
     }
-    let state_key = state_key(group, key);
-    let fresh = match persister::read(broker, &state_key, leader_epoch).await? {
-        Some(snapshot) => SharePartition::restore(&snapshot, settings),
-        None => {
+    let (state_epoch, fresh) = match stored {
+        Some((state_epoch, snapshot)) if snapshot.start_offset != UNINITIALIZED => {
+            (state_epoch, SharePartition::restore(&snapshot, settings))
+        }
+        stored => {
             let start = match share::auto_offset_reset(&image, group) {
                 AutoOffsetReset::Latest => partition.high_watermark(),
                 AutoOffsetReset::Earliest => partition
@@ -253,13 +272,28 @@ pub(super) async fn share_partition(
                     .unwrap_or_else(PoisonError::into_inner)
                     .log_start_offset(),
             };
-            SharePartition::new(start, settings)
+            let state_epoch = stored.map_or(0, |(state_epoch, _)| state_epoch);
+            let fresh = SharePartition::new(start, settings);
+            // Where the group starts is durable from its first fetch (Kafka's InitializeShareGroupState), so
+            // that it is what every later leader and DescribeShareGroupOffsets see.
+            persister::write(
+                broker,
+                &state_key(group, key),
+                leader_epoch,
+                state_epoch,
+                fresh.snapshot(),
+            )
+            .await?;
+            (state_epoch, fresh)
         }
     };
-    broker.shares.install(group, tp, leader_epoch, fresh).ok_or_else(|| {
-        warn!(%group, partition = %tp, "share-partition refused: the broker keeps as many as it may");
-        ResponseError::UnknownServerError
-    })
+    broker
+        .shares
+        .install(group, tp, (leader_epoch, state_epoch), fresh)
+        .ok_or_else(|| {
+            warn!(%group, partition = %tp, "share-partition refused: the broker keeps as many as it may");
+            ResponseError::UnknownServerError
+        })
 }
 
 fn state_key(group: &str, (topic_id, partition): SharePartitionKey) -> StateKey {
@@ -293,7 +327,14 @@ async fn persist(
             shared.changes.load(std::sync::atomic::Ordering::SeqCst),
         )
     };
-    persister::write(broker, &state_key(group, key), shared.leader_epoch, snapshot).await?;
+    persister::write(
+        broker,
+        &state_key(group, key),
+        shared.leader_epoch,
+        shared.state_epoch,
+        snapshot,
+    )
+    .await?;
     *written = upto;
     Ok(())
 }
@@ -448,6 +489,10 @@ pub(super) async fn acknowledge<'a>(
     if let Some(change) = changed
         && let Err(error) = persist(broker, group, key, &shared, change).await
     {
+        if error == ResponseError::FencedStateEpoch {
+            // An administrator changed the state: what this leader holds is stale; the next use loads it.
+            broker.shares.forget(group, &tp, &shared);
+        }
         return Err((error, "the acknowledgement could not be made durable".to_owned()));
     }
     outcome

@@ -65,7 +65,11 @@ fn stored(p: &kafka_protocol::messages::write_share_group_state_request::Partiti
         state_epoch: p.state_epoch,
         leader_epoch: p.leader_epoch,
         snapshot: ShareSnapshot {
-            start_offset: u64::try_from(p.start_offset).ok()?,
+            // -1: deleted by an administrator.
+            start_offset: match p.start_offset {
+                -1 => crate::share::state::UNINITIALIZED,
+                offset => u64::try_from(offset).ok()?,
+            },
             batches,
         },
     })

@@ -45,6 +45,9 @@ pub const SHARE_PARTITIONS_MAX: usize = 100_000;
 pub struct ShareSlot {
     /// The partition's leader epoch this state was loaded at: served at a later epoch, it is loaded again.
     pub leader_epoch: i32,
+    /// The state epoch it was loaded at: an administrator's change moves the durable state's on, and the
+    /// state is loaded again.
+    pub state_epoch: i32,
     /// The state, behind a lock held while the log is read and records are acquired (never across an await).
     pub state: Mutex<SharePartition>,
     /// Held while a snapshot is taken and written, so that writes reach the coordinator in order; holds the
@@ -104,32 +107,44 @@ impl Shares {
         self.partitions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Installs `fresh` as `group`'s share-partition of `tp` at `leader_epoch`, unless one is there at that
-    /// epoch already (another request loaded it first), which is returned instead. `None` when the broker
-    /// holds [`SHARE_PARTITIONS_MAX`] already.
+    /// Installs `fresh` as `group`'s share-partition of `tp` at `leader_epoch` and `state_epoch`, unless one
+    /// is there at those epochs already (another request loaded it first), which is returned instead. `None`
+    /// when the broker holds [`SHARE_PARTITIONS_MAX`] already.
     pub fn install(
         &self,
         group: &str,
         tp: &TopicPartition,
-        leader_epoch: i32,
+        (leader_epoch, state_epoch): (i32, i32),
         fresh: SharePartition,
     ) -> Option<SharedPartition> {
         let mut partitions = self.lock();
         let key = (group.to_owned(), tp.clone());
         match partitions.get(&key) {
-            Some(found) if found.leader_epoch >= leader_epoch => return Some(found.clone()),
+            Some(found) if (found.leader_epoch, found.state_epoch) >= (leader_epoch, state_epoch) => {
+                return Some(found.clone());
+            }
             Some(_) => {}
             None if partitions.len() >= SHARE_PARTITIONS_MAX => return None,
             None => {}
         }
         let slot = Arc::new(ShareSlot {
             leader_epoch,
+            state_epoch,
             state: Mutex::new(fresh),
             writes: tokio::sync::Mutex::new(0),
             changes: std::sync::atomic::AtomicU64::new(0),
         });
         partitions.insert(key, slot.clone());
         Some(slot)
+    }
+
+    /// Drops `slot` as `group`'s share-partition of `tp` (its state is stale), unless another replaced it.
+    pub fn forget(&self, group: &str, tp: &TopicPartition, slot: &SharedPartition) {
+        let mut partitions = self.lock();
+        let key = (group.to_owned(), tp.clone());
+        if partitions.get(&key).is_some_and(|found| Arc::ptr_eq(found, slot)) {
+            partitions.remove(&key);
+        }
     }
 
     /// `group`'s share-partition of `tp`, if it has one.

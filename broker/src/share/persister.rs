@@ -23,7 +23,9 @@ use tokio::sync::Mutex;
 use tracing::warn;
 
 use super::partition::{ShareSnapshot, StateBatch};
-use super::state::{SHARE_STATE_PARTITIONS, SHARE_STATE_TOPIC, StateKey, Stored, delivery_state, record_state};
+use super::state::{
+    SHARE_STATE_PARTITIONS, SHARE_STATE_TOPIC, StateKey, Stored, UNINITIALIZED, delivery_state, record_state,
+};
 use crate::broker::Broker;
 use crate::replica::ClusterView;
 
@@ -47,6 +49,11 @@ fn retriable(error: ResponseError) -> bool {
             | ResponseError::RequestTimedOut
             | ResponseError::NetworkException
     )
+}
+
+/// A start offset on the wire: -1 for [`UNINITIALIZED`].
+pub fn wire_offset(start_offset: u64) -> i64 {
+    i64::try_from(start_offset).unwrap_or(-1)
 }
 
 /// The share coordinator of `key`: the leader of its partition of `__share_group_state`.
@@ -115,8 +122,12 @@ async fn send<R: kafka_protocol::protocol::Request>(
     answer.map_err(|_| ResponseError::NetworkException)
 }
 
-/// The durable state of `key`, `None` if it has none yet.
-pub async fn read(broker: &Broker, key: &StateKey, leader_epoch: i32) -> Result<Option<ShareSnapshot>, ResponseError> {
+/// The durable state of `key` with its state epoch, `None` if it has none yet.
+pub async fn read(
+    broker: &Broker,
+    key: &StateKey,
+    leader_epoch: i32,
+) -> Result<Option<(i32, ShareSnapshot)>, ResponseError> {
     let deadline = tokio::time::Instant::now() + PERSIST_TIMEOUT;
     loop {
         let result = read_once(broker, key, leader_epoch).await;
@@ -126,14 +137,18 @@ pub async fn read(broker: &Broker, key: &StateKey, leader_epoch: i32) -> Result<
     }
 }
 
-async fn read_once(broker: &Broker, key: &StateKey, leader_epoch: i32) -> Result<Option<ShareSnapshot>, ResponseError> {
+async fn read_once(
+    broker: &Broker,
+    key: &StateKey,
+    leader_epoch: i32,
+) -> Result<Option<(i32, ShareSnapshot)>, ResponseError> {
     let node = coordinator(broker, key).await?;
     if node == broker.node_id() {
         return Ok(broker
             .shares
             .state
             .read(&broker.replicas, key)?
-            .map(|stored| stored.snapshot));
+            .map(|stored| (stored.state_epoch, stored.snapshot)));
     }
     let request = ReadShareGroupStateRequest::default()
         .with_group_id(StrBytes::from_string(key.group.clone()))
@@ -155,8 +170,9 @@ async fn read_once(broker: &Broker, key: &StateKey, leader_epoch: i32) -> Result
     if result.error_code != 0 {
         return Err(ResponseError::try_from_code(result.error_code).unwrap_or(ResponseError::UnknownServerError));
     }
-    // Kafka answers a share-partition without state with start offset -1.
-    if result.start_offset < 0 {
+    // Kafka answers a share-partition without state with start offset -1; at a state epoch past 0 it is
+    // one an administrator deleted.
+    if result.start_offset < 0 && result.state_epoch == 0 && result.state_batches.is_empty() {
         return Ok(None);
     }
     let batches = result
@@ -172,22 +188,22 @@ async fn read_once(broker: &Broker, key: &StateKey, leader_epoch: i32) -> Result
         })
         .collect::<Option<Vec<_>>>()
         .ok_or(ResponseError::UnknownServerError)?;
-    Ok(Some(ShareSnapshot {
-        start_offset: result.start_offset as u64,
-        batches,
-    }))
+    let start_offset = u64::try_from(result.start_offset).unwrap_or(UNINITIALIZED);
+    Ok(Some((result.state_epoch, ShareSnapshot { start_offset, batches })))
 }
 
-/// Makes `snapshot` the durable state of `key`, written by the leader at `leader_epoch`.
+/// Makes `snapshot` the durable state of `key` at `state_epoch`, written by the leader at `leader_epoch` (or
+/// by an administrator's change, which moves the state epoch on).
 pub async fn write(
     broker: &Broker,
     key: &StateKey,
     leader_epoch: i32,
+    state_epoch: i32,
     snapshot: ShareSnapshot,
 ) -> Result<(), ResponseError> {
     let deadline = tokio::time::Instant::now() + PERSIST_TIMEOUT;
     loop {
-        let result = write_once(broker, key, leader_epoch, &snapshot).await;
+        let result = write_once(broker, key, leader_epoch, state_epoch, &snapshot).await;
         if !again(broker, "write", key, deadline, &result).await {
             return result;
         }
@@ -198,12 +214,13 @@ async fn write_once(
     broker: &Broker,
     key: &StateKey,
     leader_epoch: i32,
+    state_epoch: i32,
     snapshot: &ShareSnapshot,
 ) -> Result<(), ResponseError> {
     let node = coordinator(broker, key).await?;
     if node == broker.node_id() {
         let stored = Stored {
-            state_epoch: 0,
+            state_epoch,
             leader_epoch,
             snapshot: snapshot.clone(),
         };

@@ -9,8 +9,14 @@
 //! topic is compacted: the newest snapshot of each share-partition is what stays. A broker that becomes leader
 //! of a partition of the topic reads it back from its start into memory, and answers reads from there.
 //!
-//! Writes are fenced by the share-partition's leader epoch: a snapshot from a leader older than the last one
-//! that wrote is refused with `FENCED_LEADER_EPOCH`, so a deposed leader cannot overwrite its successor.
+//! Writes are fenced twice. By the share-partition's leader epoch: a snapshot from a leader older than the
+//! last one that wrote is refused with `FENCED_LEADER_EPOCH`, so a deposed leader cannot overwrite its
+//! successor. And by the state epoch, which an administrator's change of the start offset
+//! (AlterShareGroupOffsets, DeleteShareGroupOffsets) moves on: a leader still serving the state from before
+//! the change is refused with `FENCED_STATE_EPOCH`, and loads the new state.
+//!
+//! A state whose start offset is [`UNINITIALIZED`] was deleted by an administrator: the share-partition
+//! starts again where `share.auto.offset.reset` says.
 //!
 //! Records use Strata's own layout (Kafka's share coordinator records are not a public format):
 //!
@@ -43,6 +49,8 @@ use crate::replica::{Partition, ReplicaManager};
 pub const SHARE_STATE_TOPIC: &str = "__share_group_state";
 /// Kafka's `share.coordinator.state.topic.num.partitions` default.
 pub const SHARE_STATE_PARTITIONS: i32 = 50;
+/// The start offset of a state an administrator deleted (-1 on the wire, as Kafka answers for no state).
+pub const UNINITIALIZED: u64 = u64::MAX;
 /// How long a write waits for the in-sync replicas.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const LOAD_READ_BYTES: usize = 1024 * 1024;
@@ -74,7 +82,7 @@ impl StateKey {
 /// A share-partition's durable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// Moves on when an administrator resets the start offset; not otherwise used yet.
+    /// Moves on when an administrator changes the start offset.
     pub state_epoch: i32,
     /// The leader epoch of the share-partition leader that wrote it.
     pub leader_epoch: i32,
@@ -169,7 +177,8 @@ impl ShareStateStore {
     }
 
     /// Makes `stored` the state of `key`: durable on every in-sync replica before it returns. A write from an
-    /// older leader epoch than the last one is `FENCED_LEADER_EPOCH`.
+    /// older state epoch than the last one is `FENCED_STATE_EPOCH`, one from an older leader epoch
+    /// `FENCED_LEADER_EPOCH`.
     pub async fn write(&self, replicas: &ReplicaManager, key: &StateKey, stored: Stored) -> Result<(), ResponseError> {
         if stored.snapshot.batches.len() > BATCHES_MAX {
             return Err(ResponseError::InvalidRequest);
@@ -180,12 +189,13 @@ impl ShareStateStore {
             // Every write of the partition appends under its log lock: the fencing check and the append are
             // ordered with every other write.
             let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
-            if self
-                .lock()
-                .get(key)
-                .is_some_and(|known| known.leader_epoch > stored.leader_epoch)
-            {
-                return Err(ResponseError::FencedLeaderEpoch);
+            if let Some(known) = self.lock().get(key) {
+                if known.state_epoch > stored.state_epoch {
+                    return Err(ResponseError::FencedStateEpoch);
+                }
+                if known.state_epoch == stored.state_epoch && known.leader_epoch > stored.leader_epoch {
+                    return Err(ResponseError::FencedLeaderEpoch);
+                }
             }
             let mut batch = encode_batch(key, Some(&stored))?;
             let end = match log.append(&mut batch, leader_epoch) {
