@@ -87,7 +87,7 @@ async fn forget(
         let held = persister::read(broker, &key, partition.leader_epoch)
             .await
             .map_err(|e| (e, e.to_string()))?;
-        if !held.is_some_and(|(_, snapshot)| snapshot.start_offset != UNINITIALIZED) {
+        if held.is_none_or(|(_, snapshot)| snapshot.start_offset == UNINITIALIZED) {
             continue;
         }
         let tp = TopicPartition::new(name, index);
