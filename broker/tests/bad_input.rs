@@ -277,3 +277,98 @@ fn batches_whose_records_lie_are_refused_before_they_are_stored() {
     server.restart();
     assert_eq!(log_end_offset(&server, "compacted"), 1);
 }
+
+/// Share group requests naming absurd offset ranges are refused at once, and the broker goes on serving: an
+/// acknowledgement of offsets 0..2^63 (nothing in flight there) and a share-partition state reaching far past
+/// what is ever in flight, which loading would otherwise spend the broker's memory on.
+#[test]
+fn share_requests_with_absurd_offset_ranges_are_refused() {
+    use kafka_protocol::messages::share_acknowledge_request::{
+        AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch,
+    };
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::write_share_group_state_request::{PartitionData, StateBatch, WriteStateData};
+    use kafka_protocol::messages::{
+        ApiKey, CreateTopicsRequest, CreateTopicsResponse, GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
+        ShareFetchRequest, ShareFetchResponse, TopicName, WriteShareGroupStateRequest, WriteShareGroupStateResponse,
+        create_topics_request::CreatableTopic,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut stream = connect(&server);
+    let create = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("absurd")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    stream.write_all(&frame(ApiKey::CreateTopics, 7, &create)).unwrap();
+    let created: CreateTopicsResponse = response(&mut stream, ApiKey::CreateTopics, 7);
+    let topic_id = created.topics[0].topic_id;
+
+    // A member opens a share session, then acknowledges offsets it was never given.
+    let group = Some(GroupId(StrBytes::from_static_str("absurd-group")));
+    let member = Some(StrBytes::from_static_str("absurd-member"));
+    let open = ShareFetchRequest::default()
+        .with_group_id(group.clone())
+        .with_member_id(member.clone())
+        .with_share_session_epoch(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![FetchPartition::default()]),
+        ]);
+    stream.write_all(&frame(ApiKey::ShareFetch, 1, &open)).unwrap();
+    let opened: ShareFetchResponse = response(&mut stream, ApiKey::ShareFetch, 1);
+    assert_eq!(opened.error_code, 0);
+    let acknowledge = ShareAcknowledgeRequest::default()
+        .with_group_id(group)
+        .with_member_id(member)
+        .with_share_session_epoch(1)
+        .with_topics(vec![
+            AcknowledgeTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![AcknowledgePartition::default().with_acknowledgement_batches(
+                    vec![
+                AcknowledgementBatch::default()
+                    .with_first_offset(0)
+                    .with_last_offset(i64::MAX)
+                    .with_acknowledge_types(vec![1]),
+            ],
+                )]),
+        ]);
+    stream
+        .write_all(&frame(ApiKey::ShareAcknowledge, 1, &acknowledge))
+        .unwrap();
+    let acknowledged: ShareAcknowledgeResponse = response(&mut stream, ApiKey::ShareAcknowledge, 1);
+    assert_eq!(
+        acknowledged.responses[0].partitions[0].error_code,
+        ResponseError::InvalidRecordState.code()
+    );
+
+    // A state reaching 2^62 offsets past its start.
+    let write = WriteShareGroupStateRequest::default()
+        .with_group_id(StrBytes::from_static_str("absurd-group"))
+        .with_topics(vec![WriteStateData::default().with_topic_id(topic_id).with_partitions(
+            vec![PartitionData::default().with_start_offset(0).with_state_batches(vec![
+                StateBatch::default()
+                    .with_first_offset(0)
+                    .with_last_offset(1 << 62)
+                    .with_delivery_state(2)
+                    .with_delivery_count(1),
+            ])],
+        )]);
+    stream
+        .write_all(&frame(ApiKey::WriteShareGroupState, 0, &write))
+        .unwrap();
+    let written: WriteShareGroupStateResponse = response(&mut stream, ApiKey::WriteShareGroupState, 0);
+    assert_eq!(
+        written.results[0].partitions[0].error_code,
+        ResponseError::InvalidRequest.code()
+    );
+
+    // Still serving.
+    assert_eq!(log_end_offset(&server, "absurd"), 0);
+}

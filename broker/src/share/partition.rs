@@ -33,6 +33,9 @@ use tokio::time::Instant;
 /// A share group member's id.
 pub type MemberId = Arc<str>;
 
+/// The most offsets a share-partition ever has in flight (the top of `group.share.partition.max.record.locks`).
+pub const IN_FLIGHT_MAX: u64 = 10_000;
+
 /// How a share-partition hands records out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShareSettings {
@@ -175,7 +178,10 @@ impl SharePartition {
         let mut partition = Self::new(snapshot.start_offset, settings);
         for batch in &snapshot.batches {
             let first = batch.first.max(snapshot.start_offset);
-            if first > batch.last {
+            // A snapshot is checked when written (`crate::share::state`); one that still reaches past the most
+            // records ever in flight is cut there rather than filling memory.
+            let last = batch.last.min(snapshot.start_offset.saturating_add(IN_FLIGHT_MAX));
+            if first > last {
                 continue;
             }
             // Offsets between runs are available and undelivered.
@@ -186,7 +192,7 @@ impl SharePartition {
                 RecordState::Acquired => RecordState::Available,
                 state => state,
             };
-            for offset in first..=batch.last {
+            for offset in first..=last {
                 partition.in_flight.insert(
                     offset,
                     InFlight {
@@ -196,7 +202,7 @@ impl SharePartition {
                     },
                 );
             }
-            partition.end_offset = partition.end_offset.max(batch.last + 1);
+            partition.end_offset = partition.end_offset.max(last + 1);
         }
         partition.advance_start();
         partition
@@ -339,6 +345,10 @@ impl SharePartition {
         let refuse = |offset, reason| Err(InvalidRecordState { offset, reason });
         if first > last || (types.len() != 1 && types.len() as u64 != last - first + 1) {
             return refuse(first, "the acknowledge types do not match the offsets");
+        }
+        // Checked before any loop over the range: a client names any offsets it likes.
+        if first < self.start_offset || last >= self.end_offset {
+            return refuse(first, "not in flight");
         }
         self.expire(now);
         let kind = |offset: u64| types[if types.len() == 1 { 0 } else { (offset - first) as usize }];
@@ -583,9 +593,18 @@ mod tests {
         share.acquire(&a, &[(0, 3)], 10, now);
         let refused = share.acknowledge(&b, 0, 3, &[AckType::Accept], now).unwrap_err();
         assert_eq!(refused.reason, "acquired by another member");
-        // One offset of the range not held: the whole range is refused.
+        // Offsets of the range past what is in flight: the whole range is refused, at once however wide.
         let refused = share.acknowledge(&a, 2, 5, &[AckType::Accept], now).unwrap_err();
-        assert_eq!(refused.offset, 4);
+        assert_eq!(refused.reason, "not in flight");
+        assert_eq!(share.state(2), Some((RecordState::Acquired, 1)));
+        let refused = share
+            .acknowledge(&a, 0, u64::MAX - 1, &[AckType::Accept], now)
+            .unwrap_err();
+        assert_eq!(refused.reason, "not in flight");
+        // One offset of the range not held: nothing in it changes.
+        share.acquire(&b, &[(4, 4)], 10, now);
+        let refused = share.acknowledge(&a, 2, 4, &[AckType::Accept], now).unwrap_err();
+        assert_eq!((refused.offset, refused.reason), (4, "acquired by another member"));
         assert_eq!(share.state(2), Some((RecordState::Acquired, 1)));
         assert!(
             share

@@ -43,7 +43,7 @@ use strata_storage::{ReadLimits, TopicPartition};
 use tracing::{error, info};
 use uuid::Uuid;
 
-use super::partition::{RecordState, ShareSnapshot, StateBatch};
+use super::partition::{IN_FLIGHT_MAX, RecordState, ShareSnapshot, StateBatch};
 use crate::replica::{Partition, ReplicaManager};
 
 pub const SHARE_STATE_TOPIC: &str = "__share_group_state";
@@ -180,7 +180,7 @@ impl ShareStateStore {
     /// older state epoch than the last one is `FENCED_STATE_EPOCH`, one from an older leader epoch
     /// `FENCED_LEADER_EPOCH`.
     pub async fn write(&self, replicas: &ReplicaManager, key: &StateKey, stored: Stored) -> Result<(), ResponseError> {
-        if stored.snapshot.batches.len() > BATCHES_MAX {
+        if !well_formed(&stored.snapshot) {
             return Err(ResponseError::InvalidRequest);
         }
         let partition = self.coordinator_partition(replicas, key)?;
@@ -220,6 +220,25 @@ impl ShareStateStore {
         }
         Ok(())
     }
+}
+
+/// Whether a snapshot could be a share-partition's: runs in order, not overlapping, past the start offset and
+/// within the most offsets ever in flight after it. A written snapshot may come from any client
+/// (WriteShareGroupState): this bounds what loading it takes.
+fn well_formed(snapshot: &ShareSnapshot) -> bool {
+    if snapshot.batches.len() > BATCHES_MAX {
+        return false;
+    }
+    if snapshot.start_offset == UNINITIALIZED {
+        return snapshot.batches.is_empty();
+    }
+    let limit = snapshot.start_offset.saturating_add(IN_FLIGHT_MAX);
+    let mut next = snapshot.start_offset;
+    snapshot.batches.iter().all(|b| {
+        let ok = b.first >= next && b.first <= b.last && b.last < limit;
+        next = b.last.saturating_add(1);
+        ok
+    })
 }
 
 fn encode_batch(key: &StateKey, stored: Option<&Stored>) -> Result<BytesMut, ResponseError> {
@@ -411,6 +430,28 @@ mod tests {
             },
         });
         assert_eq!(decode_value(whole.slice(..whole.len() - 1)), None);
+    }
+
+    #[test]
+    fn only_snapshots_a_share_partition_could_have_are_written() {
+        let batch = |first, last| StateBatch {
+            first,
+            last,
+            state: RecordState::Acknowledged,
+            delivery_count: 1,
+        };
+        let snapshot = |start_offset, batches| ShareSnapshot { start_offset, batches };
+        assert!(well_formed(&snapshot(10, vec![batch(10, 12), batch(14, 14)])));
+        assert!(!well_formed(&snapshot(10, vec![batch(9, 12)])), "before the start");
+        assert!(
+            !well_formed(&snapshot(10, vec![batch(10, 12), batch(12, 13)])),
+            "overlapping"
+        );
+        assert!(
+            !well_formed(&snapshot(0, vec![batch(0, u64::MAX - 1)])),
+            "past what is ever in flight"
+        );
+        assert!(!well_formed(&snapshot(UNINITIALIZED, vec![batch(0, 0)])));
     }
 
     #[test]
