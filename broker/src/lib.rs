@@ -373,7 +373,8 @@ async fn run_broker(
         // Kafka allows 0; a cleaner that never rests would take a core.
         Duration::from_millis(config.settings.cleaner_backoff_ms.max(1)),
     );
-    tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
+    let group_log = Arc::new(broker.group_log());
+    tokio::spawn(broker.groups.clone().run_sessions(group_log, shutdown.clone()));
     let offsets_retention = groups::expiry::RetentionSettings {
         retention: Duration::from_millis(config.settings.offsets_retention_ms),
         check_interval: Duration::from_millis(config.settings.offsets_retention_check_interval_ms),

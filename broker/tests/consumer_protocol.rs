@@ -31,17 +31,24 @@ fn config(server: &Server) -> ClientConfig {
     config
 }
 
-/// Partitions taken away from a member in rebalances.
+/// Partitions taken away from a member in rebalances (lost ones too: librdkafka revokes them through the
+/// same callback), and how many assignments it was handed.
 #[derive(Default)]
-struct Revocations(Mutex<Vec<i32>>);
+struct Revocations(Mutex<Vec<i32>>, std::sync::atomic::AtomicUsize);
 
 impl rdkafka::client::ClientContext for Revocations {}
 
 impl ConsumerContext for Revocations {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut log = self.0.lock().unwrap();
-            log.extend(partitions.elements().iter().map(|e| e.partition()));
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                let mut log = self.0.lock().unwrap();
+                log.extend(partitions.elements().iter().map(|e| e.partition()));
+            }
+            Rebalance::Assign(_) => {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Rebalance::Error(_) => {}
         }
     }
 }
@@ -49,9 +56,15 @@ impl ConsumerContext for Revocations {
 type Member = BaseConsumer<Revocations>;
 
 fn member(server: &Server) -> Member {
+    member_of(&server.addr)
+}
+
+fn member_of(bootstrap: &str) -> Member {
     // No session.timeout.ms, heartbeat.interval.ms or partition.assignment.strategy: with the consumer
     // protocol they are the coordinator's, and librdkafka refuses them.
-    let consumer: Member = config(server)
+    let consumer: Member = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
         .set("group.id", GROUP)
         .set("group.protocol", "consumer")
         .set("auto.offset.reset", "earliest")
@@ -73,7 +86,18 @@ fn assigned(consumer: &Member) -> BTreeSet<i32> {
 }
 
 async fn produce(server: &Server, from: usize, count: usize) {
-    let producer: FutureProducer = config(server).set("linger.ms", "5").create().unwrap();
+    produce_to(&server.addr, from, count).await;
+}
+
+/// Produces records `from..from + count` round-robin over the partitions, with acks=all.
+async fn produce_to(bootstrap: &str, from: usize, count: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()
+        .unwrap();
     let mut deliveries = Vec::new();
     for i in from..from + count {
         let record = FutureRecord::to(TOPIC)
@@ -114,8 +138,17 @@ fn poll_until(
     loop {
         for member in members {
             while let Some(message) = member.poll(Duration::from_millis(10)) {
-                let message = message.unwrap();
-                read.insert((message.partition(), message.offset()));
+                match message {
+                    Ok(message) => {
+                        read.insert((message.partition(), message.offset()));
+                    }
+                    // A broker killed on purpose: librdkafka reports the lost connection, and reconnects.
+                    Err(rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                        | rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                    )) => {}
+                    Err(e) => panic!("{what}: {e}"),
+                }
             }
         }
         let assignments: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
@@ -468,4 +501,99 @@ async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups
     assert_eq!((left.error_code, left.member_epoch), (0, -1));
     let taken: JoinGroupResponse = exchange(&server, ApiKey::JoinGroup, 3, &join);
     assert_eq!(taken.error_code, 0);
+}
+
+/// The group epoch of [`GROUP`] and its members' epochs, as ConsumerGroupDescribe at `server` (its
+/// coordinator) says, once it answers.
+fn epochs(server: &Server) -> (i32, BTreeMap<String, i32>) {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![StrBytes::from_static_str(GROUP).into()]);
+    let mut described = None;
+    common::wait_for("the group described by its coordinator", TIMEOUT, || {
+        let response: ConsumerGroupDescribeResponse = exchange(server, ApiKey::ConsumerGroupDescribe, 0, &request);
+        let group = response.groups.into_iter().next().unwrap();
+        let found = group.error_code == 0;
+        described = Some(group);
+        found
+    });
+    let group = described.unwrap();
+    let members = group
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), m.member_epoch))
+        .collect();
+    (group.group_epoch, members)
+}
+
+/// The node that coordinates `group`, as FindCoordinator says through `server`, once it has one.
+async fn coordinator_of(server: &Server, group: &str) -> i32 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut client = strata_protocol::client::Client::connect(&server.addr).await.unwrap();
+        if let Ok(found) = client.find_coordinator(group).await {
+            return found.node_id;
+        }
+        assert!(Instant::now() < deadline, "no coordinator for {group}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_survives_the_loss_of_its_coordinator_without_a_rebalance() {
+    let mut cluster = common::cluster::Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    let any = cluster.live().next().unwrap().1;
+    let admin: AdminClient<DefaultClientContext> = config(any).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce_to(&bootstrap, 0, RECORDS).await;
+    let mut read = BTreeSet::new();
+
+    let members = [member_of(&bootstrap), member_of(&bootstrap), member_of(&bootstrap)];
+    let members: Vec<&Member> = members.iter().collect();
+    poll_until(&members, &mut read, RECORDS, "three members", |assignments| {
+        shared(assignments, &[2, 2, 2])
+    });
+    let assignments: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
+    let counts = |members: &[&Member]| {
+        members
+            .iter()
+            .map(|m| {
+                (
+                    m.context().0.lock().unwrap().len(),
+                    m.context().1.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = counts(&members);
+    let coordinator = coordinator_of(any, GROUP).await;
+    let epochs_before = epochs(cluster.node(coordinator));
+    assert_eq!(epochs_before.1.len(), 3, "{epochs_before:?}");
+
+    // SIGKILL the coordinator; the group's partition of __consumer_offsets moves to a survivor, which
+    // reads the group back.
+    cluster.kill(coordinator);
+    let survivor = cluster.live().next().unwrap().1;
+    let moved = coordinator_of(survivor, GROUP).await;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut moved = moved;
+    while moved == coordinator {
+        assert!(Instant::now() < deadline, "the coordinator did not move");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        moved = coordinator_of(survivor, GROUP).await;
+    }
+
+    // Records produced now (acks=all, through the survivors) are all read by the same members, which keep
+    // their partitions: no revocation, no new assignment.
+    produce_to(&cluster.bootstrap(), RECORDS, RECORDS).await;
+    poll_until(&members, &mut read, 2 * RECORDS, "after the failover", |now| {
+        now == assignments.as_slice()
+    });
+    // The new coordinator knows the group at the same group epoch, and each member at its epoch.
+    assert_eq!(epochs(cluster.node(moved)), epochs_before);
+    assert_eq!(counts(&members), before, "(revoked, assignments) per member unchanged");
+    assert_eq!(members.iter().map(|m| assigned(m)).collect::<Vec<_>>(), assignments);
 }

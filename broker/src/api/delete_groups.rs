@@ -10,7 +10,9 @@ use crate::broker::Broker;
 pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
-        let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();
+        let known = broker.groups.describe(&group).is_some()
+            || broker.groups.describe_consumer(&group).is_some()
+            || !broker.offsets.of_group(&group).is_empty();
         let share = broker.shares.groups.describe(&group, &Default::default()).is_some();
         let result = if let Err(error) = check_coordinator(broker, &group) {
             Err(error)
@@ -24,8 +26,18 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16
         } else if !known {
             Err(ResponseError::GroupIdNotFound)
         } else {
-            match broker.groups.delete(&group) {
-                Ok(()) => {
+            match broker.groups.delete(&group, &broker.group_log()) {
+                Ok(written) => {
+                    if let Some(written) = written
+                        && let Err(error) = written.wait().await
+                    {
+                        results.push(
+                            DeletableGroupResult::default()
+                                .with_group_id(group)
+                                .with_error_code(error.code()),
+                        );
+                        continue;
+                    }
                     let partitions = broker.offsets.of_group(&group).into_iter().map(|(tp, _)| tp).collect();
                     broker.offsets.delete(&broker.replicas, &group, partitions).await
                 }

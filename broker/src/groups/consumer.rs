@@ -15,17 +15,20 @@
 //! A member whose target holds partitions another member still owns gets the free ones and waits for the
 //! rest (`UnreleasedPartitions`). Nobody ever owns a partition another member still owns.
 //!
-//! What this module does not do (yet): it keeps groups in memory only (Kafka writes them to
-//! `__consumer_offsets`; here a coordinator restart or move makes members rejoin with `UNKNOWN_MEMBER_ID`),
-//! subscriptions by regular expression (`INVALID_REQUEST`), static membership (`instance_id` is shown, not
-//! acted on: a member leaving with epoch -2 leaves), and converting groups between the classic and the
-//! consumer protocol (the caller keeps a group id to one of them).
+//! Groups are durable: every change is a set of records in `__consumer_offsets` ([`records`]), which a new
+//! coordinator reads back, so a failover keeps members, epochs and assignments.
+//!
+//! What this module does not do (yet): subscriptions by regular expression (`INVALID_REQUEST`), static
+//! membership (`instance_id` is shown, not acted on: a member leaving with epoch -2 leaves), and converting
+//! groups between the classic and the consumer protocol (the caller keeps a group id to one of them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
+
+pub mod records;
 
 /// The assignors this coordinator runs (Kafka's `group.consumer.assignors` default); the first is used
 /// when no member names one.
@@ -99,6 +102,8 @@ struct Member {
     client_id: String,
     client_host: String,
     subscribed: Vec<String>,
+    /// The member's `subscribed_topic_regex`, if it subscribes by pattern.
+    regex: Option<String>,
     assignor: Option<String>,
     rebalance_timeout: Duration,
     session_timeout: Duration,
@@ -109,6 +114,38 @@ struct Member {
     revoking: Assignment,
     /// When a member in `UnrevokedPartitions` must have revoked by: past it, it is removed.
     revoke_deadline: Option<Instant>,
+}
+
+impl Member {
+    /// A member that has just joined, owning nothing.
+    fn new(session_timeout: Duration, now: Instant) -> Self {
+        Self {
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            subscribed: Vec::new(),
+            regex: None,
+            assignor: None,
+            rebalance_timeout: Duration::ZERO,
+            session_timeout,
+            last_seen: now,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            revoke_deadline: None,
+        }
+    }
+}
+
+impl Member {
+    /// Whether its session timed out, or its time to revoke ran out, at `now`.
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_seen) > self.session_timeout
+            || self.revoke_deadline.is_some_and(|deadline| now > deadline)
+    }
 }
 
 /// One consumer group.
@@ -226,23 +263,9 @@ impl Group {
             }
             None if joining => {
                 bump = true;
-                self.members.entry(request.member_id.clone()).or_insert(Member {
-                    epoch: 0,
-                    previous_epoch: 0,
-                    state: MemberState::Stable,
-                    instance_id: None,
-                    rack_id: None,
-                    client_id: String::new(),
-                    client_host: String::new(),
-                    subscribed: Vec::new(),
-                    assignor: None,
-                    rebalance_timeout: Duration::ZERO,
-                    session_timeout: request.session_timeout,
-                    last_seen: now,
-                    assigned: Assignment::new(),
-                    revoking: Assignment::new(),
-                    revoke_deadline: None,
-                })
+                self.members
+                    .entry(request.member_id.clone())
+                    .or_insert_with(|| Member::new(request.session_timeout, now))
             }
             None => return Err(unknown_member(&request.member_id)),
             Some(member) => {
@@ -301,16 +324,18 @@ impl Group {
         })
     }
 
+    /// Whether [`Self::expire`] would remove anyone at `now`.
+    pub fn has_expired(&self, now: Instant) -> bool {
+        self.members.values().any(|m| m.expired(now))
+    }
+
     /// Removes the members whose session timed out, or that did not revoke within their rebalance timeout.
     /// Returns their ids.
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
         let expired: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                now.saturating_duration_since(m.last_seen) > m.session_timeout
-                    || m.revoke_deadline.is_some_and(|deadline| now > deadline)
-            })
+            .filter(|(_, m)| m.expired(now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
@@ -408,16 +433,7 @@ impl Group {
     /// Computes the target assignment at the group epoch. The assignor is the one most members ask for
     /// (ties to the first in [`ASSIGNORS`]), the default when none asks.
     fn assign(&mut self) {
-        let mut votes: HashMap<&str, usize> = HashMap::new();
-        for assignor in self.members.values().filter_map(|m| m.assignor.as_deref()) {
-            *votes.entry(assignor).or_default() += 1;
-        }
-        let most = votes.values().copied().max().unwrap_or(0);
-        self.assignor = ASSIGNORS
-            .iter()
-            .copied()
-            .find(|name| votes.get(name).copied().unwrap_or(0) == most && (most > 0 || *name == ASSIGNORS[0]))
-            .unwrap_or(ASSIGNORS[0]);
+        self.assignor = self.preferred_assignor();
         let subscriptions: BTreeMap<&str, Vec<(Uuid, i32)>> = self
             .members
             .iter()
@@ -435,6 +451,20 @@ impl Group {
             _ => assign_uniform(&subscriptions, &self.target),
         };
         self.assignment_epoch = self.epoch;
+    }
+
+    /// The assignor most members ask for (ties to the first in [`ASSIGNORS`]), the default when none asks.
+    fn preferred_assignor(&self) -> &'static str {
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for assignor in self.members.values().filter_map(|m| m.assignor.as_deref()) {
+            *votes.entry(assignor).or_default() += 1;
+        }
+        let most = votes.values().copied().max().unwrap_or(0);
+        ASSIGNORS
+            .iter()
+            .copied()
+            .find(|name| votes.get(name).copied().unwrap_or(0) == most && (most > 0 || *name == ASSIGNORS[0]))
+            .unwrap_or(ASSIGNORS[0])
     }
 
     /// Kafka's `CurrentAssignmentBuilder`: moves `member_id` towards its target, never handing it a
@@ -712,11 +742,12 @@ fn assign_uniform(
     target
 }
 
+/// Topics and requests for the tests of this module and its children.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
-    struct Fixture(BTreeMap<String, (Uuid, i32)>);
+    pub struct Fixture(pub BTreeMap<String, (Uuid, i32)>);
 
     impl Topics for Fixture {
         fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -727,15 +758,15 @@ mod tests {
         }
     }
 
-    fn topics(partitions: i32) -> Fixture {
-        Fixture([("t".to_owned(), (Uuid::from_u128(7), partitions))].into())
+    impl Fixture {
+        /// Topic `t` (id 7) with `partitions` partitions.
+        pub fn one_topic(partitions: i32) -> Self {
+            Fixture([("t".to_owned(), (Uuid::from_u128(7), partitions))].into())
+        }
     }
 
-    fn topic() -> Uuid {
-        Uuid::from_u128(7)
-    }
-
-    fn join(member: &str) -> Heartbeat {
+    /// A join of `member` subscribing to `t`.
+    pub fn join_of(member: &str) -> Heartbeat {
         Heartbeat {
             member_id: member.into(),
             member_epoch: 0,
@@ -745,6 +776,20 @@ mod tests {
             session_timeout: Duration::from_secs(45),
             ..Heartbeat::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::{Fixture, join_of as join};
+    use super::*;
+
+    fn topics(partitions: i32) -> Fixture {
+        Fixture::one_topic(partitions)
+    }
+
+    fn topic() -> Uuid {
+        Uuid::from_u128(7)
     }
 
     fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
