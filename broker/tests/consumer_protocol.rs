@@ -60,9 +60,18 @@ fn member(server: &Server) -> Member {
 }
 
 fn member_of(bootstrap: &str) -> Member {
+    member_as(bootstrap, None)
+}
+
+/// A member, static if `instance` (its `group.instance.id`) is given.
+fn member_as(bootstrap: &str, instance: Option<&str>) -> Member {
+    let mut config = ClientConfig::new();
+    if let Some(instance) = instance {
+        config.set("group.instance.id", instance);
+    }
     // No session.timeout.ms, heartbeat.interval.ms or partition.assignment.strategy: with the consumer
     // protocol they are the coordinator's, and librdkafka refuses them.
-    let consumer: Member = ClientConfig::new()
+    let consumer: Member = config
         .set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4")
         .set("group.id", GROUP)
@@ -596,4 +605,59 @@ async fn a_consumer_group_survives_the_loss_of_its_coordinator_without_a_rebalan
     assert_eq!(epochs(cluster.node(moved)), epochs_before);
     assert_eq!(counts(&members), before, "(revoked, assignments) per member unchanged");
     assert_eq!(members.iter().map(|m| assigned(m)).collect::<Vec<_>>(), assignments);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_that_restarts_gets_its_partitions_back_without_disturbing_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.consumer.heartbeat.interval.ms=200"]);
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce(&server, 0, RECORDS).await;
+    let mut read = BTreeSet::new();
+
+    let a = member_as(&server.addr, Some("pod-a"));
+    let b = member_as(&server.addr, Some("pod-b"));
+    poll_until(&[&a, &b], &mut read, RECORDS, "two static members", |assignments| {
+        shared(assignments, &[3, 3])
+    });
+    let (a_had, b_had) = (assigned(&a), assigned(&b));
+    a.context().0.lock().unwrap().clear();
+    let a_assignments = a.context().1.load(std::sync::atomic::Ordering::SeqCst);
+    let (group_epoch, _) = epochs(&server);
+
+    // b's process stops (it leaves with epoch -2: for a while) and another takes its instance id, within
+    // the session timeout: it gets b's partitions, and a is not rebalanced.
+    drop(b);
+    let b = member_as(&server.addr, Some("pod-b"));
+    produce(&server, RECORDS, RECORDS).await;
+    // Read by a and the new b alone: b's partitions from where b's process was (nothing was committed, so
+    // from the start: `read` already holds those, and every position reaches the end).
+    poll_until(&[&a, &b], &mut read, 2 * RECORDS, "b back", |assignments| {
+        assignments[0] == a_had && assignments[1] == b_had
+    });
+    assert!(a.context().0.lock().unwrap().is_empty(), "nothing revoked from a");
+    assert_eq!(
+        a.context().1.load(std::sync::atomic::Ordering::SeqCst),
+        a_assignments,
+        "a was assigned nothing new"
+    );
+    let (epoch_now, members) = epochs(&server);
+    assert_eq!(epoch_now, group_epoch, "no rebalance: the group epoch is the same");
+    assert_eq!(members.len(), 2, "b's process was replaced, not added: {members:?}");
+
+    // A second live process with a's instance id is refused (UNRELEASED_INSTANCE_ID, fatal in
+    // librdkafka): it gets nothing, a keeps everything it had.
+    let intruder = member_as(&server.addr, Some("pod-a"));
+    let deadline = Instant::now() + TIMEOUT;
+    let error = loop {
+        match intruder.poll(Duration::from_millis(100)) {
+            Some(Err(e)) => break e,
+            _ => assert!(Instant::now() < deadline, "the intruder was not refused"),
+        }
+    };
+    assert!(error.to_string().contains("instance"), "{error}");
+    assert!(assigned(&intruder).is_empty());
+    assert_eq!(assigned(&a), a_had);
 }

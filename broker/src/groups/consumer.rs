@@ -18,9 +18,13 @@
 //! Groups are durable: every change is a set of records in `__consumer_offsets` ([`records`]), which a new
 //! coordinator reads back, so a failover keeps members, epochs and assignments.
 //!
-//! What this module does not do (yet): subscriptions by regular expression (`INVALID_REQUEST`), static
-//! membership (`instance_id` is shown, not acted on: a member leaving with epoch -2 leaves), and converting
-//! groups between the classic and the consumer protocol (the caller keeps a group id to one of them).
+//! Static members (`instance_id`) are Kafka's: one leaving with epoch -2 keeps its place and assignment until
+//! its session times out, and a member joining with its instance id takes both over (see
+//! `Group::static_member`).
+//!
+//! What this module does not do (yet): subscriptions by regular expression (`INVALID_REQUEST`), and
+//! converting groups between the classic and the consumer protocol (the caller keeps a group id to one of
+//! them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -237,6 +241,11 @@ impl Group {
         validate(&request)?;
         let full_request =
             request.rebalance_timeout_ms >= 0 && request.subscribed_topic_names.is_some() && request.owned.is_some();
+        if let Some(instance) = request.instance_id.as_deref()
+            && let Some(answer) = self.static_member(&request, instance)?
+        {
+            return Ok(answer);
+        }
         if request.member_epoch == LEAVE_EPOCH || request.member_epoch == LEAVE_STATIC_EPOCH {
             if self.remove(&request.member_id, now).is_none() {
                 return Err(unknown_member(&request.member_id));
@@ -327,6 +336,86 @@ impl Group {
     /// Whether [`Self::expire`] would remove anyone at `now`.
     pub fn has_expired(&self, now: Instant) -> bool {
         self.members.values().any(|m| m.expired(now))
+    }
+
+    /// Whether a member holds `instance_id` (a join with it takes that member's place, or is refused).
+    pub fn holds_instance(&self, instance_id: &str) -> bool {
+        self.holder_of(instance_id).is_some()
+    }
+
+    /// The member holding `instance_id`, if any.
+    fn holder_of(&self, instance_id: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance_id))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Kafka's static membership (KIP-345 in KIP-848's protocol, `GroupMetadataManager`'s static member
+    /// paths), before the heartbeat goes on as a dynamic member's. A leave at epoch -2 keeps the member, its
+    /// place and its assignment (the others do not get its partitions) until its session times out, and is
+    /// answered here. A join with the instance id of a member that left that way takes that member's place:
+    /// its subscription, target and assignment, under the new member id, without bumping the group epoch.
+    /// A join while the holder is still live is `UNRELEASED_INSTANCE_ID`; any other request from a member
+    /// that no longer holds the instance id is `FENCED_INSTANCE_ID`, and one for an instance id nobody
+    /// holds `UNKNOWN_MEMBER_ID`.
+    fn static_member(&mut self, request: &Heartbeat, instance_id: &str) -> Result<Option<Answer>, Refusal> {
+        let holder = self.holder_of(instance_id).map(str::to_owned);
+        if request.member_epoch == JOIN_EPOCH {
+            let Some(holder) = holder else {
+                return Ok(None); // a new static member
+            };
+            if holder == request.member_id {
+                // The holder itself back at epoch 0 (fenced, or it lost its state): as a dynamic member.
+                return Ok(None);
+            }
+            if self.members[&holder].epoch != LEAVE_STATIC_EPOCH {
+                return Err((
+                    ResponseError::UnreleasedInstanceId,
+                    format!(
+                        "Static member {} with instance id {instance_id} cannot join the group because the instance \
+                         id is owned by {holder} member.",
+                        request.member_id
+                    ),
+                ));
+            }
+            let mut member = self.members.remove(&holder).expect("the holder is a member");
+            member.epoch = 0;
+            member.previous_epoch = 0;
+            self.members.insert(request.member_id.clone(), member);
+            if let Some(target) = self.target.remove(&holder) {
+                self.target.insert(request.member_id.clone(), target);
+            }
+            return Ok(None);
+        }
+        let Some(holder) = holder else {
+            return Err((
+                ResponseError::UnknownMemberId,
+                format!("Instance id {instance_id} is unknown."),
+            ));
+        };
+        if holder != request.member_id {
+            return Err((
+                ResponseError::FencedInstanceId,
+                format!(
+                    "Static member {} with instance id {instance_id} was fenced by member {holder}.",
+                    request.member_id
+                ),
+            ));
+        }
+        if request.member_epoch != LEAVE_STATIC_EPOCH {
+            return Ok(None);
+        }
+        let member = self.members.get_mut(&holder).expect("the holder is a member");
+        member.epoch = LEAVE_STATIC_EPOCH;
+        // What it was giving up goes on to its new owners; what it owns waits for it.
+        member.revoking.clear();
+        member.revoke_deadline = None;
+        Ok(Some(Answer {
+            member_id: holder,
+            member_epoch: LEAVE_STATIC_EPOCH,
+            assignment: None,
+        }))
     }
 
     /// Removes the members whose session timed out, or that did not revoke within their rebalance timeout.
@@ -951,6 +1040,106 @@ mod tests {
         assert_eq!(group.expire(now + Duration::from_secs(50)), vec!["b".to_owned()]);
         let (mine, _) = settle(&mut group, &t, "a", now + Duration::from_secs(50));
         assert_eq!(mine, vec![0, 1, 2, 3]);
+    }
+
+    fn static_join(member: &str, instance: &str) -> Heartbeat {
+        Heartbeat {
+            instance_id: Some(instance.into()),
+            ..join(member)
+        }
+    }
+
+    fn static_beat(member: &str, instance: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
+        Heartbeat {
+            instance_id: Some(instance.into()),
+            ..beat(member, epoch, owned)
+        }
+    }
+
+    #[test]
+    fn a_static_member_that_leaves_for_a_while_keeps_its_place_and_its_successor_takes_it() {
+        let (t, now) = (topics(4), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        group.heartbeat(static_join("b", "pod-b"), &t, now).unwrap();
+        for _ in 0..2 {
+            settle(&mut group, &t, "a", now);
+            let epoch = group.members["b"].epoch;
+            let mine: Vec<i32> = partitions(&group.members["b"].assigned).map(|(_, p)| p).collect();
+            group
+                .heartbeat(static_beat("b", "pod-b", epoch, Some(&mine)), &t, now)
+                .unwrap();
+        }
+        let (a_owns, a_epoch) = settle(&mut group, &t, "a", now);
+        let b_owns: Vec<i32> = partitions(&group.members["b"].assigned).map(|(_, p)| p).collect();
+        assert_eq!((a_owns.len(), b_owns.len()), (2, 2));
+        let group_epoch = group.epoch;
+
+        // b leaves for a while: nothing moves, nobody's epoch changes.
+        let left = group
+            .heartbeat(static_beat("b", "pod-b", LEAVE_STATIC_EPOCH, None), &t, now)
+            .unwrap();
+        assert_eq!(left.member_epoch, LEAVE_STATIC_EPOCH);
+        assert_eq!(group.epoch, group_epoch);
+        assert_eq!(
+            settle(&mut group, &t, "a", now),
+            (a_owns.clone(), a_epoch),
+            "a is undisturbed"
+        );
+
+        // Another process with b's instance id takes b's place and partitions, without a rebalance.
+        let back = group.heartbeat(static_join("b2", "pod-b"), &t, now).unwrap();
+        assert_eq!(owned(&back), b_owns);
+        assert_eq!(back.member_epoch, group.assignment_epoch);
+        assert_eq!(group.epoch, group_epoch);
+        assert!(!group.has_member("b"));
+        assert_eq!(settle(&mut group, &t, "a", now), (a_owns, a_epoch));
+        assert_eq!(
+            group
+                .heartbeat(static_beat("b", "pod-b", 1, None), &t, now)
+                .unwrap_err()
+                .0,
+            ResponseError::FencedInstanceId,
+            "the process it replaced"
+        );
+        // A third process while b2 is live is refused; so is an instance id nobody holds.
+        assert_eq!(
+            group.heartbeat(static_join("b3", "pod-b"), &t, now).unwrap_err().0,
+            ResponseError::UnreleasedInstanceId
+        );
+        assert_eq!(
+            group
+                .heartbeat(static_beat("c", "pod-c", 1, None), &t, now)
+                .unwrap_err()
+                .0,
+            ResponseError::UnknownMemberId
+        );
+        assert_eq!(
+            group
+                .heartbeat(beat("a", LEAVE_STATIC_EPOCH, None), &t, now)
+                .unwrap_err()
+                .0,
+            ResponseError::InvalidRequest,
+            "-2 without an instance id"
+        );
+    }
+
+    #[test]
+    fn a_static_member_that_does_not_come_back_within_its_session_is_removed() {
+        let (t, now) = (topics(2), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        group.heartbeat(static_join("b", "pod-b"), &t, now).unwrap();
+        settle(&mut group, &t, "a", now);
+        group
+            .heartbeat(static_beat("b", "pod-b", LEAVE_STATIC_EPOCH, None), &t, now)
+            .unwrap();
+        let later = now + Duration::from_secs(30);
+        settle(&mut group, &t, "a", later);
+        assert!(!group.has_expired(later), "b's partition waits for it");
+        let past = now + Duration::from_secs(46);
+        assert_eq!(group.expire(past), vec!["b".to_owned()]);
+        assert_eq!(settle(&mut group, &t, "a", past).0, vec![0, 1]);
     }
 
     #[test]

@@ -398,7 +398,12 @@ impl Coordinator {
             groups.insert(group_id.to_owned(), consumer::Group::new(now));
         }
         let group = groups.get_mut(group_id).expect("present or inserted");
-        if joining && !group.has_member(&request.member_id) && group.member_count() >= self.settings.consumer_max_size {
+        let replacing = request.instance_id.as_deref().is_some_and(|i| group.holds_instance(i));
+        if joining
+            && !group.has_member(&request.member_id)
+            && !replacing
+            && group.member_count() >= self.settings.consumer_max_size
+        {
             if before.is_none() {
                 groups.remove(group_id);
             }
@@ -410,11 +415,16 @@ impl Coordinator {
                 ),
             ));
         }
-        let leaving = request.member_epoch < 0;
-        let member_id = leaving.then(|| request.member_id.clone());
+        let leaving = (request.member_epoch < 0).then(|| (request.member_id.clone(), request.member_epoch));
         let answer = group.heartbeat(request, topics, now);
-        if let (Some(member), Ok(_)) = (member_id, &answer) {
-            tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "consumer group member left");
+        match (leaving, &answer) {
+            (Some((member, consumer::LEAVE_STATIC_EPOCH)), Ok(_)) => {
+                tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "static member left for now; its partitions wait for its session timeout");
+            }
+            (Some((member, _)), Ok(_)) => {
+                tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "consumer group member left");
+            }
+            _ => {}
         }
         if answer.is_err() && before.is_none() {
             // A refused join does not leave a group behind.
@@ -443,7 +453,9 @@ impl Coordinator {
         groups.retain(|id, _| offsets::partition_for(id) != index);
         let (count, members): (usize, usize) = (loaded.len(), loaded.iter().map(|(_, g)| g.member_count()).sum());
         groups.extend(loaded);
-        tracing::info!(partition = index, groups = count, members, "loaded consumer groups");
+        if count > 0 {
+            tracing::info!(partition = index, groups = count, members, "loaded consumer groups");
+        }
     }
 
     /// Forgets the consumer-protocol groups of partition `index`: another broker coordinates them now.
