@@ -661,3 +661,86 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_disturbi
     assert!(assigned(&intruder).is_empty());
     assert_eq!(assigned(&a), a_had);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_subscribed_by_regex_reads_every_matching_topic_including_one_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.consumer.heartbeat.interval.ms=200"]);
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topics = [
+        NewTopic::new("metrics-cpu", 2, TopicReplication::Fixed(1)),
+        NewTopic::new("metrics-disk", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("logs", 1, TopicReplication::Fixed(1)),
+    ];
+    admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+    let producer: FutureProducer = config(&server).set("acks", "all").create().unwrap();
+    let send = |topic: &'static str, partitions: i32, count: usize| {
+        let producer = producer.clone();
+        async move {
+            for i in 0..count {
+                let payload = format!("{topic}-{i}");
+                let record = FutureRecord::to(topic)
+                    .partition(i as i32 % partitions)
+                    .key("k")
+                    .payload(&payload);
+                producer.send(record, Duration::from_secs(10)).await.unwrap();
+            }
+        }
+    };
+    send("metrics-cpu", 2, 10).await;
+    send("metrics-disk", 1, 10).await;
+    send("logs", 1, 10).await;
+
+    // librdkafka sends a subscription starting with ^ as the member's subscribed_topic_regex.
+    let consumer: Member = config(&server)
+        .set("group.id", "by-pattern")
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create_with_context(Revocations::default())
+        .unwrap();
+    consumer.subscribe(&["^metrics-.*"]).unwrap();
+    let mut read: BTreeSet<String> = BTreeSet::new();
+    let poll_for = |read: &mut BTreeSet<String>, consumer: &Member, wanted: usize, what: &str| {
+        common::wait_for(what, TIMEOUT, || {
+            while let Some(message) = consumer.poll(Duration::from_millis(50)) {
+                let message = message.unwrap();
+                read.insert(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+            }
+            read.len() >= wanted
+        });
+    };
+    poll_for(&mut read, &consumer, 20, "the matching topics' records");
+    assert!(read.iter().all(|r| r.starts_with("metrics-")), "{read:?}");
+
+    // A matching topic created later joins the subscription; its records are read too, and never logs'.
+    let later = NewTopic::new("metrics-net", 1, TopicReplication::Fixed(1));
+    admin.create_topics([&later], &AdminOptions::new()).await.unwrap();
+    send("metrics-net", 1, 10).await;
+    poll_for(&mut read, &consumer, 30, "the new topic's records");
+    let expected: BTreeSet<String> = ["metrics-cpu", "metrics-disk", "metrics-net"]
+        .iter()
+        .flat_map(|t| (0..10).map(move |i| format!("{t}-{i}")))
+        .collect();
+    assert_eq!(read, expected);
+    let topics: BTreeSet<String> = consumer
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.topic().to_owned())
+        .collect();
+    assert_eq!(
+        topics,
+        ["metrics-cpu", "metrics-disk", "metrics-net"].map(String::from).into()
+    );
+    // The coordinator, not the client, resolved the pattern (librdkafka sends its patterns as one regex,
+    // each in parentheses, joined with `|`).
+    use kafka_protocol::messages::*;
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+        kafka_protocol::protocol::StrBytes::from_static_str("by-pattern").into(),
+    ]);
+    let described: ConsumerGroupDescribeResponse = exchange(&server, ApiKey::ConsumerGroupDescribe, 0, &request);
+    let member = &described.groups[0].members[0];
+    assert_eq!(member.subscribed_topic_regex.as_deref(), Some("(^metrics-.*)"));
+}

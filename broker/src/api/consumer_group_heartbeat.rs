@@ -25,6 +25,14 @@ impl consumer::Topics for ImageTopics {
     fn name(&self, id: Uuid) -> Option<String> {
         self.0.topic(&id).map(|t| t.name.clone())
     }
+
+    fn names(&self, visit: &mut dyn FnMut(&str)) {
+        self.0
+            .topics()
+            .values()
+            .filter(|t| t.name != crate::groups::offsets::OFFSETS_TOPIC)
+            .for_each(|t| visit(&t.name));
+    }
 }
 
 /// A group config in milliseconds, or the broker's default. Group configs were checked against Kafka's

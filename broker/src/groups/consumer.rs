@@ -22,9 +22,12 @@
 //! its session times out, and a member joining with its instance id takes both over (see
 //! `Group::static_member`).
 //!
-//! What this module does not do (yet): subscriptions by regular expression (`INVALID_REQUEST`), and
-//! converting groups between the classic and the consumer protocol (the caller keeps a group id to one of
-//! them).
+//! A member may subscribe by regex (`subscribed_topic_regex`, matching whole topic names) as well as by
+//! name: its regex is matched against the topics at every heartbeat of the group, so a topic created or
+//! deleted changes the subscribed topics, which bumps the group epoch.
+//!
+//! What this module does not do (yet): converting groups between the classic and the consumer protocol
+//! (the caller keeps a group id to one of them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -41,6 +44,9 @@ pub const ASSIGNORS: &[&str] = &["uniform", "range"];
 pub const JOIN_EPOCH: i32 = 0;
 pub const LEAVE_EPOCH: i32 = -1;
 pub const LEAVE_STATIC_EPOCH: i32 = -2;
+/// Bound on the size of a compiled topic regex (the `regex` crate's size limit): far above what a pattern
+/// of topic names needs, it keeps a client from making the coordinator build a huge automaton.
+const REGEX_COMPILED_BYTES_MAX: usize = 1024 * 1024;
 /// Bound on the rounds of moves that balance a uniform assignment: each round moves one partition, and
 /// a balanced assignment is reached in far fewer for any real group; the bound keeps a bug from spinning.
 const BALANCE_ROUNDS_MAX: usize = 1_000_000;
@@ -55,6 +61,8 @@ pub trait Topics {
     /// A topic's id and partition count.
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
     fn name(&self, id: Uuid) -> Option<String>;
+    /// Calls `visit` with the name of every topic a regex may subscribe to (internal topics are not).
+    fn names(&self, visit: &mut dyn FnMut(&str));
 }
 
 /// A member's reconciliation state (Kafka's `MemberState`).
@@ -106,8 +114,9 @@ struct Member {
     client_id: String,
     client_host: String,
     subscribed: Vec<String>,
-    /// The member's `subscribed_topic_regex`, if it subscribes by pattern.
+    /// The member's `subscribed_topic_regex`, if it subscribes by pattern, and its compiled form.
     regex: Option<String>,
+    pattern: Option<regex::Regex>,
     assignor: Option<String>,
     rebalance_timeout: Duration,
     session_timeout: Duration,
@@ -133,6 +142,7 @@ impl Member {
             client_host: String::new(),
             subscribed: Vec::new(),
             regex: None,
+            pattern: None,
             assignor: None,
             rebalance_timeout: Duration::ZERO,
             session_timeout,
@@ -161,6 +171,8 @@ pub struct Group {
     target: BTreeMap<String, Assignment>,
     /// The subscribed topics as resolved at the last epoch bump: a change bumps the epoch.
     topics: BTreeMap<String, Option<(Uuid, i32)>>,
+    /// The topics each of the members' regexes matched when they were last resolved (at every heartbeat).
+    matched: BTreeMap<String, BTreeSet<String>>,
     assignor: &'static str,
     /// When the last member left (or the group was created): offsets' retention counts from it.
     pub empty_since: Instant,
@@ -176,6 +188,7 @@ pub struct MemberView {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: Vec<String>,
+    pub regex: Option<String>,
     pub assignment: Assignment,
     pub target: Assignment,
 }
@@ -198,6 +211,7 @@ impl Group {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             topics: BTreeMap::new(),
+            matched: BTreeMap::new(),
             assignor: ASSIGNORS[0],
             empty_since: now,
         }
@@ -239,8 +253,14 @@ impl Group {
     /// Handles one heartbeat at `now`; see the module documentation.
     pub fn heartbeat(&mut self, request: Heartbeat, topics: &dyn Topics, now: Instant) -> Result<Answer, Refusal> {
         validate(&request)?;
-        let full_request =
-            request.rebalance_timeout_ms >= 0 && request.subscribed_topic_names.is_some() && request.owned.is_some();
+        // Compiled before anything changes, so that an invalid one changes nothing.
+        let pattern = match request.subscribed_topic_regex.as_deref() {
+            Some(regex) if !regex.is_empty() => Some(compile(regex)?),
+            _ => None,
+        };
+        let full_request = request.rebalance_timeout_ms >= 0
+            && (request.subscribed_topic_names.is_some() || request.subscribed_topic_regex.is_some())
+            && request.owned.is_some();
         if let Some(instance) = request.instance_id.as_deref()
             && let Some(answer) = self.static_member(&request, instance)?
         {
@@ -303,6 +323,15 @@ impl Group {
                 bump = true;
             }
         }
+        if let Some(regex) = request.subscribed_topic_regex {
+            // An empty one ends the subscription by pattern.
+            let regex = Some(regex).filter(|r| !r.is_empty());
+            if regex != member.regex {
+                member.regex = regex;
+                member.pattern = pattern;
+                bump = true;
+            }
+        }
         if let Some(assignor) = request.server_assignor {
             let assignor = Some(assignor).filter(|a| !a.is_empty());
             if assignor != member.assignor {
@@ -310,6 +339,7 @@ impl Group {
                 bump = true;
             }
         }
+        self.matched = self.match_regexes(topics);
         let resolved = self.resolve_topics(topics);
         if resolved != self.topics {
             self.topics = resolved;
@@ -467,12 +497,41 @@ impl Group {
         Ok(())
     }
 
-    /// The topics the group's members subscribe to.
+    /// The topics the group's members subscribe to, by name or by regex.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed.iter().cloned())
+            .flat_map(|m| self.member_topics(m))
+            .cloned()
             .collect()
+    }
+
+    /// The topics `member` subscribes to: those it names, and those its regex matched.
+    fn member_topics<'a>(&'a self, member: &'a Member) -> impl Iterator<Item = &'a String> + 'a {
+        let matched = member.regex.as_ref().and_then(|r| self.matched.get(r));
+        member.subscribed.iter().chain(matched.into_iter().flatten())
+    }
+
+    /// The topics each distinct regex of the members matches now: one pass over the topic names.
+    fn match_regexes(&self, topics: &dyn Topics) -> BTreeMap<String, BTreeSet<String>> {
+        let patterns: BTreeMap<&String, &regex::Regex> = self
+            .members
+            .values()
+            .filter_map(|m| m.regex.as_ref().zip(m.pattern.as_ref()))
+            .collect();
+        let mut matched: BTreeMap<String, BTreeSet<String>> =
+            patterns.keys().map(|r| ((*r).clone(), BTreeSet::new())).collect();
+        if patterns.is_empty() {
+            return matched;
+        }
+        topics.names(&mut |name| {
+            for (regex, pattern) in &patterns {
+                if pattern.is_match(name) {
+                    matched.get_mut(*regex).expect("listed").insert(name.to_owned());
+                }
+            }
+        });
+        matched
     }
 
     pub fn view(&self) -> GroupView {
@@ -492,6 +551,7 @@ impl Group {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed: m.subscribed.clone(),
+                    regex: m.regex.clone(),
                     assignment: m.assigned.clone(),
                     target: self.target.get(id).cloned().unwrap_or_default(),
                 })
@@ -527,10 +587,11 @@ impl Group {
             .members
             .iter()
             .map(|(id, m)| {
-                let topics = m
-                    .subscribed
-                    .iter()
+                let topics = self
+                    .member_topics(m)
                     .filter_map(|name| self.topics.get(name).copied().flatten())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
                     .collect();
                 (id.as_str(), topics)
             })
@@ -637,9 +698,6 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
     if request.rack_id.as_deref() == Some("") {
         return Err(invalid("RackId can't be empty."));
     }
-    if request.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty()) {
-        return Err(invalid("SubscribedTopicRegex is not supported by this broker."));
-    }
     match request.member_epoch {
         JOIN_EPOCH => {
             if request.rebalance_timeout_ms < 0 {
@@ -648,7 +706,9 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
             if request.owned.as_ref().is_none_or(|owned| !owned.is_empty()) {
                 return Err(invalid("TopicPartitions must be empty when (re-)joining."));
             }
-            if request.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty) {
+            if request.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty)
+                && request.subscribed_topic_regex.as_ref().is_none_or(String::is_empty)
+            {
                 return Err(invalid(
                     "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
                 ));
@@ -668,6 +728,20 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// A member's `subscribed_topic_regex`, matching whole topic names as RE2/J's `matches()` does in Kafka;
+/// `INVALID_REGULAR_EXPRESSION` (Kafka's message) if it does not compile.
+pub(super) fn compile(regex: &str) -> Result<regex::Regex, Refusal> {
+    regex::RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(REGEX_COMPILED_BYTES_MAX)
+        .build()
+        .map_err(|e| {
+            (
+                ResponseError::InvalidRegularExpression,
+                format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}."),
+            )
+        })
 }
 
 /// Kafka's `throwIfMemberEpochIsInvalid`: a member ahead of the coordinator, or behind it other than by
@@ -844,6 +918,9 @@ pub(crate) mod tests_support {
         }
         fn name(&self, id: Uuid) -> Option<String> {
             self.0.iter().find(|(_, (i, _))| *i == id).map(|(n, _)| n.clone())
+        }
+        fn names(&self, visit: &mut dyn FnMut(&str)) {
+            self.0.keys().for_each(|name| visit(name));
         }
     }
 
@@ -1143,6 +1220,63 @@ mod tests {
     }
 
     #[test]
+    fn a_regex_subscribes_to_every_matching_topic_as_topics_come_and_go() {
+        let now = Instant::now();
+        let (t1, t2, other) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut t = Fixture(
+            [
+                ("orders-eu".to_owned(), (t1, 2)),
+                ("orders".to_owned(), (other, 1)),
+                ("audit".to_owned(), (other, 1)),
+            ]
+            .into(),
+        );
+        let mut group = Group::new(now);
+        let join = Heartbeat {
+            subscribed_topic_names: Some(vec![]),
+            subscribed_topic_regex: Some("orders-.*".into()),
+            ..join("a")
+        };
+        let answer = group.heartbeat(join, &t, now).unwrap();
+        assert_eq!(
+            answer.assignment,
+            Some([(t1, [0, 1].into())].into()),
+            "whole names only"
+        );
+        assert_eq!(group.subscribed_topics(), ["orders-eu".to_owned()].into());
+        // A matching topic is created: the next heartbeat bumps the epoch and assigns it.
+        t.0.insert("orders-us".into(), (t2, 1));
+        let epoch = group.epoch;
+        let answer = group.heartbeat(beat("a", answer.member_epoch, None), &t, now).unwrap();
+        assert_eq!(group.epoch, epoch + 1);
+        assert_eq!(answer.assignment, Some([(t1, [0, 1].into()), (t2, [0].into())].into()));
+        // It is deleted: its partitions are revoked.
+        t.0.remove("orders-us");
+        let answer = group.heartbeat(beat("a", answer.member_epoch, None), &t, now).unwrap();
+        assert_eq!(answer.assignment, Some([(t1, [0, 1].into())].into()));
+        // An invalid regex changes nothing.
+        let bad = Heartbeat {
+            subscribed_topic_regex: Some("orders-(".into()),
+            ..beat("a", answer.member_epoch, None)
+        };
+        let refused = group.heartbeat(bad, &t, now).unwrap_err();
+        assert_eq!(refused.0, ResponseError::InvalidRegularExpression, "{}", refused.1);
+        assert_eq!(group.members["a"].regex.as_deref(), Some("orders-.*"));
+        // A new coordinator reading the group back knows what the regex matched, without a new epoch.
+        let records = records::diff("g", None, Some(&group));
+        let mut loader = records::Loader::default();
+        for (key, value) in records {
+            loader.replay(key, value);
+        }
+        let (_, mut back) = loader.finish(now, Duration::from_secs(45)).pop().unwrap();
+        assert_eq!(back.subscribed_topics(), group.subscribed_topics());
+        let epoch = back.epoch;
+        back.heartbeat(beat("a", back.members["a"].epoch, None), &t, now)
+            .unwrap();
+        assert_eq!(back.epoch, epoch);
+    }
+
+    #[test]
     fn requests_kafka_refuses_are_refused() {
         let (t, now) = (topics(1), Instant::now());
         let mut group = Group::new(now);
@@ -1151,8 +1285,8 @@ mod tests {
         h.server_assignor = Some("sticky".into());
         assert_eq!(refused(&mut group, h), ResponseError::UnsupportedAssignor);
         let mut h = join("a");
-        h.subscribed_topic_regex = Some("t.*".into());
-        assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);
+        h.subscribed_topic_regex = Some("t(".into());
+        assert_eq!(refused(&mut group, h), ResponseError::InvalidRegularExpression);
         let mut h = join("a");
         h.subscribed_topic_names = None;
         assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);

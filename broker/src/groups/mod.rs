@@ -1484,6 +1484,7 @@ mod tests {
         fn name(&self, _: uuid::Uuid) -> Option<String> {
             None
         }
+        fn names(&self, _: &mut dyn FnMut(&str)) {}
     }
 
     /// A log that keeps what is appended, or refuses everything.

@@ -480,6 +480,20 @@ impl Loader {
                     .into_iter()
                     .filter(|(member, _)| group.members.contains_key(member))
                     .collect();
+                // Regexes matched the topics the assignment was computed from, as far as the new coordinator
+                // knows until the members' next heartbeat matches them again.
+                for member in group.members.values_mut() {
+                    member.pattern = member.regex.as_deref().and_then(|r| super::compile(r).ok());
+                }
+                group.matched = group
+                    .members
+                    .values()
+                    .filter_map(|m| m.regex.as_ref().zip(m.pattern.as_ref()))
+                    .map(|(regex, pattern)| {
+                        let names = partial.topics.keys().filter(|t| pattern.is_match(t)).cloned().collect();
+                        (regex.clone(), names)
+                    })
+                    .collect();
                 group.topics = group
                     .subscribed_topics()
                     .into_iter()
