@@ -549,8 +549,14 @@ impl Coordinator {
         }
     }
 
-    /// JoinGroup. Waits until the rebalance completes.
-    pub async fn join(self: &Arc<Self>, request: JoinRequest) -> Result<Joined, (ResponseError, String)> {
+    /// JoinGroup. Waits until the rebalance completes. An empty consumer-protocol group with the same id
+    /// becomes a classic one: its records in `__consumer_offsets` get tombstones (appended to `log`, not
+    /// waited for: the join's answer does not depend on them).
+    pub async fn join(
+        self: &Arc<Self>,
+        request: JoinRequest,
+        log: &dyn GroupLog,
+    ) -> Result<Joined, (ResponseError, String)> {
         if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms) {
             return Err((ResponseError::InvalidSessionTimeout, request.member_id));
         }
@@ -566,8 +572,12 @@ impl Coordinator {
                         return Err((ResponseError::InconsistentGroupProtocol, request.member_id));
                     }
                     // An empty consumer group becomes a classic one.
-                    Some(_) => {
-                        consumer.remove(&request.group_id);
+                    Some(group) => {
+                        let id = &request.group_id;
+                        if let Err(error) = log.append(id, &consumer::records::diff(id, Some(group), None)) {
+                            tracing::warn!(group = %id, ?error, "writing a replaced consumer group's tombstones failed");
+                        }
+                        consumer.remove(id);
                     }
                     None => {}
                 }
@@ -1273,17 +1283,30 @@ mod tests {
     #[tokio::test]
     async fn a_join_past_group_max_size_is_refused_with_no_member_id() {
         let coordinator = coordinator(1);
-        let (error, id) = coordinator.join(join_request("g", "")).await.unwrap_err();
+        let (error, id) = coordinator
+            .join(join_request("g", ""), &MemoryLog::default())
+            .await
+            .unwrap_err();
         assert_eq!(error, ResponseError::MemberIdRequired);
         assert_eq!(
-            coordinator.join(join_request("g", "")).await.unwrap_err(),
+            coordinator
+                .join(join_request("g", ""), &MemoryLog::default())
+                .await
+                .unwrap_err(),
             (ResponseError::GroupMaxSizeReached, String::new()),
             "the id handed out holds the only place"
         );
-        let joined = coordinator.join(join_request("g", &id)).await.unwrap();
+        let joined = coordinator
+            .join(join_request("g", &id), &MemoryLog::default())
+            .await
+            .unwrap();
         assert_eq!(joined.member_id, id);
         assert_eq!(
-            coordinator.join(join_request("g", "")).await.unwrap_err().0,
+            coordinator
+                .join(join_request("g", ""), &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::GroupMaxSizeReached
         );
         assert_eq!(coordinator.describe("g").unwrap().members.len(), 1);
@@ -1296,7 +1319,7 @@ mod tests {
         request: JoinRequest,
     ) -> tokio::task::JoinHandle<Result<Joined, (ResponseError, String)>> {
         let coordinator = coordinator.clone();
-        let task = tokio::spawn(async move { coordinator.join(request).await });
+        let task = tokio::spawn(async move { coordinator.join(request, &MemoryLog::default()).await });
         tokio::task::yield_now().await;
         task
     }
@@ -1308,7 +1331,11 @@ mod tests {
             require_known_member_id: false,
             ..join_request("g", member_id)
         };
-        let a = coordinator.join(direct("")).await.unwrap().member_id;
+        let a = coordinator
+            .join(direct(""), &MemoryLog::default())
+            .await
+            .unwrap()
+            .member_id;
         let b_first = start_join(&coordinator, direct("")).await;
         let a_again = start_join(&coordinator, direct(&a)).await;
         let b = b_first.await.unwrap().unwrap().member_id;
@@ -1317,7 +1344,7 @@ mod tests {
         let a_again = start_join(&coordinator, direct(&a)).await;
         let c = start_join(&coordinator, direct("")).await;
         assert_eq!(
-            coordinator.join(direct(&b)).await.unwrap_err(),
+            coordinator.join(direct(&b), &MemoryLog::default()).await.unwrap_err(),
             (ResponseError::GroupMaxSizeReached, String::new())
         );
         // Without b, everyone has rejoined: the rebalance completes.
@@ -1342,12 +1369,12 @@ mod tests {
         let mut refused = join_request("refused", "");
         refused.protocol_type.clear();
         assert_eq!(
-            coordinator.join(refused).await.unwrap_err().0,
+            coordinator.join(refused, &MemoryLog::default()).await.unwrap_err().0,
             ResponseError::InconsistentGroupProtocol
         );
         let mut direct = join_request("g", "");
         direct.require_known_member_id = false;
-        let joined = coordinator.join(direct).await.unwrap();
+        let joined = coordinator.join(direct, &MemoryLog::default()).await.unwrap();
         assert_eq!(
             coordinator.list().len(),
             1,
@@ -1386,7 +1413,10 @@ mod tests {
     #[tokio::test]
     async fn a_second_process_of_a_static_member_fences_the_first() {
         let coordinator = coordinator(10);
-        let first = coordinator.join(static_join("a", "")).await.unwrap();
+        let first = coordinator
+            .join(static_join("a", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         let old = first.member_id.clone();
         let assignment = vec![(old.clone(), bytes("p0"))];
         coordinator
@@ -1395,14 +1425,21 @@ mod tests {
             .unwrap();
 
         // The same instance id again (a pod of the next deploy, the old one still running).
-        let second = coordinator.join(static_join("a", "")).await.unwrap();
+        let second = coordinator
+            .join(static_join("a", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         assert_ne!(second.member_id, old, "a new member id");
         let fenced = Err(ResponseError::FencedInstanceId);
         assert_eq!(coordinator.heartbeat("g", &old, Some("a"), first.generation), fenced);
         assert_eq!(coordinator.check_commit("g", &old, Some("a"), first.generation), fenced);
         assert_eq!(coordinator.leave("g", &old, Some("a")), fenced);
         assert_eq!(
-            coordinator.join(static_join("a", &old)).await.unwrap_err().0,
+            coordinator
+                .join(static_join("a", &old), &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::FencedInstanceId
         );
         assert_eq!(
@@ -1425,7 +1462,10 @@ mod tests {
     #[tokio::test]
     async fn a_static_follower_back_in_a_stable_group_takes_its_place_and_assignment_without_a_rebalance() {
         let coordinator = coordinator(10);
-        let a = coordinator.join(static_join("a", "")).await.unwrap();
+        let a = coordinator
+            .join(static_join("a", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         coordinator
             .sync("g", &a.member_id, Some("a"), a.generation, vec![])
             .await
@@ -1437,7 +1477,10 @@ mod tests {
             Ok(()),
             "a member of the current generation commits while the group prepares a rebalance"
         );
-        let a = coordinator.join(static_join("a", &a.member_id)).await.unwrap();
+        let a = coordinator
+            .join(static_join("a", &a.member_id), &MemoryLog::default())
+            .await
+            .unwrap();
         let b = b.await.unwrap().unwrap();
         assert_eq!(a.generation, b.generation);
         assert_eq!(
@@ -1458,7 +1501,10 @@ mod tests {
             .unwrap();
         assert_eq!(b_sync.await.unwrap().unwrap().assignment, bytes("pb"));
 
-        let b2 = coordinator.join(static_join("b", "")).await.unwrap();
+        let b2 = coordinator
+            .join(static_join("b", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         assert_eq!(b2.generation, a.generation, "no rebalance");
         let synced = coordinator
             .sync("g", &b2.member_id, Some("b"), b2.generation, vec![])
@@ -1540,7 +1586,11 @@ mod tests {
             "a member rejoining keeps its place"
         );
         assert_eq!(
-            coordinator.join(join_request("cg", "")).await.unwrap_err().0,
+            coordinator
+                .join(join_request("cg", ""), &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::InconsistentGroupProtocol
         );
         assert_eq!(
@@ -1549,7 +1599,7 @@ mod tests {
         );
         let mut direct = join_request("classic", "");
         direct.require_known_member_id = false;
-        coordinator.join(direct).await.unwrap();
+        coordinator.join(direct, &MemoryLog::default()).await.unwrap();
         assert_eq!(
             coordinator
                 .consumer_heartbeat("classic", consumer_join("c"), &NoTopics, log)
