@@ -37,6 +37,12 @@
 //! `GROUP_ID_NOT_FOUND`, a JoinGroup for a consumer group with members `INCONSISTENT_GROUP_PROTOCOL`; an
 //! empty group of either kind is taken over by the other. Whoever needs both locks takes the classic one
 //! first, so that the two never wait for each other.
+//!
+//! Consumer-protocol groups are durable: each change is appended as records to the group's partition of
+//! `__consumer_offsets` through a [`GroupLog`], under the consumer-group mutex so that the log has the
+//! changes in the order they were made (the wait for the replicas happens after it is released), and a
+//! broker that becomes leader of a partition reads its groups back ([`ConsumerLoad`]). Classic groups are
+//! not: after a coordinator moves, they rebalance.
 
 pub mod consumer;
 pub mod expiry;
