@@ -203,6 +203,14 @@ impl ControllerChannel for MetadataChanges {
 }
 
 impl Broker {
+    /// Where consumer-protocol groups' records are written: their partitions of `__consumer_offsets`.
+    pub fn group_log(&self) -> crate::groups::offsets::GroupStateLog {
+        crate::groups::offsets::GroupStateLog {
+            offsets: self.offsets.clone(),
+            replicas: self.replicas.clone(),
+        }
+    }
+
     pub fn node_id(&self) -> i32 {
         self.identity.node_id
     }

@@ -19,7 +19,8 @@
 //! - `producers`: idempotent producers: producer ids and per-partition sequence state.
 //! - `groups`: the group coordinator (join, sync, heartbeat, sessions; `groups::consumer`, the KIP-848
 //!   consumer protocol's groups, assigned by the coordinator) and committed offsets, which live in
-//!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use).
+//!   `__consumer_offsets` partitions of the replica manager (the only part of the node they use), as do
+//!   the consumer-protocol groups' own records.
 //! - `metadata`: node identity, and the metadata image this broker follows from the controllers.
 //! - `share`: share groups (KIP-932): membership, share sessions and share-partition state.
 //! - `settings`: broker settings with Kafka's names and the topic defaults they imply.
@@ -373,7 +374,8 @@ async fn run_broker(
         // Kafka allows 0; a cleaner that never rests would take a core.
         Duration::from_millis(config.settings.cleaner_backoff_ms.max(1)),
     );
-    tokio::spawn(broker.groups.clone().run_sessions(shutdown.clone()));
+    let group_log = Arc::new(broker.group_log());
+    tokio::spawn(broker.groups.clone().run_sessions(group_log, shutdown.clone()));
     let offsets_retention = groups::expiry::RetentionSettings {
         retention: Duration::from_millis(config.settings.offsets_retention_ms),
         check_interval: Duration::from_millis(config.settings.offsets_retention_check_interval_ms),

@@ -6,8 +6,8 @@
 //! dynamic broker configs touches every topic: they are the defaults of all). For each partition of a
 //! changed topic this broker is a replica of, the log is hosted with the topic's settings and the replica
 //! state is taken from the image (`crate::replica`); a follower gets a fetcher from its leader
-//! (`crate::fetcher`); a new leader of a `__consumer_offsets` partition loads the offsets of the groups it
-//! now coordinates. Partitions of deleted topics, and those moved off this broker, are deleted.
+//! (`crate::fetcher`); a new leader of a `__consumer_offsets` partition loads the offsets and the consumer-protocol
+//! groups it now coordinates, and one that stops leading forgets those groups. Partitions of deleted topics, and those moved off this broker, are deleted.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::broker::Broker;
+use crate::groups::ConsumerLoad;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::replica::Role;
 use crate::share::state::SHARE_STATE_TOPIC;
@@ -107,7 +108,8 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
                 let (broker, hosted) = (broker.clone(), hosted.clone());
                 // Reading a partition from its start: off the async workers.
                 blocking::spawn(move || {
-                    if let Err(e) = broker.offsets.load_partition(&hosted) {
+                    let mut groups = ConsumerLoad::new(broker.groups.clone(), index);
+                    if let Err(e) = broker.offsets.load_partition(&hosted, &mut groups) {
                         error!(partition = %hosted.tp, error = %e, "loading committed offsets failed");
                     }
                 });
@@ -120,6 +122,10 @@ fn apply(broker: &Arc<Broker>, previous: &MetadataImage, image: &MetadataImage) 
                         error!(partition = %hosted.tp, error = %e, "loading share-partition states failed");
                     }
                 });
+            }
+            if topic.name == OFFSETS_TOPIC && role != Role::Leader && role_before == Role::Leader {
+                // Another broker coordinates these groups now; what this one knew of them is stale.
+                broker.groups.unload_consumer(index);
             }
         }
     }

@@ -133,11 +133,14 @@ fn groups_are_listed_described_reset_replayed_and_deleted() {
 
     let listed = ok(&server, &["group", "list"]);
     assert!(
-        table(&listed, "GROUP").contains(&vec!["replay".to_owned(), "Empty".to_owned()]),
+        table(&listed, "GROUP").contains(&["replay", "classic", "Empty"].map(String::from).to_vec()),
         "{listed}"
     );
     let described = ok(&server, &["group", "describe", "replay"]);
-    assert!(described.starts_with("Group replay: state Empty"), "{described}");
+    assert!(
+        described.starts_with("Group replay: type classic, state Empty"),
+        "{described}"
+    );
     let offsets = described_offsets(&server, "replay");
     assert_eq!(offsets[&0], ("10".into(), "10".into(), "0".into()), "{described}");
     assert_eq!(offsets[&1], ("7".into(), "10".into(), "3".into()), "{described}");
@@ -231,7 +234,7 @@ fn groups_are_listed_described_reset_replayed_and_deleted() {
     wait_for("the group to be Stable", TIMEOUT, || {
         consumer.poll(Duration::from_millis(10));
         described = ok(&server, &["group", "describe", "replay"]);
-        described.starts_with("Group replay: state Stable")
+        described.starts_with("Group replay: type classic, state Stable")
     });
     assert!(described.contains("protocol consumer/"), "{described}");
     let members = table(&described, "MEMBER-ID");
@@ -290,4 +293,33 @@ fn groups_are_listed_described_reset_replayed_and_deleted() {
     );
     let deleted_again = fails(&server, &["group", "delete", "replay"]);
     assert_eq!(deleted_again, "strata: group replay does not exist");
+
+    // A consumer-protocol group (KIP-848): listed with its type, described through ConsumerGroupDescribe
+    // with its epochs, assignor and each member's epoch and partitions.
+    // No session or heartbeat settings: with the consumer protocol they are the coordinator's.
+    let modern: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &server.addr)
+        .set("broker.address.family", "v4")
+        .set("group.id", "modern")
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    modern.subscribe(&[TOPIC]).unwrap();
+    let mut described = String::new();
+    wait_for("the consumer group to be Stable", TIMEOUT, || {
+        modern.poll(Duration::from_millis(10));
+        // Until the consumer joins, the group does not exist.
+        described = strata(&server.addr, &["group", "describe", "modern"], b"").stdout;
+        described.starts_with("Group modern: type consumer, state Stable")
+    });
+    assert!(described.contains("assignor uniform, 1 member"), "{described}");
+    let members = table(&described, "MEMBER-ID");
+    assert_eq!(members.len(), 1, "{described}");
+    assert_eq!(members[0].last().unwrap(), &format!("{TOPIC}:0,1"), "{described}");
+    let listed = ok(&server, &["group", "list"]);
+    assert!(
+        table(&listed, "GROUP").contains(&["modern", "consumer", "Stable"].map(String::from).to_vec()),
+        "{listed}"
+    );
 }

@@ -31,17 +31,24 @@ fn config(server: &Server) -> ClientConfig {
     config
 }
 
-/// Partitions taken away from a member in rebalances.
+/// Partitions taken away from a member in rebalances (lost ones too: librdkafka revokes them through the
+/// same callback), and how many assignments it was handed.
 #[derive(Default)]
-struct Revocations(Mutex<Vec<i32>>);
+struct Revocations(Mutex<Vec<i32>>, std::sync::atomic::AtomicUsize);
 
 impl rdkafka::client::ClientContext for Revocations {}
 
 impl ConsumerContext for Revocations {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut log = self.0.lock().unwrap();
-            log.extend(partitions.elements().iter().map(|e| e.partition()));
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                let mut log = self.0.lock().unwrap();
+                log.extend(partitions.elements().iter().map(|e| e.partition()));
+            }
+            Rebalance::Assign(_) => {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Rebalance::Error(_) => {}
         }
     }
 }
@@ -49,9 +56,24 @@ impl ConsumerContext for Revocations {
 type Member = BaseConsumer<Revocations>;
 
 fn member(server: &Server) -> Member {
+    member_of(&server.addr)
+}
+
+fn member_of(bootstrap: &str) -> Member {
+    member_as(bootstrap, None)
+}
+
+/// A member, static if `instance` (its `group.instance.id`) is given.
+fn member_as(bootstrap: &str, instance: Option<&str>) -> Member {
+    let mut config = ClientConfig::new();
+    if let Some(instance) = instance {
+        config.set("group.instance.id", instance);
+    }
     // No session.timeout.ms, heartbeat.interval.ms or partition.assignment.strategy: with the consumer
     // protocol they are the coordinator's, and librdkafka refuses them.
-    let consumer: Member = config(server)
+    let consumer: Member = config
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
         .set("group.id", GROUP)
         .set("group.protocol", "consumer")
         .set("auto.offset.reset", "earliest")
@@ -73,7 +95,18 @@ fn assigned(consumer: &Member) -> BTreeSet<i32> {
 }
 
 async fn produce(server: &Server, from: usize, count: usize) {
-    let producer: FutureProducer = config(server).set("linger.ms", "5").create().unwrap();
+    produce_to(&server.addr, from, count).await;
+}
+
+/// Produces records `from..from + count` round-robin over the partitions, with acks=all.
+async fn produce_to(bootstrap: &str, from: usize, count: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()
+        .unwrap();
     let mut deliveries = Vec::new();
     for i in from..from + count {
         let record = FutureRecord::to(TOPIC)
@@ -114,8 +147,17 @@ fn poll_until(
     loop {
         for member in members {
             while let Some(message) = member.poll(Duration::from_millis(10)) {
-                let message = message.unwrap();
-                read.insert((message.partition(), message.offset()));
+                match message {
+                    Ok(message) => {
+                        read.insert((message.partition(), message.offset()));
+                    }
+                    // A broker killed on purpose: librdkafka reports the lost connection, and reconnects.
+                    Err(rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                        | rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                    )) => {}
+                    Err(e) => panic!("{what}: {e}"),
+                }
             }
         }
         let assignments: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
@@ -468,4 +510,237 @@ async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups
     assert_eq!((left.error_code, left.member_epoch), (0, -1));
     let taken: JoinGroupResponse = exchange(&server, ApiKey::JoinGroup, 3, &join);
     assert_eq!(taken.error_code, 0);
+}
+
+/// The group epoch of [`GROUP`] and its members' epochs, as ConsumerGroupDescribe at `server` (its
+/// coordinator) says, once it answers.
+fn epochs(server: &Server) -> (i32, BTreeMap<String, i32>) {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![StrBytes::from_static_str(GROUP).into()]);
+    let mut described = None;
+    common::wait_for("the group described by its coordinator", TIMEOUT, || {
+        let response: ConsumerGroupDescribeResponse = exchange(server, ApiKey::ConsumerGroupDescribe, 0, &request);
+        let group = response.groups.into_iter().next().unwrap();
+        let found = group.error_code == 0;
+        described = Some(group);
+        found
+    });
+    let group = described.unwrap();
+    let members = group
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), m.member_epoch))
+        .collect();
+    (group.group_epoch, members)
+}
+
+/// The node that coordinates `group`, as FindCoordinator says through `server`, once it has one.
+async fn coordinator_of(server: &Server, group: &str) -> i32 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut client = strata_protocol::client::Client::connect(&server.addr).await.unwrap();
+        if let Ok(found) = client.find_coordinator(group).await {
+            return found.node_id;
+        }
+        assert!(Instant::now() < deadline, "no coordinator for {group}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_survives_the_loss_of_its_coordinator_without_a_rebalance() {
+    let mut cluster = common::cluster::Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    let any = cluster.live().next().unwrap().1;
+    let admin: AdminClient<DefaultClientContext> = config(any).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(3));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce_to(&bootstrap, 0, RECORDS).await;
+    let mut read = BTreeSet::new();
+
+    let members = [member_of(&bootstrap), member_of(&bootstrap), member_of(&bootstrap)];
+    let members: Vec<&Member> = members.iter().collect();
+    poll_until(&members, &mut read, RECORDS, "three members", |assignments| {
+        shared(assignments, &[2, 2, 2])
+    });
+    let assignments: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
+    let counts = |members: &[&Member]| {
+        members
+            .iter()
+            .map(|m| {
+                (
+                    m.context().0.lock().unwrap().len(),
+                    m.context().1.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = counts(&members);
+    let coordinator = coordinator_of(any, GROUP).await;
+    let epochs_before = epochs(cluster.node(coordinator));
+    assert_eq!(epochs_before.1.len(), 3, "{epochs_before:?}");
+
+    // SIGKILL the coordinator; the group's partition of __consumer_offsets moves to a survivor, which
+    // reads the group back.
+    cluster.kill(coordinator);
+    let survivor = cluster.live().next().unwrap().1;
+    let moved = coordinator_of(survivor, GROUP).await;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut moved = moved;
+    while moved == coordinator {
+        assert!(Instant::now() < deadline, "the coordinator did not move");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        moved = coordinator_of(survivor, GROUP).await;
+    }
+
+    // Records produced now (acks=all, through the survivors) are all read by the same members, which keep
+    // their partitions: no revocation, no new assignment.
+    produce_to(&cluster.bootstrap(), RECORDS, RECORDS).await;
+    poll_until(&members, &mut read, 2 * RECORDS, "after the failover", |now| {
+        now == assignments.as_slice()
+    });
+    // The new coordinator knows the group at the same group epoch, and each member at its epoch.
+    assert_eq!(epochs(cluster.node(moved)), epochs_before);
+    assert_eq!(counts(&members), before, "(revoked, assignments) per member unchanged");
+    assert_eq!(members.iter().map(|m| assigned(m)).collect::<Vec<_>>(), assignments);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_that_restarts_gets_its_partitions_back_without_disturbing_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.consumer.heartbeat.interval.ms=200"]);
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce(&server, 0, RECORDS).await;
+    let mut read = BTreeSet::new();
+
+    let a = member_as(&server.addr, Some("pod-a"));
+    let b = member_as(&server.addr, Some("pod-b"));
+    poll_until(&[&a, &b], &mut read, RECORDS, "two static members", |assignments| {
+        shared(assignments, &[3, 3])
+    });
+    let (a_had, b_had) = (assigned(&a), assigned(&b));
+    a.context().0.lock().unwrap().clear();
+    let a_assignments = a.context().1.load(std::sync::atomic::Ordering::SeqCst);
+    let (group_epoch, _) = epochs(&server);
+
+    // b's process stops (it leaves with epoch -2: for a while) and another takes its instance id, within
+    // the session timeout: it gets b's partitions, and a is not rebalanced.
+    drop(b);
+    let b = member_as(&server.addr, Some("pod-b"));
+    produce(&server, RECORDS, RECORDS).await;
+    // Read by a and the new b alone: b's partitions from where b's process was (nothing was committed, so
+    // from the start: `read` already holds those, and every position reaches the end).
+    poll_until(&[&a, &b], &mut read, 2 * RECORDS, "b back", |assignments| {
+        assignments[0] == a_had && assignments[1] == b_had
+    });
+    assert!(a.context().0.lock().unwrap().is_empty(), "nothing revoked from a");
+    assert_eq!(
+        a.context().1.load(std::sync::atomic::Ordering::SeqCst),
+        a_assignments,
+        "a was assigned nothing new"
+    );
+    let (epoch_now, members) = epochs(&server);
+    assert_eq!(epoch_now, group_epoch, "no rebalance: the group epoch is the same");
+    assert_eq!(members.len(), 2, "b's process was replaced, not added: {members:?}");
+
+    // A second live process with a's instance id is refused (UNRELEASED_INSTANCE_ID, fatal in
+    // librdkafka): it gets nothing, a keeps everything it had.
+    let intruder = member_as(&server.addr, Some("pod-a"));
+    let deadline = Instant::now() + TIMEOUT;
+    let error = loop {
+        match intruder.poll(Duration::from_millis(100)) {
+            Some(Err(e)) => break e,
+            _ => assert!(Instant::now() < deadline, "the intruder was not refused"),
+        }
+    };
+    assert!(error.to_string().contains("instance"), "{error}");
+    assert!(assigned(&intruder).is_empty());
+    assert_eq!(assigned(&a), a_had);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_subscribed_by_regex_reads_every_matching_topic_including_one_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.consumer.heartbeat.interval.ms=200"]);
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topics = [
+        NewTopic::new("metrics-cpu", 2, TopicReplication::Fixed(1)),
+        NewTopic::new("metrics-disk", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("logs", 1, TopicReplication::Fixed(1)),
+    ];
+    admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+    let producer: FutureProducer = config(&server).set("acks", "all").create().unwrap();
+    let send = |topic: &'static str, partitions: i32, count: usize| {
+        let producer = producer.clone();
+        async move {
+            for i in 0..count {
+                let payload = format!("{topic}-{i}");
+                let record = FutureRecord::to(topic)
+                    .partition(i as i32 % partitions)
+                    .key("k")
+                    .payload(&payload);
+                producer.send(record, Duration::from_secs(10)).await.unwrap();
+            }
+        }
+    };
+    send("metrics-cpu", 2, 10).await;
+    send("metrics-disk", 1, 10).await;
+    send("logs", 1, 10).await;
+
+    // librdkafka sends a subscription starting with ^ as the member's subscribed_topic_regex.
+    let consumer: Member = config(&server)
+        .set("group.id", "by-pattern")
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create_with_context(Revocations::default())
+        .unwrap();
+    consumer.subscribe(&["^metrics-.*"]).unwrap();
+    let mut read: BTreeSet<String> = BTreeSet::new();
+    let poll_for = |read: &mut BTreeSet<String>, consumer: &Member, wanted: usize, what: &str| {
+        common::wait_for(what, TIMEOUT, || {
+            while let Some(message) = consumer.poll(Duration::from_millis(50)) {
+                let message = message.unwrap();
+                read.insert(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+            }
+            read.len() >= wanted
+        });
+    };
+    poll_for(&mut read, &consumer, 20, "the matching topics' records");
+    assert!(read.iter().all(|r| r.starts_with("metrics-")), "{read:?}");
+
+    // A matching topic created later joins the subscription; its records are read too, and never logs'.
+    let later = NewTopic::new("metrics-net", 1, TopicReplication::Fixed(1));
+    admin.create_topics([&later], &AdminOptions::new()).await.unwrap();
+    send("metrics-net", 1, 10).await;
+    poll_for(&mut read, &consumer, 30, "the new topic's records");
+    let expected: BTreeSet<String> = ["metrics-cpu", "metrics-disk", "metrics-net"]
+        .iter()
+        .flat_map(|t| (0..10).map(move |i| format!("{t}-{i}")))
+        .collect();
+    assert_eq!(read, expected);
+    let topics: BTreeSet<String> = consumer
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.topic().to_owned())
+        .collect();
+    assert_eq!(
+        topics,
+        ["metrics-cpu", "metrics-disk", "metrics-net"].map(String::from).into()
+    );
+    // The coordinator, not the client, resolved the pattern (librdkafka sends its patterns as one regex,
+    // each in parentheses, joined with `|`).
+    use kafka_protocol::messages::*;
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+        kafka_protocol::protocol::StrBytes::from_static_str("by-pattern").into(),
+    ]);
+    let described: ConsumerGroupDescribeResponse = exchange(&server, ApiKey::ConsumerGroupDescribe, 0, &request);
+    let member = &described.groups[0].members[0];
+    assert_eq!(member.subscribed_topic_regex.as_deref(), Some("(^metrics-.*)"));
 }

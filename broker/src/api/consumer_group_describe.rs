@@ -70,6 +70,7 @@ pub fn handle(broker: &Broker, request: ConsumerGroupDescribeRequest, _version: 
                                 .map(|t| TopicName(StrBytes::from_string(t)))
                                 .collect(),
                         )
+                        .with_subscribed_topic_regex(m.regex.map(StrBytes::from_string))
                         .with_assignment(assignment(&topics, m.assignment))
                         .with_target_assignment(assignment(&topics, m.target))
                         .with_member_type(MEMBER_TYPE_CONSUMER)

@@ -25,6 +25,14 @@ impl consumer::Topics for ImageTopics {
     fn name(&self, id: Uuid) -> Option<String> {
         self.0.topic(&id).map(|t| t.name.clone())
     }
+
+    fn names(&self, visit: &mut dyn FnMut(&str)) {
+        self.0
+            .topics()
+            .values()
+            .filter(|t| t.name != crate::groups::offsets::OFFSETS_TOPIC)
+            .for_each(|t| visit(&t.name));
+    }
 }
 
 /// A group config in milliseconds, or the broker's default. Group configs were checked against Kafka's
@@ -37,7 +45,7 @@ fn group_ms(image: &MetadataImage, group: &str, key: &str, default: std::time::D
         .map_or(default, std::time::Duration::from_millis)
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: ConsumerGroupHeartbeatRequest,
     _version: i16,
@@ -88,7 +96,21 @@ pub fn handle(
     };
     let response = ConsumerGroupHeartbeatResponse::default()
         .with_heartbeat_interval_ms(i32::try_from(heartbeat_interval.as_millis()).unwrap_or(i32::MAX));
-    match broker.groups.consumer_heartbeat(&group, heartbeat, &ImageTopics(image)) {
+    let result = broker
+        .groups
+        .consumer_heartbeat(&group, heartbeat, &ImageTopics(image), &broker.group_log());
+    // Answered once the group's records are on every in-sync replica, so that a new coordinator knows
+    // whatever this answer tells the member.
+    let result = match result {
+        Ok((answer, Some(written))) => written
+            .wait()
+            .await
+            .map(|()| answer)
+            .map_err(|error| (error, format!("writing group {group} to __consumer_offsets failed"))),
+        Ok((answer, None)) => Ok(answer),
+        Err(refusal) => Err(refusal),
+    };
+    match result {
         Ok(answer) => response
             .with_member_id(Some(StrBytes::from_string(answer.member_id)))
             .with_member_epoch(answer.member_epoch)

@@ -14,7 +14,9 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16
     super::share_group_heartbeat::expire_members(broker);
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
-        let known = broker.groups.describe(&group).is_some() || !broker.offsets.of_group(&group).is_empty();
+        let known = broker.groups.describe(&group).is_some()
+            || broker.groups.describe_consumer(&group).is_some()
+            || !broker.offsets.of_group(&group).is_empty();
         let share = broker.shares.groups.describe(&group, &Default::default()).is_some();
         let result = if let Err(error) = check_coordinator(broker, &group) {
             Err(error)
@@ -28,8 +30,18 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest, _version: i16
         } else if !known {
             Err(ResponseError::GroupIdNotFound)
         } else {
-            match broker.groups.delete(&group) {
-                Ok(()) => {
+            match broker.groups.delete(&group, &broker.group_log()) {
+                Ok(written) => {
+                    if let Some(written) = written
+                        && let Err(error) = written.wait().await
+                    {
+                        results.push(
+                            DeletableGroupResult::default()
+                                .with_group_id(group)
+                                .with_error_code(error.code()),
+                        );
+                        continue;
+                    }
                     let partitions = broker.offsets.of_group(&group).into_iter().map(|(tp, _)| tp).collect();
                     broker.offsets.delete(&broker.replicas, &group, partitions).await
                 }

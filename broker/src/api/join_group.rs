@@ -37,7 +37,7 @@ pub async fn handle(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    match broker.groups.join(join).await {
+    match broker.groups.join(join, &broker.group_log()).await {
         Ok(joined) => JoinGroupResponse::default()
             .with_generation_id(joined.generation)
             .with_protocol_type(Some(StrBytes::from_string(joined.protocol_type)))

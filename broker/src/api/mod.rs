@@ -217,7 +217,7 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
             )
         }
         RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(broker, body, version, &client_id, format!("/{}", peer.ip())),
+            consumer_group_heartbeat::handle(broker, body, version, &client_id, format!("/{}", peer.ip())).await,
         ),
         RequestKind::ConsumerGroupDescribe(body) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, body, version))

@@ -1,5 +1,7 @@
 //! `strata group list | describe | delete | reset-offsets`: consumer groups, as `kafka-consumer-groups` shows
-//! and changes them.
+//! and changes them. `list` shows each group's type (classic, consumer, share); `describe` describes a
+//! KIP-848 consumer group through ConsumerGroupDescribe (DescribeGroups answers those `Dead`, as Kafka
+//! does) and any other through DescribeGroups.
 //!
 //! `reset-offsets` computes a new committed offset per partition (from ListOffsets, the current commits and
 //! the flag given), prints the plan, and with `--execute` commits it the way an admin tool does: outside any
@@ -13,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use kafka_protocol::ResponseError;
-use strata_protocol::client::admin::{ListedOffset, OffsetSpec, decode_consumer_assignment};
+use strata_protocol::client::admin::{
+    ConsumerGroupDescription, GroupDescription, ListedOffset, OffsetSpec, decode_consumer_assignment,
+};
 use strata_protocol::client::{ClientError, Router};
 
 use super::Bootstrap;
@@ -173,9 +177,15 @@ async fn list(router: &mut Router) -> anyhow::Result<()> {
     }
     let rows = groups
         .into_iter()
-        .map(|g| vec![g.group_id, g.state.unwrap_or_else(|| "-".into())])
+        .map(|g| {
+            vec![
+                g.group_id,
+                g.group_type.unwrap_or_else(|| "-".into()),
+                g.state.unwrap_or_else(|| "-".into()),
+            ]
+        })
         .collect();
-    print_table(&["GROUP", "STATE"], rows);
+    print_table(&["GROUP", "TYPE", "STATE"], rows);
     Ok(())
 }
 
@@ -186,9 +196,19 @@ struct PartitionRow {
     member: Option<String>,
 }
 
+/// The partitions of `describe`, by topic and partition.
+type Partitions = BTreeMap<(String, i32), PartitionRow>;
+
 async fn describe(router: &mut Router, group: &str) -> anyhow::Result<()> {
-    let description = router
-        .with_coordinator(group, async |coordinator| coordinator.describe_group(group).await)
+    // A consumer-protocol group is described by ConsumerGroupDescribe (DescribeGroups answers it `Dead`, as
+    // Kafka does); anything else, or a broker without it, by DescribeGroups.
+    let consumer = router
+        .with_coordinator(group, async |coordinator| {
+            match coordinator.describe_consumer_group(group).await {
+                Err(ClientError::UnsupportedApi(_)) => Ok(None),
+                other => other,
+            }
+        })
         .await
         .map_err(|e| group_error(group, e))?;
     let committed = router
@@ -196,27 +216,102 @@ async fn describe(router: &mut Router, group: &str) -> anyhow::Result<()> {
             coordinator.fetch_committed_offsets(group, None).await
         })
         .await?;
-    if description.state == "Dead" && description.members.is_empty() && committed.is_empty() {
-        bail!("group {group} does not exist");
-    }
-    let is_consumer = description.protocol_type == "consumer";
-    let mut partitions: BTreeMap<(String, i32), PartitionRow> = BTreeMap::new();
+    let mut partitions: Partitions = BTreeMap::new();
     for c in committed {
         partitions.entry((c.topic, c.partition)).or_default().committed = c.offset;
     }
+    match consumer {
+        Some(description) => print_consumer_group(&description, &mut partitions),
+        None => {
+            let description = router
+                .with_coordinator(group, async |coordinator| coordinator.describe_group(group).await)
+                .await
+                .map_err(|e| group_error(group, e))?;
+            if description.state == "Dead" && description.members.is_empty() && partitions.is_empty() {
+                bail!("group {group} does not exist");
+            }
+            print_classic_group(&description, &mut partitions);
+        }
+    }
+    print_partitions(router, partitions).await
+}
 
+fn member_count(members: usize) -> String {
+    match members {
+        0 => "no members".to_owned(),
+        1 => "1 member".to_owned(),
+        n => format!("{n} members"),
+    }
+}
+
+/// A KIP-848 group: epochs, the server-side assignor, and each member's epoch and partitions (and its
+/// target, while some member is still reconciling towards it).
+fn print_consumer_group(description: &ConsumerGroupDescription, partitions: &mut Partitions) {
+    println!(
+        "Group {}: type consumer, state {}, group epoch {}, assignor {}, {}",
+        description.group_id,
+        description.state,
+        description.epoch,
+        description.assignor,
+        member_count(description.members.len())
+    );
+    if description.members.is_empty() {
+        return;
+    }
+    let listed = |topics: &BTreeMap<String, Vec<i32>>| {
+        format_assignment(&topics.iter().map(|(t, ps)| (t.clone(), ps.clone())).collect::<Vec<_>>())
+    };
+    let with_instances = description.members.iter().any(|m| m.instance_id.is_some());
+    let with_targets = description
+        .members
+        .iter()
+        .any(|m| listed(&m.assignment) != listed(&m.target));
+    let mut rows = Vec::new();
+    for member in &description.members {
+        for (topic, ps) in &member.assignment {
+            for &p in ps {
+                partitions.entry((topic.clone(), p)).or_default().member = Some(member.member_id.clone());
+            }
+        }
+        let mut row = vec![member.member_id.clone()];
+        if with_instances {
+            row.push(member.instance_id.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.extend([
+            member.client_id.clone(),
+            member.client_host.clone(),
+            member.epoch.to_string(),
+            listed(&member.assignment),
+        ]);
+        if with_targets {
+            row.push(listed(&member.target));
+        }
+        rows.push(row);
+    }
+    let mut header = vec!["MEMBER-ID"];
+    if with_instances {
+        header.push("INSTANCE-ID");
+    }
+    header.extend(["CLIENT-ID", "HOST", "EPOCH", "ASSIGNMENT"]);
+    if with_targets {
+        header.push("TARGET");
+    }
+    println!();
+    print_table(&header, rows);
+}
+
+/// A group of the classic protocol (or one known only by its committed offsets).
+fn print_classic_group(description: &GroupDescription, partitions: &mut Partitions) {
+    let group = &description.group_id;
+    let is_consumer = description.protocol_type == "consumer";
     let protocol = match (description.protocol_type.as_str(), description.protocol.as_str()) {
         ("", "") => "-".to_owned(),
         (kind, "") => kind.to_owned(),
         (kind, chosen) => format!("{kind}/{chosen}"),
     };
-    let members = match description.members.len() {
-        0 => "no members".to_owned(),
-        1 => "1 member".to_owned(),
-        n => format!("{n} members"),
-    };
+    let members = member_count(description.members.len());
     println!(
-        "Group {group}: state {}, protocol {protocol}, {members}",
+        "Group {group}: type classic, state {}, protocol {protocol}, {members}",
         description.state
     );
 
@@ -255,7 +350,10 @@ async fn describe(router: &mut Router, group: &str) -> anyhow::Result<()> {
         println!();
         print_table(header, rows);
     }
+}
 
+/// Every partition the group has committed or been assigned: the commit, the log end and the lag.
+async fn print_partitions(router: &mut Router, partitions: Partitions) -> anyhow::Result<()> {
     if partitions.is_empty() {
         return Ok(());
     }

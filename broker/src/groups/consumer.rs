@@ -15,17 +15,27 @@
 //! A member whose target holds partitions another member still owns gets the free ones and waits for the
 //! rest (`UnreleasedPartitions`). Nobody ever owns a partition another member still owns.
 //!
-//! What this module does not do (yet): it keeps groups in memory only (Kafka writes them to
-//! `__consumer_offsets`; here a coordinator restart or move makes members rejoin with `UNKNOWN_MEMBER_ID`),
-//! subscriptions by regular expression (`INVALID_REQUEST`), static membership (`instance_id` is shown, not
-//! acted on: a member leaving with epoch -2 leaves), and converting groups between the classic and the
-//! consumer protocol (the caller keeps a group id to one of them).
+//! Groups are durable: every change is a set of records in `__consumer_offsets` ([`records`]), which a new
+//! coordinator reads back, so a failover keeps members, epochs and assignments.
+//!
+//! Static members (`instance_id`) are Kafka's: one leaving with epoch -2 keeps its place and assignment until
+//! its session times out, and a member joining with its instance id takes both over (see
+//! `Group::static_member`).
+//!
+//! A member may subscribe by regex (`subscribed_topic_regex`, matching whole topic names) as well as by
+//! name: its regex is matched against the topics at every heartbeat of the group, so a topic created or
+//! deleted changes the subscribed topics, which bumps the group epoch.
+//!
+//! What this module does not do (yet): converting groups between the classic and the consumer protocol
+//! (the caller keeps a group id to one of them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
+
+pub mod records;
 
 /// The assignors this coordinator runs (Kafka's `group.consumer.assignors` default); the first is used
 /// when no member names one.
@@ -34,6 +44,9 @@ pub const ASSIGNORS: &[&str] = &["uniform", "range"];
 pub const JOIN_EPOCH: i32 = 0;
 pub const LEAVE_EPOCH: i32 = -1;
 pub const LEAVE_STATIC_EPOCH: i32 = -2;
+/// Bound on the size of a compiled topic regex (the `regex` crate's size limit): far above what a pattern
+/// of topic names needs, it keeps a client from making the coordinator build a huge automaton.
+const REGEX_COMPILED_BYTES_MAX: usize = 1024 * 1024;
 /// Bound on the rounds of moves that balance a uniform assignment: each round moves one partition, and
 /// a balanced assignment is reached in far fewer for any real group; the bound keeps a bug from spinning.
 const BALANCE_ROUNDS_MAX: usize = 1_000_000;
@@ -48,6 +61,8 @@ pub trait Topics {
     /// A topic's id and partition count.
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
     fn name(&self, id: Uuid) -> Option<String>;
+    /// Calls `visit` with the name of every topic a regex may subscribe to (internal topics are not).
+    fn names(&self, visit: &mut dyn FnMut(&str));
 }
 
 /// A member's reconciliation state (Kafka's `MemberState`).
@@ -99,6 +114,9 @@ struct Member {
     client_id: String,
     client_host: String,
     subscribed: Vec<String>,
+    /// The member's `subscribed_topic_regex`, if it subscribes by pattern, and its compiled form.
+    regex: Option<String>,
+    pattern: Option<regex::Regex>,
     assignor: Option<String>,
     rebalance_timeout: Duration,
     session_timeout: Duration,
@@ -111,6 +129,39 @@ struct Member {
     revoke_deadline: Option<Instant>,
 }
 
+impl Member {
+    /// A member that has just joined, owning nothing.
+    fn new(session_timeout: Duration, now: Instant) -> Self {
+        Self {
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            subscribed: Vec::new(),
+            regex: None,
+            pattern: None,
+            assignor: None,
+            rebalance_timeout: Duration::ZERO,
+            session_timeout,
+            last_seen: now,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            revoke_deadline: None,
+        }
+    }
+}
+
+impl Member {
+    /// Whether its session timed out, or its time to revoke ran out, at `now`.
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_seen) > self.session_timeout
+            || self.revoke_deadline.is_some_and(|deadline| now > deadline)
+    }
+}
+
 /// One consumer group.
 #[derive(Debug, Clone)]
 pub struct Group {
@@ -120,6 +171,8 @@ pub struct Group {
     target: BTreeMap<String, Assignment>,
     /// The subscribed topics as resolved at the last epoch bump: a change bumps the epoch.
     topics: BTreeMap<String, Option<(Uuid, i32)>>,
+    /// The topics each of the members' regexes matched when they were last resolved (at every heartbeat).
+    matched: BTreeMap<String, BTreeSet<String>>,
     assignor: &'static str,
     /// When the last member left (or the group was created): offsets' retention counts from it.
     pub empty_since: Instant,
@@ -135,6 +188,7 @@ pub struct MemberView {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: Vec<String>,
+    pub regex: Option<String>,
     pub assignment: Assignment,
     pub target: Assignment,
 }
@@ -157,6 +211,7 @@ impl Group {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             topics: BTreeMap::new(),
+            matched: BTreeMap::new(),
             assignor: ASSIGNORS[0],
             empty_since: now,
         }
@@ -198,8 +253,19 @@ impl Group {
     /// Handles one heartbeat at `now`; see the module documentation.
     pub fn heartbeat(&mut self, request: Heartbeat, topics: &dyn Topics, now: Instant) -> Result<Answer, Refusal> {
         validate(&request)?;
-        let full_request =
-            request.rebalance_timeout_ms >= 0 && request.subscribed_topic_names.is_some() && request.owned.is_some();
+        // Compiled before anything changes, so that an invalid one changes nothing.
+        let pattern = match request.subscribed_topic_regex.as_deref() {
+            Some(regex) if !regex.is_empty() => Some(compile(regex)?),
+            _ => None,
+        };
+        let full_request = request.rebalance_timeout_ms >= 0
+            && (request.subscribed_topic_names.is_some() || request.subscribed_topic_regex.is_some())
+            && request.owned.is_some();
+        if let Some(instance) = request.instance_id.as_deref()
+            && let Some(answer) = self.static_member(&request, instance)?
+        {
+            return Ok(answer);
+        }
         if request.member_epoch == LEAVE_EPOCH || request.member_epoch == LEAVE_STATIC_EPOCH {
             if self.remove(&request.member_id, now).is_none() {
                 return Err(unknown_member(&request.member_id));
@@ -226,23 +292,9 @@ impl Group {
             }
             None if joining => {
                 bump = true;
-                self.members.entry(request.member_id.clone()).or_insert(Member {
-                    epoch: 0,
-                    previous_epoch: 0,
-                    state: MemberState::Stable,
-                    instance_id: None,
-                    rack_id: None,
-                    client_id: String::new(),
-                    client_host: String::new(),
-                    subscribed: Vec::new(),
-                    assignor: None,
-                    rebalance_timeout: Duration::ZERO,
-                    session_timeout: request.session_timeout,
-                    last_seen: now,
-                    assigned: Assignment::new(),
-                    revoking: Assignment::new(),
-                    revoke_deadline: None,
-                })
+                self.members
+                    .entry(request.member_id.clone())
+                    .or_insert_with(|| Member::new(request.session_timeout, now))
             }
             None => return Err(unknown_member(&request.member_id)),
             Some(member) => {
@@ -271,6 +323,15 @@ impl Group {
                 bump = true;
             }
         }
+        if let Some(regex) = request.subscribed_topic_regex {
+            // An empty one ends the subscription by pattern.
+            let regex = Some(regex).filter(|r| !r.is_empty());
+            if regex != member.regex {
+                member.regex = regex;
+                member.pattern = pattern;
+                bump = true;
+            }
+        }
         if let Some(assignor) = request.server_assignor {
             let assignor = Some(assignor).filter(|a| !a.is_empty());
             if assignor != member.assignor {
@@ -278,6 +339,7 @@ impl Group {
                 bump = true;
             }
         }
+        self.matched = self.match_regexes(topics);
         let resolved = self.resolve_topics(topics);
         if resolved != self.topics {
             self.topics = resolved;
@@ -301,16 +363,98 @@ impl Group {
         })
     }
 
+    /// Whether [`Self::expire`] would remove anyone at `now`.
+    pub fn has_expired(&self, now: Instant) -> bool {
+        self.members.values().any(|m| m.expired(now))
+    }
+
+    /// Whether a member holds `instance_id` (a join with it takes that member's place, or is refused).
+    pub fn holds_instance(&self, instance_id: &str) -> bool {
+        self.holder_of(instance_id).is_some()
+    }
+
+    /// The member holding `instance_id`, if any.
+    fn holder_of(&self, instance_id: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance_id))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Kafka's static membership (KIP-345 in KIP-848's protocol, `GroupMetadataManager`'s static member
+    /// paths), before the heartbeat goes on as a dynamic member's. A leave at epoch -2 keeps the member, its
+    /// place and its assignment (the others do not get its partitions) until its session times out, and is
+    /// answered here. A join with the instance id of a member that left that way takes that member's place:
+    /// its subscription, target and assignment, under the new member id, without bumping the group epoch.
+    /// A join while the holder is still live is `UNRELEASED_INSTANCE_ID`; any other request from a member
+    /// that no longer holds the instance id is `FENCED_INSTANCE_ID`, and one for an instance id nobody
+    /// holds `UNKNOWN_MEMBER_ID`.
+    fn static_member(&mut self, request: &Heartbeat, instance_id: &str) -> Result<Option<Answer>, Refusal> {
+        let holder = self.holder_of(instance_id).map(str::to_owned);
+        if request.member_epoch == JOIN_EPOCH {
+            let Some(holder) = holder else {
+                return Ok(None); // a new static member
+            };
+            if holder == request.member_id {
+                // The holder itself back at epoch 0 (fenced, or it lost its state): as a dynamic member.
+                return Ok(None);
+            }
+            if self.members[&holder].epoch != LEAVE_STATIC_EPOCH {
+                return Err((
+                    ResponseError::UnreleasedInstanceId,
+                    format!(
+                        "Static member {} with instance id {instance_id} cannot join the group because the instance \
+                         id is owned by {holder} member.",
+                        request.member_id
+                    ),
+                ));
+            }
+            let mut member = self.members.remove(&holder).expect("the holder is a member");
+            member.epoch = 0;
+            member.previous_epoch = 0;
+            self.members.insert(request.member_id.clone(), member);
+            if let Some(target) = self.target.remove(&holder) {
+                self.target.insert(request.member_id.clone(), target);
+            }
+            return Ok(None);
+        }
+        let Some(holder) = holder else {
+            return Err((
+                ResponseError::UnknownMemberId,
+                format!("Instance id {instance_id} is unknown."),
+            ));
+        };
+        if holder != request.member_id {
+            return Err((
+                ResponseError::FencedInstanceId,
+                format!(
+                    "Static member {} with instance id {instance_id} was fenced by member {holder}.",
+                    request.member_id
+                ),
+            ));
+        }
+        if request.member_epoch != LEAVE_STATIC_EPOCH {
+            return Ok(None);
+        }
+        let member = self.members.get_mut(&holder).expect("the holder is a member");
+        member.epoch = LEAVE_STATIC_EPOCH;
+        // What it was giving up goes on to its new owners; what it owns waits for it.
+        member.revoking.clear();
+        member.revoke_deadline = None;
+        Ok(Some(Answer {
+            member_id: holder,
+            member_epoch: LEAVE_STATIC_EPOCH,
+            assignment: None,
+        }))
+    }
+
     /// Removes the members whose session timed out, or that did not revoke within their rebalance timeout.
     /// Returns their ids.
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
         let expired: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                now.saturating_duration_since(m.last_seen) > m.session_timeout
-                    || m.revoke_deadline.is_some_and(|deadline| now > deadline)
-            })
+            .filter(|(_, m)| m.expired(now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
@@ -353,12 +497,41 @@ impl Group {
         Ok(())
     }
 
-    /// The topics the group's members subscribe to.
+    /// The topics the group's members subscribe to, by name or by regex.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed.iter().cloned())
+            .flat_map(|m| self.member_topics(m))
+            .cloned()
             .collect()
+    }
+
+    /// The topics `member` subscribes to: those it names, and those its regex matched.
+    fn member_topics<'a>(&'a self, member: &'a Member) -> impl Iterator<Item = &'a String> + 'a {
+        let matched = member.regex.as_ref().and_then(|r| self.matched.get(r));
+        member.subscribed.iter().chain(matched.into_iter().flatten())
+    }
+
+    /// The topics each distinct regex of the members matches now: one pass over the topic names.
+    fn match_regexes(&self, topics: &dyn Topics) -> BTreeMap<String, BTreeSet<String>> {
+        let patterns: BTreeMap<&String, &regex::Regex> = self
+            .members
+            .values()
+            .filter_map(|m| m.regex.as_ref().zip(m.pattern.as_ref()))
+            .collect();
+        let mut matched: BTreeMap<String, BTreeSet<String>> =
+            patterns.keys().map(|r| ((*r).clone(), BTreeSet::new())).collect();
+        if patterns.is_empty() {
+            return matched;
+        }
+        topics.names(&mut |name| {
+            for (regex, pattern) in &patterns {
+                if pattern.is_match(name) {
+                    matched.get_mut(*regex).expect("listed").insert(name.to_owned());
+                }
+            }
+        });
+        matched
     }
 
     pub fn view(&self) -> GroupView {
@@ -378,6 +551,7 @@ impl Group {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed: m.subscribed.clone(),
+                    regex: m.regex.clone(),
                     assignment: m.assigned.clone(),
                     target: self.target.get(id).cloned().unwrap_or_default(),
                 })
@@ -408,24 +582,16 @@ impl Group {
     /// Computes the target assignment at the group epoch. The assignor is the one most members ask for
     /// (ties to the first in [`ASSIGNORS`]), the default when none asks.
     fn assign(&mut self) {
-        let mut votes: HashMap<&str, usize> = HashMap::new();
-        for assignor in self.members.values().filter_map(|m| m.assignor.as_deref()) {
-            *votes.entry(assignor).or_default() += 1;
-        }
-        let most = votes.values().copied().max().unwrap_or(0);
-        self.assignor = ASSIGNORS
-            .iter()
-            .copied()
-            .find(|name| votes.get(name).copied().unwrap_or(0) == most && (most > 0 || *name == ASSIGNORS[0]))
-            .unwrap_or(ASSIGNORS[0]);
+        self.assignor = self.preferred_assignor();
         let subscriptions: BTreeMap<&str, Vec<(Uuid, i32)>> = self
             .members
             .iter()
             .map(|(id, m)| {
-                let topics = m
-                    .subscribed
-                    .iter()
+                let topics = self
+                    .member_topics(m)
                     .filter_map(|name| self.topics.get(name).copied().flatten())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
                     .collect();
                 (id.as_str(), topics)
             })
@@ -435,6 +601,20 @@ impl Group {
             _ => assign_uniform(&subscriptions, &self.target),
         };
         self.assignment_epoch = self.epoch;
+    }
+
+    /// The assignor most members ask for (ties to the first in [`ASSIGNORS`]), the default when none asks.
+    fn preferred_assignor(&self) -> &'static str {
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for assignor in self.members.values().filter_map(|m| m.assignor.as_deref()) {
+            *votes.entry(assignor).or_default() += 1;
+        }
+        let most = votes.values().copied().max().unwrap_or(0);
+        ASSIGNORS
+            .iter()
+            .copied()
+            .find(|name| votes.get(name).copied().unwrap_or(0) == most && (most > 0 || *name == ASSIGNORS[0]))
+            .unwrap_or(ASSIGNORS[0])
     }
 
     /// Kafka's `CurrentAssignmentBuilder`: moves `member_id` towards its target, never handing it a
@@ -518,9 +698,6 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
     if request.rack_id.as_deref() == Some("") {
         return Err(invalid("RackId can't be empty."));
     }
-    if request.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty()) {
-        return Err(invalid("SubscribedTopicRegex is not supported by this broker."));
-    }
     match request.member_epoch {
         JOIN_EPOCH => {
             if request.rebalance_timeout_ms < 0 {
@@ -529,7 +706,9 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
             if request.owned.as_ref().is_none_or(|owned| !owned.is_empty()) {
                 return Err(invalid("TopicPartitions must be empty when (re-)joining."));
             }
-            if request.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty) {
+            if request.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty)
+                && request.subscribed_topic_regex.as_ref().is_none_or(String::is_empty)
+            {
                 return Err(invalid(
                     "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
                 ));
@@ -549,6 +728,20 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// A member's `subscribed_topic_regex`, matching whole topic names as RE2/J's `matches()` does in Kafka;
+/// `INVALID_REGULAR_EXPRESSION` (Kafka's message) if it does not compile.
+pub(super) fn compile(regex: &str) -> Result<regex::Regex, Refusal> {
+    regex::RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(REGEX_COMPILED_BYTES_MAX)
+        .build()
+        .map_err(|e| {
+            (
+                ResponseError::InvalidRegularExpression,
+                format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}."),
+            )
+        })
 }
 
 /// Kafka's `throwIfMemberEpochIsInvalid`: a member ahead of the coordinator, or behind it other than by
@@ -712,11 +905,12 @@ fn assign_uniform(
     target
 }
 
+/// Topics and requests for the tests of this module and its children.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
-    struct Fixture(BTreeMap<String, (Uuid, i32)>);
+    pub struct Fixture(pub BTreeMap<String, (Uuid, i32)>);
 
     impl Topics for Fixture {
         fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -725,17 +919,20 @@ mod tests {
         fn name(&self, id: Uuid) -> Option<String> {
             self.0.iter().find(|(_, (i, _))| *i == id).map(|(n, _)| n.clone())
         }
+        fn names(&self, visit: &mut dyn FnMut(&str)) {
+            self.0.keys().for_each(|name| visit(name));
+        }
     }
 
-    fn topics(partitions: i32) -> Fixture {
-        Fixture([("t".to_owned(), (Uuid::from_u128(7), partitions))].into())
+    impl Fixture {
+        /// Topic `t` (id 7) with `partitions` partitions.
+        pub fn one_topic(partitions: i32) -> Self {
+            Fixture([("t".to_owned(), (Uuid::from_u128(7), partitions))].into())
+        }
     }
 
-    fn topic() -> Uuid {
-        Uuid::from_u128(7)
-    }
-
-    fn join(member: &str) -> Heartbeat {
+    /// A join of `member` subscribing to `t`.
+    pub fn join_of(member: &str) -> Heartbeat {
         Heartbeat {
             member_id: member.into(),
             member_epoch: 0,
@@ -745,6 +942,20 @@ mod tests {
             session_timeout: Duration::from_secs(45),
             ..Heartbeat::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::{Fixture, join_of as join};
+    use super::*;
+
+    fn topics(partitions: i32) -> Fixture {
+        Fixture::one_topic(partitions)
+    }
+
+    fn topic() -> Uuid {
+        Uuid::from_u128(7)
     }
 
     fn beat(member: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
@@ -908,6 +1119,163 @@ mod tests {
         assert_eq!(mine, vec![0, 1, 2, 3]);
     }
 
+    fn static_join(member: &str, instance: &str) -> Heartbeat {
+        Heartbeat {
+            instance_id: Some(instance.into()),
+            ..join(member)
+        }
+    }
+
+    fn static_beat(member: &str, instance: &str, epoch: i32, owned: Option<&[i32]>) -> Heartbeat {
+        Heartbeat {
+            instance_id: Some(instance.into()),
+            ..beat(member, epoch, owned)
+        }
+    }
+
+    #[test]
+    fn a_static_member_that_leaves_for_a_while_keeps_its_place_and_its_successor_takes_it() {
+        let (t, now) = (topics(4), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        group.heartbeat(static_join("b", "pod-b"), &t, now).unwrap();
+        for _ in 0..2 {
+            settle(&mut group, &t, "a", now);
+            let epoch = group.members["b"].epoch;
+            let mine: Vec<i32> = partitions(&group.members["b"].assigned).map(|(_, p)| p).collect();
+            group
+                .heartbeat(static_beat("b", "pod-b", epoch, Some(&mine)), &t, now)
+                .unwrap();
+        }
+        let (a_owns, a_epoch) = settle(&mut group, &t, "a", now);
+        let b_owns: Vec<i32> = partitions(&group.members["b"].assigned).map(|(_, p)| p).collect();
+        assert_eq!((a_owns.len(), b_owns.len()), (2, 2));
+        let group_epoch = group.epoch;
+
+        // b leaves for a while: nothing moves, nobody's epoch changes.
+        let left = group
+            .heartbeat(static_beat("b", "pod-b", LEAVE_STATIC_EPOCH, None), &t, now)
+            .unwrap();
+        assert_eq!(left.member_epoch, LEAVE_STATIC_EPOCH);
+        assert_eq!(group.epoch, group_epoch);
+        assert_eq!(
+            settle(&mut group, &t, "a", now),
+            (a_owns.clone(), a_epoch),
+            "a is undisturbed"
+        );
+
+        // Another process with b's instance id takes b's place and partitions, without a rebalance.
+        let back = group.heartbeat(static_join("b2", "pod-b"), &t, now).unwrap();
+        assert_eq!(owned(&back), b_owns);
+        assert_eq!(back.member_epoch, group.assignment_epoch);
+        assert_eq!(group.epoch, group_epoch);
+        assert!(!group.has_member("b"));
+        assert_eq!(settle(&mut group, &t, "a", now), (a_owns, a_epoch));
+        assert_eq!(
+            group
+                .heartbeat(static_beat("b", "pod-b", 1, None), &t, now)
+                .unwrap_err()
+                .0,
+            ResponseError::FencedInstanceId,
+            "the process it replaced"
+        );
+        // A third process while b2 is live is refused; so is an instance id nobody holds.
+        assert_eq!(
+            group.heartbeat(static_join("b3", "pod-b"), &t, now).unwrap_err().0,
+            ResponseError::UnreleasedInstanceId
+        );
+        assert_eq!(
+            group
+                .heartbeat(static_beat("c", "pod-c", 1, None), &t, now)
+                .unwrap_err()
+                .0,
+            ResponseError::UnknownMemberId
+        );
+        assert_eq!(
+            group
+                .heartbeat(beat("a", LEAVE_STATIC_EPOCH, None), &t, now)
+                .unwrap_err()
+                .0,
+            ResponseError::InvalidRequest,
+            "-2 without an instance id"
+        );
+    }
+
+    #[test]
+    fn a_static_member_that_does_not_come_back_within_its_session_is_removed() {
+        let (t, now) = (topics(2), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        group.heartbeat(static_join("b", "pod-b"), &t, now).unwrap();
+        settle(&mut group, &t, "a", now);
+        group
+            .heartbeat(static_beat("b", "pod-b", LEAVE_STATIC_EPOCH, None), &t, now)
+            .unwrap();
+        let later = now + Duration::from_secs(30);
+        settle(&mut group, &t, "a", later);
+        assert!(!group.has_expired(later), "b's partition waits for it");
+        let past = now + Duration::from_secs(46);
+        assert_eq!(group.expire(past), vec!["b".to_owned()]);
+        assert_eq!(settle(&mut group, &t, "a", past).0, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_regex_subscribes_to_every_matching_topic_as_topics_come_and_go() {
+        let now = Instant::now();
+        let (t1, t2, other) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut t = Fixture(
+            [
+                ("orders-eu".to_owned(), (t1, 2)),
+                ("orders".to_owned(), (other, 1)),
+                ("audit".to_owned(), (other, 1)),
+            ]
+            .into(),
+        );
+        let mut group = Group::new(now);
+        let join = Heartbeat {
+            subscribed_topic_names: Some(vec![]),
+            subscribed_topic_regex: Some("orders-.*".into()),
+            ..join("a")
+        };
+        let answer = group.heartbeat(join, &t, now).unwrap();
+        assert_eq!(
+            answer.assignment,
+            Some([(t1, [0, 1].into())].into()),
+            "whole names only"
+        );
+        assert_eq!(group.subscribed_topics(), ["orders-eu".to_owned()].into());
+        // A matching topic is created: the next heartbeat bumps the epoch and assigns it.
+        t.0.insert("orders-us".into(), (t2, 1));
+        let epoch = group.epoch;
+        let answer = group.heartbeat(beat("a", answer.member_epoch, None), &t, now).unwrap();
+        assert_eq!(group.epoch, epoch + 1);
+        assert_eq!(answer.assignment, Some([(t1, [0, 1].into()), (t2, [0].into())].into()));
+        // It is deleted: its partitions are revoked.
+        t.0.remove("orders-us");
+        let answer = group.heartbeat(beat("a", answer.member_epoch, None), &t, now).unwrap();
+        assert_eq!(answer.assignment, Some([(t1, [0, 1].into())].into()));
+        // An invalid regex changes nothing.
+        let bad = Heartbeat {
+            subscribed_topic_regex: Some("orders-(".into()),
+            ..beat("a", answer.member_epoch, None)
+        };
+        let refused = group.heartbeat(bad, &t, now).unwrap_err();
+        assert_eq!(refused.0, ResponseError::InvalidRegularExpression, "{}", refused.1);
+        assert_eq!(group.members["a"].regex.as_deref(), Some("orders-.*"));
+        // A new coordinator reading the group back knows what the regex matched, without a new epoch.
+        let records = records::diff("g", None, Some(&group));
+        let mut loader = records::Loader::default();
+        for (key, value) in records {
+            loader.replay(key, value);
+        }
+        let (_, mut back) = loader.finish(now, Duration::from_secs(45)).pop().unwrap();
+        assert_eq!(back.subscribed_topics(), group.subscribed_topics());
+        let epoch = back.epoch;
+        back.heartbeat(beat("a", back.members["a"].epoch, None), &t, now)
+            .unwrap();
+        assert_eq!(back.epoch, epoch);
+    }
+
     #[test]
     fn requests_kafka_refuses_are_refused() {
         let (t, now) = (topics(1), Instant::now());
@@ -917,8 +1285,8 @@ mod tests {
         h.server_assignor = Some("sticky".into());
         assert_eq!(refused(&mut group, h), ResponseError::UnsupportedAssignor);
         let mut h = join("a");
-        h.subscribed_topic_regex = Some("t.*".into());
-        assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);
+        h.subscribed_topic_regex = Some("t(".into());
+        assert_eq!(refused(&mut group, h), ResponseError::InvalidRegularExpression);
         let mut h = join("a");
         h.subscribed_topic_names = None;
         assert_eq!(refused(&mut group, h), ResponseError::InvalidRequest);

@@ -56,8 +56,8 @@ pub async fn run(
 /// One check: expires what is due, then removes the groups that are dead.
 pub async fn sweep(
     coordinator: &Coordinator,
-    offsets: &OffsetStore,
-    replicas: &ReplicaManager,
+    offsets: &Arc<OffsetStore>,
+    replicas: &Arc<ReplicaManager>,
     retention: Duration,
 ) -> Swept {
     let started = Instant::now();
@@ -76,7 +76,11 @@ pub async fn sweep(
         }
     }
     let with_offsets: HashSet<String> = offsets.groups().into_iter().collect();
-    swept.groups_removed = coordinator.remove_dead(|group| with_offsets.contains(group));
+    let log = super::offsets::GroupStateLog {
+        offsets: offsets.clone(),
+        replicas: replicas.clone(),
+    };
+    swept.groups_removed = coordinator.remove_dead(|group| with_offsets.contains(group), &log);
     if swept != Swept::default() {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         info!(

@@ -37,6 +37,12 @@
 //! `GROUP_ID_NOT_FOUND`, a JoinGroup for a consumer group with members `INCONSISTENT_GROUP_PROTOCOL`; an
 //! empty group of either kind is taken over by the other. Whoever needs both locks takes the classic one
 //! first, so that the two never wait for each other.
+//!
+//! Consumer-protocol groups are durable: each change is appended as records to the group's partition of
+//! `__consumer_offsets` through a [`GroupLog`], under the consumer-group mutex so that the log has the
+//! changes in the order they were made (the wait for the replicas happens after it is released), and a
+//! broker that becomes leader of a partition reads its groups back ([`ConsumerLoad`]). Classic groups are
+//! not: after a coordinator moves, they rebalance.
 
 pub mod consumer;
 pub mod expiry;
@@ -276,6 +282,51 @@ enum JoinStep {
     Wait(oneshot::Receiver<Result<Joined, ResponseError>>),
 }
 
+/// Where the records of consumer-protocol groups go: their partition of `__consumer_offsets`
+/// ([`offsets::GroupStateLog`]), or nowhere in the coordinator's unit tests.
+pub trait GroupLog: Send + Sync {
+    /// Appends `records` of `group` in one batch; what to wait on before answering, if anything.
+    fn append(
+        &self,
+        group: &str,
+        records: &[consumer::records::GroupRecord],
+    ) -> Result<Option<offsets::Written>, ResponseError>;
+}
+
+/// Reads consumer-protocol groups back from a partition of `__consumer_offsets` into the coordinator.
+pub struct ConsumerLoad {
+    coordinator: Arc<Coordinator>,
+    index: i32,
+    loader: consumer::records::Loader,
+}
+
+impl ConsumerLoad {
+    pub fn new(coordinator: Arc<Coordinator>, index: i32) -> Self {
+        Self {
+            coordinator,
+            index,
+            loader: Default::default(),
+        }
+    }
+}
+
+impl offsets::Replay for ConsumerLoad {
+    fn replay(&mut self, key: Bytes, value: Option<Bytes>) {
+        if consumer::records::is_group_record(&key) && !self.loader.replay(key, value) {
+            tracing::warn!(
+                partition = self.index,
+                "an unreadable consumer group record was skipped"
+            );
+        }
+    }
+
+    fn loaded(&mut self) {
+        let loader = std::mem::take(&mut self.loader);
+        let groups = loader.finish(Instant::now(), self.coordinator.settings.consumer_session_timeout);
+        self.coordinator.install_consumer(self.index, groups);
+    }
+}
+
 /// Coordinates every group; see the module documentation.
 #[derive(Debug)]
 pub struct Coordinator {
@@ -310,13 +361,17 @@ impl Coordinator {
         self.settings
     }
 
-    /// ConsumerGroupHeartbeat for `group_id` (see [`consumer`]).
+    /// ConsumerGroupHeartbeat for `group_id` (see [`consumer`]). The records of what it changed are
+    /// appended to the group's partition of `__consumer_offsets` under the lock, so that the log has the
+    /// changes in the order they were made; the caller waits for the returned write before answering. If
+    /// the append fails, the group is as it was before the heartbeat.
     pub fn consumer_heartbeat(
         &self,
         group_id: &str,
         request: consumer::Heartbeat,
         topics: &dyn consumer::Topics,
-    ) -> Result<consumer::Answer, consumer::Refusal> {
+        log: &dyn GroupLog,
+    ) -> Result<(consumer::Answer, Option<offsets::Written>), consumer::Refusal> {
         if group_id.is_empty() {
             return Err((ResponseError::InvalidRequest, "GroupId can't be empty.".into()));
         }
@@ -335,10 +390,12 @@ impl Coordinator {
         let mut groups = self.lock_consumer();
         drop(classic);
         let joining = request.member_epoch == consumer::JOIN_EPOCH;
-        if !groups.contains_key(group_id) {
+        // What the records are computed from: a copy costs what an assignment does (members and
+        // partitions), which a heartbeat may run anyway.
+        let before = groups.get(group_id).cloned();
+        if before.is_none() {
             if !joining {
-                // Kafka's answer to a member of a group it does not know (here: after the coordinator moved or
-                // restarted, as groups are kept in memory): the member rejoins.
+                // Kafka's answer to a member of a group it does not know: the member rejoins.
                 return Err((
                     ResponseError::UnknownMemberId,
                     format!("member {} is not a member of group {group_id}", request.member_id),
@@ -347,7 +404,15 @@ impl Coordinator {
             groups.insert(group_id.to_owned(), consumer::Group::new(now));
         }
         let group = groups.get_mut(group_id).expect("present or inserted");
-        if joining && !group.has_member(&request.member_id) && group.member_count() >= self.settings.consumer_max_size {
+        let replacing = request.instance_id.as_deref().is_some_and(|i| group.holds_instance(i));
+        if joining
+            && !group.has_member(&request.member_id)
+            && !replacing
+            && group.member_count() >= self.settings.consumer_max_size
+        {
+            if before.is_none() {
+                groups.remove(group_id);
+            }
             return Err((
                 ResponseError::GroupMaxSizeReached,
                 format!(
@@ -356,17 +421,52 @@ impl Coordinator {
                 ),
             ));
         }
-        let leaving = request.member_epoch < 0;
-        let member_id = leaving.then(|| request.member_id.clone());
+        let leaving = (request.member_epoch < 0).then(|| (request.member_id.clone(), request.member_epoch));
         let answer = group.heartbeat(request, topics, now);
-        if let (Some(member), Ok(_)) = (member_id, &answer) {
-            tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "consumer group member left");
+        match (leaving, &answer) {
+            (Some((member, consumer::LEAVE_STATIC_EPOCH)), Ok(_)) => {
+                tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "static member left for now; its partitions wait for its session timeout");
+            }
+            (Some((member, _)), Ok(_)) => {
+                tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "consumer group member left");
+            }
+            _ => {}
         }
-        if answer.is_err() && joining && group.is_empty() && group.epoch() == 0 {
+        if answer.is_err() && before.is_none() {
             // A refused join does not leave a group behind.
             groups.remove(group_id);
         }
-        answer
+        let records = consumer::records::diff(group_id, before.as_ref(), groups.get(group_id));
+        if records.is_empty() {
+            return answer.map(|answer| (answer, None));
+        }
+        match log.append(group_id, &records) {
+            Ok(written) => answer.map(|answer| (answer, written)),
+            Err(error) => {
+                match before {
+                    Some(before) => groups.insert(group_id.to_owned(), before),
+                    None => groups.remove(group_id),
+                };
+                Err((error, format!("writing group {group_id} to __consumer_offsets failed")))
+            }
+        }
+    }
+
+    /// Replaces the consumer-protocol groups of partition `index` of `__consumer_offsets` with `loaded`,
+    /// read back from it: this broker now coordinates them.
+    pub fn install_consumer(&self, index: i32, loaded: Vec<(String, consumer::Group)>) {
+        let mut groups = self.lock_consumer();
+        groups.retain(|id, _| offsets::partition_for(id) != index);
+        let (count, members): (usize, usize) = (loaded.len(), loaded.iter().map(|(_, g)| g.member_count()).sum());
+        groups.extend(loaded);
+        if count > 0 {
+            tracing::info!(partition = index, groups = count, members, "loaded consumer groups");
+        }
+    }
+
+    /// Forgets the consumer-protocol groups of partition `index`: another broker coordinates them now.
+    pub fn unload_consumer(&self, index: i32) {
+        self.lock_consumer().retain(|id, _| offsets::partition_for(id) != index);
     }
 
     /// A view of consumer group `group_id`, if it is one.
@@ -409,7 +509,7 @@ impl Coordinator {
     }
 
     /// Expires members that stopped heartbeating, until `shutdown`.
-    pub async fn run_sessions(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+    pub async fn run_sessions(self: Arc<Self>, log: Arc<dyn GroupLog>, shutdown: tokio_util::sync::CancellationToken) {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(SESSION_CHECK) => {}
@@ -437,16 +537,32 @@ impl Coordinator {
             }
             drop(groups);
             for (id, group) in self.lock_consumer().iter_mut() {
-                let expired = group.expire(now);
-                if !expired.is_empty() {
-                    tracing::info!(group = %id, members = ?expired, "consumer group members missed their session or rebalance timeout");
+                if !group.has_expired(now) {
+                    continue;
                 }
+                let before = group.clone();
+                let expired = group.expire(now);
+                let records = consumer::records::diff(id, Some(&before), Some(group));
+                if let Err(error) = log.append(id, &records) {
+                    // Not this broker's group any more (it is unloaded when the leadership moves), or the log
+                    // refused: the members stay until the next check.
+                    tracing::debug!(group = %id, ?error, "not expiring consumer group members");
+                    *group = before;
+                    continue;
+                }
+                tracing::info!(group = %id, members = ?expired, "consumer group members missed their session or rebalance timeout");
             }
         }
     }
 
-    /// JoinGroup. Waits until the rebalance completes.
-    pub async fn join(self: &Arc<Self>, request: JoinRequest) -> Result<Joined, (ResponseError, String)> {
+    /// JoinGroup. Waits until the rebalance completes. An empty consumer-protocol group with the same id
+    /// becomes a classic one: its records in `__consumer_offsets` get tombstones (appended to `log`, not
+    /// waited for: the join's answer does not depend on them).
+    pub async fn join(
+        self: &Arc<Self>,
+        request: JoinRequest,
+        log: &dyn GroupLog,
+    ) -> Result<Joined, (ResponseError, String)> {
         if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms) {
             return Err((ResponseError::InvalidSessionTimeout, request.member_id));
         }
@@ -462,8 +578,12 @@ impl Coordinator {
                         return Err((ResponseError::InconsistentGroupProtocol, request.member_id));
                     }
                     // An empty consumer group becomes a classic one.
-                    Some(_) => {
-                        consumer.remove(&request.group_id);
+                    Some(group) => {
+                        let id = &request.group_id;
+                        if let Err(error) = log.append(id, &consumer::records::diff(id, Some(group), None)) {
+                            tracing::warn!(group = %id, ?error, "writing a replaced consumer group's tombstones failed");
+                        }
+                        consumer.remove(id);
                     }
                     None => {}
                 }
@@ -777,23 +897,25 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Forgets a group that has no members (DeleteGroups). Its offsets are the caller's to delete.
-    pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+    /// Forgets a group that has no members (DeleteGroups), with tombstones for a consumer-protocol group's
+    /// records (the write to wait for). Its offsets are the caller's to delete.
+    pub fn delete(&self, group_id: &str, log: &dyn GroupLog) -> Result<Option<offsets::Written>, ResponseError> {
         let mut groups = self.lock();
         let mut consumer = self.lock_consumer();
+        if groups.get(group_id).is_some_and(|group| !group.members.is_empty()) {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let mut written = None;
         match consumer.get(group_id) {
             Some(group) if !group.is_empty() => return Err(ResponseError::NonEmptyGroup),
-            _ => {
+            Some(group) => {
+                written = log.append(group_id, &consumer::records::diff(group_id, Some(group), None))?;
                 consumer.remove(group_id);
             }
+            None => {}
         }
-        match groups.get(group_id) {
-            Some(group) if !group.members.is_empty() => Err(ResponseError::NonEmptyGroup),
-            _ => {
-                groups.remove(group_id);
-                Ok(())
-            }
-        }
+        groups.remove(group_id);
+        Ok(written)
     }
 
     /// The topics the members of a consumer group subscribe to (from the consumer protocol's subscription:
@@ -877,13 +999,20 @@ impl Coordinator {
 
     /// Removes the groups that are `Empty`, with no member about to join and no committed offsets
     /// (`has_offsets`): Kafka's transition to `Dead`. Returns how many went.
-    pub fn remove_dead(&self, has_offsets: impl Fn(&str) -> bool) -> usize {
+    pub fn remove_dead(&self, has_offsets: impl Fn(&str) -> bool, log: &dyn GroupLog) -> usize {
         let mut groups = self.lock();
         let before = groups.len();
         groups.retain(|id, g| !(g.state == State::Empty && g.is_bare() && !has_offsets(id)));
         let mut consumer = self.lock_consumer();
         let consumer_before = consumer.len();
-        consumer.retain(|id, g| !g.is_empty() || has_offsets(id));
+        consumer.retain(|id, g| {
+            let keep = !g.is_empty() || has_offsets(id);
+            if !keep && let Err(error) = log.append(id, &consumer::records::diff(id, Some(g), None)) {
+                // Its records stay: the next coordinator reads back an empty group, removed again here.
+                tracing::debug!(group = %id, ?error, "writing a dead group's tombstones failed");
+            }
+            keep
+        });
         before - groups.len() + consumer_before - consumer.len()
     }
 }
@@ -1160,17 +1289,30 @@ mod tests {
     #[tokio::test]
     async fn a_join_past_group_max_size_is_refused_with_no_member_id() {
         let coordinator = coordinator(1);
-        let (error, id) = coordinator.join(join_request("g", "")).await.unwrap_err();
+        let (error, id) = coordinator
+            .join(join_request("g", ""), &MemoryLog::default())
+            .await
+            .unwrap_err();
         assert_eq!(error, ResponseError::MemberIdRequired);
         assert_eq!(
-            coordinator.join(join_request("g", "")).await.unwrap_err(),
+            coordinator
+                .join(join_request("g", ""), &MemoryLog::default())
+                .await
+                .unwrap_err(),
             (ResponseError::GroupMaxSizeReached, String::new()),
             "the id handed out holds the only place"
         );
-        let joined = coordinator.join(join_request("g", &id)).await.unwrap();
+        let joined = coordinator
+            .join(join_request("g", &id), &MemoryLog::default())
+            .await
+            .unwrap();
         assert_eq!(joined.member_id, id);
         assert_eq!(
-            coordinator.join(join_request("g", "")).await.unwrap_err().0,
+            coordinator
+                .join(join_request("g", ""), &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::GroupMaxSizeReached
         );
         assert_eq!(coordinator.describe("g").unwrap().members.len(), 1);
@@ -1183,7 +1325,7 @@ mod tests {
         request: JoinRequest,
     ) -> tokio::task::JoinHandle<Result<Joined, (ResponseError, String)>> {
         let coordinator = coordinator.clone();
-        let task = tokio::spawn(async move { coordinator.join(request).await });
+        let task = tokio::spawn(async move { coordinator.join(request, &MemoryLog::default()).await });
         tokio::task::yield_now().await;
         task
     }
@@ -1195,7 +1337,11 @@ mod tests {
             require_known_member_id: false,
             ..join_request("g", member_id)
         };
-        let a = coordinator.join(direct("")).await.unwrap().member_id;
+        let a = coordinator
+            .join(direct(""), &MemoryLog::default())
+            .await
+            .unwrap()
+            .member_id;
         let b_first = start_join(&coordinator, direct("")).await;
         let a_again = start_join(&coordinator, direct(&a)).await;
         let b = b_first.await.unwrap().unwrap().member_id;
@@ -1204,7 +1350,7 @@ mod tests {
         let a_again = start_join(&coordinator, direct(&a)).await;
         let c = start_join(&coordinator, direct("")).await;
         assert_eq!(
-            coordinator.join(direct(&b)).await.unwrap_err(),
+            coordinator.join(direct(&b), &MemoryLog::default()).await.unwrap_err(),
             (ResponseError::GroupMaxSizeReached, String::new())
         );
         // Without b, everyone has rejoined: the rebalance completes.
@@ -1229,12 +1375,12 @@ mod tests {
         let mut refused = join_request("refused", "");
         refused.protocol_type.clear();
         assert_eq!(
-            coordinator.join(refused).await.unwrap_err().0,
+            coordinator.join(refused, &MemoryLog::default()).await.unwrap_err().0,
             ResponseError::InconsistentGroupProtocol
         );
         let mut direct = join_request("g", "");
         direct.require_known_member_id = false;
-        let joined = coordinator.join(direct).await.unwrap();
+        let joined = coordinator.join(direct, &MemoryLog::default()).await.unwrap();
         assert_eq!(
             coordinator.list().len(),
             1,
@@ -1242,12 +1388,20 @@ mod tests {
             coordinator.list()
         );
         assert_eq!(coordinator.expiry()["g"], Expiry::Keep, "rebalancing");
-        assert_eq!(coordinator.remove_dead(|_| false), 0, "it has a member");
+        assert_eq!(
+            coordinator.remove_dead(|_| false, &MemoryLog::default()),
+            0,
+            "it has a member"
+        );
 
         coordinator.leave("g", &joined.member_id, None).unwrap();
         assert!(matches!(coordinator.expiry()["g"], Expiry::EmptySince(_)));
-        assert_eq!(coordinator.remove_dead(|_| true), 0, "kept while it has offsets");
-        assert_eq!(coordinator.remove_dead(|_| false), 1);
+        assert_eq!(
+            coordinator.remove_dead(|_| true, &MemoryLog::default()),
+            0,
+            "kept while it has offsets"
+        );
+        assert_eq!(coordinator.remove_dead(|_| false, &MemoryLog::default()), 1);
         assert!(coordinator.list().is_empty());
     }
 
@@ -1265,7 +1419,10 @@ mod tests {
     #[tokio::test]
     async fn a_second_process_of_a_static_member_fences_the_first() {
         let coordinator = coordinator(10);
-        let first = coordinator.join(static_join("a", "")).await.unwrap();
+        let first = coordinator
+            .join(static_join("a", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         let old = first.member_id.clone();
         let assignment = vec![(old.clone(), bytes("p0"))];
         coordinator
@@ -1274,14 +1431,21 @@ mod tests {
             .unwrap();
 
         // The same instance id again (a pod of the next deploy, the old one still running).
-        let second = coordinator.join(static_join("a", "")).await.unwrap();
+        let second = coordinator
+            .join(static_join("a", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         assert_ne!(second.member_id, old, "a new member id");
         let fenced = Err(ResponseError::FencedInstanceId);
         assert_eq!(coordinator.heartbeat("g", &old, Some("a"), first.generation), fenced);
         assert_eq!(coordinator.check_commit("g", &old, Some("a"), first.generation), fenced);
         assert_eq!(coordinator.leave("g", &old, Some("a")), fenced);
         assert_eq!(
-            coordinator.join(static_join("a", &old)).await.unwrap_err().0,
+            coordinator
+                .join(static_join("a", &old), &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::FencedInstanceId
         );
         assert_eq!(
@@ -1304,7 +1468,10 @@ mod tests {
     #[tokio::test]
     async fn a_static_follower_back_in_a_stable_group_takes_its_place_and_assignment_without_a_rebalance() {
         let coordinator = coordinator(10);
-        let a = coordinator.join(static_join("a", "")).await.unwrap();
+        let a = coordinator
+            .join(static_join("a", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         coordinator
             .sync("g", &a.member_id, Some("a"), a.generation, vec![])
             .await
@@ -1316,7 +1483,10 @@ mod tests {
             Ok(()),
             "a member of the current generation commits while the group prepares a rebalance"
         );
-        let a = coordinator.join(static_join("a", &a.member_id)).await.unwrap();
+        let a = coordinator
+            .join(static_join("a", &a.member_id), &MemoryLog::default())
+            .await
+            .unwrap();
         let b = b.await.unwrap().unwrap();
         assert_eq!(a.generation, b.generation);
         assert_eq!(
@@ -1337,7 +1507,10 @@ mod tests {
             .unwrap();
         assert_eq!(b_sync.await.unwrap().unwrap().assignment, bytes("pb"));
 
-        let b2 = coordinator.join(static_join("b", "")).await.unwrap();
+        let b2 = coordinator
+            .join(static_join("b", ""), &MemoryLog::default())
+            .await
+            .unwrap();
         assert_eq!(b2.generation, a.generation, "no rebalance");
         let synced = coordinator
             .sync("g", &b2.member_id, Some("b"), b2.generation, vec![])
@@ -1363,6 +1536,28 @@ mod tests {
         fn name(&self, _: uuid::Uuid) -> Option<String> {
             None
         }
+        fn names(&self, _: &mut dyn FnMut(&str)) {}
+    }
+
+    /// A log that keeps what is appended, or refuses everything.
+    #[derive(Default)]
+    struct MemoryLog {
+        records: Mutex<Vec<consumer::records::GroupRecord>>,
+        refuse: bool,
+    }
+
+    impl GroupLog for MemoryLog {
+        fn append(
+            &self,
+            _: &str,
+            records: &[consumer::records::GroupRecord],
+        ) -> Result<Option<offsets::Written>, ResponseError> {
+            if self.refuse {
+                return Err(ResponseError::NotCoordinator);
+            }
+            self.records.lock().unwrap().extend_from_slice(records);
+            Ok(None)
+        }
     }
 
     fn consumer_join(member: &str) -> consumer::Heartbeat {
@@ -1379,33 +1574,41 @@ mod tests {
     #[tokio::test]
     async fn a_group_id_is_classic_or_consumer_and_consumer_groups_have_a_max_size() {
         let coordinator = coordinator(1);
+        let log = &MemoryLog::default();
         coordinator
-            .consumer_heartbeat("cg", consumer_join("a"), &NoTopics)
+            .consumer_heartbeat("cg", consumer_join("a"), &NoTopics, log)
             .unwrap();
         assert_eq!(
             coordinator
-                .consumer_heartbeat("cg", consumer_join("b"), &NoTopics)
+                .consumer_heartbeat("cg", consumer_join("b"), &NoTopics, log)
                 .unwrap_err()
                 .0,
             ResponseError::GroupMaxSizeReached
         );
         assert!(
             coordinator
-                .consumer_heartbeat("cg", consumer_join("a"), &NoTopics)
+                .consumer_heartbeat("cg", consumer_join("a"), &NoTopics, log)
                 .is_ok(),
             "a member rejoining keeps its place"
         );
         assert_eq!(
-            coordinator.join(join_request("cg", "")).await.unwrap_err().0,
+            coordinator
+                .join(join_request("cg", ""), &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::InconsistentGroupProtocol
         );
-        assert_eq!(coordinator.delete("cg"), Err(ResponseError::NonEmptyGroup));
+        assert_eq!(
+            coordinator.delete("cg", log).map(|_| ()),
+            Err(ResponseError::NonEmptyGroup)
+        );
         let mut direct = join_request("classic", "");
         direct.require_known_member_id = false;
-        coordinator.join(direct).await.unwrap();
+        coordinator.join(direct, &MemoryLog::default()).await.unwrap();
         assert_eq!(
             coordinator
-                .consumer_heartbeat("classic", consumer_join("c"), &NoTopics)
+                .consumer_heartbeat("classic", consumer_join("c"), &NoTopics, log)
                 .unwrap_err()
                 .0,
             ResponseError::GroupIdNotFound
@@ -1414,14 +1617,73 @@ mod tests {
             member_epoch: consumer::LEAVE_EPOCH,
             ..consumer_join("a")
         };
-        coordinator.consumer_heartbeat("cg", left, &NoTopics).unwrap();
+        coordinator.consumer_heartbeat("cg", left, &NoTopics, log).unwrap();
         assert!(matches!(coordinator.expiry()["cg"], Expiry::EmptySince(_)));
         assert_eq!(
-            coordinator.remove_dead(|_| false),
+            coordinator.remove_dead(|_| false, log),
             1,
             "the empty consumer group, without offsets"
         );
         assert!(coordinator.describe_consumer("cg").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_new_coordinator_reads_consumer_groups_back_and_a_refused_write_changes_nothing() {
+        let first = coordinator(10);
+        let log = &MemoryLog::default();
+        first
+            .consumer_heartbeat("cg", consumer_join("a"), &NoTopics, log)
+            .unwrap();
+        first
+            .consumer_heartbeat("cg", consumer_join("b"), &NoTopics, log)
+            .unwrap();
+        let refusing = &MemoryLog {
+            refuse: true,
+            ..MemoryLog::default()
+        };
+        let refused = first.consumer_heartbeat("cg", consumer_join("c"), &NoTopics, refusing);
+        assert_eq!(refused.unwrap_err().0, ResponseError::NotCoordinator);
+        assert_eq!(first.describe_consumer("cg").unwrap().members.len(), 2, "c is not in");
+        assert!(
+            first
+                .consumer_heartbeat("new", consumer_join("a"), &NoTopics, refusing)
+                .is_err()
+        );
+        assert!(
+            first.describe_consumer("new").is_none(),
+            "nor is the group it would have made"
+        );
+
+        let second = coordinator(10);
+        let mut load = ConsumerLoad::new(second.clone(), offsets::partition_for("cg"));
+        for (key, value) in log.records.lock().unwrap().iter() {
+            offsets::Replay::replay(&mut load, key.clone(), value.clone());
+        }
+        offsets::Replay::loaded(&mut load);
+        let (before, after) = (
+            first.describe_consumer("cg").unwrap(),
+            second.describe_consumer("cg").unwrap(),
+        );
+        assert_eq!((after.epoch, after.state), (before.epoch, before.state));
+        let epochs = |v: &consumer::GroupView| {
+            v.members
+                .iter()
+                .map(|m| (m.member_id.clone(), m.member_epoch))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(epochs(&after), epochs(&before));
+        // b carries on at its epoch on the new coordinator, without rejoining.
+        let beat = consumer::Heartbeat {
+            member_epoch: before.members[1].member_epoch,
+            rebalance_timeout_ms: -1,
+            subscribed_topic_names: None,
+            owned: None,
+            ..consumer_join("b")
+        };
+        let (answer, _) = second.consumer_heartbeat("cg", beat, &NoTopics, log).unwrap();
+        assert_eq!(answer.member_epoch, before.members[1].member_epoch);
+        second.unload_consumer(offsets::partition_for("cg"));
+        assert!(second.describe_consumer("cg").is_none());
     }
 
     #[test]

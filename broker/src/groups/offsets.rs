@@ -12,7 +12,9 @@
 //!                               i64 commit timestamp
 //! ```
 //!
-//! Strings are an `i16` length and UTF-8 bytes. The topic is created on first use with 50 partitions and
+//! Strings are an `i16` length and UTF-8 bytes. The same partitions hold the state of consumer-protocol
+//! groups (see [`super::consumer::records`]): this store appends their records for the coordinator
+//! ([`OffsetStore::append_records`]) and hands them over when it reads a partition back ([`Replay`]). The topic is created on first use with 50 partitions and
 //! `cleanup.policy=compact`: compaction keeps the newest commit of each group and partition, and drops the
 //! tombstones of deleted groups and expired offsets after `delete.retention.ms`.
 //!
@@ -115,12 +117,68 @@ enum Change {
     },
 }
 
+/// What a partition of `__consumer_offsets` holds besides committed offsets (the state of consumer-protocol
+/// groups), handed over as the partition is read back.
+pub trait Replay {
+    /// A record whose key is not an offset commit's, in log order.
+    fn replay(&mut self, key: Bytes, value: Option<Bytes>);
+    /// The whole partition was read: called before its groups' requests are accepted.
+    fn loaded(&mut self);
+}
+
+/// Records appended to a group's partition, not yet known to be on every in-sync replica.
+#[derive(Debug)]
+pub struct Written {
+    partition: Arc<Partition>,
+    end: u64,
+}
+
+impl Written {
+    /// Waits until every in-sync replica has the records (acks=all, as for offset commits).
+    pub async fn wait(self) -> Result<(), ResponseError> {
+        wait_replicated(&self.partition, self.end).await
+    }
+}
+
+/// The broker's [`super::GroupLog`]: the groups' partitions of `__consumer_offsets`, through
+/// [`OffsetStore::append_records`].
+#[derive(Debug, Clone)]
+pub struct GroupStateLog {
+    pub offsets: Arc<OffsetStore>,
+    pub replicas: Arc<ReplicaManager>,
+}
+
+impl super::GroupLog for GroupStateLog {
+    fn append(&self, group: &str, records: &[(Bytes, Option<Bytes>)]) -> Result<Option<Written>, ResponseError> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        self.offsets.append_records(&self.replicas, group, records).map(Some)
+    }
+}
+
+/// Waits for the high watermark to reach `end`: REQUEST_TIMED_OUT after [`COMMIT_TIMEOUT`], or
+/// NOT_COORDINATOR if the partition's leadership moved meanwhile.
+async fn wait_replicated(partition: &Partition, end: u64) -> Result<(), ResponseError> {
+    if partition.wait_for_high_watermark(end, COMMIT_TIMEOUT).await {
+        Ok(())
+    } else if partition.leader_epoch().is_some() {
+        Err(ResponseError::RequestTimedOut)
+    } else {
+        Err(ResponseError::NotCoordinator)
+    }
+}
+
 impl OffsetStore {
     /// Reads the committed offsets of the groups that `partition` of `__consumer_offsets` holds, replacing
-    /// what was known of them: when this broker becomes their coordinator (it leads that partition).
-    pub fn load_partition(&self, partition: &Partition) -> anyhow::Result<()> {
+    /// what was known of them, and hands every other record to `others`: when this broker becomes their
+    /// coordinator (it leads that partition).
+    pub fn load_partition(&self, partition: &Partition, others: &mut dyn Replay) -> anyhow::Result<()> {
         let index = partition.tp.partition;
-        let result = self.read_partition(partition);
+        let result = self.read_partition(partition, others);
+        if result.is_ok() {
+            others.loaded();
+        }
         self.loading
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -143,7 +201,7 @@ impl OffsetStore {
             .contains(&index)
     }
 
-    fn read_partition(&self, partition: &Partition) -> anyhow::Result<()> {
+    fn read_partition(&self, partition: &Partition, others: &mut dyn Replay) -> anyhow::Result<()> {
         let index = partition.tp.partition;
         let started = Instant::now();
         self.lock().retain(|group, _| partition_for(group) != index);
@@ -158,7 +216,8 @@ impl OffsetStore {
             let mut bytes = Bytes::from(read.records);
             for set in RecordBatchDecoder::decode_all(&mut bytes)? {
                 for record in set.records {
-                    if let Some((group, tp)) = record.key.as_ref().and_then(|k| decode_key(k.clone())) {
+                    let Some(key) = record.key else { continue };
+                    if let Some((group, tp)) = decode_key(key.clone()) {
                         let mut committed = self.lock();
                         match record.value.and_then(decode_value) {
                             Some((value, commit_timestamp_ms)) => {
@@ -172,6 +231,8 @@ impl OffsetStore {
                             None => remove(&mut committed, &group, &tp, None),
                         }
                         commits += 1;
+                    } else {
+                        others.replay(key, record.value);
                     }
                 }
             }
@@ -266,13 +327,7 @@ impl OffsetStore {
             (changes, end)
         };
         partition.leader_appended();
-        if !partition.wait_for_high_watermark(end, COMMIT_TIMEOUT).await {
-            return Err(if partition.leader_epoch().is_some() {
-                ResponseError::RequestTimedOut
-            } else {
-                ResponseError::NotCoordinator
-            });
-        }
+        wait_replicated(&partition, end).await?;
         let written = changes.len();
         let mut committed = self.lock();
         for (tp, change) in changes {
@@ -291,6 +346,26 @@ impl OffsetStore {
             }
         }
         Ok(written)
+    }
+
+    /// Appends `records` of `group` (consumer-group state) to its partition in one batch, without waiting
+    /// for the replicas: the caller appends in the order its state changed, and waits with
+    /// [`Written::wait`] before answering.
+    pub fn append_records(
+        &self,
+        replicas: &ReplicaManager,
+        group: &str,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<Written, ResponseError> {
+        let partition = self.coordinator_partition(replicas, group)?;
+        let leader_epoch = partition.leader_epoch().ok_or(ResponseError::NotCoordinator)?;
+        let batch = encode_records(records, crate::now_ms())?;
+        let end = {
+            let mut log = partition.log.lock().unwrap_or_else(PoisonError::into_inner);
+            append(&mut log, group, batch, leader_epoch)?
+        };
+        partition.leader_appended();
+        Ok(Written { partition, end })
     }
 
     /// The expiries of `changes` that still hold: the group has no write under way, and each offset is still
@@ -419,10 +494,25 @@ fn expired_offsets(
 
 /// One batch of records for `changes` of `group`'s offsets: a value per commit, a tombstone per deletion.
 fn encode_batch(group: &str, changes: &[(TopicPartition, Change)], now_ms: i64) -> Result<BytesMut, ResponseError> {
-    let records: Vec<Record> = changes
+    let records: Vec<(Bytes, Option<Bytes>)> = changes
+        .iter()
+        .map(|(tp, change)| {
+            let value = match change {
+                Change::Commit(committed) => Some(encode_value(committed, now_ms)),
+                Change::Delete | Change::Expire { .. } => None,
+            };
+            (encode_key(group, tp), value)
+        })
+        .collect();
+    encode_records(&records, now_ms)
+}
+
+/// One batch of `records` (keys and values, `None` a tombstone).
+fn encode_records(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<BytesMut, ResponseError> {
+    let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, (tp, change))| Record {
+        .map(|(i, (key, value))| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -433,11 +523,8 @@ fn encode_batch(group: &str, changes: &[(TopicPartition, Change)], now_ms: i64) 
             offset: i as i64,
             sequence: -1,
             timestamp: now_ms,
-            key: Some(encode_key(group, tp)),
-            value: match change {
-                Change::Commit(committed) => Some(encode_value(committed, now_ms)),
-                Change::Delete | Change::Expire { .. } => None,
-            },
+            key: Some(key.clone()),
+            value: value.clone(),
             headers: Default::default(),
         })
         .collect();
@@ -447,7 +534,7 @@ fn encode_batch(group: &str, changes: &[(TopicPartition, Change)], now_ms: i64) 
         compression: Compression::None,
     };
     RecordBatchEncoder::encode(&mut batch, &records, &options).map_err(|e| {
-        error!(error = %e, "encoding an offset commit failed");
+        error!(error = %e, "encoding records for __consumer_offsets failed");
         ResponseError::UnknownServerError
     })?;
     Ok(batch)

@@ -4,6 +4,8 @@
 //! Each helper fills the request for the negotiated version, turns error codes into
 //! [`ClientError::Kafka`] with what was being done, and returns plain Rust types.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -20,10 +22,11 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeQuorumRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeQuorumRequest, FindCoordinatorRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use uuid::Uuid;
@@ -662,6 +665,35 @@ pub struct ListedGroup {
     pub protocol_type: String,
     /// `Empty`, `Stable`, …; `None` from brokers older than ListGroups v4, which do not say.
     pub state: Option<String>,
+    /// `classic`, `consumer` (KIP-848) or `share` (KIP-932); `None` from brokers older than ListGroups v5.
+    pub group_type: Option<String>,
+}
+
+/// A consumer-protocol group (KIP-848) as ConsumerGroupDescribe describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    /// `Empty`, `Assigning`, `Reconciling` or `Stable`.
+    pub state: String,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    /// The server-side assignor (`uniform`, `range`).
+    pub assignor: String,
+    pub members: Vec<ConsumerGroupMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub epoch: i32,
+    pub subscribed_topics: Vec<String>,
+    pub subscribed_regex: Option<String>,
+    /// Partitions by topic name: what the member owns now, and what the coordinator means it to own.
+    pub assignment: BTreeMap<String, Vec<i32>>,
+    pub target: BTreeMap<String, Vec<i32>>,
 }
 
 /// A group as DescribeGroups describes it.
@@ -779,8 +811,62 @@ impl Client {
                 group_id: g.group_id.0.to_string(),
                 protocol_type: g.protocol_type.to_string(),
                 state: (version >= 4).then(|| g.group_state.to_string()),
+                group_type: (version >= 5).then(|| g.group_type.to_string()),
             })
             .collect())
+    }
+
+    /// Describes one consumer-protocol group (ConsumerGroupDescribe). `None` if the coordinator says it is
+    /// not one (`GROUP_ID_NOT_FOUND`: a classic group, or none at all).
+    pub async fn describe_consumer_group(&mut self, group: &str) -> Result<Option<ConsumerGroupDescription>> {
+        let request = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(str_bytes(group))])
+            .with_include_authorized_operations(false);
+        let response = self.send(request).await?;
+        let described = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0.as_str() == group)
+            .ok_or_else(|| ClientError::Protocol {
+                api_key: ApiKey::ConsumerGroupDescribe,
+                version: self.version::<ConsumerGroupDescribeRequest>().unwrap_or(-1),
+                reason: format!("group {group} is not described in the response"),
+            })?;
+        if described.error_code == ResponseError::GroupIdNotFound.code() {
+            return Ok(None);
+        }
+        check(described.error_code, described.error_message.as_ref(), || {
+            format!("describing consumer group {group}")
+        })?;
+        let by_name = |assignment: kafka_protocol::messages::consumer_group_describe_response::Assignment| {
+            assignment
+                .topic_partitions
+                .into_iter()
+                .map(|t| (t.topic_name.0.to_string(), t.partitions))
+                .collect::<BTreeMap<String, Vec<i32>>>()
+        };
+        Ok(Some(ConsumerGroupDescription {
+            group_id: group.to_owned(),
+            state: described.group_state.to_string(),
+            epoch: described.group_epoch,
+            assignment_epoch: described.assignment_epoch,
+            assignor: described.assignor_name.to_string(),
+            members: described
+                .members
+                .into_iter()
+                .map(|m| ConsumerGroupMember {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    epoch: m.member_epoch,
+                    subscribed_topics: m.subscribed_topic_names.into_iter().map(|t| t.0.to_string()).collect(),
+                    subscribed_regex: m.subscribed_topic_regex.map(|r| r.to_string()),
+                    assignment: by_name(m.assignment),
+                    target: by_name(m.target_assignment),
+                })
+                .collect(),
+        }))
     }
 
     /// Describes one group. A group the coordinator does not know comes back in state `Dead` (or, from
