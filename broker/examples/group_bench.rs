@@ -96,6 +96,9 @@ fn settle(consumers: &[&BaseConsumer]) -> anyhow::Result<()> {
 
 fn rebalance(bootstrap: &str, protocol: Protocol) -> anyhow::Result<()> {
     let mut times = Vec::new();
+    // Members are kept to the end: closing a librdkafka 2.12 consumer of the consumer protocol can block (it
+    // waits on its final heartbeat), which would stall the next round.
+    let mut members = Vec::new();
     for round in 0..ROUNDS {
         let group = format!("rebalance-{round}-{}", std::process::id());
         let (a, b) = (
@@ -107,7 +110,9 @@ fn rebalance(bootstrap: &str, protocol: Protocol) -> anyhow::Result<()> {
         let c = member(bootstrap, &group, protocol)?;
         settle(&[&a, &b, &c])?;
         times.push(joined.elapsed());
+        members.extend([a, b, c]);
     }
+    std::mem::forget(members);
     times.sort();
     println!(
         "{protocol:?} group: rebalance after a third member joins ({ROUNDS} rounds): median {:?}, max {:?}",
