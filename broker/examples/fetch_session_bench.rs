@@ -11,14 +11,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use strata_protocol::client::Client;
+use strata_protocol::client::{BatchBuilder, Client, Compression};
 use uuid::Uuid;
 
 const TOPIC: &str = "fetch-session-bench";
@@ -116,28 +115,10 @@ async fn produce(client: &mut Client, active: i32) -> anyhow::Result<()> {
 }
 
 fn batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_780_000_000_000,
-        key: None,
-        value: Some(Bytes::from_static(b"a small event of about forty bytes......")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [record].iter(), &options).expect("a batch encodes");
-    buf.freeze()
+    let mut batch = BatchBuilder::new(Compression::None);
+    let value = Bytes::from_static(b"a small event of about forty bytes......");
+    batch.push(None, Some(value), Default::default(), 1_780_000_000_000);
+    batch.build().expect("a batch encodes")
 }
 
 /// A consumer's fetch loop, with or without a session, as Kafka's `FetchSessionHandler` builds requests.

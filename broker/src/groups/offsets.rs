@@ -616,12 +616,13 @@ pub fn partition_for(group: &str) -> i32 {
     (hash & 0x7fff_ffff) % OFFSETS_PARTITIONS
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+/// An `i16` length and UTF-8 bytes, as Kafka's internal records write strings.
+pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len() as i16);
     buf.put_slice(s.as_bytes());
 }
 
-fn get_string(buf: &mut Bytes) -> Option<String> {
+pub(crate) fn get_string(buf: &mut Bytes) -> Option<String> {
     if buf.remaining() < 2 {
         return None;
     }

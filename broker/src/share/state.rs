@@ -36,14 +36,14 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use strata_protocol::client::BatchBuilder;
 use strata_storage::{ReadLimits, TopicPartition};
 use tracing::{error, info};
 use uuid::Uuid;
 
 use super::partition::{IN_FLIGHT_MAX, RecordState, ShareSnapshot, StateBatch};
+use crate::groups::offsets::{get_string, put_string};
 use crate::replica::{Partition, ReplicaManager};
 
 pub const SHARE_STATE_TOPIC: &str = "__share_group_state";
@@ -242,47 +242,18 @@ fn well_formed(snapshot: &ShareSnapshot) -> bool {
 }
 
 fn encode_batch(key: &StateKey, stored: Option<&Stored>) -> Result<BytesMut, ResponseError> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: crate::now_ms(),
-        key: Some(encode_key(key)),
-        value: stored.map(encode_value),
-        headers: Default::default(),
-    };
-    let mut batch = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut batch, [record].iter(), &options).map_err(|e| {
+    let mut batch = BatchBuilder::new(Compression::None);
+    batch.push(
+        Some(encode_key(key)),
+        stored.map(encode_value),
+        Default::default(),
+        crate::now_ms(),
+    );
+    let batch = batch.build().map_err(|e| {
         error!(error = %e, "encoding a share-partition state failed");
         ResponseError::UnknownServerError
     })?;
-    Ok(batch)
-}
-
-fn put_string(buf: &mut BytesMut, s: &str) {
-    buf.put_i16(s.len() as i16);
-    buf.put_slice(s.as_bytes());
-}
-
-fn get_string(buf: &mut Bytes) -> Option<String> {
-    if buf.remaining() < 2 {
-        return None;
-    }
-    let len = usize::try_from(buf.get_i16()).ok()?;
-    if buf.remaining() < len {
-        return None;
-    }
-    String::from_utf8(buf.split_to(len).to_vec()).ok()
+    Ok(BytesMut::from(&batch[..]))
 }
 
 fn encode_key(key: &StateKey) -> Bytes {
