@@ -311,6 +311,17 @@ impl SharePartition {
                 if record.state != RecordState::Available {
                     continue;
                 }
+                // Delivered as often as it may be already: after a failover a record acquired for the last
+                // time comes back available, and is archived here rather than handed out once more.
+                if record.delivery_count >= self.settings.delivery_limit {
+                    record.state = RecordState::Archived;
+                    self.dead_letters.push(DeadLetter {
+                        offset,
+                        delivery_count: record.delivery_count,
+                        reason: DeadLetterReason::DeliveryLimit,
+                    });
+                    continue;
+                }
                 record.state = RecordState::Acquired;
                 record.delivery_count = record.delivery_count.saturating_add(1);
                 record.holder = Some((member.clone(), until));
@@ -644,6 +655,26 @@ mod tests {
     }
 
     #[test]
+    fn a_record_delivered_for_the_last_time_before_a_failover_is_archived_not_delivered_again() {
+        let now = Instant::now();
+        let a = member("a");
+        let mut share = SharePartition::new(0, settings());
+        for _ in 0..2 {
+            share.acquire(&a, &[(0, 0)], 1, now);
+            share.release_member(&a);
+        }
+        assert_eq!(
+            share.acquire(&a, &[(0, 0)], 1, now),
+            vec![run(0, 0, 3)],
+            "the third and last delivery"
+        );
+        let mut restored = SharePartition::restore(&share.snapshot(), settings());
+        assert_eq!(restored.acquire(&a, &[(0, 0)], 1, now), vec![]);
+        assert_eq!(restored.take_dead_letters()[0].reason, DeadLetterReason::DeliveryLimit);
+        assert_eq!(restored.start_offset(), 1);
+    }
+
+    #[test]
     fn the_in_flight_window_is_bounded() {
         let now = Instant::now();
         let mut share = SharePartition::new(
@@ -680,5 +711,104 @@ mod tests {
         let b = member("b");
         let again = restored.acquire(&b, &[(10, 19)], 100, now);
         assert_eq!(again, vec![run(10, 11, 2), run(14, 14, 2), run(16, 19, 2)]);
+    }
+
+    /// A seeded run of random operations by three members on a log of random batches, with failovers
+    /// (snapshot, restore) and lock expiries, checking after every step what a user relies on: a record is
+    /// held by at most one member; a record accepted, or archived, is never handed out again, across
+    /// failovers too; the start offset never moves back; no record is delivered more than the limit allows.
+    /// `STRATA_SHARE_SEEDS=N` runs more seeds; a failure names its seed.
+    #[test]
+    fn random_operations_keep_the_guarantees() {
+        let seeds: u64 = std::env::var("STRATA_SHARE_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200);
+        for seed in 1..=seeds {
+            run_seed(seed);
+        }
+    }
+
+    fn run_seed(seed: u64) {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            // xorshift64*
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+        };
+        let settings = ShareSettings {
+            lock_duration: Duration::from_secs(10),
+            delivery_limit: 3,
+            max_in_flight: 40,
+        };
+        // The log: batches of 1-5 records with gaps of 0-2 offsets (compaction) between them.
+        let mut batches = Vec::new();
+        let mut offset = 0u64;
+        for _ in 0..60 {
+            offset += next(3);
+            let len = 1 + next(5);
+            batches.push((offset, offset + len - 1));
+            offset += len;
+        }
+        let members: Vec<MemberId> = ["a", "b", "c"].iter().map(|m| member(m)).collect();
+        let mut now = Instant::now();
+        let mut share = SharePartition::new(0, settings);
+        let mut done: std::collections::BTreeSet<u64> = Default::default();
+        let mut held: std::collections::BTreeMap<u64, MemberId> = Default::default();
+        let mut last_start = 0;
+        for step in 0..400 {
+            let who = members[next(3) as usize].clone();
+            match next(10) {
+                0..=3 => {
+                    let from = share.next_fetch_offset().unwrap_or(u64::MAX);
+                    let visible: Vec<(u64, u64)> = batches.iter().copied().filter(|b| b.1 >= from).take(4).collect();
+                    for run in share.acquire(&who, &visible, 1 + next(8) as usize, now) {
+                        assert!(run.delivery_count <= settings.delivery_limit, "seed {seed} step {step}");
+                        for o in run.first..=run.last {
+                            assert!(!done.contains(&o), "seed {seed} step {step}: {o} handed out again");
+                            assert!(
+                                held.insert(o, who.clone()).is_none(),
+                                "seed {seed} step {step}: {o} held twice"
+                            );
+                        }
+                    }
+                }
+                4..=6 => {
+                    let mine: Vec<u64> = held.iter().filter(|(_, m)| **m == who).map(|(o, _)| *o).collect();
+                    if let Some(&o) = mine.get(next(mine.len() as u64 + 1) as usize) {
+                        let kind = [AckType::Accept, AckType::Release, AckType::Reject][next(3) as usize];
+                        share.acknowledge(&who, o, o, &[kind], now).unwrap();
+                        held.remove(&o);
+                        if kind != AckType::Release {
+                            done.insert(o);
+                        }
+                    }
+                }
+                7 => {
+                    now += Duration::from_secs(11);
+                    share.expire(now);
+                    held.clear();
+                }
+                8 => {
+                    share.release_member(&who);
+                    held.retain(|_, m| *m != who);
+                }
+                _ => {
+                    // A failover: the new leader starts from the snapshot; nothing is held any more.
+                    share = SharePartition::restore(&share.snapshot(), settings);
+                    held.clear();
+                }
+            }
+            for dead in share.take_dead_letters() {
+                done.insert(dead.offset);
+            }
+            assert!(
+                share.start_offset() >= last_start,
+                "seed {seed} step {step}: the start moved back"
+            );
+            last_start = share.start_offset();
+        }
     }
 }
