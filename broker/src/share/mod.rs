@@ -6,7 +6,6 @@
 //! - [`session`]: share sessions, kept by each partition leader: which partitions a member fetches from.
 //! - [`partition`]: one share-partition's in-flight records and their states, kept by the partition's
 //!   leader.
-//!
 //! - [`state`]: the share coordinator's store of share-partition states in `__share_group_state`, and
 //!   [`persister`], through which a partition leader reads and writes them (KIP-932's persister).
 //! - [`dead_letters`]: copies of records archived without being accepted, to the group's dead-letter
