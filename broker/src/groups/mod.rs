@@ -33,10 +33,13 @@
 //! (Kafka's `Dead`) by the periodic check in [`expiry`], which also expires committed offsets.
 //!
 //! Groups of the KIP-848 consumer protocol (ConsumerGroupHeartbeat) are in [`consumer`], behind a second
-//! mutex. A group id is one or the other: a heartbeat for a classic group with members is answered
-//! `GROUP_ID_NOT_FOUND`, a JoinGroup for a consumer group with members `INCONSISTENT_GROUP_PROTOCOL`; an
-//! empty group of either kind is taken over by the other. Whoever needs both locks takes the classic one
-//! first, so that the two never wait for each other.
+//! mutex. A group id is one or the other, and moves between them as in Kafka 4's online migration
+//! (`group.consumer.migration.policy=bidirectional`): an empty group of either kind is taken over by the
+//! other; a ConsumerGroupHeartbeat joining a classic group of consumers converts it, members and
+//! assignments included; JoinGroup, SyncGroup, Heartbeat and LeaveGroup for a consumer group with members
+//! are its classic members' (see [`consumer`]); and when the last consumer-protocol member leaves, the
+//! classic members left are a classic group again, which rebalances. Whoever needs both locks takes the
+//! classic one first, so that the two never wait for each other.
 //!
 //! Consumer-protocol groups are durable: each change is appended as records to the group's partition of
 //! `__consumer_offsets` through a [`GroupLog`], under the consumer-group mutex so that the log has the
@@ -364,7 +367,9 @@ impl Coordinator {
     /// ConsumerGroupHeartbeat for `group_id` (see [`consumer`]). The records of what it changed are
     /// appended to the group's partition of `__consumer_offsets` under the lock, so that the log has the
     /// changes in the order they were made; the caller waits for the returned write before answering. If
-    /// the append fails, the group is as it was before the heartbeat.
+    /// the append fails, the group is as it was before the heartbeat. A join converts a classic group of
+    /// consumers ([`upgradable`]); a leave that leaves only classic members converts the group back
+    /// ([`Self::downgraded`]).
     pub fn consumer_heartbeat(
         self: &Arc<Self>,
         group_id: &str,
