@@ -277,6 +277,10 @@ fn accepts_member(group: &Group, member_id: &str, max_size: usize) -> bool {
     }
 }
 
+/// A classic member's JoinGroup of a consumer-protocol group: its answer and the write to wait for before
+/// giving it, or the error and the member id to answer with.
+type ConsumerJoin = Result<(Joined, Option<offsets::Written>), (ResponseError, String)>;
+
 /// What [`Coordinator::join`] does once it has handled the request under the lock.
 enum JoinStep {
     /// Answered at once.
@@ -729,13 +733,12 @@ impl Coordinator {
     /// migration; see [`consumer`]), answered at once with the member's epoch as the generation and no
     /// leader (the coordinator assigns). `None` if `group_id` is no such group. The records of what it
     /// changed are appended under the lock, as a ConsumerGroupHeartbeat's.
-    #[allow(clippy::type_complexity)]
     fn join_consumer(
         &self,
         request: &JoinRequest,
         topics: &dyn consumer::Topics,
         log: &dyn GroupLog,
-    ) -> Option<Result<(Joined, Option<offsets::Written>), (ResponseError, String)>> {
+    ) -> Option<ConsumerJoin> {
         let _classic = self.lock();
         let mut groups = self.lock_consumer();
         let group = groups.get_mut(&request.group_id).filter(|g| !g.is_empty())?;
