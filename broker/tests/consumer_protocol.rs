@@ -482,7 +482,9 @@ async fn consumer_groups_are_listed_described_and_kept_apart_from_classic_groups
     assert_eq!(commit(9, 0), ResponseError::StaleMemberEpoch.code());
     assert_eq!(commit(8, 1), ResponseError::UnsupportedVersion.code());
 
-    // A classic JoinGroup cannot take the consumer group; a heartbeat cannot take a classic group.
+    // A classic JoinGroup whose subscription cannot be read cannot join the consumer group, nor can a
+    // heartbeat take a classic group whose members' subscriptions cannot be read (both would otherwise:
+    // see `classic_consumers_are_upgraded_one_at_a_time`).
     let join = JoinGroupRequest::default()
         .with_group_id(s("cg").into())
         .with_session_timeout_ms(30_000)
@@ -743,4 +745,155 @@ async fn a_member_subscribed_by_regex_reads_every_matching_topic_including_one_c
     let described: ConsumerGroupDescribeResponse = exchange(&server, ApiKey::ConsumerGroupDescribe, 0, &request);
     let member = &described.groups[0].members[0];
     assert_eq!(member.subscribed_topic_regex.as_deref(), Some("(^metrics-.*)"));
+}
+
+/// A classic consumer (librdkafka's default `group.protocol`) of [`GROUP`], with `strategy` as its
+/// `partition.assignment.strategy` (librdkafka's default when `None`).
+fn classic_member(server: &Server, strategy: Option<&str>) -> Member {
+    let mut config = config(server);
+    if let Some(strategy) = strategy {
+        config.set("partition.assignment.strategy", strategy);
+    }
+    let consumer: Member = config
+        .set("group.id", GROUP)
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "300")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create_with_context(Revocations::default())
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    consumer
+}
+
+/// Polls `members` (recording what they read) until each owns `size` partitions, no partition twice, and
+/// every record of `0..records` was read and every position is at its end.
+fn read_shared(members: &[&Member], read: &mut BTreeSet<(i32, i64)>, records: usize, size: usize, what: &str) {
+    let end = (records / PARTITIONS as usize) as i64;
+    common::wait_for(what, TIMEOUT, || {
+        for member in members {
+            while let Some(message) = member.poll(Duration::from_millis(10)) {
+                let message = message.unwrap_or_else(|e| panic!("{what}: {e}"));
+                read.insert((message.partition(), message.offset()));
+            }
+        }
+        let assignments: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
+        let positions = positions(members);
+        shared(&assignments, &vec![size; members.len()])
+            && read_all(read, records)
+            && (0..PARTITIONS).all(|p| positions.get(&p) == Some(&end))
+    });
+}
+
+/// Every partition's committed offset, as `member` reads them.
+fn committed(member: &Member) -> BTreeMap<i32, Offset> {
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        wanted.add_partition(TOPIC, p);
+    }
+    let committed = member.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect()
+}
+
+/// Kafka 4's online upgrade (KIP-848): classic consumers and consumer-protocol ones in one group, through a
+/// rolling deploy that switches `group.protocol` one consumer at a time, without stopping the group.
+async fn classic_consumers_are_upgraded_one_at_a_time(strategy: Option<&str>) {
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "group.initial.rebalance.delay.ms=0",
+            "group.consumer.heartbeat.interval.ms=200",
+            "group.consumer.session.timeout.ms=10000",
+        ],
+    );
+    let admin: AdminClient<DefaultClientContext> = config(&server).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    produce(&server, 0, RECORDS).await;
+    let mut read = BTreeSet::new();
+
+    // A classic group of two.
+    let (a, b) = (classic_member(&server, strategy), classic_member(&server, strategy));
+    read_shared(&[&a, &b], &mut read, RECORDS, 3, "two classic members");
+    commit(&[&a, &b]);
+
+    // A consumer-protocol member joins the same group id: the group becomes a consumer group, and the
+    // three of them own two partitions each.
+    let c = member(&server);
+    produce(&server, RECORDS, RECORDS).await;
+    read_shared(
+        &[&a, &b, &c],
+        &mut read,
+        2 * RECORDS,
+        2,
+        "a consumer-protocol member joined",
+    );
+    commit(&[&a, &b, &c]);
+    let (_, members) = epochs(&server);
+    assert_eq!(members.len(), 3, "one consumer group of three: {members:?}");
+    let end = Offset::Offset((2 * RECORDS / PARTITIONS as usize) as i64);
+    let offsets = committed(&c);
+    assert!(offsets.values().all(|o| *o == end), "committed {offsets:?}");
+
+    // A rolling upgrade: a restarts with group.protocol=consumer, and consumption goes on.
+    a.unsubscribe();
+    drop(a);
+    let a = member(&server);
+    produce(&server, 2 * RECORDS, RECORDS).await;
+    read_shared(
+        &[&a, &b, &c],
+        &mut read,
+        3 * RECORDS,
+        2,
+        "a restarted on the consumer protocol",
+    );
+    commit(&[&a, &b, &c]);
+    assert_eq!(epochs(&server).1.len(), 3);
+    let end = Offset::Offset((3 * RECORDS / PARTITIONS as usize) as i64);
+    let offsets = committed(&b);
+    assert!(offsets.values().all(|o| *o == end), "committed {offsets:?}");
+
+    // A downgrade: the consumer-protocol members leave, and the classic one left is a classic group
+    // again, which it rejoins and then owns everything.
+    for member in [a, c] {
+        member.unsubscribe();
+        drop(member);
+    }
+    produce(&server, 3 * RECORDS, RECORDS).await;
+    read_shared(
+        &[&b],
+        &mut read,
+        4 * RECORDS,
+        PARTITIONS as usize,
+        "only the classic member is left",
+    );
+    commit(&[&b]);
+    use kafka_protocol::messages::*;
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![StrBytes::from_static_str(GROUP).into()]);
+    let response: ConsumerGroupDescribeResponse = exchange(&server, ApiKey::ConsumerGroupDescribe, 0, &request);
+    assert_eq!(
+        response.groups[0].error_code,
+        kafka_protocol::ResponseError::GroupIdNotFound.code(),
+        "a classic group again"
+    );
+    let request = DescribeGroupsRequest::default().with_groups(vec![StrBytes::from_static_str(GROUP).into()]);
+    let response: DescribeGroupsResponse = exchange(&server, ApiKey::DescribeGroups, 5, &request);
+    let group = &response.groups[0];
+    assert_eq!((group.group_state.as_str(), group.members.len()), ("Stable", 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_classic_consumers_share_a_group_with_a_consumer_protocol_member_through_a_rolling_upgrade() {
+    classic_consumers_are_upgraded_one_at_a_time(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_classic_consumers_share_a_group_with_a_consumer_protocol_member_through_a_rolling_upgrade() {
+    classic_consumers_are_upgraded_one_at_a_time(Some("cooperative-sticky")).await;
 }

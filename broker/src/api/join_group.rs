@@ -37,7 +37,8 @@ pub async fn handle(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    match broker.groups.join(join, &broker.group_log()).await {
+    let topics = super::consumer_group_heartbeat::ImageTopics(broker.metadata.image());
+    match broker.groups.join(join, &topics, &broker.group_log()).await {
         Ok(joined) => JoinGroupResponse::default()
             .with_generation_id(joined.generation)
             .with_protocol_type(Some(StrBytes::from_string(joined.protocol_type)))

@@ -6,8 +6,9 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use crate::broker::Broker;
 
 pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let log = broker.group_log();
     if version < 3 {
-        let result = broker.groups.leave(&request.group_id, &request.member_id, None);
+        let result = broker.groups.leave(&request.group_id, &request.member_id, None, &log);
         return LeaveGroupResponse::default().with_error_code(result.err().map_or(0, |e| e.code()));
     }
     let members = request
@@ -16,7 +17,7 @@ pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> Leav
         .map(|m| {
             let result = broker
                 .groups
-                .leave(&request.group_id, &m.member_id, m.group_instance_id.as_deref());
+                .leave(&request.group_id, &m.member_id, m.group_instance_id.as_deref(), &log);
             MemberResponse::default()
                 .with_member_id(m.member_id)
                 .with_group_instance_id(m.group_instance_id)

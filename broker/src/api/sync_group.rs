@@ -19,6 +19,7 @@ pub async fn handle(broker: &Broker, request: SyncGroupRequest, _version: i16) -
             request.group_instance_id.as_deref(),
             request.generation_id,
             assignments,
+            &super::consumer_group_heartbeat::ImageTopics(broker.metadata.image()),
         )
         .await
     {

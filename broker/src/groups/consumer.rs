@@ -26,15 +26,25 @@
 //! name: its regex is matched against the topics at every heartbeat of the group, so a topic created or
 //! deleted changes the subscribed topics, which bumps the group epoch.
 //!
-//! What this module does not do (yet): converting groups between the classic and the consumer protocol
-//! (the caller keeps a group id to one of them).
+//! Classic members (KIP-848's online migration, Kafka 4's `group.consumer.migration.policy=bidirectional`):
+//! a consumer of the classic protocol (JoinGroup/SyncGroup/Heartbeat) may be a member too, its subscription
+//! read from its JoinGroup metadata ([`protocol`]). Its JoinGroup is its heartbeat: it reconciles with the
+//! partitions its subscription says it owns, and is answered with its member epoch as the generation; its
+//! SyncGroup gets what it is assigned now. Its Heartbeat only tells it to rejoin (`REBALANCE_IN_PROGRESS`)
+//! when there is something to reconcile: it revokes by rejoining without the partitions. A classic group
+//! whose members all speak the consumer protocol type becomes a consumer group ([`Group::from_classic`]),
+//! and back ([`Group::classic_members`]) when only classic members are left; the coordinator does both.
+//! What classic members asked for in JoinGroup (their protocols) is not in the records: after a failover
+//! they are members like any other until they rejoin.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+pub mod protocol;
 pub mod records;
 
 /// The assignors this coordinator runs (Kafka's `group.consumer.assignors` default); the first is used
@@ -104,6 +114,35 @@ pub struct Answer {
 /// A refused heartbeat: the error and its message.
 pub type Refusal = (ResponseError, String);
 
+/// A classic member's JoinGroup, its subscription already read from its metadata.
+#[derive(Debug, Clone)]
+pub struct ClassicJoin {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub subscribed: Vec<String>,
+    /// What its subscription says it owns.
+    pub owned: Assignment,
+}
+
+/// A classic member as a group converts to or from one: its place in a classic group.
+#[derive(Debug, Clone)]
+pub struct ClassicMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub subscribed: Vec<String>,
+    pub assigned: Assignment,
+}
+
 #[derive(Debug, Clone)]
 struct Member {
     epoch: i32,
@@ -127,6 +166,9 @@ struct Member {
     revoking: Assignment,
     /// When a member in `UnrevokedPartitions` must have revoked by: past it, it is removed.
     revoke_deadline: Option<Instant>,
+    /// A classic member's JoinGroup protocols (name, metadata), in its order of preference; `None` for a
+    /// member of the consumer protocol.
+    classic: Option<Vec<(String, Bytes)>>,
 }
 
 impl Member {
@@ -150,6 +192,7 @@ impl Member {
             assigned: Assignment::new(),
             revoking: Assignment::new(),
             revoke_deadline: None,
+            classic: None,
         }
     }
 }
@@ -363,6 +406,190 @@ impl Group {
         })
     }
 
+    /// A classic group whose members all use the consumer protocol type, as a consumer group (Kafka's
+    /// `ConsumerGroup.fromClassicGroup`): every member keeps what it was assigned, at the classic generation
+    /// as group, assignment and member epoch, so nothing moves until the group's inputs change.
+    pub fn from_classic(members: Vec<ClassicMember>, generation: i32, topics: &dyn Topics, now: Instant) -> Self {
+        let mut group = Group::new(now);
+        group.epoch = generation.max(1);
+        group.assignment_epoch = group.epoch;
+        let mut taken = Partitions::new();
+        for m in members {
+            // A partition two members claim (a broken client assignor) stays with the first.
+            let assigned = collect(partitions(&m.assigned).filter(|tp| taken.insert(*tp)));
+            let mut member = Member::new(m.session_timeout, now);
+            member.epoch = group.epoch;
+            member.previous_epoch = group.epoch;
+            member.instance_id = m.instance_id;
+            member.client_id = m.client_id;
+            member.client_host = m.client_host;
+            member.subscribed = m.subscribed;
+            member.subscribed.sort();
+            member.subscribed.dedup();
+            member.rebalance_timeout = m.rebalance_timeout;
+            member.classic = Some(m.protocols);
+            member.assigned = assigned.clone();
+            group.target.insert(m.member_id.clone(), assigned);
+            group.members.insert(m.member_id, member);
+        }
+        group.topics = group.resolve_topics(topics);
+        group
+    }
+
+    /// The members, if every one is classic (Kafka's `ConsumerGroup.allMembersUseClassicProtocolExcept`
+    /// after the last consumer-protocol member left): the group may become a classic one again.
+    pub fn classic_members(&self) -> Option<Vec<ClassicMember>> {
+        if self.members.is_empty() {
+            return None;
+        }
+        self.members
+            .iter()
+            .map(|(id, m)| {
+                Some(ClassicMember {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout: m.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocols: m.classic.clone()?,
+                    subscribed: m.subscribed.clone(),
+                    assigned: m.assigned.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `member_id` is a classic member.
+    pub fn is_classic_member(&self, member_id: &str) -> bool {
+        self.members.get(member_id).is_some_and(|m| m.classic.is_some())
+    }
+
+    /// A classic member's JoinGroup (Kafka's `classicGroupJoinToConsumerGroup`): it joins, or heartbeats
+    /// with the partitions its subscription says it owns, and is answered with its member epoch (the
+    /// generation it syncs and heartbeats with). A member id of a consumer-protocol member is
+    /// `UNKNOWN_MEMBER_ID`, as in Kafka.
+    pub fn classic_join(&mut self, join: ClassicJoin, topics: &dyn Topics, now: Instant) -> Result<i32, Refusal> {
+        let known = self.members.get(&join.member_id);
+        if known.is_some_and(|m| m.classic.is_none()) {
+            return Err(unknown_member(&join.member_id));
+        }
+        let epoch = known.map_or(JOIN_EPOCH, |m| m.epoch);
+        let heartbeat = Heartbeat {
+            member_id: join.member_id.clone(),
+            member_epoch: epoch,
+            instance_id: join.instance_id,
+            rack_id: None,
+            rebalance_timeout_ms: i32::try_from(join.rebalance_timeout.as_millis()).unwrap_or(i32::MAX),
+            subscribed_topic_names: Some(join.subscribed),
+            subscribed_topic_regex: None,
+            server_assignor: None,
+            // A member joining owns nothing as far as the group knows; one rejoining owns what it says.
+            owned: Some(if epoch == JOIN_EPOCH {
+                Assignment::new()
+            } else {
+                join.owned.clone()
+            }),
+            client_id: join.client_id,
+            client_host: join.client_host,
+            session_timeout: join.session_timeout,
+        };
+        let answer = self.heartbeat(heartbeat, topics, now)?;
+        let member = self.members.get_mut(&answer.member_id).expect("it just heartbeat");
+        member.classic = Some(join.protocols);
+        // Told to revoke what it already gave up before rejoining (an eager consumer gives up everything):
+        // it has revoked, so it moves on now rather than at its next rejoin.
+        if member.state == MemberState::UnrevokedPartitions && !intersects(&join.owned, &member.revoking) {
+            self.reconcile(&answer.member_id, Some(&join.owned), now);
+        }
+        Ok(self.members[&answer.member_id].epoch)
+    }
+
+    /// A classic member's SyncGroup (Kafka's `classicGroupSyncToConsumerGroup`): what it is assigned now,
+    /// and its first protocol's name.
+    pub fn classic_sync(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(Assignment, String), ResponseError> {
+        let member = self.classic_member(member_id, generation)?;
+        member.last_seen = now;
+        let protocol = member.classic.iter().flatten().next().map(|(name, _)| name.clone());
+        Ok((member.assigned.clone(), protocol.unwrap_or_default()))
+    }
+
+    /// A classic member's Heartbeat (Kafka's `classicGroupHeartbeatToConsumerGroup`): it keeps its session,
+    /// and is told to rejoin (`REBALANCE_IN_PROGRESS`) when the group epoch moved past it, it has partitions
+    /// to revoke, or partitions it waits for were released.
+    pub fn classic_heartbeat(&mut self, member_id: &str, generation: i32, now: Instant) -> Result<(), ResponseError> {
+        let epoch = self.epoch;
+        let released = self.released_for(member_id);
+        let member = self.classic_member(member_id, generation)?;
+        member.last_seen = now;
+        let rejoin = member.epoch < epoch
+            || member.state == MemberState::UnrevokedPartitions
+            || (member.state == MemberState::UnreleasedPartitions && released);
+        if rejoin {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// A classic member's LeaveGroup, by member id or instance id. Its id, if it was one.
+    pub fn classic_leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<String, ResponseError> {
+        let id = match instance_id {
+            Some(instance) => {
+                let holder = self.holder_of(instance).ok_or(ResponseError::UnknownMemberId)?;
+                if !member_id.is_empty() && holder != member_id {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+                holder.to_owned()
+            }
+            None => member_id.to_owned(),
+        };
+        if !self.is_classic_member(&id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.remove(&id, now);
+        Ok(id)
+    }
+
+    /// A classic member at `generation`: `UNKNOWN_MEMBER_ID` if there is none of that id,
+    /// `ILLEGAL_GENERATION` if it is at another epoch.
+    fn classic_member(&mut self, member_id: &str, generation: i32) -> Result<&mut Member, ResponseError> {
+        let member = self
+            .members
+            .get_mut(member_id)
+            .filter(|m| m.classic.is_some())
+            .ok_or(ResponseError::UnknownMemberId)?;
+        if member.epoch != generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(member)
+    }
+
+    /// Whether some partition `member_id`'s target has, and it has not been given, is free now (Kafka's
+    /// `!waitingOnUnreleasedPartition`).
+    fn released_for(&self, member_id: &str) -> bool {
+        let (Some(member), Some(target)) = (self.members.get(member_id), self.target.get(member_id)) else {
+            return false;
+        };
+        partitions(target)
+            .filter(|tp| !contains(&member.assigned, *tp))
+            .any(|tp| {
+                !self
+                    .members
+                    .iter()
+                    .any(|(id, m)| id != member_id && (contains(&m.assigned, tp) || contains(&m.revoking, tp)))
+            })
+    }
+
     /// Whether [`Self::expire`] would remove anyone at `now`.
     pub fn has_expired(&self, now: Instant) -> bool {
         self.members.values().any(|m| m.expired(now))
@@ -469,8 +696,19 @@ impl Group {
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
-        if !self.members.contains_key(member_id) {
+        let Some(member) = self.members.get(member_id) else {
             return Err(ResponseError::UnknownMemberId);
+        };
+        // A classic member commits with its generation, with any version (Kafka's
+        // `validateOffsetCommit`): another one is ILLEGAL_GENERATION, as a classic group answers.
+        if member.classic.is_some() {
+            return if member.epoch == member_epoch {
+                Ok(())
+            } else if version >= 9 {
+                Err(ResponseError::StaleMemberEpoch)
+            } else {
+                Err(ResponseError::IllegalGeneration)
+            };
         }
         if version < 9 {
             return Err(ResponseError::UnsupportedVersion);
@@ -994,6 +1232,154 @@ mod tests {
             }
         }
         (mine, epoch)
+    }
+
+    fn classic(member: &str, assigned: &[i32]) -> ClassicMember {
+        ClassicMember {
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "rdkafka".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(60),
+            protocols: vec![("range".into(), Bytes::from_static(b"metadata"))],
+            subscribed: vec!["t".into()],
+            assigned: of(assigned),
+        }
+    }
+
+    fn classic_join(member: &str, owned: &[i32]) -> ClassicJoin {
+        let m = classic(member, &[]);
+        ClassicJoin {
+            member_id: m.member_id,
+            instance_id: None,
+            client_id: m.client_id,
+            client_host: m.client_host,
+            session_timeout: m.session_timeout,
+            rebalance_timeout: m.rebalance_timeout,
+            protocols: m.protocols,
+            subscribed: m.subscribed,
+            owned: of(owned),
+        }
+    }
+
+    fn mine(group: &Group, member: &str) -> Vec<i32> {
+        partitions(&group.members[member].assigned).map(|(_, p)| p).collect()
+    }
+
+    /// What a classic cooperative consumer does until its Heartbeat is answered without an error: rejoin
+    /// owning what it was last synced, then sync. Returns its partitions and generation.
+    fn settle_classic(group: &mut Group, t: &Fixture, member: &str, now: Instant) -> (Vec<i32>, i32) {
+        let mut generation = group.members[member].epoch;
+        let mut owns = mine(group, member);
+        for _ in 0..10 {
+            match group.classic_heartbeat(member, generation, now) {
+                Ok(()) => return (owns, generation),
+                Err(error) => assert_eq!(error, ResponseError::RebalanceInProgress),
+            }
+            generation = group.classic_join(classic_join(member, &owns), t, now).unwrap();
+            let (assigned, protocol) = group.classic_sync(member, generation, now).unwrap();
+            assert_eq!(protocol, "range");
+            owns = partitions(&assigned).map(|(_, p)| p).collect();
+        }
+        panic!("{member} did not settle");
+    }
+
+    #[test]
+    fn classic_members_upgraded_into_a_consumer_group_keep_their_partitions_and_revoke_by_rejoining() {
+        let (t, now) = (topics(6), Instant::now());
+        let mut group = Group::from_classic(vec![classic("a", &[0, 1, 2]), classic("b", &[3, 4, 5])], 4, &t, now);
+        assert_eq!((group.epoch, group.assignment_epoch, group.state()), (4, 4, "Stable"));
+        assert_eq!(group.classic_heartbeat("a", 4, now), Ok(()), "nothing moved");
+        assert_eq!(
+            group.classic_heartbeat("a", 3, now),
+            Err(ResponseError::IllegalGeneration)
+        );
+
+        // A consumer-protocol member joins: its target is one partition of each classic member, which it
+        // gets once they have revoked them, by rejoining.
+        let c = group.heartbeat(join("c"), &t, now).unwrap();
+        assert_eq!((c.member_epoch, owned(&c)), (5, vec![]));
+        assert_eq!(
+            group.classic_heartbeat("a", 4, now),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        let (a, a_generation) = settle_classic(&mut group, &t, "a", now);
+        let (b, _) = settle_classic(&mut group, &t, "b", now);
+        let (c, _) = settle(&mut group, &t, "c", now);
+        assert_eq!((a.len(), b.len(), c.len()), (2, 2, 2));
+        assert_eq!(a_generation, 5);
+        let mut all: Vec<i32> = a.iter().chain(&b).chain(&c).copied().collect();
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3, 4, 5]);
+        assert!(a.iter().all(|p| [0, 1, 2].contains(p)) && b.iter().all(|p| [3, 4, 5].contains(p)));
+        assert_eq!(group.state(), "Stable");
+        // A classic member commits with its generation, at any OffsetCommit version.
+        assert_eq!(group.check_commit("a", 5, 2), Ok(()));
+        assert_eq!(group.check_commit("a", 4, 2), Err(ResponseError::IllegalGeneration));
+
+        // The consumer-protocol member leaves: only classic members are left, the group may be classic again.
+        assert!(group.classic_members().is_none());
+        group.heartbeat(beat("c", LEAVE_EPOCH, None), &t, now).unwrap();
+        let members = group.classic_members().unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(partitions(&members[0].assigned).count(), 2);
+    }
+
+    #[test]
+    fn a_classic_member_joins_a_consumer_group_and_an_eager_one_that_revoked_everything_moves_on_at_once() {
+        let (t, now) = (topics(4), Instant::now());
+        let mut group = Group::new(now);
+        group.heartbeat(join("a"), &t, now).unwrap();
+        let (a, _) = settle(&mut group, &t, "a", now);
+        assert_eq!(a, vec![0, 1, 2, 3]);
+        assert_eq!(
+            group.classic_join(classic_join("a", &[]), &t, now).unwrap_err().0,
+            ResponseError::UnknownMemberId,
+            "a JoinGroup cannot take a consumer-protocol member's id"
+        );
+        // b joins the classic way: nothing is free until a has revoked.
+        let generation = group.classic_join(classic_join("b", &[]), &t, now).unwrap();
+        assert_eq!(generation, 2);
+        assert_eq!(group.classic_sync("b", generation, now).unwrap().0, Assignment::new());
+        assert_eq!(
+            group.classic_sync("b", 1, now).unwrap_err(),
+            ResponseError::IllegalGeneration
+        );
+        assert_eq!(
+            group.classic_sync("z", 2, now).unwrap_err(),
+            ResponseError::UnknownMemberId
+        );
+        assert_eq!(group.classic_heartbeat("b", 2, now), Ok(()), "waiting for a");
+        let (a, _) = settle(&mut group, &t, "a", now);
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            group.classic_heartbeat("b", 2, now),
+            Err(ResponseError::RebalanceInProgress),
+            "its partitions were released"
+        );
+        // An eager consumer rejoins owning nothing: it gets the two free ones.
+        let generation = group.classic_join(classic_join("b", &[]), &t, now).unwrap();
+        let (b, _) = group.classic_sync("b", generation, now).unwrap();
+        assert_eq!(partitions(&b).count(), 2);
+        assert_eq!(group.classic_heartbeat("b", generation, now), Ok(()));
+        // A member whose target shrinks and that revoked everything before rejoining (eager) moves on
+        // in the same JoinGroup.
+        group.heartbeat(join("c"), &t, now).unwrap();
+        assert_eq!(
+            group.classic_heartbeat("b", generation, now),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        let next = group.classic_join(classic_join("b", &[]), &t, now).unwrap();
+        assert_eq!(next, group.assignment_epoch);
+        assert_eq!(group.members["b"].state, MemberState::Stable);
+        assert_eq!(
+            group.classic_leave("", Some("none"), now),
+            Err(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(group.classic_leave("a", None, now), Err(ResponseError::UnknownMemberId));
+        assert_eq!(group.classic_leave("b", None, now), Ok("b".to_owned()));
+        assert!(!group.has_member("b"));
     }
 
     #[test]

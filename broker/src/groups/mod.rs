@@ -33,10 +33,13 @@
 //! (Kafka's `Dead`) by the periodic check in [`expiry`], which also expires committed offsets.
 //!
 //! Groups of the KIP-848 consumer protocol (ConsumerGroupHeartbeat) are in [`consumer`], behind a second
-//! mutex. A group id is one or the other: a heartbeat for a classic group with members is answered
-//! `GROUP_ID_NOT_FOUND`, a JoinGroup for a consumer group with members `INCONSISTENT_GROUP_PROTOCOL`; an
-//! empty group of either kind is taken over by the other. Whoever needs both locks takes the classic one
-//! first, so that the two never wait for each other.
+//! mutex. A group id is one or the other, and moves between them as in Kafka 4's online migration
+//! (`group.consumer.migration.policy=bidirectional`): an empty group of either kind is taken over by the
+//! other; a ConsumerGroupHeartbeat joining a classic group of consumers converts it, members and
+//! assignments included; JoinGroup, SyncGroup, Heartbeat and LeaveGroup for a consumer group with members
+//! are its classic members' (see [`consumer`]); and when the last consumer-protocol member leaves, the
+//! classic members left are a classic group again, which rebalances. Whoever needs both locks takes the
+//! classic one first, so that the two never wait for each other.
 //!
 //! Consumer-protocol groups are durable: each change is appended as records to the group's partition of
 //! `__consumer_offsets` through a [`GroupLog`], under the consumer-group mutex so that the log has the
@@ -274,6 +277,10 @@ fn accepts_member(group: &Group, member_id: &str, max_size: usize) -> bool {
     }
 }
 
+/// A classic member's JoinGroup of a consumer-protocol group: its answer and the write to wait for before
+/// giving it, or the error and the member id to answer with.
+type ConsumerJoin = Result<(Joined, Option<offsets::Written>), (ResponseError, String)>;
+
 /// What [`Coordinator::join`] does once it has handled the request under the lock.
 enum JoinStep {
     /// Answered at once.
@@ -364,9 +371,11 @@ impl Coordinator {
     /// ConsumerGroupHeartbeat for `group_id` (see [`consumer`]). The records of what it changed are
     /// appended to the group's partition of `__consumer_offsets` under the lock, so that the log has the
     /// changes in the order they were made; the caller waits for the returned write before answering. If
-    /// the append fails, the group is as it was before the heartbeat.
+    /// the append fails, the group is as it was before the heartbeat. A join converts a classic group of
+    /// consumers ([`upgradable`]); a leave that leaves only classic members converts the group back
+    /// ([`Self::downgraded`]).
     pub fn consumer_heartbeat(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         request: consumer::Heartbeat,
         topics: &dyn consumer::Topics,
@@ -376,24 +385,53 @@ impl Coordinator {
             return Err((ResponseError::InvalidRequest, "GroupId can't be empty.".into()));
         }
         let now = Instant::now();
+        let joining = request.member_epoch == consumer::JOIN_EPOCH;
+        // Held to the end: a leave may turn the group back into a classic one.
         let mut classic = self.lock();
+        let mut upgraded = None;
         if let Some(group) = classic.get(group_id) {
-            if !group.is_bare() {
-                return Err((
-                    ResponseError::GroupIdNotFound,
-                    format!("Group {group_id} is not a consumer group."),
-                ));
+            if group.is_bare() {
+                // An empty classic group (its offsets stay, they are kept apart) becomes a consumer group.
+                classic.remove(group_id);
+            } else {
+                let members = joining
+                    .then(|| upgradable(group, topics, self.settings.consumer_max_size))
+                    .flatten()
+                    .ok_or_else(|| {
+                        (
+                            ResponseError::GroupIdNotFound,
+                            format!("Group {group_id} is not a consumer group."),
+                        )
+                    })?;
+                let mut group = classic.remove(group_id).expect("present");
+                upgraded = Some(consumer::Group::from_classic(members, group.generation, topics, now));
+                // Kafka's online upgrade: requests of the classic rebalance in flight are told to rejoin,
+                // which the consumer group now answers.
+                for member in group.members.values_mut() {
+                    if let Some(join) = member.join.take() {
+                        let _ = join.send(Err(ResponseError::RebalanceInProgress));
+                    }
+                    if let Some(sync) = member.sync.take() {
+                        let _ = sync.send(Err(ResponseError::RebalanceInProgress));
+                    }
+                }
+                tracing::info!(
+                    group = group_id,
+                    members = group.members.len(),
+                    generation = group.generation,
+                    "classic group converted to a consumer group for a consumer-protocol member"
+                );
             }
-            // An empty classic group (its offsets stay, they are kept apart) becomes a consumer group.
-            classic.remove(group_id);
         }
         let mut groups = self.lock_consumer();
-        drop(classic);
-        let joining = request.member_epoch == consumer::JOIN_EPOCH;
         // What the records are computed from: a copy costs what an assignment does (members and
-        // partitions), which a heartbeat may run anyway.
+        // partitions), which a heartbeat may run anyway. An upgraded group has no records yet: all of them
+        // are written.
         let before = groups.get(group_id).cloned();
-        if before.is_none() {
+        if let Some(group) = upgraded {
+            groups.insert(group_id.to_owned(), group);
+        }
+        if before.is_none() && !groups.contains_key(group_id) {
             if !joining {
                 // Kafka's answer to a member of a group it does not know: the member rejoins.
                 return Err((
@@ -423,7 +461,7 @@ impl Coordinator {
         }
         let leaving = (request.member_epoch < 0).then(|| (request.member_id.clone(), request.member_epoch));
         let answer = group.heartbeat(request, topics, now);
-        match (leaving, &answer) {
+        match (&leaving, &answer) {
             (Some((member, consumer::LEAVE_STATIC_EPOCH)), Ok(_)) => {
                 tracing::info!(group = group_id, member = %member, epoch = group.epoch(), "static member left for now; its partitions wait for its session timeout");
             }
@@ -433,8 +471,31 @@ impl Coordinator {
             _ => {}
         }
         if answer.is_err() && before.is_none() {
-            // A refused join does not leave a group behind.
+            // A refused join does not leave a group behind (an upgraded group's members rejoin as classic
+            // members of a new group).
             groups.remove(group_id);
+        }
+        // The last consumer-protocol member left and classic ones remain: a classic group again.
+        if let (Some(_), Ok(_)) = (&leaving, &answer)
+            && let Some(members) = groups.get(group_id).and_then(consumer::Group::classic_members)
+        {
+            let group = groups.remove(group_id).expect("present");
+            let records = consumer::records::diff(group_id, before.as_ref(), None);
+            if let Err(error) = log.append(group_id, &records) {
+                groups.insert(group_id.to_owned(), before.expect("a member left it"));
+                return Err((error, format!("writing group {group_id} to __consumer_offsets failed")));
+            }
+            drop(groups);
+            let downgraded = self.downgraded(group_id, members, group.epoch(), topics);
+            tracing::info!(
+                group = group_id,
+                members = downgraded.members.len(),
+                "consumer group converted back to a classic group: only classic members are left"
+            );
+            let entry = classic.entry(group_id.to_owned()).insert_entry(downgraded);
+            self.members_changed(group_id, entry.into_mut());
+            // The leave's answer does not depend on the tombstones: they are not waited for.
+            return answer.map(|answer| (answer, None));
         }
         let records = consumer::records::diff(group_id, before.as_ref(), groups.get(group_id));
         if records.is_empty() {
@@ -450,6 +511,55 @@ impl Coordinator {
                 Err((error, format!("writing group {group_id} to __consumer_offsets failed")))
             }
         }
+    }
+
+    /// Kafka's `ClassicGroup.fromConsumerGroup`: the classic members of a consumer group as a classic group
+    /// at the group epoch, each with its assignment as ConsumerProtocol bytes, ready for a rebalance that
+    /// every member must rejoin ([`Self::members_changed`] starts it).
+    fn downgraded(
+        &self,
+        group_id: &str,
+        members: Vec<consumer::ClassicMember>,
+        epoch: i32,
+        topics: &dyn consumer::Topics,
+    ) -> Group {
+        let mut group = Group::new();
+        group.generation = epoch;
+        group.protocol_type = CONSUMER_PROTOCOL_TYPE.to_owned();
+        // Stable, so that `members_changed` starts a rebalance rather than wait for the initial delay.
+        group.state = State::Stable;
+        let now = Instant::now();
+        for m in members {
+            let assignment = consumer::protocol::encode_assignment(&m.assigned, topics);
+            group.members.insert(
+                m.member_id,
+                Member {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: m.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocols: m.protocols,
+                    assignment,
+                    last_seen: now,
+                    join: None,
+                    sync: None,
+                },
+            );
+        }
+        group.protocol = group
+            .members
+            .values()
+            .next()
+            .and_then(|m| m.protocols.first())
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default();
+        tracing::debug!(
+            group = group_id,
+            generation = epoch,
+            "classic group rebuilt from a consumer group"
+        );
+        group
     }
 
     /// Replaces the consumer-protocol groups of partition `index` of `__consumer_offsets` with `loaded`,
@@ -561,6 +671,7 @@ impl Coordinator {
     pub async fn join(
         self: &Arc<Self>,
         request: JoinRequest,
+        topics: &(dyn consumer::Topics + Sync),
         log: &dyn GroupLog,
     ) -> Result<Joined, (ResponseError, String)> {
         if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms) {
@@ -568,6 +679,18 @@ impl Coordinator {
         }
         if request.group_id.is_empty() {
             return Err((ResponseError::InvalidGroupId, request.member_id));
+        }
+        if let Some(result) = self.join_consumer(&request, topics, log) {
+            // Answered once the group's records are on every in-sync replica, as a ConsumerGroupHeartbeat.
+            return match result {
+                Ok((joined, Some(written))) => written
+                    .wait()
+                    .await
+                    .map(|()| joined)
+                    .map_err(|e| (e, request.member_id)),
+                Ok((joined, None)) => Ok(joined),
+                Err(refusal) => Err(refusal),
+            };
         }
         let waiter = {
             let mut groups = self.lock();
@@ -604,6 +727,77 @@ impl Coordinator {
             .await
             .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
             .map_err(|e| (e, request.member_id))
+    }
+
+    /// JoinGroup of a classic member for a consumer-protocol group with members (KIP-848's online
+    /// migration; see [`consumer`]), answered at once with the member's epoch as the generation and no
+    /// leader (the coordinator assigns). `None` if `group_id` is no such group. The records of what it
+    /// changed are appended under the lock, as a ConsumerGroupHeartbeat's.
+    fn join_consumer(
+        &self,
+        request: &JoinRequest,
+        topics: &dyn consumer::Topics,
+        log: &dyn GroupLog,
+    ) -> Option<ConsumerJoin> {
+        let _classic = self.lock();
+        let mut groups = self.lock_consumer();
+        let group = groups.get_mut(&request.group_id).filter(|g| !g.is_empty())?;
+        let refuse = |error: ResponseError| Some(Err((error, request.member_id.clone())));
+        if request.protocol_type != CONSUMER_PROTOCOL_TYPE || request.protocols.is_empty() {
+            return refuse(ResponseError::InconsistentGroupProtocol);
+        }
+        // Kafka reads the subscription of the member's first protocol: the topics are the same in all.
+        let Some(subscription) = consumer::protocol::subscription(&request.protocols[0].1) else {
+            return refuse(ResponseError::InconsistentGroupProtocol);
+        };
+        let member_id = if request.member_id.is_empty() {
+            new_member_id(request)
+        } else {
+            request.member_id.clone()
+        };
+        if !group.has_member(&member_id) && group.member_count() >= self.settings.consumer_max_size {
+            return Some(Err((ResponseError::GroupMaxSizeReached, String::new())));
+        }
+        let join = consumer::ClassicJoin {
+            member_id: member_id.clone(),
+            instance_id: request.instance_id.clone(),
+            client_id: request.client_id.clone(),
+            client_host: request.client_host.clone(),
+            session_timeout: Duration::from_millis(request.session_timeout_ms as u64),
+            rebalance_timeout: Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64),
+            protocols: request.protocols.clone(),
+            subscribed: subscription.topics,
+            owned: consumer::protocol::resolve(&subscription.owned, topics),
+        };
+        let before = group.clone();
+        let epoch = match group.classic_join(join, topics, Instant::now()) {
+            Ok(epoch) => epoch,
+            Err((error, message)) => {
+                tracing::debug!(group = %request.group_id, member = %member_id, ?error, message, "classic join refused");
+                return Some(Err((error, member_id)));
+            }
+        };
+        let records = consumer::records::diff(&request.group_id, Some(&before), Some(group));
+        let written = if records.is_empty() {
+            None
+        } else {
+            match log.append(&request.group_id, &records) {
+                Ok(written) => written,
+                Err(error) => {
+                    groups.insert(request.group_id.clone(), before);
+                    return Some(Err((error, member_id)));
+                }
+            }
+        };
+        let joined = Joined {
+            generation: epoch,
+            protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+            protocol: request.protocols[0].0.clone(),
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        };
+        Some(Ok((joined, written)))
     }
 
     /// JoinGroup under the lock: refused, answered at once, or waiting for the rebalance.
@@ -777,7 +971,18 @@ impl Coordinator {
         instance_id: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
+        topics: &(dyn consumer::Topics + Sync),
     ) -> Result<Synced, ResponseError> {
+        if let Some(synced) = self.with_consumer(group_id, |group| {
+            let (assigned, protocol) = group.classic_sync(member_id, generation, Instant::now())?;
+            Ok(Synced {
+                protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+                protocol,
+                assignment: consumer::protocol::encode_assignment(&assigned, topics),
+            })
+        }) {
+            return synced;
+        }
         let waiter = {
             let mut groups = self.lock();
             let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -822,6 +1027,11 @@ impl Coordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
+        if let Some(result) = self.with_consumer(group_id, |group| {
+            group.classic_heartbeat(member_id, generation, Instant::now())
+        }) {
+            return result;
+        }
         let mut groups = self.lock();
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
         check_member(group, member_id, instance_id, generation)?;
@@ -839,7 +1049,21 @@ impl Coordinator {
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
+        log: &dyn GroupLog,
     ) -> Result<(), ResponseError> {
+        if let Some(result) = self.with_consumer(group_id, |group| {
+            let before = group.clone();
+            let id = group.classic_leave(member_id, instance_id, Instant::now())?;
+            // The leave's answer does not depend on the records: they are not waited for.
+            if let Err(error) = log.append(group_id, &consumer::records::diff(group_id, Some(&before), Some(group))) {
+                *group = before;
+                return Err(error);
+            }
+            tracing::info!(group = group_id, member = %id, "classic member left a consumer group");
+            Ok(())
+        }) {
+            return result;
+        }
         let mut groups = self.lock();
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
         let id = match instance_id {
@@ -861,6 +1085,13 @@ impl Coordinator {
         tracing::info!(group = group_id, member = %id, "member left");
         self.members_changed(group_id, group);
         Ok(())
+    }
+
+    /// Runs `serve` on consumer-protocol group `group_id` if it has members (a classic member's SyncGroup,
+    /// Heartbeat or LeaveGroup); `None` if there is no such group, for the classic coordinator to answer.
+    fn with_consumer<T>(&self, group_id: &str, serve: impl FnOnce(&mut consumer::Group) -> T) -> Option<T> {
+        let mut groups = self.lock_consumer();
+        groups.get_mut(group_id).filter(|g| !g.is_empty()).map(serve)
     }
 
     /// Whether a commit from this member at this generation is accepted. A commit without a member
@@ -1015,6 +1246,40 @@ impl Coordinator {
         });
         before - groups.len() + consumer_before - consumer.len()
     }
+}
+
+/// The members of classic group `group` as consumer-group members, if it may become a consumer group
+/// (Kafka's `validateOnlineUpgrade`): all of them of the `consumer` protocol type, no more than
+/// `group.consumer.max.size`, and every subscription and assignment readable.
+fn upgradable(group: &Group, topics: &dyn consumer::Topics, max_size: usize) -> Option<Vec<consumer::ClassicMember>> {
+    if group.protocol_type != CONSUMER_PROTOCOL_TYPE || group.members.len() >= max_size {
+        return None;
+    }
+    group
+        .members
+        .iter()
+        .map(|(id, m)| {
+            // The chosen protocol's metadata; mid-rebalance, before one is chosen, the member's first.
+            let (_, metadata) = m
+                .protocols
+                .iter()
+                .find(|(name, _)| *name == group.protocol)
+                .or_else(|| m.protocols.first())?;
+            let subscription = consumer::protocol::subscription(metadata)?;
+            let assigned = consumer::protocol::assignment(&m.assignment)?;
+            Some(consumer::ClassicMember {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: m.protocols.clone(),
+                subscribed: subscription.topics,
+                assigned: consumer::protocol::resolve(&assigned, topics),
+            })
+        })
+        .collect()
 }
 
 /// Topic names from a ConsumerProtocolSubscription (any version: the topics come first). Malformed metadata
@@ -1290,26 +1555,26 @@ mod tests {
     async fn a_join_past_group_max_size_is_refused_with_no_member_id() {
         let coordinator = coordinator(1);
         let (error, id) = coordinator
-            .join(join_request("g", ""), &MemoryLog::default())
+            .join(join_request("g", ""), &NoTopics, &MemoryLog::default())
             .await
             .unwrap_err();
         assert_eq!(error, ResponseError::MemberIdRequired);
         assert_eq!(
             coordinator
-                .join(join_request("g", ""), &MemoryLog::default())
+                .join(join_request("g", ""), &NoTopics, &MemoryLog::default())
                 .await
                 .unwrap_err(),
             (ResponseError::GroupMaxSizeReached, String::new()),
             "the id handed out holds the only place"
         );
         let joined = coordinator
-            .join(join_request("g", &id), &MemoryLog::default())
+            .join(join_request("g", &id), &NoTopics, &MemoryLog::default())
             .await
             .unwrap();
         assert_eq!(joined.member_id, id);
         assert_eq!(
             coordinator
-                .join(join_request("g", ""), &MemoryLog::default())
+                .join(join_request("g", ""), &NoTopics, &MemoryLog::default())
                 .await
                 .unwrap_err()
                 .0,
@@ -1325,7 +1590,7 @@ mod tests {
         request: JoinRequest,
     ) -> tokio::task::JoinHandle<Result<Joined, (ResponseError, String)>> {
         let coordinator = coordinator.clone();
-        let task = tokio::spawn(async move { coordinator.join(request, &MemoryLog::default()).await });
+        let task = tokio::spawn(async move { coordinator.join(request, &NoTopics, &MemoryLog::default()).await });
         tokio::task::yield_now().await;
         task
     }
@@ -1338,7 +1603,7 @@ mod tests {
             ..join_request("g", member_id)
         };
         let a = coordinator
-            .join(direct(""), &MemoryLog::default())
+            .join(direct(""), &NoTopics, &MemoryLog::default())
             .await
             .unwrap()
             .member_id;
@@ -1350,7 +1615,10 @@ mod tests {
         let a_again = start_join(&coordinator, direct(&a)).await;
         let c = start_join(&coordinator, direct("")).await;
         assert_eq!(
-            coordinator.join(direct(&b), &MemoryLog::default()).await.unwrap_err(),
+            coordinator
+                .join(direct(&b), &NoTopics, &MemoryLog::default())
+                .await
+                .unwrap_err(),
             (ResponseError::GroupMaxSizeReached, String::new())
         );
         // Without b, everyone has rejoined: the rebalance completes.
@@ -1375,12 +1643,19 @@ mod tests {
         let mut refused = join_request("refused", "");
         refused.protocol_type.clear();
         assert_eq!(
-            coordinator.join(refused, &MemoryLog::default()).await.unwrap_err().0,
+            coordinator
+                .join(refused, &NoTopics, &MemoryLog::default())
+                .await
+                .unwrap_err()
+                .0,
             ResponseError::InconsistentGroupProtocol
         );
         let mut direct = join_request("g", "");
         direct.require_known_member_id = false;
-        let joined = coordinator.join(direct, &MemoryLog::default()).await.unwrap();
+        let joined = coordinator
+            .join(direct, &NoTopics, &MemoryLog::default())
+            .await
+            .unwrap();
         assert_eq!(
             coordinator.list().len(),
             1,
@@ -1394,7 +1669,9 @@ mod tests {
             "it has a member"
         );
 
-        coordinator.leave("g", &joined.member_id, None).unwrap();
+        coordinator
+            .leave("g", &joined.member_id, None, &MemoryLog::default())
+            .unwrap();
         assert!(matches!(coordinator.expiry()["g"], Expiry::EmptySince(_)));
         assert_eq!(
             coordinator.remove_dead(|_| true, &MemoryLog::default()),
@@ -1420,29 +1697,29 @@ mod tests {
     async fn a_second_process_of_a_static_member_fences_the_first() {
         let coordinator = coordinator(10);
         let first = coordinator
-            .join(static_join("a", ""), &MemoryLog::default())
+            .join(static_join("a", ""), &NoTopics, &MemoryLog::default())
             .await
             .unwrap();
         let old = first.member_id.clone();
         let assignment = vec![(old.clone(), bytes("p0"))];
         coordinator
-            .sync("g", &old, Some("a"), first.generation, assignment)
+            .sync("g", &old, Some("a"), first.generation, assignment, &NoTopics)
             .await
             .unwrap();
 
         // The same instance id again (a pod of the next deploy, the old one still running).
         let second = coordinator
-            .join(static_join("a", ""), &MemoryLog::default())
+            .join(static_join("a", ""), &NoTopics, &MemoryLog::default())
             .await
             .unwrap();
         assert_ne!(second.member_id, old, "a new member id");
         let fenced = Err(ResponseError::FencedInstanceId);
         assert_eq!(coordinator.heartbeat("g", &old, Some("a"), first.generation), fenced);
         assert_eq!(coordinator.check_commit("g", &old, Some("a"), first.generation), fenced);
-        assert_eq!(coordinator.leave("g", &old, Some("a")), fenced);
+        assert_eq!(coordinator.leave("g", &old, Some("a"), &MemoryLog::default()), fenced);
         assert_eq!(
             coordinator
-                .join(static_join("a", &old), &MemoryLog::default())
+                .join(static_join("a", &old), &NoTopics, &MemoryLog::default())
                 .await
                 .unwrap_err()
                 .0,
@@ -1469,11 +1746,11 @@ mod tests {
     async fn a_static_follower_back_in_a_stable_group_takes_its_place_and_assignment_without_a_rebalance() {
         let coordinator = coordinator(10);
         let a = coordinator
-            .join(static_join("a", ""), &MemoryLog::default())
+            .join(static_join("a", ""), &NoTopics, &MemoryLog::default())
             .await
             .unwrap();
         coordinator
-            .sync("g", &a.member_id, Some("a"), a.generation, vec![])
+            .sync("g", &a.member_id, Some("a"), a.generation, vec![], &NoTopics)
             .await
             .unwrap();
         // b joins; a rejoins: one generation of two, a leading.
@@ -1484,7 +1761,7 @@ mod tests {
             "a member of the current generation commits while the group prepares a rebalance"
         );
         let a = coordinator
-            .join(static_join("a", &a.member_id), &MemoryLog::default())
+            .join(static_join("a", &a.member_id), &NoTopics, &MemoryLog::default())
             .await
             .unwrap();
         let b = b.await.unwrap().unwrap();
@@ -1497,23 +1774,27 @@ mod tests {
         let b_sync = {
             let coordinator = coordinator.clone();
             let b_id = b.member_id.clone();
-            tokio::spawn(async move { coordinator.sync("g", &b_id, Some("b"), b.generation, vec![]).await })
+            tokio::spawn(async move {
+                coordinator
+                    .sync("g", &b_id, Some("b"), b.generation, vec![], &NoTopics)
+                    .await
+            })
         };
         tokio::task::yield_now().await;
         let assignments = vec![(a.member_id.clone(), bytes("pa")), (b.member_id.clone(), bytes("pb"))];
         coordinator
-            .sync("g", &a.member_id, Some("a"), a.generation, assignments)
+            .sync("g", &a.member_id, Some("a"), a.generation, assignments, &NoTopics)
             .await
             .unwrap();
         assert_eq!(b_sync.await.unwrap().unwrap().assignment, bytes("pb"));
 
         let b2 = coordinator
-            .join(static_join("b", ""), &MemoryLog::default())
+            .join(static_join("b", ""), &NoTopics, &MemoryLog::default())
             .await
             .unwrap();
         assert_eq!(b2.generation, a.generation, "no rebalance");
         let synced = coordinator
-            .sync("g", &b2.member_id, Some("b"), b2.generation, vec![])
+            .sync("g", &b2.member_id, Some("b"), b2.generation, vec![], &NoTopics)
             .await
             .unwrap();
         assert_eq!(synced.assignment, bytes("pb"), "the old member's assignment");
@@ -1571,6 +1852,126 @@ mod tests {
         }
     }
 
+    /// A ConsumerProtocol Subscription (v1) to topic `t`, owning `owned`.
+    fn subscription_to_t(owned: &[i32]) -> Bytes {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let message = ConsumerProtocolSubscription::default()
+            .with_topics(vec![StrBytes::from_static_str("t")])
+            .with_owned_partitions(vec![
+                TopicPartition::default()
+                    .with_topic(StrBytes::from_static_str("t").into())
+                    .with_partitions(owned.to_vec()),
+            ]);
+        let mut buf = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut buf, 1);
+        message.encode(&mut buf, 1).unwrap();
+        buf.freeze()
+    }
+
+    fn partitions_of(assignment: &Bytes) -> Vec<i32> {
+        let named = consumer::protocol::assignment(assignment).unwrap();
+        named.into_iter().flat_map(|(_, p)| p).collect()
+    }
+
+    #[tokio::test]
+    async fn a_classic_group_upgrades_for_a_consumer_member_serves_its_classic_members_and_downgrades_back() {
+        let coordinator = coordinator(10);
+        let (t, log) = (consumer::tests_support::Fixture::one_topic(6), &MemoryLog::default());
+        let classic_join = |member: &str, owned: &[i32]| JoinRequest {
+            protocols: vec![("range".into(), subscription_to_t(owned))],
+            require_known_member_id: false,
+            ..join_request("up", member)
+        };
+        // A classic group of two members, the leader handing out 0-2 and 3-5.
+        let alone = coordinator.join(classic_join("", &[]), &NoTopics, log).await.unwrap();
+        let c2 = coordinator.clone();
+        let second =
+            tokio::spawn(async move { c2.join(classic_join("", &[]), &NoTopics, &MemoryLog::default()).await });
+        // The first member rejoins the rebalance the second one started.
+        let first = loop {
+            tokio::task::yield_now().await;
+            if coordinator.describe("up").unwrap().state == State::PreparingRebalance {
+                break coordinator
+                    .join(classic_join(&alone.member_id, &[]), &NoTopics, log)
+                    .await
+                    .unwrap();
+            }
+        };
+        let second = second.await.unwrap().unwrap();
+        let (leader, follower) = if first.member_id == first.leader {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let owned = consumer::protocol::resolve(&[("t".into(), vec![0, 1, 2])], &t);
+        let rest = consumer::protocol::resolve(&[("t".into(), vec![3, 4, 5])], &t);
+        let assignments = vec![
+            (
+                leader.member_id.clone(),
+                consumer::protocol::encode_assignment(&owned, &t),
+            ),
+            (
+                follower.member_id.clone(),
+                consumer::protocol::encode_assignment(&rest, &t),
+            ),
+        ];
+        let (generation, id) = (leader.generation, leader.member_id.clone());
+        coordinator
+            .sync("up", &id, None, generation, assignments, &t)
+            .await
+            .unwrap();
+
+        // A consumer-protocol member joins: the group converts, the classic members keep their partitions.
+        let (answer, _) = coordinator
+            .consumer_heartbeat("up", consumer_join("c"), &t, log)
+            .unwrap();
+        assert_eq!(answer.member_epoch, generation + 1);
+        assert!(coordinator.describe("up").is_none());
+        assert_eq!(coordinator.describe_consumer("up").unwrap().members.len(), 3);
+        assert_eq!(
+            coordinator.heartbeat("up", &id, None, generation),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        // The leader rejoins, as a classic member of the consumer group: answered at once, no leader.
+        let rejoined = coordinator.join(classic_join(&id, &[0, 1, 2]), &t, log).await.unwrap();
+        assert_eq!(
+            (rejoined.member_id.as_str(), rejoined.leader.as_str()),
+            (id.as_str(), "")
+        );
+        assert!(rejoined.members.is_empty());
+        let synced = coordinator
+            .sync("up", &id, None, rejoined.generation, vec![], &t)
+            .await
+            .unwrap();
+        let kept = partitions_of(&synced.assignment);
+        assert_eq!(kept.len(), 2, "one partition goes to c");
+        // It revoked the third and rejoins: it is at the group's epoch, and its heartbeat is quiet.
+        let again = coordinator.join(classic_join(&id, &kept), &t, log).await.unwrap();
+        assert_eq!(again.generation, generation + 1);
+        assert_eq!(coordinator.heartbeat("up", &id, None, again.generation), Ok(()));
+        assert!(
+            !log.records.lock().unwrap().is_empty(),
+            "the converted group is in the log"
+        );
+
+        // The consumer-protocol member leaves: a classic group again, rebalancing, its members to rejoin.
+        let leave = consumer::Heartbeat {
+            member_epoch: consumer::LEAVE_EPOCH,
+            ..consumer_join("c")
+        };
+        coordinator.consumer_heartbeat("up", leave, &t, log).unwrap();
+        assert!(coordinator.describe_consumer("up").is_none());
+        let classic = coordinator.describe("up").unwrap();
+        assert_eq!((classic.state, classic.members.len()), (State::PreparingRebalance, 2));
+        let back = coordinator.join(classic_join(&id, &kept), &NoTopics, log);
+        let other = coordinator.join(classic_join(&follower.member_id, &[]), &NoTopics, log);
+        let (back, other) = tokio::join!(back, other);
+        assert_eq!(back.unwrap().generation, other.unwrap().generation);
+        assert_eq!(coordinator.describe("up").unwrap().state, State::CompletingRebalance);
+    }
+
     #[tokio::test]
     async fn a_group_id_is_classic_or_consumer_and_consumer_groups_have_a_max_size() {
         let coordinator = coordinator(1);
@@ -1593,7 +1994,7 @@ mod tests {
         );
         assert_eq!(
             coordinator
-                .join(join_request("cg", ""), &MemoryLog::default())
+                .join(join_request("cg", ""), &NoTopics, &MemoryLog::default())
                 .await
                 .unwrap_err()
                 .0,
@@ -1605,7 +2006,10 @@ mod tests {
         );
         let mut direct = join_request("classic", "");
         direct.require_known_member_id = false;
-        coordinator.join(direct, &MemoryLog::default()).await.unwrap();
+        coordinator
+            .join(direct, &NoTopics, &MemoryLog::default())
+            .await
+            .unwrap();
         assert_eq!(
             coordinator
                 .consumer_heartbeat("classic", consumer_join("c"), &NoTopics, log)
