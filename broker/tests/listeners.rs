@@ -17,9 +17,22 @@ use strata_protocol::client::admin::NewTopic;
 /// Bound for what a loaded machine takes a while to do (start, elect, replicate).
 const SLOW: Duration = Duration::from_secs(60);
 
-/// A free loopback port (released again, so another process could take it first; unlikely here).
+/// A free loopback port (released again, so another process could take it first; unlikely here), never one
+/// this process was handed before: the kernel may hand a released port out again at once, and two listeners
+/// of one node once got the same port.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Where one node's listeners are bound: INTERNAL (advertised as 127.0.0.1), EXTERNAL (advertised as

@@ -21,9 +21,12 @@ pub struct Cluster {
     down: Vec<bool>,
 }
 
-/// A free loopback port (the listener is dropped, so another process may take it first; unlikely here).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `n` distinct free loopback ports. Their listeners are held until all are chosen, so that the kernel
+/// cannot hand the same port out twice (a node's Kafka and controller listeners once got the same one);
+/// dropped before the nodes start, they may still be taken by another process first, which is unlikely.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 impl Cluster {
@@ -42,8 +45,9 @@ impl Cluster {
         let nodes = combined + controllers + brokers;
         let voters_n = combined + controllers;
         let dir = tempfile::tempdir().unwrap();
-        let kafka: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-        let controller_ports: Vec<u16> = (0..voters_n).map(|_| free_port()).collect();
+        let mut ports = free_ports(nodes + voters_n);
+        let controller_ports = ports.split_off(nodes);
+        let kafka = ports;
         let voters = (0..voters_n)
             .map(|i| format!("{}@127.0.0.1:{}", i + 1, controller_ports[i]))
             .collect::<Vec<_>>()

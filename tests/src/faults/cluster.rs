@@ -267,12 +267,22 @@ pub fn segments_of(data_dir: &Path, topic: &str, partition: i32) -> Option<Vec<u
     Some(bytes)
 }
 
-/// A free loopback port (released again, so another process could take it first; unlikely here).
+/// A free loopback port (released again, so another process could take it first; unlikely here), never one
+/// this process was handed before: the kernel may hand a released port out again at once, and two listeners
+/// of one node once got the same port.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Whether the node's HTTP endpoint at `addr` answers `/health` with 200.
