@@ -482,6 +482,21 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The entry for `group` among the groups a describe response of request `R` answers (`id` reads an
+    /// entry's group id); a response without it is a protocol error.
+    pub(crate) fn described<R: Request, T>(&self, groups: Vec<T>, id: impl Fn(&T) -> &str, group: &str) -> Result<T> {
+        groups
+            .into_iter()
+            .find(|g| id(g) == group)
+            .ok_or_else(|| ClientError::Protocol {
+                api_key: api_key_of::<R>(),
+                version: self.version::<R>().unwrap_or(-1),
+                reason: format!("group {group} is not described in the response"),
+            })
+    }
+}
+
 fn api_key_of<R: Request>() -> ApiKey {
     ApiKey::try_from(R::KEY).expect("every kafka-protocol request has a known API key")
 }

@@ -10,7 +10,7 @@
 //! On a cluster, a group's requests go to its coordinator (FindCoordinator, through the [`Router`]),
 //! ListOffsets to each partition's leader, and `list` asks every broker for the groups it coordinates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
@@ -357,27 +357,8 @@ async fn print_partitions(router: &mut Router, partitions: Partitions) -> anyhow
     if partitions.is_empty() {
         return Ok(());
     }
-    // Log end offsets, per topic. A topic that is gone (or a partition that is) shows `-`.
-    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let topics: BTreeSet<String> = partitions.keys().map(|(t, _)| t.clone()).collect();
-    for topic in topics {
-        let ps: Vec<i32> = partitions
-            .keys()
-            .filter(|(t, _)| *t == topic)
-            .map(|(_, p)| *p)
-            .collect();
-        match router.list_offsets(&topic, &ps, OffsetSpec::Latest).await {
-            Ok(listed) => {
-                for l in listed {
-                    if let Some(end) = l.offset {
-                        ends.insert((topic.clone(), l.partition), end);
-                    }
-                }
-            }
-            Err(e) if e.kafka_error().is_some() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // A topic that is gone (or a partition that is) has no log end, and shows `-`.
+    let ends = log_end_offsets(router, partitions.keys()).await?;
     let dash = |o: Option<i64>| o.map_or("-".into(), |o| o.to_string());
     let rows = partitions
         .into_iter()
@@ -548,6 +529,33 @@ async fn reset_offsets(router: &mut Router, args: ResetArgs) -> anyhow::Result<(
 
 fn offsets_or_zero(listed: Vec<ListedOffset>) -> Vec<i64> {
     listed.iter().map(|l| l.offset.unwrap_or(0)).collect()
+}
+
+/// The log end offset of each of `partitions` (topic, index), asked per topic; a topic or partition that is
+/// gone has none.
+pub(super) async fn log_end_offsets<'a>(
+    router: &mut Router,
+    partitions: impl Iterator<Item = &'a (String, i32)>,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    let mut ends = BTreeMap::new();
+    for (topic, ps) in by_topic {
+        match router.list_offsets(topic, &ps, OffsetSpec::Latest).await {
+            Ok(listed) => {
+                for l in listed {
+                    if let Some(end) = l.offset {
+                        ends.insert((topic.to_owned(), l.partition), end);
+                    }
+                }
+            }
+            Err(e) if e.kafka_error().is_some() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ends)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! A group's requests go to its coordinator (FindCoordinator, through the [`Router`]), ListOffsets to each
 //! partition's leader, and `list` asks every broker for the groups it coordinates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::bail;
 use clap::{ArgGroup, Args, Subcommand};
@@ -21,7 +21,7 @@ use strata_protocol::client::{ClientError, Router};
 
 use super::Bootstrap;
 use super::format::print_table;
-use super::group::TopicPartitions;
+use super::group::{TopicPartitions, log_end_offsets};
 
 #[derive(Debug, Args)]
 pub struct ShareGroupArgs {
@@ -204,27 +204,8 @@ async fn describe(router: &mut Router, group: &str) -> anyhow::Result<()> {
     if partitions.is_empty() {
         return Ok(());
     }
-    // Log end offsets, per topic. A topic that is gone (or a partition that is) shows `-`.
-    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let topics: BTreeSet<String> = partitions.keys().map(|(t, _)| t.clone()).collect();
-    for topic in topics {
-        let ps: Vec<i32> = partitions
-            .keys()
-            .filter(|(t, _)| *t == topic)
-            .map(|(_, p)| *p)
-            .collect();
-        match router.list_offsets(&topic, &ps, OffsetSpec::Latest).await {
-            Ok(listed) => {
-                for l in listed {
-                    if let Some(end) = l.offset {
-                        ends.insert((topic.clone(), l.partition), end);
-                    }
-                }
-            }
-            Err(e) if e.kafka_error().is_some() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // A topic that is gone (or a partition that is) has no log end, and shows `-`.
+    let ends = log_end_offsets(router, partitions.keys()).await?;
     let dash = |o: Option<i64>| o.map_or("-".into(), |o| o.to_string());
     let rows = partitions
         .into_iter()

@@ -823,15 +823,8 @@ impl Client {
             .with_group_ids(vec![GroupId(str_bytes(group))])
             .with_include_authorized_operations(false);
         let response = self.send(request).await?;
-        let described = response
-            .groups
-            .into_iter()
-            .find(|g| g.group_id.0.as_str() == group)
-            .ok_or_else(|| ClientError::Protocol {
-                api_key: ApiKey::ConsumerGroupDescribe,
-                version: self.version::<ConsumerGroupDescribeRequest>().unwrap_or(-1),
-                reason: format!("group {group} is not described in the response"),
-            })?;
+        let described =
+            self.described::<ConsumerGroupDescribeRequest, _>(response.groups, |g| g.group_id.0.as_str(), group)?;
         if described.error_code == ResponseError::GroupIdNotFound.code() {
             return Ok(None);
         }
@@ -876,15 +869,8 @@ impl Client {
             .with_groups(vec![GroupId(str_bytes(group))])
             .with_include_authorized_operations(false);
         let response = self.send(request).await?;
-        let described = response
-            .groups
-            .into_iter()
-            .find(|g| g.group_id.0.as_str() == group)
-            .ok_or_else(|| ClientError::Protocol {
-                api_key: ApiKey::DescribeGroups,
-                version: self.version::<DescribeGroupsRequest>().unwrap_or(-1),
-                reason: format!("group {group} is not described in the response"),
-            })?;
+        let described =
+            self.described::<DescribeGroupsRequest, _>(response.groups, |g| g.group_id.0.as_str(), group)?;
         check(described.error_code, described.error_message.as_ref(), || {
             format!("describing group {group}")
         })?;

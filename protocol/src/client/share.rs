@@ -17,12 +17,12 @@ use kafka_protocol::messages::describe_share_group_offsets_request::{
     DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
 };
 use kafka_protocol::messages::{
-    AlterShareGroupOffsetsRequest, ApiKey, DeleteShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequest, GroupId,
+    AlterShareGroupOffsetsRequest, DeleteShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequest, GroupId,
     ShareGroupDescribeRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Client, ClientError, Result, check};
+use super::{Client, Result, check};
 
 fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.into())
@@ -67,15 +67,8 @@ impl Client {
             .with_group_ids(vec![GroupId(str_bytes(group))])
             .with_include_authorized_operations(false);
         let response = self.send(request).await?;
-        let described = response
-            .groups
-            .into_iter()
-            .find(|g| g.group_id.0.as_str() == group)
-            .ok_or_else(|| ClientError::Protocol {
-                api_key: ApiKey::ShareGroupDescribe,
-                version: self.version::<ShareGroupDescribeRequest>().unwrap_or(-1),
-                reason: format!("group {group} is not described in the response"),
-            })?;
+        let described =
+            self.described::<ShareGroupDescribeRequest, _>(response.groups, |g| g.group_id.0.as_str(), group)?;
         check(described.error_code, described.error_message.as_ref(), || {
             format!("describing share group {group}")
         })?;
