@@ -11,6 +11,8 @@
 //!   produce, typed admin helpers), and a router over a cluster's brokers that finds partition leaders and
 //!   group coordinators; used by the `strata` CLI and the tests.
 //! - [`transport`]: what connections run over: the OS's TCP, or a simulation's.
+//! - [`metrics`]: counters, fixed-bucket histograms and the Prometheus text format, for the broker's and the
+//!   controller's `/metrics`.
 //! - [`blocking`]: file work started from async code, on tokio's blocking pool (inline in a simulation, where
 //!   work on another thread would take simulated time).
 //!
@@ -22,6 +24,7 @@
 pub mod blocking;
 pub mod client;
 pub mod frame;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod transport;
