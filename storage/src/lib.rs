@@ -57,4 +57,4 @@ pub use log::{
     AppendInfo, BatchLocation, CompactedSegments, CompactionPlan, CompactionReport, DeletedFile, LeaderAppend, Log,
     OpenState, ReadLimits, ReadResult, RecoveryReport, RetentionReport, TimestampOffset,
 };
-pub use manager::{LogManager, ManagerConfig, OpenReport, SharedLog, TopicPartition};
+pub use manager::{FlushObserver, LogManager, ManagerConfig, OpenReport, SharedLog, TopicPartition};

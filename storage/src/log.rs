@@ -54,6 +54,7 @@ use crate::disk::{Disk, OpenMode};
 use crate::epochs::{EpochEntry, LEADER_EPOCH_CHECKPOINT, LeaderEpochCache};
 use crate::error::{AppendError, Error, IoContext, ReadError, ReplicaAppendError};
 use crate::handles::HandleCache;
+use crate::manager::FlushObserver;
 use crate::producer_state::{self, BatchMetadata, PRODUCERS_MAX_DEFAULT, ProducerStateManager};
 use crate::segment::{self, AppendFailure, PendingBatch, Segment};
 
@@ -238,6 +239,8 @@ pub struct Log {
     /// when the log manager drops them without the lock, after `file.delete.delay.ms` (see
     /// [`Self::take_deleted_files`]).
     deleted_files: Vec<DeletedFile>,
+    /// Told how long each fsync of this log took (see [`FlushObserver`]).
+    flush_observer: Option<FlushObserver>,
 }
 
 /// The file of a deleted segment, unlinked and held open: its space is given back when it is dropped, which
@@ -365,6 +368,7 @@ impl Log {
             producers,
             generation: 0,
             deleted_files: Vec::new(),
+            flush_observer: None,
         };
         match log.segments.keys().next().copied() {
             None => {
@@ -1050,8 +1054,12 @@ impl Log {
             paths.push(parent.to_owned());
             self.dirs_unsynced = false;
         }
-        self.rolled_syncs
-            .push_back(RolledSync::start(self.handles.disk().clone(), paths, next));
+        self.rolled_syncs.push_back(RolledSync::start(
+            self.handles.disk().clone(),
+            paths,
+            next,
+            self.flush_observer.clone(),
+        ));
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
         Ok(())
@@ -1547,14 +1555,23 @@ impl Log {
         }
     }
 
+    /// From now on, tells `observer` how long each fsync of this log takes.
+    pub fn observe_flushes(&mut self, observer: Option<FlushObserver>) {
+        self.flush_observer = observer;
+    }
+
     /// fsyncs the active segment (and waits for rolled segments' fsyncs) and moves the recovery point to the
     /// log end offset.
     pub fn flush(&mut self) -> Result<(), Error> {
         self.wait_rolled_syncs();
+        let started = Instant::now();
         let active = self.active();
         active.flush().context("flush", active.log_path())?;
         if self.dirs_unsynced {
             self.sync_dirs()?;
+        }
+        if let Some(observer) = &self.flush_observer {
+            observer.observe(started.elapsed());
         }
         self.recovery_point = self.log_end_offset();
         self.unflushed_records = 0;
@@ -1602,6 +1619,7 @@ impl Log {
             self.handles.disk().clone(),
             paths,
             self.log_end_offset(),
+            self.flush_observer.clone(),
         ));
         self.unflushed_records = 0;
         self.last_flush = now;
@@ -1975,13 +1993,18 @@ struct RolledSync {
 }
 
 impl RolledSync {
-    fn start(disk: Arc<dyn Disk>, paths: Vec<PathBuf>, up_to: u64) -> Self {
+    fn start(disk: Arc<dyn Disk>, paths: Vec<PathBuf>, up_to: u64, observer: Option<FlushObserver>) -> Self {
         // A segment deleted meanwhile (retention, truncation) has nothing left to make durable.
         let sync = move || {
-            paths.iter().try_for_each(|path| match disk.sync_path(path) {
+            let started = Instant::now();
+            let synced = paths.iter().try_for_each(|path| match disk.sync_path(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
-            })
+            });
+            if let Some(observer) = &observer {
+                observer.observe(started.elapsed());
+            }
+            synced
         };
         match std::thread::Builder::new()
             .name("strata-roll-fsync".into())

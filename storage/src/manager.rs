@@ -91,6 +91,30 @@ pub struct ManagerConfig {
     pub threads: usize,
     /// The disk the directory is on: the operating system's, or a test's.
     pub disk: Arc<dyn Disk>,
+    /// Told how long each fsync of a log took (the broker's flush-latency histogram); `None`: nobody asks.
+    pub flush_observer: Option<FlushObserver>,
+}
+
+/// Told the duration of every fsync of a partition's log: a flush (`flush.messages`, `flush.ms`, shutdown)
+/// or the background fsync of a rolled segment. The storage crate measures; what the figure feeds (the
+/// broker's Prometheus histogram) is the caller's business, so this crate depends on no metrics library.
+#[derive(Clone)]
+pub struct FlushObserver(Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl FlushObserver {
+    pub fn new(observe: impl Fn(Duration) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(observe))
+    }
+
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        (self.0)(elapsed);
+    }
+}
+
+impl std::fmt::Debug for FlushObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushObserver")
+    }
 }
 
 impl Default for ManagerConfig {
@@ -99,6 +123,7 @@ impl Default for ManagerConfig {
             handles_max: HANDLES_MAX_DEFAULT,
             threads: thread::available_parallelism().map_or(2, |n| n.get()),
             disk: OsDisk::shared(),
+            flush_observer: None,
         }
     }
 }
@@ -205,10 +230,11 @@ impl LogManager {
         };
         let mut logs = HashMap::new();
         for result in opened {
-            let (tp, log, recovery): (_, _, RecoveryReport) = result?;
+            let (tp, mut log, recovery): (_, Log, RecoveryReport) = result?;
             report.logs += 1;
             report.logs_recovered += usize::from(recovery.segments_recovered > 0);
             report.bytes_truncated += recovery.bytes_truncated;
+            log.observe_flushes(config.flush_observer.clone());
             logs.insert(tp, Arc::new(Mutex::new(log)));
         }
         // From here on a crash is an unclean stop.
@@ -269,12 +295,13 @@ impl LogManager {
         if let Some(log) = logs.get(tp) {
             return Ok(log.clone());
         }
-        let (log, _) = Log::open(
+        let (mut log, _) = Log::open(
             self.dir.join(tp.dir_name()),
             config,
             self.handles.clone(),
             OpenState::default(),
         )?;
+        log.observe_flushes(self.config.flush_observer.clone());
         // The new directory is fsynced with the log's first flush (see `Log`).
         let log = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), log.clone());

@@ -190,3 +190,49 @@ fn background_upkeep_applies_retention_and_writes_checkpoints() {
     background.stop();
     assert_eq!(log.lock().unwrap().log_end_offset(), 4);
 }
+
+/// The flush observer hears of every fsync of a log: a `flush.messages=1` log's per-append flush, on a log
+/// created through the manager and on one the manager found on disk when it opened.
+#[test]
+fn every_flush_of_a_log_is_observed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use strata_storage::FlushObserver;
+
+    let dir = tempfile::tempdir().unwrap();
+    let flushes = Arc::new(AtomicU64::new(0));
+    let counted = flushes.clone();
+    let config = || ManagerConfig {
+        flush_observer: Some(FlushObserver::new({
+            let counted = counted.clone();
+            move |_| {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        })),
+        ..ManagerConfig::default()
+    };
+    let every_record = LogConfig {
+        flush_messages: Some(1),
+        ..LogConfig::default()
+    };
+    let orders = TopicPartition::new("orders", 0);
+    let (manager, _) = LogManager::open(dir.path(), LogConfig::default(), config()).unwrap();
+    let log = manager.get_or_create(&orders, every_record.clone()).unwrap();
+    for _ in 0..3 {
+        log.lock().unwrap().append(&mut one_record(now_ms()), 0).unwrap();
+    }
+    assert!(flushes.load(Ordering::Relaxed) >= 3, "one fsync per append");
+    drop(log);
+    manager.close().unwrap();
+    drop(manager);
+
+    let before = flushes.load(Ordering::Relaxed);
+    let (manager, _) = LogManager::open(dir.path(), LogConfig::default(), config()).unwrap();
+    let log = manager.get(&orders).expect("found on disk");
+    log.lock().unwrap().set_config(every_record);
+    log.lock().unwrap().append(&mut one_record(now_ms()), 0).unwrap();
+    assert!(
+        flushes.load(Ordering::Relaxed) > before,
+        "a reopened log is observed too"
+    );
+}
