@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::fetch_sessions::FetchSessions;
 use crate::groups::Coordinator;
 use crate::groups::offsets::{OFFSETS_REPLICATION_FACTOR, OffsetStore};
-use crate::http::Metrics;
 use crate::metadata::{MetadataView, NodeIdentity, Topic};
+use crate::metrics::Metrics;
 use crate::producers::ProducerIds;
 use crate::replica::{ControllerChannel, ControllerRefusal, IsrChange, ReplicaManager};
 use crate::settings::{BrokerSettings, SettingError};
@@ -68,7 +68,8 @@ pub struct Broker {
     /// What clients may hold, across every Kafka listener.
     pub limits: Arc<crate::server::Limits>,
     pub replicas: Arc<ReplicaManager>,
-    pub metrics: Metrics,
+    /// The figures on `/metrics` (shared with the replica manager and the storage engine's flushes).
+    pub metrics: Arc<Metrics>,
     pub groups: Arc<Coordinator>,
     pub offsets: Arc<OffsetStore>,
     /// Consumers' fetch sessions (KIP-227).

@@ -259,6 +259,7 @@ async fn fetch_round(
             match ResponseError::try_from_code(data.error_code) {
                 None => {
                     let records = data.records.unwrap_or_default();
+                    manager.metrics().replication_in(records.len());
                     progress |= append(from, partition, &records, data.high_watermark, data.log_start_offset);
                 }
                 Some(ResponseError::OffsetOutOfRange) => {

@@ -27,7 +27,9 @@
 //! - `dynamic`: settings changed at run time through the metadata: dynamic broker configs (which of them
 //!   may change, and the settings in force) and group configs.
 //! - [`config`]: `strata server` flags, environment and config file.
-//! - `http`: `/health` and `/metrics`.
+//! - `metrics`: the broker's figures on `/metrics`: recorded on the data path, or read when a page is
+//!   rendered.
+//! - `http`: `/health` and `/metrics` served.
 //!
 //! Errors: library-facing code uses `anyhow` at the edges (start-up, files); Kafka-visible failures are
 //! `kafka_protocol::ResponseError` codes chosen in one place per kind (`broker` for topics, each API file
@@ -43,6 +45,7 @@ mod groups;
 mod http;
 mod membership;
 mod metadata;
+mod metrics;
 mod producers;
 mod reconcile;
 mod replica;
@@ -274,9 +277,14 @@ async fn run_broker(
         controller_connect,
     } = transport;
     let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let (data_dir, log_defaults) = (config.data_dir.clone(), config.settings.log.clone());
+    let manager_config = ManagerConfig {
+        flush_observer: Some(metrics.flush_observer()),
+        ..ManagerConfig::default()
+    };
     let (logs, report) =
-        strata_protocol::blocking::run(move || LogManager::open(data_dir, log_defaults, ManagerConfig::default()))
+        strata_protocol::blocking::run(move || LogManager::open(data_dir, log_defaults, manager_config))
             .await?
             .context("opening the data directory")?;
     info!(
@@ -324,6 +332,7 @@ async fn run_broker(
         changes.clone(),
         kafka_connect,
         shutdown.clone(),
+        metrics.clone(),
     ));
     let broker = Arc::new(Broker {
         limits: server::Limits::new(&config.settings),
@@ -337,7 +346,7 @@ async fn run_broker(
         changes,
         producer_ids,
         replicas,
-        metrics: Default::default(),
+        metrics,
         groups: groups::Coordinator::new(groups::GroupSettings {
             initial_rebalance_delay: Duration::from_millis(config.settings.group_initial_rebalance_delay_ms),
             max_size: config.settings.group_max_size,
@@ -390,11 +399,12 @@ async fn run_broker(
     let http_task = http.map(|http| {
         let shown = broker.clone();
         let render: http::Render = Arc::new(move || {
-            let mut page = shown.metrics.render(&shown);
+            let mut page = strata_protocol::metrics::Exposition::new();
+            shown.metrics.render(&shown, &mut page);
             if let Some((raft, id)) = &quorum_view {
-                page.push_str(&http::controller_metrics(raft, *id));
+                page.append(&http::controller_metrics(raft, *id));
             }
-            page
+            page.finish()
         });
         tokio::spawn(http::run(http, render, shutdown.clone()))
     });

@@ -43,6 +43,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::fetcher::Fetchers;
+use crate::metrics::Metrics;
 
 /// What this broker is for one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,8 @@ pub struct IsrChange {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub isr: Vec<i32>,
+    /// The committed ISR it replaces: whether it shrinks or expands it, once committed.
+    pub replaces: Vec<i32>,
 }
 
 /// Whether this broker may act as a partition leader: its session with the controller was renewed (a
@@ -345,6 +348,7 @@ impl Partition {
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             isr,
+            replaces: state.isr.clone(),
         })
     }
 
@@ -467,6 +471,8 @@ pub struct ReplicaManager {
     controller: Arc<dyn ControllerChannel>,
     /// Cancelled when the node stops: fetchers and the ISR upkeep end, waits answer at once.
     shutdown: CancellationToken,
+    /// The broker's figures: ISR changes and replicated bytes are counted here.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -487,6 +493,7 @@ impl ReplicaManager {
         controller: Arc<dyn ControllerChannel>,
         connector: Connector,
         shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             settings,
@@ -497,7 +504,12 @@ impl ReplicaManager {
             cluster,
             controller,
             shutdown,
+            metrics,
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn node_id(&self) -> i32 {
@@ -630,7 +642,10 @@ async fn change_isr(manager: Arc<ReplicaManager>, partition: Arc<Partition>, top
         {
             // Made, and this broker has seen the metadata that says so (which ended the change), or there
             // was nothing to make.
-            Ok(()) => return partition.end_isr_change(epoch),
+            Ok(()) => {
+                manager.metrics.isr_changed(&change.replaces, &change.isr);
+                return partition.end_isr_change(epoch);
+            }
             // No answer in time, or made but not seen here yet: it may have been made, so it stays in the
             // maximal ISR and is asked again. Asked again once made, it is refused as stale, below.
             Err(failure) if failure.error == ResponseError::RequestTimedOut => {
@@ -728,6 +743,7 @@ mod tests {
             alone,
             Connector::tcp(),
             CancellationToken::new(),
+            Arc::default(),
         )
     }
 

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -37,6 +37,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::api;
 use crate::broker::Broker;
+use crate::metrics::{RemoteWait, RequestTimes};
 use crate::settings::BrokerSettings;
 
 /// How long a stop waits for connections to finish their in-flight request.
@@ -106,6 +107,7 @@ pub async fn run(
             warn!(%peer, max = per_ip.max, "closing connection: max.connections.per.ip reached for its address");
             continue;
         };
+        let connected = broker.metrics.connection_opened(&name);
         let (broker, shutdown, memory) = (broker.clone(), shutdown.clone(), memory.clone());
         let origin = api::Origin {
             peer,
@@ -113,6 +115,7 @@ pub async fn run(
         };
         connections.spawn(async move {
             serve(stream, origin, &broker, &memory, &shutdown).await;
+            drop(connected);
             drop(counted);
             drop(permit);
         });
@@ -328,13 +331,20 @@ async fn serve(
                     break;
                 }
             };
+        let read = Instant::now();
+        let remote = RemoteWait::default();
         let reply = match request::decode(frame, api::supported) {
             Ok(request) => {
                 let (api_key, version, correlation_id) = (request.api_key, request.version(), request.correlation_id());
-                broker.metrics.request(api_key);
-                api::handle(broker, request, &origin)
-                    .await
-                    .map(|body| (api_key, version, correlation_id, body))
+                let started = Instant::now();
+                let body = api::handle(broker, request, &origin, &remote).await;
+                Handled {
+                    api_key,
+                    version,
+                    correlation_id,
+                    started,
+                    body,
+                }
             }
             Err(RequestError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
@@ -342,18 +352,32 @@ async fn serve(
                 correlation_id,
             }) => {
                 debug!(%peer, version, "ApiVersions at an unsupported version; answering with v0");
-                let body = ResponseKind::ApiVersions(api::unsupported_version_response());
-                Some((ApiKey::ApiVersions, 0, correlation_id, body))
+                Handled {
+                    api_key: ApiKey::ApiVersions,
+                    version: 0,
+                    correlation_id,
+                    started: Instant::now(),
+                    body: Some(ResponseKind::ApiVersions(api::unsupported_version_response())),
+                }
             }
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection: request refused");
                 break;
             }
         };
-        let Some((api_key, version, correlation_id, body)) = reply else {
+        let handled = Instant::now();
+        let times = |written| RequestTimes {
+            read,
+            started: reply.started,
+            handled,
+            remote: remote.elapsed(),
+            written,
+        };
+        let Some(body) = &reply.body else {
+            broker.metrics.request_done(reply.api_key, times(handled), None);
             continue;
         };
-        let bytes = match response::encode(api_key, version, correlation_id, &body) {
+        let bytes = match response::encode(reply.api_key, reply.version, reply.correlation_id, body) {
             Ok(bytes) => bytes,
             Err(e) => {
                 error!(%peer, error = %e, "closing connection: response does not encode");
@@ -364,8 +388,21 @@ async fn serve(
             debug!(%peer, error = %e, "connection lost while answering");
             break;
         }
+        broker
+            .metrics
+            .request_done(reply.api_key, times(Instant::now()), Some(body));
     }
     debug!(%peer, "connection closed");
+}
+
+/// A request handled, and its answer (`None`: none is sent).
+struct Handled {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    /// When its handler started.
+    started: Instant,
+    body: Option<ResponseKind>,
 }
 
 /// Writes one size-prefixed frame: the prefix and the body in one vectored write, without copying the body.

@@ -29,6 +29,7 @@ use tracing::{error, info};
 
 use crate::broker::Broker;
 use crate::fetch_sessions::{FINAL_EPOCH, Outcome, Plan, TopicKey, Wanted};
+use crate::metrics::{Direction, RemoteWait, record_count};
 use crate::replica::Partition;
 
 /// The longest a fetch may wait, whatever the client asks: a bound on parked requests.
@@ -36,7 +37,7 @@ const MAX_WAIT_MS_MAX: i32 = 60_000;
 /// The most one fetch returns, whatever the client asks (Kafka's default `fetch.max.bytes` is 50 MiB).
 const FETCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16, remote: &RemoteWait) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     // Topics are named by id from v13 on, and sessions exist from v7 on.
@@ -87,20 +88,52 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         }
         let once = read(max_bytes, wanted, &partitions, follower.is_some());
         if once.bytes >= min_bytes || once.errors || Instant::now() >= deadline {
+            count_out(broker, follower.is_some(), &partitions, &once);
             return respond(broker, &plan, topic_ids, once);
         }
-        // An append, the deadline or a shutdown: each ends in one more read and an answer.
-        tokio::select! {
-            () = waiter.notified() => {}
-            () = tokio::time::sleep_until(deadline) => {}
-            () = broker.shutdown.cancelled() => {}
-        }
+        // An append, the deadline or a shutdown: each ends in one more read and an answer. Meanwhile the
+        // fetch is in Kafka's fetch purgatory, and its time there is the request's remote time.
+        let waiting = broker.metrics.fetch_waiting();
+        remote
+            .wait(async {
+                tokio::select! {
+                    () = waiter.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = broker.shutdown.cancelled() => {}
+                }
+            })
+            .await;
+        drop(waiting);
         if broker.shutdown.is_cancelled() {
-            let last = read(max_bytes, wanted, &resolve(broker, wanted), follower.is_some());
+            let partitions = resolve(broker, wanted);
+            let last = read(max_bytes, wanted, &partitions, follower.is_some());
+            count_out(broker, follower.is_some(), &partitions, &last);
             return respond(broker, &plan, topic_ids, last);
         }
     }
 }
+/// Counts what a read returns: as replication bytes out for a follower, else as each topic's bytes and
+/// records out.
+fn count_out(broker: &Broker, follower: bool, partitions: &[Result<Arc<Partition>, ResponseError>], read: &Read) {
+    if read.bytes == 0 {
+        return;
+    }
+    if follower {
+        broker.metrics.replication_out(read.bytes);
+        return;
+    }
+    for (partition, data) in partitions.iter().zip(&read.partitions) {
+        if let (Ok(partition), Some(records)) = (partition, &data.records)
+            && !records.is_empty()
+        {
+            let topic = &partition.tp.topic;
+            broker
+                .metrics
+                .topic_flow(Direction::Out, topic, records.len(), record_count(records));
+        }
+    }
+}
+
 /// The partitions a request names, and those it tells its session to forget.
 fn requested(request: &FetchRequest, topic_ids: bool) -> (Vec<Wanted>, Vec<(TopicKey, i32)>) {
     let key = |name: &TopicName, id| {

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 use strata_protocol::request::Request;
 
 use crate::broker::Broker;
+use crate::metrics::RemoteWait;
 
 mod alter_configs;
 mod alter_share_group_offsets;
@@ -31,6 +32,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_quorum;
 mod describe_share_group_offsets;
+mod error_codes;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -56,6 +58,7 @@ mod sync_group;
 mod write_share_group_state;
 
 pub use api_versions::unsupported_version_response;
+pub use error_codes::error_codes;
 
 /// The APIs this broker implements, with the versions it handles. Lower bounds are the oldest versions that
 /// Kafka 4 still accepts (KIP-896), upper bounds the newest whose semantics are implemented in full.
@@ -130,8 +133,9 @@ pub struct Origin {
     pub listener: std::sync::Arc<str>,
 }
 
-/// Handles one request. `None` means no response is sent (a produce with `acks=0`).
-pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Option<ResponseKind> {
+/// Handles one request. `None` means no response is sent (a produce with `acks=0`). The time a produce or
+/// fetch spends waiting on others (followers, new data) is added to `remote`.
+pub async fn handle(broker: &Broker, request: Request, origin: &Origin, remote: &RemoteWait) -> Option<ResponseKind> {
     let (peer, listener) = (origin.peer, &*origin.listener);
     let version = request.version();
     let client_id = request.header.client_id.as_deref().unwrap_or_default().to_owned();
@@ -144,8 +148,12 @@ pub async fn handle(broker: &Broker, request: Request, origin: &Origin) -> Optio
         RequestKind::DeleteTopics(body) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, body, version).await)
         }
-        RequestKind::Produce(body) => return produce::handle(broker, body, version).await.map(ResponseKind::Produce),
-        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, body, version).await),
+        RequestKind::Produce(body) => {
+            return produce::handle(broker, body, version, remote)
+                .await
+                .map(ResponseKind::Produce);
+        }
+        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, body, version, remote).await),
         RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(list_offsets::handle(broker, body, version)),
         RequestKind::DeleteRecords(body) => ResponseKind::DeleteRecords(delete_records::handle(broker, body, version)),
         RequestKind::DescribeConfigs(body) => {

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::broker::Broker;
 use crate::metadata::Topic;
+use crate::metrics::{Direction, RemoteWait};
 use crate::replica::Partition;
 
 /// The longest `acks=all` waits, whatever the client asks.
@@ -68,7 +69,12 @@ struct Appended {
     result: Result<Written, Refusal>,
 }
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    remote: &RemoteWait,
+) -> Option<ProduceResponse> {
     // From v13 topics are named by id (KIP-516), in the request and in the answer.
     let topic_ids = version >= 13;
     let acks = request.acks;
@@ -110,6 +116,9 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
     if acks == 0 {
         return None;
     }
+    // The request waits (in Kafka's terms, sits in the produce purgatory) while its acks=all waits run.
+    let waiting = (acks == -1 && appended.iter().any(|(_, p)| p.iter().any(|a| a.result.is_ok())))
+        .then(|| broker.metrics.produce_waiting());
     let mut responses = Vec::with_capacity(appended.len());
     for (named, partitions) in appended {
         let topic = topic_label(&named);
@@ -138,7 +147,8 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
             };
             (index, result)
         });
-        let partition_responses = futures_util::future::join_all(waits)
+        let partition_responses = remote
+            .wait(futures_util::future::join_all(waits))
             .await
             .into_iter()
             .map(|(index, result)| {
@@ -177,6 +187,7 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
             .collect();
         responses.push(named.with_partition_responses(partition_responses));
     }
+    drop(waiting);
     Some(ProduceResponse::default().with_responses(responses))
 }
 
@@ -225,6 +236,7 @@ fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8])
                     info.log_end_offset,
                     log.log_start_offset(),
                     info.log_append_time_ms,
+                    info.records,
                 ),
                 // A retry: answered with the offsets (and append time) it got the first time; acks=all waits
                 // for those.
@@ -236,12 +248,19 @@ fn append(broker: &Broker, topic: &Topic, index: i32, acks: i16, records: &[u8])
                     batch.last_offset + 1,
                     log.log_start_offset(),
                     log_append_time_ms,
+                    // Appended the first time, and counted then.
+                    0,
                 ),
             })
     };
     match appended {
-        Ok((base_offset, end_offset, log_start_offset, log_append_time_ms)) => {
+        Ok((base_offset, end_offset, log_start_offset, log_append_time_ms, records_appended)) => {
             partition.leader_appended();
+            if records_appended > 0 {
+                broker
+                    .metrics
+                    .topic_flow(Direction::In, &topic.name, records.len(), records_appended);
+            }
             Ok(Written {
                 partition,
                 base_offset,
