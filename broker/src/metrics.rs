@@ -662,6 +662,47 @@ mod tests {
         assert_eq!((metrics.isr_shrinks.get(), metrics.isr_expands.get()), (2, 2));
     }
 
+    /// What the metrics add to one produce request, timed in a loop: the four clock reads of the request
+    /// path, its latencies and count, the error walk of a one-partition answer, the topic's bytes and
+    /// records, and the acks=all purgatory gauge. Run in release for a figure:
+    /// `cargo test --release -p strata-broker --lib metrics_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn metrics_cost_per_produce_request() {
+        use kafka_protocol::messages::ProduceResponse;
+        use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+        let metrics = Metrics::default();
+        let topic = "orders".to_owned();
+        let response = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default().with_partition_responses(vec![PartitionProduceResponse::default()]),
+        ]));
+        let rounds = 2_000_000u32;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let read = Instant::now();
+            let begun = Instant::now();
+            metrics.topic_flow(Direction::In, &topic, 16_384, 160);
+            let waiting = metrics.produce_waiting();
+            let remote = RemoteWait::default();
+            // What `RemoteWait::wait` adds around the acks=all wait.
+            let wait_started = Instant::now();
+            remote.0.fetch_add(micros(wait_started.elapsed()), Ordering::Relaxed);
+            drop(waiting);
+            let handled = Instant::now();
+            let times = RequestTimes {
+                read,
+                started: begun,
+                handled,
+                remote: remote.elapsed(),
+                written: Instant::now(),
+            };
+            metrics.request_done(ApiKey::Produce, std::hint::black_box(times), Some(&response));
+        }
+        let per_request = started.elapsed() / rounds;
+        println!("metrics cost per produce request: {per_request:?}");
+        assert_eq!(metrics.api(ApiKey::Produce).unwrap().requests.get(), u64::from(rounds));
+    }
+
     #[test]
     fn records_are_counted_from_batch_headers() {
         use strata_storage::batch::build::{Record, batch};

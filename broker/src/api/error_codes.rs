@@ -462,12 +462,10 @@ mod tests {
             ),
             (
                 ApiKey::DescribeQuorum,
-                ResponseKind::DescribeQuorum(
-                    DescribeQuorumResponse::default().with_topics(vec![
+                ResponseKind::DescribeQuorum(DescribeQuorumResponse::default().with_topics(vec![
                         quorum::TopicData::default()
                             .with_partitions(vec![quorum::PartitionData::default().with_error_code(6)]),
-                    ]),
-                ),
+                    ])),
                 vec![6],
             ),
             // Top level, each topic, each partition.
@@ -509,8 +507,8 @@ mod tests {
             ),
             (
                 ApiKey::DescribeShareGroupOffsets,
-                ResponseKind::DescribeShareGroupOffsets(
-                    DescribeShareGroupOffsetsResponse::default().with_groups(vec![
+                ResponseKind::DescribeShareGroupOffsets(DescribeShareGroupOffsetsResponse::default().with_groups(
+                    vec![
                         describe_share::DescribeShareGroupOffsetsResponseGroup::default()
                             .with_error_code(16)
                             .with_topics(vec![
@@ -521,8 +519,8 @@ mod tests {
                                     ],
                                 ),
                             ]),
-                    ]),
-                ),
+                    ],
+                )),
                 vec![3, 16],
             ),
         ]
