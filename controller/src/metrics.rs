@@ -188,48 +188,53 @@ impl ControllerFigures {
             let feed = self.feed.borrow();
             (feed.image.clone(), feed.applied_index)
         };
+        // Each family is declared on every controller, its samples only on the active one.
         page.family(
             "strata_controller_offline_partitions",
             Kind::Gauge,
             "Partitions without a leader (active controller only).",
         );
+        if active {
+            let offline: usize = image
+                .topics()
+                .values()
+                .map(|topic| topic.partitions.values().filter(|p| p.leader == NO_LEADER).count())
+                .sum();
+            page.sample("strata_controller_offline_partitions", &[], offline);
+        }
         page.family(
             "strata_controller_brokers",
             Kind::Gauge,
             "Registered brokers by state, active or fenced (active controller only).",
         );
+        if active {
+            let fenced = image.brokers().values().filter(|b| b.fenced).count();
+            let unfenced = image.brokers().len() - fenced;
+            page.sample("strata_controller_brokers", &[("state", "active")], unfenced)
+                .sample("strata_controller_brokers", &[("state", "fenced")], fenced);
+        }
         page.family(
             "strata_controller_metadata_lag",
             Kind::Gauge,
             "Metadata log entries each broker has yet to apply, from its last heartbeat (active controller only).",
         );
-        if !active {
-            return;
-        }
-        let offline: usize = image
-            .topics()
-            .values()
-            .map(|topic| topic.partitions.values().filter(|p| p.leader == NO_LEADER).count())
-            .sum();
-        page.sample("strata_controller_offline_partitions", &[], offline);
-        let fenced = image.brokers().values().filter(|b| b.fenced).count();
-        let unfenced = image.brokers().len() - fenced;
-        page.sample("strata_controller_brokers", &[("state", "active")], unfenced)
-            .sample("strata_controller_brokers", &[("state", "fenced")], fenced);
-        let mut reported = self
-            .metrics
-            .reported_applied
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A broker removed from the metadata is forgotten; a registered one not heard from yet is not shown.
-        reported.retain(|id, _| image.broker(*id).is_some());
-        for (id, applied) in reported.iter() {
-            let broker = id.to_string();
-            page.sample(
-                "strata_controller_metadata_lag",
-                &[("broker", &broker)],
-                committed.saturating_sub(*applied),
-            );
+        if active {
+            let mut reported = self
+                .metrics
+                .reported_applied
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // A broker removed from the metadata is forgotten; a registered one not heard from yet is not
+            // shown.
+            reported.retain(|id, _| image.broker(*id).is_some());
+            for (id, applied) in reported.iter() {
+                let broker = id.to_string();
+                page.sample(
+                    "strata_controller_metadata_lag",
+                    &[("broker", &broker)],
+                    committed.saturating_sub(*applied),
+                );
+            }
         }
     }
 }
