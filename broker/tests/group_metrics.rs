@@ -465,3 +465,60 @@ fn the_dashboard_and_the_docs_name_the_metrics_a_node_serves() {
         .collect();
     assert!(missing.is_empty(), "documented but not served: {missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_on_the_coordinator_covers_partitions_other_brokers_lead() {
+    const TOPIC: &str = "spread";
+    const GROUP: &str = "auditors";
+    let cluster = Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    // One replica each: placement spreads the three leaders over the three brokers.
+    create_topic(&bootstrap, TOPIC, 3, 1).await;
+    produce(&bootstrap, TOPIC, &[0, 1, 2], 20).await;
+    let leaders: BTreeSet<i32> = cluster
+        .live()
+        .filter(|(_, node)| scrape(node).value("strata_leader_partitions", &[]) == Some(1.0))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(leaders.len(), 3, "each broker leads one partition");
+
+    // Offsets committed without membership (as a consumer that assigns itself partitions does).
+    let committer: BaseConsumer = config(&bootstrap).set("group.id", GROUP).create().unwrap();
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in [(0, 5), (1, 10), (2, 15)] {
+        offsets
+            .add_partition_offset(TOPIC, partition, Offset::Offset(offset))
+            .unwrap();
+    }
+    committer.commit(&offsets, CommitMode::Sync).unwrap();
+
+    // Exactly one node, the coordinator, shows the group; its lag covers the partitions it does not lead,
+    // whose high watermarks it asks their leaders for.
+    let labels = |partition: &'static str| [("group", GROUP), ("topic", TOPIC), ("partition", partition)];
+    let mut coordinators = Vec::new();
+    wait_for("the coordinator's lag of all three partitions", TIMEOUT, || {
+        coordinators = cluster
+            .live()
+            .filter(|(_, node)| {
+                let page = scrape(node);
+                page.value("strata_consumer_group_committed_offset", &labels("0"))
+                    .is_some()
+                    && page.value("strata_consumer_group_lag", &labels("0")) == Some(15.0)
+                    && page.value("strata_consumer_group_lag", &labels("1")) == Some(10.0)
+                    && page.value("strata_consumer_group_lag", &labels("2")) == Some(5.0)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        coordinators.len() == 1
+    });
+    let shown_elsewhere = cluster
+        .live()
+        .filter(|(id, node)| {
+            *id != coordinators[0]
+                && scrape(node)
+                    .value("strata_consumer_group_committed_offset", &labels("0"))
+                    .is_some()
+        })
+        .count();
+    assert_eq!(shown_elsewhere, 0, "only the coordinator shows a group");
+}
