@@ -522,3 +522,51 @@ async fn lag_on_the_coordinator_covers_partitions_other_brokers_lead() {
         .count();
     assert_eq!(shown_elsewhere, 0, "only the coordinator shows a group");
 }
+
+/// A member of the KIP-848 consumer protocol: the coordinator assigns, and each new group epoch is a
+/// rebalance.
+fn consumer_protocol_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = config(bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_groups_show_their_type_members_and_epochs() {
+    const TOPIC: &str = "epochs";
+    const GROUP: &str = "kip848";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["group.initial.rebalance.delay.ms=0"]);
+    create_topic(&server.addr, TOPIC, 4, 1).await;
+
+    let first = consumer_protocol_member(&server.addr, GROUP, TOPIC);
+    poll_until(&[&first], "one member owning four partitions", |c| c == [4]);
+    let mut rebalances = 0.0;
+    wait_for("a stable consumer group of one", TIMEOUT, || {
+        let page = scrape(&server);
+        rebalances = page
+            .value("strata_consumer_group_rebalances_total", &[("group", GROUP)])
+            .unwrap_or(0.0);
+        page.value("strata_consumer_groups", &[("type", "consumer"), ("state", "Stable")]) == Some(1.0)
+            && page.value("strata_consumer_group_members", &[("group", GROUP)]) == Some(1.0)
+            && rebalances >= 1.0
+    });
+
+    let second = consumer_protocol_member(&server.addr, GROUP, TOPIC);
+    poll_until(&[&first, &second], "two members sharing four partitions", |c| {
+        c.iter().sum::<usize>() == 4 && c.iter().all(|n| *n > 0)
+    });
+    wait_for("a new group epoch counted and two members", TIMEOUT, || {
+        let page = scrape(&server);
+        page.value("strata_consumer_group_members", &[("group", GROUP)]) == Some(2.0)
+            && page
+                .value("strata_consumer_group_rebalances_total", &[("group", GROUP)])
+                .is_some_and(|n| n > rebalances)
+    });
+}
