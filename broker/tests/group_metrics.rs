@@ -570,3 +570,52 @@ async fn consumer_protocol_groups_show_their_type_members_and_epochs() {
                 .is_some_and(|n| n > rebalances)
     });
 }
+
+/// What a scrape costs with many groups: 1,000 groups with offsets committed for 10 partitions each
+/// (10,000 lag and 10,000 committed-offset series). A measurement, not a check: run it with
+/// `cargo test --release -p strata-broker --test group_metrics -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scrape_time_with_a_thousand_groups() {
+    const TOPIC: &str = "wide";
+    const GROUPS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    create_topic(&server.addr, TOPIC, 10, 1).await;
+    let mut client = strata_protocol::client::Client::connect(&server.addr).await.unwrap();
+    let offsets: Vec<(&str, i32, i64)> = (0..10).map(|p| (TOPIC, p, 0)).collect();
+    for group in 0..GROUPS {
+        let group = format!("group-{group}");
+        // FindCoordinator creates `__consumer_offsets`; a first commit may find its partition still
+        // loading: retry until it answers.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while let Err(e) = async {
+            client.find_coordinator(&group).await?;
+            client.commit_group_offsets(&group, &offsets).await
+        }
+        .await
+        {
+            assert!(std::time::Instant::now() < deadline, "committing for {group}: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let (status, body) = http_get(&server.http_addr, "/metrics");
+        times.push(started.elapsed());
+        assert_eq!(status, 200);
+        let page = Page::parse(&body);
+        assert_eq!(
+            page.samples.iter().filter(|s| s.name == "strata_consumer_group_lag").count(),
+            GROUPS * 10
+        );
+    }
+    times.sort();
+    println!(
+        "scrape of {} groups x 10 partitions: median {:?}, max {:?}",
+        GROUPS,
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}

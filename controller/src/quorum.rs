@@ -240,7 +240,6 @@ impl Quorum {
         let mut guard = self.activate().await?;
         let active = guard.as_mut().expect("activated");
         let image = self.image();
-        self.metrics.broker_applied(request.broker_id, request.applied_index);
         let heartbeat = Heartbeat {
             broker_id: request.broker_id,
             incarnation: request.incarnation,
@@ -255,6 +254,8 @@ impl Quorum {
             .liveness
             .heartbeat(&image, heartbeat, self.now_ms(), caught_up)
             .map_err(|e| reply_error(e.kafka_error_code(), &e))?;
+        // Only an accepted heartbeat (the broker's current incarnation) says how far its metadata is.
+        self.metrics.broker_applied(request.broker_id, request.applied_index);
         let records = if request.shutting_down {
             tracing::info!(broker = request.broker_id, "broker shutting down: fencing it");
             control::fence_broker(&image, request.broker_id, Self::unclean(&image))

@@ -46,6 +46,10 @@
 //! changes in the order they were made (the wait for the replicas happens after it is released), and a
 //! broker that becomes leader of a partition reads its groups back ([`ConsumerLoad`]). Classic groups are
 //! not: after a coordinator moves, they rebalance.
+//!
+//! What `/metrics` shows of the groups this broker coordinates (states, members, rebalances, committed
+//! offsets and lag) is rendered by [`metrics`], which also keeps the high watermarks of partitions other
+//! brokers lead fresh for the lag.
 
 pub mod consumer;
 pub mod expiry;
