@@ -12,29 +12,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use openraft::async_runtime::WatchReceiver;
-use strata_controller::types::Raft;
-
 /// The most bytes of a request head read before answering 400.
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 
 /// What `/metrics` shows, rendered at each request.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
-
-/// The controller's figures: whether it is the active controller, its Raft term, and the metadata log
-/// index it has applied.
-pub fn controller_metrics(raft: &Raft, id: u64) -> String {
-    let metrics = raft.metrics().borrow_watched().clone();
-    let active = metrics.current_leader == Some(id);
-    let applied = metrics.last_applied.map_or(0, |id| id.index);
-    format!(
-        "# HELP strata_controller_active 1 on the active controller (the Raft leader).\n# TYPE strata_controller_active gauge\nstrata_controller_active {}\n\
-         # HELP strata_controller_term The Raft term.\n# TYPE strata_controller_term gauge\nstrata_controller_term {}\n\
-         # HELP strata_metadata_applied_index The metadata log index applied.\n# TYPE strata_metadata_applied_index gauge\nstrata_metadata_applied_index {applied}\n",
-        u8::from(active),
-        metrics.current_term,
-    )
-}
 
 /// Serves `/health` and `/metrics` until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, render: Render, shutdown: CancellationToken) {

@@ -59,9 +59,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_controller::client::{self as controller_client, ControllerClient};
+use strata_controller::metrics::ControllerFigures;
 use strata_controller::network::{Accepted, Connect, Network};
 use strata_controller::proto::raft::ControllerNode;
 use strata_controller::{Controller, QuorumSettings};
+use strata_protocol::metrics::Exposition;
 use strata_protocol::transport::{Connector, Listener};
 use strata_storage::{LogManager, ManagerConfig};
 use tokio_util::sync::CancellationToken;
@@ -169,7 +171,7 @@ pub async fn run_on(config: ServerConfig, transport: Transport, shutdown: Cancel
         (None, Some(controller)) => vec![(controller.id(), controller.addr().to_string())],
         (None, None) => unreachable!("a broker-only node is configured with voters"),
     };
-    let quorum_view = controller.as_ref().map(|c| (c.raft().clone(), c.id()));
+    let quorum_view = controller.as_ref().map(Controller::figures);
     let result = match kafka.is_empty() {
         false => {
             let transport = BrokerTransport {
@@ -238,15 +240,19 @@ async fn start_controller(
 /// A node with only the controller role: its HTTP endpoint, with the controller's figures, until `shutdown`.
 async fn serve_controller_only(
     node_id: i32,
-    quorum_view: Option<(strata_controller::types::Raft, u64)>,
+    quorum_view: Option<ControllerFigures>,
     http: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (raft, id) = quorum_view.expect("a controller-only node runs a controller");
+    let figures = quorum_view.expect("a controller-only node runs a controller");
     info!(node_id, "controller-only node is serving");
     match http {
         Some(http) => {
-            let render: http::Render = Arc::new(move || http::controller_metrics(&raft, id));
+            let render: http::Render = Arc::new(move || {
+                let mut page = Exposition::new();
+                figures.render(&mut page);
+                page.finish()
+            });
             http::run(http, render, shutdown).await;
         }
         None => shutdown.cancelled().await,
@@ -266,7 +272,7 @@ async fn run_broker(
     config: &ServerConfig,
     identity: NodeIdentity,
     voters: &[(u64, String)],
-    quorum_view: Option<(strata_controller::types::Raft, u64)>,
+    quorum_view: Option<ControllerFigures>,
     transport: BrokerTransport,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -325,6 +331,7 @@ async fn run_broker(
         lag_max: Duration::from_millis(config.settings.replica_lag_time_max_ms),
         session_timeout: Duration::from_millis(config.settings.broker_session_timeout_ms),
     };
+    let lag_connect = kafka_connect.clone();
     let replicas = Arc::new(ReplicaManager::new(
         replica_settings,
         logs.clone(),
@@ -396,13 +403,19 @@ async fn run_broker(
         offsets_retention,
         shutdown.clone(),
     ));
+    tokio::spawn(groups::metrics::refresh_watermarks(
+        broker.clone(),
+        lag_connect,
+        shutdown.clone(),
+    ));
     let http_task = http.map(|http| {
         let shown = broker.clone();
         let render: http::Render = Arc::new(move || {
-            let mut page = strata_protocol::metrics::Exposition::new();
+            let mut page = Exposition::new();
             shown.metrics.render(&shown, &mut page);
-            if let Some((raft, id)) = &quorum_view {
-                page.append(&http::controller_metrics(raft, *id));
+            groups::metrics::render(&shown, &mut page);
+            if let Some(controller) = &quorum_view {
+                controller.render(&mut page);
             }
             page.finish()
         });

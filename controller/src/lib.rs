@@ -28,6 +28,8 @@
 //! - [`service`]: the gRPC `RaftService` handing requests to the local Raft, and [`start`], which runs a
 //!   controller ([`Controller`]) on a given listener ([`start_on`]: on any stream of connections), with
 //!   openraft's pre-vote on.
+//! - [`metrics`]: the controller's figures on `/metrics` (active, term, commit latency, metadata lag per
+//!   broker, leader elections, offline partitions, brokers by state), recorded by [`quorum`].
 //! - [`check_quorum`]: the task that makes an active controller cut off from a majority step down.
 //!
 //! - [`quorum`]: the service brokers use (registration, heartbeats, metadata writes on the active controller,
@@ -54,6 +56,7 @@ pub mod delta;
 pub mod image;
 mod log_files;
 pub mod log_store;
+pub mod metrics;
 pub mod network;
 pub mod proto;
 pub mod quorum;

@@ -31,6 +31,7 @@ use crate::control::liveness::{
 use crate::control::registration::register_broker;
 use crate::control::{self, AlterPartition, ControllerResult, unclean_leader_election_enabled};
 use crate::image::{ConfigResource, MetadataImage, Topic, TopicId};
+use crate::metrics::{self, ControllerMetrics};
 use crate::network::RPC_MESSAGE_BYTES_MAX;
 use crate::proto::controller as pb;
 use crate::proto::controller::controller_service_server::{ControllerService, ControllerServiceServer};
@@ -87,6 +88,8 @@ pub struct Quorum {
     feed: watch::Receiver<Feed>,
     settings: QuorumSettings,
     active: Mutex<Option<Active>>,
+    /// What `/metrics` shows of this controller's work (see [`crate::metrics`]).
+    metrics: Arc<ControllerMetrics>,
     /// Sessions are timed on tokio's clock, which a simulation (turmoil) drives: a broker's session then
     /// ends in simulated time, as it would in real time.
     clock: Instant,
@@ -113,13 +116,20 @@ fn not_controller(leader_id: Option<NodeId>) -> pb::Reply {
 }
 
 impl Quorum {
-    pub fn new(id: NodeId, raft: Raft, feed: watch::Receiver<Feed>, settings: QuorumSettings) -> Arc<Self> {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        feed: watch::Receiver<Feed>,
+        settings: QuorumSettings,
+        metrics: Arc<ControllerMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id,
             raft,
             feed,
             settings,
             active: Mutex::new(None),
+            metrics,
             clock: Instant::now(),
         })
     }
@@ -163,14 +173,22 @@ impl Quorum {
     }
 
     /// Commits `records` as one batch and answers the index it was applied at (the current applied index
-    /// when there is nothing to write).
+    /// when there is nothing to write). Called with the write lock held ([`Self::activate`]), so the image
+    /// now is the one the records were computed from: the leader elections among them are judged and
+    /// counted against it once they are committed.
     async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, Early> {
         if records.is_empty() {
             return Ok(self.applied_index());
         }
+        let elections = metrics::elections(&self.image(), &records);
+        let proposed = std::time::Instant::now();
         match self.raft.client_write(MetadataBatch { records }).await {
             Ok(response) => match response.data.outcome {
-                Ok(()) => Ok(response.log_id.index),
+                Ok(()) => {
+                    self.metrics.committed(proposed.elapsed());
+                    self.metrics.elected(elections);
+                    Ok(response.log_id.index)
+                }
                 Err(e) => Err(reply_error(
                     UNKNOWN_SERVER_ERROR,
                     format!("metadata change refused: {e}"),
@@ -236,6 +254,8 @@ impl Quorum {
             .liveness
             .heartbeat(&image, heartbeat, self.now_ms(), caught_up)
             .map_err(|e| reply_error(e.kafka_error_code(), &e))?;
+        // Only an accepted heartbeat (the broker's current incarnation) says how far its metadata is.
+        self.metrics.broker_applied(request.broker_id, request.applied_index);
         let records = if request.shutting_down {
             tracing::info!(broker = request.broker_id, "broker shutting down: fencing it");
             control::fence_broker(&image, request.broker_id, Self::unclean(&image))

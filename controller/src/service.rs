@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 
 use crate::image::MetadataImage;
 use crate::log_store::{LogStore, OpenError};
+use crate::metrics::{ControllerFigures, ControllerMetrics};
 use crate::network::{Network, RPC_MESSAGE_BYTES_MAX};
 use crate::proto::raft as pb;
 use crate::proto::raft::raft_service_server::{RaftService, RaftServiceServer};
@@ -133,6 +134,7 @@ pub struct Controller {
     addr: SocketAddr,
     raft: Raft,
     images: watch::Receiver<MetadataImage>,
+    figures: ControllerFigures,
     session_checks: JoinHandle<()>,
     /// Steps this controller down when it is active but cut off from a majority ([`crate::check_quorum`]).
     check_quorum: JoinHandle<()>,
@@ -203,7 +205,9 @@ where
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let check_interval = session_check_interval(settings.session_timeout_ms);
-    let quorum = Quorum::new(id, raft.clone(), feed, settings);
+    let metrics = Arc::new(ControllerMetrics::default());
+    let figures = ControllerFigures::new(id, raft.clone(), feed.clone(), metrics.clone());
+    let quorum = Quorum::new(id, raft.clone(), feed, settings, metrics);
     let session_checks = quorum.spawn_session_checks(check_interval);
     let check_quorum = check_quorum::spawn(id, raft.clone(), &config);
 
@@ -223,6 +227,7 @@ where
         addr,
         raft,
         images,
+        figures,
         session_checks,
         check_quorum,
         stop_server: Some(stop_server),
@@ -247,6 +252,11 @@ impl Controller {
     /// A receiver of the state machine's image after each applied run of entries.
     pub fn images(&self) -> watch::Receiver<MetadataImage> {
         self.images.clone()
+    }
+
+    /// What renders this controller's figures on `/metrics`.
+    pub fn figures(&self) -> ControllerFigures {
+        self.figures.clone()
     }
 
     /// Stops serving, then stops the Raft. Open RPC connections are given [`SERVER_DRAIN_TIMEOUT`] to close.

@@ -46,9 +46,14 @@
 //! changes in the order they were made (the wait for the replicas happens after it is released), and a
 //! broker that becomes leader of a partition reads its groups back ([`ConsumerLoad`]). Classic groups are
 //! not: after a coordinator moves, they rebalance.
+//!
+//! What `/metrics` shows of the groups this broker coordinates (states, members, rebalances, committed
+//! offsets and lag) is rendered by [`metrics`], which also keeps the high watermarks of partitions other
+//! brokers lead fresh for the lag.
 
 pub mod consumer;
 pub mod expiry;
+pub mod metrics;
 pub mod offsets;
 
 use std::collections::{BTreeMap, HashMap};
@@ -343,6 +348,8 @@ pub struct Coordinator {
     settings: GroupSettings,
     /// The last rebalance number handed out (see [`Group::rebalance`]).
     rebalances: AtomicU64,
+    /// Completed rebalances and what lag is computed from, for `/metrics` ([`metrics`]).
+    metrics: metrics::GroupMetrics,
 }
 
 impl Coordinator {
@@ -352,7 +359,21 @@ impl Coordinator {
             consumer: Mutex::new(HashMap::new()),
             settings,
             rebalances: AtomicU64::new(0),
+            metrics: Default::default(),
         })
+    }
+
+    pub fn metrics(&self) -> &metrics::GroupMetrics {
+        &self.metrics
+    }
+
+    /// Counts a consumer group's rebalance if its epoch moved from `before` to `after`.
+    fn count_epoch(&self, group_id: &str, before: Option<i32>, after: Option<i32>) {
+        if let Some(after) = after
+            && after > before.unwrap_or(0)
+        {
+            self.metrics.rebalanced(group_id);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -502,7 +523,11 @@ impl Coordinator {
             return answer.map(|answer| (answer, None));
         }
         match log.append(group_id, &records) {
-            Ok(written) => answer.map(|answer| (answer, written)),
+            Ok(written) => {
+                let after = groups.get(group_id).map(consumer::Group::epoch);
+                self.count_epoch(group_id, before.as_ref().map(consumer::Group::epoch), after);
+                answer.map(|answer| (answer, written))
+            }
             Err(error) => {
                 match before {
                     Some(before) => groups.insert(group_id.to_owned(), before),
@@ -652,6 +677,7 @@ impl Coordinator {
                 }
                 let before = group.clone();
                 let expired = group.expire(now);
+                let epochs = (before.epoch(), group.epoch());
                 let records = consumer::records::diff(id, Some(&before), Some(group));
                 if let Err(error) = log.append(id, &records) {
                     // Not this broker's group any more (it is unloaded when the leadership moves), or the log
@@ -660,6 +686,7 @@ impl Coordinator {
                     *group = before;
                     continue;
                 }
+                self.count_epoch(id, Some(epochs.0), Some(epochs.1));
                 tracing::info!(group = %id, members = ?expired, "consumer group members missed their session or rebalance timeout");
             }
         }
@@ -947,7 +974,9 @@ impl Coordinator {
         }
         if !group.delaying && group.members.values().all(|m| m.join.is_some()) {
             let rebalance = group.rebalance;
-            complete_join_locked(group, rebalance, false);
+            if complete_join_locked(group, rebalance, false) {
+                self.metrics.rebalanced(group_id);
+            }
         }
     }
 
@@ -956,7 +985,9 @@ impl Coordinator {
     fn complete_join(self: &Arc<Self>, group_id: &str, rebalance: u64, timed_out: bool) {
         let mut groups = self.lock();
         if let Some(group) = groups.get_mut(group_id) {
-            complete_join_locked(group, rebalance, timed_out);
+            if complete_join_locked(group, rebalance, timed_out) {
+                self.metrics.rebalanced(group_id);
+            }
             if group.members.is_empty() && group.state == State::PreparingRebalance {
                 group.set_state(State::Empty);
             }
@@ -1398,13 +1429,14 @@ fn synced(group: &Group, member_id: &str) -> Synced {
 }
 
 /// Ends the join phase of rebalance `rebalance` (if it is the one running): a new generation, a protocol
-/// every member supports, a leader, and each waiting member's answer.
-fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
+/// every member supports, a leader, and each waiting member's answer. Returns whether it did so with
+/// members (a completed rebalance, as Kafka's `classic-group-completed-rebalance-count` counts them).
+fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) -> bool {
     if group.state != State::PreparingRebalance || group.rebalance != rebalance {
-        return;
+        return false;
     }
     if !timed_out && (group.delaying || !group.members.values().all(|m| m.join.is_some())) {
-        return;
+        return false;
     }
     group.delaying = false;
     // Members that did not rejoin in time are out.
@@ -1414,7 +1446,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
         group.leader = None;
         group.protocol.clear();
         group.generation += 1;
-        return;
+        return false;
     }
     group.generation += 1;
     if group
@@ -1466,6 +1498,7 @@ fn complete_join_locked(group: &mut Group, rebalance: u64, timed_out: bool) {
             }));
         }
     }
+    true
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub mod registration;
 pub mod topics;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use crate::image::{BrokerId, ConfigResource, MetadataImage};
 use crate::proto::metadata::{MetadataRecord, metadata_record::Record};
