@@ -179,8 +179,10 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The console password from `STRATA_CONSOLE_PASSWORD` or a file's first line; not both, not empty.
+/// The console password from `STRATA_CONSOLE_PASSWORD` or a file's first line; not both, not empty. An empty
+/// `STRATA_CONSOLE_PASSWORD` is no password (compose files pass it through as `${VAR:-}`).
 fn console_password(direct: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
+    let direct = direct.filter(|p| !p.is_empty());
     let password = match (direct, file) {
         (Some(_), Some(_)) => {
             bail!("STRATA_CONSOLE_PASSWORD and --console-password-file are both set; give one")
@@ -509,7 +511,10 @@ mod tests {
             "Debug output hides the password"
         );
         assert!(config(Some("pw"), Some(&path)).is_err(), "both");
-        assert!(config(Some(" "), None).is_err(), "empty");
+        assert!(config(Some(" "), None).is_err(), "blank");
+        assert_eq!(config(Some(""), None).unwrap().console_password, None, "empty: none");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(config(None, Some(&path)).is_err(), "an empty file");
         assert!(config(None, Some(&dir.path().join("missing"))).is_err());
     }
 
