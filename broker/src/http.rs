@@ -5,6 +5,7 @@
 //! `crate::console`, which this module only mounts.
 
 use std::fmt::Write as _;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -141,13 +142,25 @@ pub async fn run(
     }
     let app = router(render, console);
     let stopped = shutdown.clone();
-    if let Err(e) = axum::serve(listener, app)
+    let serving = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stopped.cancelled().await })
-        .await
-    {
-        debug!(error = %e, "HTTP server stopped");
+        .into_future();
+    // At shutdown, requests being answered get a moment to finish; a client that keeps a connection busy
+    // (a request head trickling in) must not hold the node's stop.
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = serving => if let Err(e) = served {
+            debug!(error = %e, "HTTP server stopped");
+        },
+        () = drained => debug!("HTTP connections still open at shutdown were dropped"),
     }
 }
+
+/// How long requests in progress at shutdown may take to finish.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The routes: `/health` and `/metrics` open to anyone (Prometheus scrapes them), the console behind its
 /// own authentication (`console::auth`).

@@ -119,12 +119,13 @@ pub async fn plan_reset(
                     .await
             })
             .await?;
-        let current = |p: i32| {
-            committed
-                .iter()
-                .find(|c| c.topic == topic && c.partition == p)
-                .and_then(|c| c.offset)
-        };
+        // By partition: a topic of 10,000 partitions would otherwise be searched 10,000 times.
+        let committed: BTreeMap<i32, i64> = committed
+            .into_iter()
+            .filter(|c| c.topic == topic)
+            .filter_map(|c| Some((c.partition, c.offset?)))
+            .collect();
+        let current = |p: i32| committed.get(&p).copied();
         let earliest = offsets_or_zero(router.list_offsets(topic, &partitions, OffsetSpec::Earliest).await?);
         let latest = offsets_or_zero(router.list_offsets(topic, &partitions, OffsetSpec::Latest).await?);
         let by_time = match target {
