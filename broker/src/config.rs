@@ -17,6 +17,7 @@
 //! # listener-security-protocol-map = "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT"
 //! # inter-broker-listener-name = "INTERNAL"
 //! http-listen = "0.0.0.0:9644"
+//! console-password-file = "/run/secrets/strata-console"
 //! log-format = "json"
 //!
 //! [settings]                    # broker settings, named as in Kafka
@@ -77,9 +78,17 @@ pub struct ServerArgs {
     /// Default: `PLAINTEXT` if there is one, else the first listener.
     #[arg(long, env = "STRATA_INTER_BROKER_LISTENER_NAME")]
     pub inter_broker_listener_name: Option<String>,
-    /// HTTP address for /health and /metrics.
+    /// HTTP address for /health, /metrics and the web console.
     #[arg(long, env = "STRATA_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// The web console's password (HTTP Basic, any user name). Hidden: give it in the environment variable
+    /// or in `--console-password-file`, where `ps` does not show it.
+    #[arg(long, env = "STRATA_CONSOLE_PASSWORD", hide = true, hide_env_values = true)]
+    pub console_password: Option<String>,
+    /// A file whose first line is the web console's password. Without a password the console is open on a
+    /// loopback HTTP listener and refused (403) on any other.
+    #[arg(long, env = "STRATA_CONSOLE_PASSWORD_FILE")]
+    pub console_password_file: Option<PathBuf>,
     /// A broker setting named as in Kafka, e.g. `--set num.partitions=3`; repeatable. The environment
     /// variable takes a comma-separated list.
     #[arg(long = "set", value_name = "KEY=VALUE", env = "STRATA_SET", value_delimiter = ',')]
@@ -104,6 +113,7 @@ struct FileConfig {
     listener_security_protocol_map: Option<String>,
     inter_broker_listener_name: Option<String>,
     http_listen: Option<String>,
+    console_password_file: Option<PathBuf>,
     log_format: Option<String>,
     #[serde(default)]
     settings: BTreeMap<String, toml::Value>,
@@ -153,8 +163,42 @@ pub struct ServerConfig {
     /// The name of the listener other brokers connect to this one on.
     pub inter_broker_listener: String,
     pub http_listen: String,
+    /// The web console's password, if one is set.
+    pub console_password: Option<Secret>,
     pub log_format: LogFormat,
     pub settings: BrokerSettings,
+}
+
+/// A secret that never shows in `Debug` output (a configuration logged whole, a panic message).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The console password from `STRATA_CONSOLE_PASSWORD` or a file's first line; not both, not empty. An empty
+/// `STRATA_CONSOLE_PASSWORD` is no password (compose files pass it through as `${VAR:-}`).
+fn console_password(direct: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
+    let direct = direct.filter(|p| !p.is_empty());
+    let password = match (direct, file) {
+        (Some(_), Some(_)) => {
+            bail!("STRATA_CONSOLE_PASSWORD and --console-password-file are both set; give one")
+        }
+        (Some(password), None) => password,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the console password from {}", path.display()))?;
+            text.lines().next().unwrap_or_default().to_owned()
+        }
+        (None, None) => return Ok(None),
+    };
+    if password.trim().is_empty() {
+        bail!("the console password is empty");
+    }
+    Ok(Some(Secret(password)))
 }
 
 impl ServerArgs {
@@ -238,6 +282,10 @@ impl ServerArgs {
                 .http_listen
                 .or(file.http_listen)
                 .unwrap_or_else(|| "127.0.0.1:9644".into()),
+            console_password: console_password(
+                self.console_password,
+                self.console_password_file.or(file.console_password_file),
+            )?,
             log_format,
             settings,
         })
@@ -436,6 +484,38 @@ mod tests {
                 "127.0.0.1:9093"
             )
         );
+    }
+
+    #[test]
+    fn the_console_password_comes_from_the_environment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console-password");
+        std::fs::write(&path, "s3cret\nignored\n").unwrap();
+        let config = |direct: Option<&str>, file: Option<&std::path::Path>| {
+            ServerArgs {
+                console_password: direct.map(str::to_owned),
+                console_password_file: file.map(std::path::Path::to_path_buf),
+                ..ServerArgs::default()
+            }
+            .resolve()
+        };
+        assert_eq!(config(None, None).unwrap().console_password, None);
+        assert_eq!(
+            config(Some("pw"), None).unwrap().console_password,
+            Some(Secret("pw".into()))
+        );
+        let from_file = config(None, Some(&path)).unwrap();
+        assert_eq!(from_file.console_password, Some(Secret("s3cret".into())));
+        assert!(
+            !format!("{from_file:?}").contains("s3cret"),
+            "Debug output hides the password"
+        );
+        assert!(config(Some("pw"), Some(&path)).is_err(), "both");
+        assert!(config(Some(" "), None).is_err(), "blank");
+        assert_eq!(config(Some(""), None).unwrap().console_password, None, "empty: none");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(config(None, Some(&path)).is_err(), "an empty file");
+        assert!(config(None, Some(&dir.path().join("missing"))).is_err());
     }
 
     #[test]

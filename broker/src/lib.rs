@@ -29,7 +29,12 @@
 //! - [`config`]: `strata server` flags, environment and config file.
 //! - `metrics`: the broker's figures on `/metrics`: recorded on the data path, or read when a page is
 //!   rendered.
-//! - `http`: `/health` and `/metrics` served.
+//! - [`offset_reset`]: moving a group's committed offsets through a Kafka client (the CLI's
+//!   `group reset-offsets` and the console's reset).
+//! - [`time`]: RFC 3339 timestamps to milliseconds and back.
+//! - `http`: the node's HTTP port: `/health` and `/metrics`, and the routes of `console`.
+//! - `console`: the web console's pages (brokers and quorum, topics, messages, groups), its access rule
+//!   and CSRF check, and the throughput samples its charts draw.
 //!
 //! Errors: library-facing code uses `anyhow` at the edges (start-up, files); Kafka-visible failures are
 //! `kafka_protocol::ResponseError` codes chosen in one place per kind (`broker` for topics, each API file
@@ -38,6 +43,7 @@
 pub mod api;
 mod broker;
 pub mod config;
+mod console;
 mod dynamic;
 mod fetch_sessions;
 mod fetcher;
@@ -46,12 +52,14 @@ mod http;
 mod membership;
 mod metadata;
 mod metrics;
+pub mod offset_reset;
 mod producers;
 mod reconcile;
 mod replica;
 pub mod server;
 mod settings;
 mod share;
+pub mod time;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -253,7 +261,7 @@ async fn serve_controller_only(
                 figures.render(&mut page);
                 page.finish()
             });
-            http::run(http, render, shutdown).await;
+            http::run(http, render, None, shutdown).await;
         }
         None => shutdown.cancelled().await,
     }
@@ -409,6 +417,18 @@ async fn run_broker(
         shutdown.clone(),
     ));
     let http_task = http.map(|http| {
+        let console = http.local_addr().ok().map(|addr| {
+            let access = console::Access::decide(addr, config.console_password.clone().map(|p| p.0));
+            // The inter-broker listener: the one this node is sure to reach itself on.
+            let bootstrap = broker
+                .advertised
+                .iter()
+                .find(|a| a.name == config.inter_broker_listener)
+                .or(broker.advertised.first())
+                .map(|a| format!("{}:{}", a.host, a.port))
+                .unwrap_or_default();
+            console::Console::start(broker.clone(), access, bootstrap)
+        });
         let shown = broker.clone();
         let render: http::Render = Arc::new(move || {
             let mut page = Exposition::new();
@@ -419,7 +439,7 @@ async fn run_broker(
             }
             page.finish()
         });
-        tokio::spawn(http::run(http, render, shutdown.clone()))
+        tokio::spawn(http::run(http, render, console, shutdown.clone()))
     });
     info!(node_id = broker.node_id(), cluster_id = %broker.identity.cluster_id, "Strata is serving");
     let limits = broker.limits.clone();

@@ -19,7 +19,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node (the default when no command is given).
-    Server(ServerArgs),
+    // Boxed: the server's flags are most of the enum's size, and every other command would carry them.
+    Server(Box<ServerArgs>),
     /// Create, list, describe, alter and delete topics.
     Topic(cli::topic::TopicArgs),
     /// Send standard input to a topic, one record per line.
@@ -41,10 +42,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let client_command = match cli.command {
-        Some(Command::Server(args)) => return serve(args),
+        Some(Command::Server(args)) => return serve(*args),
         // No command: a server configured by environment variables and defaults only.
         None => match Cli::parse_from(["strata", "server"]).command {
-            Some(Command::Server(args)) => return serve(args),
+            Some(Command::Server(args)) => return serve(*args),
             _ => unreachable!("`server` was given"),
         },
         Some(Command::Topic(args)) => cli::block_on(cli::topic::run(args)),

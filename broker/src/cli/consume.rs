@@ -16,7 +16,7 @@ use strata_protocol::client::{FetchOptions, Router};
 use super::Bootstrap;
 use super::fetcher::Fetcher;
 use super::format::Format;
-use super::time::parse_rfc3339;
+use strata_broker::time::parse_rfc3339;
 
 /// Output is written in blocks of this size (and after every fetch), not a syscall per record.
 const STDOUT_BUFFER_BYTES: usize = 256 * 1024;

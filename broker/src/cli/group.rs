@@ -12,17 +12,16 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{ArgGroup, Args, Subcommand};
-use kafka_protocol::ResponseError;
-use strata_protocol::client::admin::{
-    ConsumerGroupDescription, GroupDescription, ListedOffset, OffsetSpec, decode_consumer_assignment,
-};
+use strata_protocol::client::admin::{ConsumerGroupDescription, GroupDescription, decode_consumer_assignment};
 use strata_protocol::client::{ClientError, Router};
+
+use strata_broker::offset_reset::{Target, TopicPartitions, commit_reset, group_error, log_end_offsets, plan_reset};
+use strata_broker::time::parse_rfc3339;
 
 use super::Bootstrap;
 use super::format::print_table;
-use super::time::parse_rfc3339;
 
 #[derive(Debug, Args)]
 pub struct GroupArgs {
@@ -76,50 +75,8 @@ struct ResetArgs {
     execute: bool,
 }
 
-/// `--topic T` or `--topic T:P1,P2` (also `share-group reset-offsets`'s).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct TopicPartitions {
-    pub(super) topic: String,
-    /// `None`: every partition of the topic.
-    pub(super) partitions: Option<Vec<i32>>,
-}
-
-impl TopicPartitions {
-    pub(super) fn parse(text: &str) -> Result<TopicPartitions, String> {
-        let bad = || format!("`{text}` is not TOPIC or TOPIC:PARTITION,PARTITION…");
-        let (topic, partitions) = match text.split_once(':') {
-            None => (text, None),
-            Some((topic, list)) => {
-                let partitions = list
-                    .split(',')
-                    .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
-                    .collect::<Option<Vec<i32>>>()
-                    .ok_or_else(bad)?;
-                (topic, Some(partitions))
-            }
-        };
-        if topic.is_empty() {
-            return Err(bad());
-        }
-        Ok(TopicPartitions {
-            topic: topic.to_owned(),
-            partitions,
-        })
-    }
-}
-
 fn parse_datetime(text: &str) -> Result<i64, String> {
     parse_rfc3339(text).ok_or_else(|| format!("`{text}` is not an RFC 3339 time like 2026-11-20T10:00:00Z"))
-}
-
-/// Where `reset-offsets` moves each partition.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Earliest,
-    Latest,
-    Offset(i64),
-    Time(i64),
-    Shift(i64),
 }
 
 impl ResetArgs {
@@ -155,17 +112,6 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
             Ok(())
         }
         GroupCommand::ResetOffsets(reset) => reset_offsets(&mut router, reset).await,
-    }
-}
-
-/// The refusals an operator can act on, in words; other errors as the client words them.
-fn group_error(group: &str, error: ClientError) -> anyhow::Error {
-    match error.kafka_error() {
-        Some(ResponseError::NonEmptyGroup | ResponseError::UnknownMemberId) => {
-            anyhow::anyhow!("group {group} has active members; stop them first")
-        }
-        Some(ResponseError::GroupIdNotFound) => anyhow::anyhow!("group {group} does not exist"),
-        _ => error.into(),
     }
 }
 
@@ -408,95 +354,9 @@ fn format_assignment(topics: &[(String, Vec<i32>)]) -> String {
         .join(" ")
 }
 
-/// One line of the reset plan.
-#[derive(Debug)]
-struct Planned {
-    topic: String,
-    partition: i32,
-    current: Option<i64>,
-    new: i64,
-}
-
 async fn reset_offsets(router: &mut Router, args: ResetArgs) -> anyhow::Result<()> {
     let group = args.group.as_str();
-    // Kafka's tool refuses a group with members before computing anything: their commits would race ours.
-    let description = router
-        .with_coordinator(group, async |coordinator| coordinator.describe_group(group).await)
-        .await
-        .map_err(|e| group_error(group, e))?;
-    if !description.members.is_empty() {
-        bail!("group {group} has active members; stop them first");
-    }
-    let target = args.target();
-    let mut plan: Vec<Planned> = Vec::new();
-    for spec in &args.topics {
-        let topic = spec.topic.as_str();
-        let all: Vec<i32> = router
-            .topic(topic, false)
-            .await?
-            .partitions
-            .iter()
-            .map(|p| p.index)
-            .collect();
-        let partitions = match &spec.partitions {
-            None => all,
-            Some(wanted) => {
-                if let Some(missing) = wanted.iter().find(|p| !all.contains(p)) {
-                    bail!("topic {topic} has no partition {missing} (it has {})", all.len());
-                }
-                let mut wanted = wanted.clone();
-                wanted.sort_unstable();
-                wanted.dedup();
-                wanted
-            }
-        };
-        let committed = router
-            .with_coordinator(group, async |coordinator| {
-                coordinator
-                    .fetch_committed_offsets(group, Some(&[(topic, &partitions)]))
-                    .await
-            })
-            .await?;
-        let current = |p: i32| {
-            committed
-                .iter()
-                .find(|c| c.topic == topic && c.partition == p)
-                .and_then(|c| c.offset)
-        };
-        let earliest = offsets_or_zero(router.list_offsets(topic, &partitions, OffsetSpec::Earliest).await?);
-        let latest = offsets_or_zero(router.list_offsets(topic, &partitions, OffsetSpec::Latest).await?);
-        let by_time = match target {
-            Target::Time(ms) => Some(
-                router
-                    .list_offsets(topic, &partitions, OffsetSpec::Timestamp(ms))
-                    .await?,
-            ),
-            _ => None,
-        };
-        for (i, &p) in partitions.iter().enumerate() {
-            let (low, high) = (earliest[i], latest[i].max(earliest[i]));
-            let new = match target {
-                Target::Earliest => low,
-                Target::Latest => high,
-                Target::Offset(offset) => offset.clamp(low, high),
-                // No record at or after the time: the end, where the next record will be.
-                Target::Time(_) => by_time.as_ref().and_then(|found| found[i].offset).unwrap_or(high),
-                Target::Shift(n) => {
-                    let from = current(p).with_context(|| {
-                        format!("cannot shift {topic}-{p}: group {group} has no committed offset for it")
-                    })?;
-                    from.saturating_add(n).clamp(low, high)
-                }
-            };
-            plan.push(Planned {
-                topic: topic.to_owned(),
-                partition: p,
-                current: current(p),
-                new,
-            });
-        }
-    }
-
+    let plan = plan_reset(router, group, &args.topics, args.target()).await?;
     let rows = plan
         .iter()
         .map(|planned| {
@@ -513,75 +373,14 @@ async fn reset_offsets(router: &mut Router, args: ResetArgs) -> anyhow::Result<(
         println!("Dry run: nothing committed (use --execute to commit).");
         return Ok(());
     }
-    let offsets: Vec<(&str, i32, i64)> = plan
-        .iter()
-        .map(|planned| (planned.topic.as_str(), planned.partition, planned.new))
-        .collect();
-    router
-        .with_coordinator(group, async |coordinator| {
-            coordinator.commit_group_offsets(group, &offsets).await
-        })
-        .await
-        .map_err(|e| group_error(group, e))?;
+    commit_reset(router, group, &plan).await?;
     println!("Committed the new offsets of group {group}.");
     Ok(())
-}
-
-fn offsets_or_zero(listed: Vec<ListedOffset>) -> Vec<i64> {
-    listed.iter().map(|l| l.offset.unwrap_or(0)).collect()
-}
-
-/// The log end offset of each of `partitions` (topic, index), asked per topic; a topic or partition that is
-/// gone has none.
-pub(super) async fn log_end_offsets<'a>(
-    router: &mut Router,
-    partitions: impl Iterator<Item = &'a (String, i32)>,
-) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in partitions {
-        by_topic.entry(topic).or_default().push(*partition);
-    }
-    let mut ends = BTreeMap::new();
-    for (topic, ps) in by_topic {
-        match router.list_offsets(topic, &ps, OffsetSpec::Latest).await {
-            Ok(listed) => {
-                for l in listed {
-                    if let Some(end) = l.offset {
-                        ends.insert((topic.to_owned(), l.partition), end);
-                    }
-                }
-            }
-            Err(e) if e.kafka_error().is_some() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(ends)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn topics_take_an_optional_partition_list() {
-        assert_eq!(
-            TopicPartitions::parse("orders"),
-            Ok(TopicPartitions {
-                topic: "orders".into(),
-                partitions: None
-            })
-        );
-        assert_eq!(
-            TopicPartitions::parse("orders:0,2"),
-            Ok(TopicPartitions {
-                topic: "orders".into(),
-                partitions: Some(vec![0, 2])
-            })
-        );
-        for bad in ["", ":1", "orders:", "orders:a", "orders:-1", "orders:1,,2"] {
-            assert!(TopicPartitions::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn assignments_print_per_topic() {

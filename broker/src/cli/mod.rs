@@ -15,7 +15,6 @@
 //!   `bench consume`).
 //! - `format`: how `consume` prints a record (a `%k %v…` template or JSON), and the tables of `group` and
 //!   `cluster`.
-//! - `time`: RFC 3339 timestamps for `consume --from` and `group reset-offsets --to-datetime`.
 //! - `topic`, `produce`, `consume`, `bench`, `group`, `share_group`, `cluster`, `health`: one file per command.
 
 pub mod bench;
@@ -28,7 +27,6 @@ pub mod health;
 pub mod produce;
 mod producer;
 pub mod share_group;
-mod time;
 pub mod topic;
 
 use std::future::Future;

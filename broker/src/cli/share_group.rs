@@ -21,7 +21,7 @@ use strata_protocol::client::{ClientError, Router};
 
 use super::Bootstrap;
 use super::format::print_table;
-use super::group::{TopicPartitions, log_end_offsets};
+use strata_broker::offset_reset::{TopicPartitions, log_end_offsets};
 
 #[derive(Debug, Args)]
 pub struct ShareGroupArgs {

@@ -53,15 +53,20 @@ impl Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
         command
             .arg("server")
-            .args(["--data-dir", data_dir.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
+            .args(["--data-dir", data_dir.to_str().unwrap()])
             .env("STRATA_LOG", "info,openraft=warn")
             .env_remove("STRATA_SET")
+            .env_remove("STRATA_CONSOLE_PASSWORD")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // Empty for a node configured with `--listeners` in `flags`.
         if !listen.is_empty() {
             command.args(["--listen", listen]);
+        }
+        // `flags` may put the HTTP port elsewhere (the console's tests listen beyond loopback).
+        if !flags.iter().any(|f| f == "--http-listen") {
+            command.args(["--http-listen", "127.0.0.1:0"]);
         }
         if !flags.iter().any(|f| f == "--controller-listen" || f == "--roles") {
             command.args(["--controller-listen", "127.0.0.1:0"]);

@@ -1,5 +1,5 @@
 //! RFC 3339 timestamps (`2026-11-20T10:00:00Z`, `2026-11-20T11:00:00.250+01:00`) to milliseconds since
-//! the Unix epoch: enough of a calendar for `consume --from`, without a date-time dependency.
+//! the Unix epoch and back: enough of a calendar for `consume --from` and the web console, without a date-time dependency.
 
 /// Parses an RFC 3339 date-time with a `Z` or `±HH:MM` offset and optional fractional seconds (read to
 /// the millisecond). `None` if it is not one.
@@ -57,8 +57,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 in UTC with milliseconds.
-#[cfg(test)]
-fn format_rfc3339(ms: i64) -> String {
+pub fn format_rfc3339(ms: i64) -> String {
     let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (year, month, day) = civil_from_days(days);
     let (h, m, s, milli) = (
@@ -94,7 +93,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// The inverse of [`days_from_civil`].
-#[cfg(test)]
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
