@@ -1,6 +1,7 @@
-//! The Django/Celery example (`examples/django`), against a real `strata server` process. The app's own
-//! Django tests (`manage.py test`) are the checks: this file starts a node, hands them its address in
-//! `STRATA_BOOTSTRAP`, and fails with their output when they fail.
+//! The Django/Celery example (`examples/django`) and the snippets of `docs/coming-from.md`, against a real
+//! `strata server` process. The app's own Django tests (`manage.py test`) are the checks of the example:
+//! this file starts a node, hands them its address in `STRATA_BOOTSTRAP`, and fails with their output when
+//! they fail.
 //!
 //! Python is `STRATA_PYTHON` (scripts/test sets it), else the venv `scripts/python-env` makes from the
 //! pinned packages of `scripts/python-requirements.txt`.
@@ -15,6 +16,8 @@ use common::Server;
 
 /// How long the Django test suite may run (it takes about 30 s on a debug build here).
 const DJANGO_TESTS_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the docs' snippets may run.
+const SNIPPETS_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
@@ -84,6 +87,21 @@ fn the_django_examples_own_tests_pass_against_strata() {
     let (ok, output) = run(command, DJANGO_TESTS_TIMEOUT);
     assert!(ok, "manage.py test failed:\n{output}");
     assert!(output.contains("Ran 5 tests"), "{output}");
+}
+
+/// Every Strata snippet of docs/coming-from.md runs, in order, against one node, and does what the page
+/// says (broker/tests/python/coming_from.py extracts them and checks what they did).
+#[test]
+fn the_coming_from_snippets_run_against_strata() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut command = Command::new(python());
+    command
+        .arg(repo().join("broker/tests/python/coming_from.py"))
+        .arg(&server.addr)
+        .arg(repo().join("docs/coming-from.md"));
+    let (ok, output) = run(command, SNIPPETS_TIMEOUT);
+    assert!(ok, "coming_from.py failed:\n{output}");
 }
 
 /// The example's compose file is one both Compose tools accept: `docker-compose config` (1.29, what this
