@@ -86,7 +86,7 @@ fn the_django_examples_own_tests_pass_against_strata() {
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let (ok, output) = run(command, DJANGO_TESTS_TIMEOUT);
     assert!(ok, "manage.py test failed:\n{output}");
-    assert!(output.contains("Ran 5 tests"), "{output}");
+    assert!(output.contains("Ran 6 tests"), "{output}");
 }
 
 /// Every Strata snippet of docs/coming-from.md runs, in order, against one node, and does what the page

@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import TransactionTestCase
 
+from . import events
 from .models import Order, ProcessedEvent
 
 MANAGE_PY = Path(__file__).resolve().parent.parent / "manage.py"
@@ -177,6 +178,20 @@ class OrderEventTests(LiveStrataTestCase):
             response = self.client.post("/orders/", body, content_type="application/json")
             self.assertEqual(response.status_code, 400, body)
         self.assertEqual(Order.objects.count(), 0)
+
+    def test_an_order_whose_event_strata_does_not_confirm_is_answered_503(self):
+        # A producer pointed where nothing listens, whose records expire after 2 s: the view must say that
+        # the order was saved but not published, not pretend it was.
+        unreachable = {**settings.KAFKA_PRODUCER, "bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 2000}
+        events._producer = None
+        self.addCleanup(setattr, events, "_producer", None)
+        with self.settings(KAFKA_PRODUCER=unreachable):
+            response = self.client.post(
+                "/orders/", {"customer": "nobody", "total_cents": 1}, content_type="application/json"
+            )
+        self.assertEqual(response.status_code, 503, response.content)
+        self.assertIn("event not published", response.json()["error"])
+        self.assertEqual(Order.objects.filter(public_id=response.json()["id"]).count(), 1)
 
     def test_replay_from_an_earlier_offset(self):
         placed = [self.place_order(f"customer-{i}", 100 + i) for i in range(3)]
