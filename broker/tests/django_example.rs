@@ -104,19 +104,31 @@ fn the_coming_from_snippets_run_against_strata() {
     assert!(ok, "coming_from.py failed:\n{output}");
 }
 
-/// The example's compose file is one both Compose tools accept: `docker-compose config` (1.29, what this
-/// machine has) resolves and validates it without an engine or an image.
+/// The example's compose file is one Compose accepts: `config` resolves and validates it without an engine
+/// or an image. The tool is docker-compose 1.29 (Debian's, what this machine has), or `docker compose` v2
+/// where that is missing.
 #[test]
 fn the_django_compose_file_is_valid() {
     let app = repo().join("examples/django");
-    let mut command = Command::new("docker-compose");
+    let v1 = Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let tool = if v1 { "docker-compose" } else { "docker compose" };
+    let mut command = if v1 {
+        Command::new("docker-compose")
+    } else {
+        let mut v2 = Command::new("docker");
+        v2.arg("compose");
+        v2
+    };
     command
         .args(["--file", "docker-compose.yml", "config", "--quiet"])
         .current_dir(&app);
     let (ok, output) = run(command, Duration::from_secs(60));
     assert!(
         ok,
-        "docker-compose config rejected examples/django/docker-compose.yml:\n{output}"
+        "{tool} config rejected examples/django/docker-compose.yml:\n{output}"
     );
 }
 
