@@ -607,7 +607,10 @@ async fn scrape_time_with_a_thousand_groups() {
         assert_eq!(status, 200);
         let page = Page::parse(&body);
         assert_eq!(
-            page.samples.iter().filter(|s| s.name == "strata_consumer_group_lag").count(),
+            page.samples
+                .iter()
+                .filter(|s| s.name == "strata_consumer_group_lag")
+                .count(),
             GROUPS * 10
         );
     }

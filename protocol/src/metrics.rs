@@ -179,7 +179,11 @@ impl Exposition {
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         };
-        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+        let _ = writeln!(
+            self.out,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        );
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
         self
     }
@@ -271,8 +275,11 @@ mod tests {
         histogram.observe(Duration::from_millis(5));
         histogram.observe(Duration::from_secs(2));
         let mut page = Exposition::new();
-        page.family("strata_x_seconds", Kind::Histogram, "X.")
-            .histogram("strata_x_seconds", &[("api", "Produce")], &histogram);
+        page.family("strata_x_seconds", Kind::Histogram, "X.").histogram(
+            "strata_x_seconds",
+            &[("api", "Produce")],
+            &histogram,
+        );
         assert_eq!(
             page.finish(),
             "# HELP strata_x_seconds X.\n# TYPE strata_x_seconds histogram\n\
