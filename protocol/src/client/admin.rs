@@ -508,7 +508,10 @@ impl Client {
                 });
             }
         }
-        answers.sort_by_key(|a| partitions.iter().position(|p| *p == a.partition));
+        // In the order asked (a map, not a search per comparison: a request may name 10,000 partitions).
+        let asked: std::collections::HashMap<i32, usize> =
+            partitions.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        answers.sort_by_key(|a| asked.get(&a.partition).copied());
         if answers.len() != partitions.len() {
             return Err(ClientError::Protocol {
                 api_key: kafka_protocol::messages::ApiKey::ListOffsets,

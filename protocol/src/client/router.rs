@@ -355,10 +355,12 @@ impl Router {
             .get(topic)
             .ok_or_else(|| ClientError::Usage(format!("topic {topic} was not looked up")))?;
         known.check()?;
-        let found = known
-            .partitions
-            .iter()
-            .find(|p| p.index == partition)
+        // Partitions are kept in index order, so the one asked for is usually at its index.
+        let found = usize::try_from(partition)
+            .ok()
+            .and_then(|i| known.partitions.get(i))
+            .filter(|p| p.index == partition)
+            .or_else(|| known.partitions.iter().find(|p| p.index == partition))
             .ok_or_else(|| ClientError::Kafka {
                 context: format!("topic {topic}"),
                 error: ResponseError::UnknownTopicOrPartition,
