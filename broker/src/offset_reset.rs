@@ -20,6 +20,31 @@ pub struct TopicPartitions {
 }
 
 impl TopicPartitions {
+    /// The partitions meant, checked against the topic as the cluster describes it: all of them, or the
+    /// ones named (sorted, once each). Fails on a partition the topic does not have.
+    pub async fn resolve(&self, router: &mut Router) -> anyhow::Result<Vec<i32>> {
+        let topic = self.topic.as_str();
+        let all: Vec<i32> = router
+            .topic(topic, false)
+            .await?
+            .partitions
+            .iter()
+            .map(|p| p.index)
+            .collect();
+        Ok(match &self.partitions {
+            None => all,
+            Some(wanted) => {
+                if let Some(missing) = wanted.iter().find(|p| !all.contains(p)) {
+                    bail!("topic {topic} has no partition {missing} (it has {})", all.len());
+                }
+                let mut wanted = wanted.clone();
+                wanted.sort_unstable();
+                wanted.dedup();
+                wanted
+            }
+        })
+    }
+
     pub fn parse(text: &str) -> Result<TopicPartitions, String> {
         let bad = || format!("`{text}` is not TOPIC or TOPIC:PARTITION,PARTITION…");
         let (topic, partitions) = match text.split_once(':') {
@@ -93,25 +118,7 @@ pub async fn plan_reset(
     let mut plan: Vec<Planned> = Vec::new();
     for spec in topics {
         let topic = spec.topic.as_str();
-        let all: Vec<i32> = router
-            .topic(topic, false)
-            .await?
-            .partitions
-            .iter()
-            .map(|p| p.index)
-            .collect();
-        let partitions = match &spec.partitions {
-            None => all,
-            Some(wanted) => {
-                if let Some(missing) = wanted.iter().find(|p| !all.contains(p)) {
-                    bail!("topic {topic} has no partition {missing} (it has {})", all.len());
-                }
-                let mut wanted = wanted.clone();
-                wanted.sort_unstable();
-                wanted.dedup();
-                wanted
-            }
-        };
+        let partitions = spec.resolve(router).await?;
         let committed = router
             .with_coordinator(group, async |coordinator| {
                 coordinator

@@ -267,25 +267,7 @@ async fn reset_offsets(router: &mut Router, args: ResetArgs) -> anyhow::Result<(
     let mut plan: Vec<Planned> = Vec::new();
     for spec in &args.topics {
         let topic = spec.topic.as_str();
-        let all: Vec<i32> = router
-            .topic(topic, false)
-            .await?
-            .partitions
-            .iter()
-            .map(|p| p.index)
-            .collect();
-        let partitions = match &spec.partitions {
-            None => all,
-            Some(wanted) => {
-                if let Some(missing) = wanted.iter().find(|p| !all.contains(p)) {
-                    bail!("topic {topic} has no partition {missing} (it has {})", all.len());
-                }
-                let mut wanted = wanted.clone();
-                wanted.sort_unstable();
-                wanted.dedup();
-                wanted
-            }
-        };
+        let partitions = spec.resolve(router).await?;
         let current = router
             .with_coordinator(group, async |coordinator| {
                 coordinator
