@@ -144,8 +144,11 @@ try:
     seen["lag_after_preview"] = lag()
     driver.back()
     driver.find_element(By.XPATH, "//button[text()='Apply']").click()
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "p.notice")))
-    seen["applied"] = "Committed the new offsets" in text_of("p.notice")
+    # The preview page has a notice too: wait for the applied page's, not for any (the preview's would go
+    # stale under the check as the browser moves on).
+    seen["applied"] = wait.until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "p.notice"), "Committed the new offsets")
+    )
     seen["lag_after_apply"] = lag()
 
     # Delete the topic, confirming with its name.
