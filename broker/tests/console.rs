@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::cli::strata;
+use common::{Server, python};
 
 /// An HTTP answer: status, the head's lines (lower-cased names), the body.
 #[derive(Debug)]
@@ -492,20 +492,6 @@ fn screenshot_dir() -> PathBuf {
     // target/debug/deps/console-HASH → target
     let target = exe.ancestors().nth(3).expect("the test binary is under target/");
     target.join("console-screenshots")
-}
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("STRATA_PYTHON") {
-        return python.into();
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
-    let out = Command::new(script).output().expect("running scripts/python-env");
-    assert!(
-        out.status.success(),
-        "scripts/python-env failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, python};
 
 /// How long the Django test suite may run (it takes about 30 s on a debug build here).
 const DJANGO_TESTS_TIMEOUT: Duration = Duration::from_secs(600);
@@ -21,21 +21,6 @@ const SNIPPETS_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("STRATA_PYTHON") {
-        return python.into();
-    }
-    let out = Command::new(repo().join("scripts/python-env"))
-        .output()
-        .expect("running scripts/python-env");
-    assert!(
-        out.status.success(),
-        "scripts/python-env failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// Runs `command` to its end or `timeout` (then kills it); its exit success and its output (stdout and

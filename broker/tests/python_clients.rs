@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::raw::{connect, frame, response};
-use common::{Server, wait_for};
+use common::{Server, python, wait_for};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -20,20 +20,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("STRATA_PYTHON") {
-        return python.into();
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
-    let out = Command::new(script).output().expect("running scripts/python-env");
-    assert!(
-        out.status.success(),
-        "scripts/python-env failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// Runs `broker/tests/python/<script>` with `args`; its last line of output, parsed as JSON.
 fn run(script: &str, args: &[&str]) -> serde_json::Value {

@@ -428,3 +428,19 @@ pub fn consume(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
     }
     values
 }
+
+/// The Python interpreter of the tests that drive Python clients: `STRATA_PYTHON` (scripts/test sets it),
+/// else the venv `scripts/python-env` makes.
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("STRATA_PYTHON") {
+        return python.into();
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python-env");
+    let out = Command::new(script).output().expect("running scripts/python-env");
+    assert!(
+        out.status.success(),
+        "scripts/python-env failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
